@@ -1,0 +1,22 @@
+//! What every `image-credential-provider` backend shares.
+//!
+//! This crate is the small contract between the plugin binary and its backends, in the
+//! way `grep-matcher` is for ripgrep: it holds no cloud SDK, no HTTP client and no async
+//! runtime, only
+//!
+//! - [`image`]: container image references, parsed and normalised as the kubelet does;
+//! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
+//! - [`provider`]: the traits a backend implements, and the credentials it answers with;
+//! - [`secret`]: a string that never shows itself in logs or debug output.
+
+pub mod image;
+pub mod pattern;
+pub mod provider;
+pub mod secret;
+
+pub use image::{ImageError, ImageRef};
+pub use pattern::{Pattern, PatternError};
+pub use provider::{
+    AuthEntry, CacheKeyType, Credentials, Provider, Request, Token, TokenKey, TokenSource,
+};
+pub use secret::Secret;

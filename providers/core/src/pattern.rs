@@ -1,0 +1,319 @@
+//! The kubelet's glob matching of `matchImages` entries and `auth` keys.
+//!
+//! The kubelet (`pkg/credentialprovider`, `URLsMatchStr`) puts `https://` in front of the
+//! pattern and of the image, parses both as URLs, and then requires
+//!
+//! - the same port (a pattern without a port matches no image that has one),
+//! - the same number of dot-separated host labels,
+//! - each host label to match its pattern label as a `filepath.Match` glob, so `*` never
+//!   crosses a dot, and the comparison is case-sensitive,
+//! - the pattern's path to be a plain string prefix of the image's path
+//!   (`registry.example/team` also matches `registry.example/teammate`).
+//!
+//! [`urls_match_str`] is that function, with Go's URL parsing reproduced closely enough
+//! that odd input fails or matches as it does in the kubelet. [`Pattern`] is the stricter
+//! form this project accepts in its own rules file: it refuses what parses but means
+//! something else than it seems (`?`, `#`, `@`, a scheme).
+
+use std::fmt;
+
+/// Why a string is not a usable pattern (or target) for glob matching.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// Empty pattern.
+    #[error("pattern is empty")]
+    Empty,
+    /// A byte that Go's URL parser refuses (control character, invalid host character,
+    /// bad percent-escape, non-numeric port).
+    #[error("{0}")]
+    Url(String),
+    /// A host label is not a valid `filepath.Match` glob.
+    #[error("host label {0:?} is not a valid glob")]
+    Glob(String),
+    /// Accepted by the kubelet, but means something other than it seems; refused in rules.
+    #[error("{0}")]
+    Misleading(String),
+}
+
+/// A URL as Go's `url.Parse("https://" + s)` sees it, reduced to what matching uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SchemelessUrl {
+    labels: Vec<String>,
+    port: String,
+    path: String,
+}
+
+impl SchemelessUrl {
+    fn parse(s: &str) -> Result<SchemelessUrl, PatternError> {
+        if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+            return Err(PatternError::Url("control character in URL".into()));
+        }
+        // url.Parse cuts the fragment, then the query, then splits authority and path.
+        let s = s.split_once('#').map_or(s, |(before, _)| before);
+        let s = s.split_once('?').map_or(s, |(before, _)| before);
+        let (authority, path) = match s.find('/') {
+            Some(i) => (&s[..i], &s[i..]),
+            None => (s, ""),
+        };
+        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        validate_go_host(host)?;
+        let (host, port) = split_host_port(host);
+        Ok(SchemelessUrl {
+            labels: host.split('.').map(str::to_owned).collect(),
+            port: port.to_owned(),
+            path: percent_decode(path)?,
+        })
+    }
+}
+
+/// Go's `parseHost`: the port after the last colon must be digits, and the host may hold
+/// only the characters `url.Parse` allows there.
+fn validate_go_host(host: &str) -> Result<(), PatternError> {
+    let colon_port = if host.starts_with('[') {
+        let close = host.rfind(']').ok_or_else(|| PatternError::Url("missing ']' in host".into()))?;
+        &host[close + 1..]
+    } else {
+        host.rfind(':').map_or("", |i| &host[i..])
+    };
+    let port_ok = colon_port.is_empty()
+        || (colon_port.starts_with(':') && colon_port[1..].bytes().all(|b| b.is_ascii_digit()));
+    if !port_ok {
+        return Err(PatternError::Url(format!("invalid port {colon_port:?} after host")));
+    }
+    let host_byte_ok = |b: u8| {
+        b >= 0x80 || b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&b)
+    };
+    match host.bytes().find(|&b| !host_byte_ok(b)) {
+        Some(b) => Err(PatternError::Url(format!("invalid character {:?} in host name", b as char))),
+        None => Ok(()),
+    }
+}
+
+/// Go's `net.SplitHostPort`, falling back to the whole host and no port on error, as the
+/// kubelet's `SplitURL` does.
+fn split_host_port(hostport: &str) -> (&str, &str) {
+    let Some(colon) = hostport.rfind(':') else { return (hostport, "") };
+    let (host, inner_start, inner_end) = if hostport.starts_with('[') {
+        match hostport.find(']') {
+            Some(end) if end + 1 == colon => (&hostport[1..end], 1, end + 1),
+            _ => return (hostport, ""),
+        }
+    } else {
+        let host = &hostport[..colon];
+        if host.contains(':') {
+            return (hostport, "");
+        }
+        (host, 0, 0)
+    };
+    if hostport[inner_start..].contains('[') || hostport[inner_end..].contains(']') {
+        return (hostport, "");
+    }
+    (host, &hostport[colon + 1..])
+}
+
+fn percent_decode(path: &str) -> Result<String, PatternError> {
+    if !path.contains('%') {
+        return Ok(path.to_owned());
+    }
+    let bytes = path.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = path.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let byte = hex.ok_or_else(|| PatternError::Url("invalid URL escape in path".into()))?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Compiles one host label of a pattern, written in Go `filepath.Match` syntax, into a
+/// `glob` pattern. Go's URL parser already refused `\\` and `^` in a host, so what is left
+/// to translate is: runs of `*` become one `*` (the same in Go, but `**` is special to
+/// `glob`), and a class that starts with `!` (literal in Go, negation in `glob`) has the
+/// `!` moved to its end.
+fn compile_label(label: &str) -> Result<glob::Pattern, PatternError> {
+    let bad = || PatternError::Glob(label.to_owned());
+    let mut out = String::with_capacity(label.len() + 2);
+    let mut chars = label.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '[' => {
+                let literal_bang = chars.next_if_eq(&'!').is_some();
+                let mut class = String::new();
+                loop {
+                    match chars.next().ok_or_else(bad)? {
+                        ']' if !class.is_empty() || literal_bang => break,
+                        ']' => return Err(bad()),
+                        c => class.push(c),
+                    }
+                }
+                if class.starts_with('-') || class.ends_with('-') {
+                    return Err(bad());
+                }
+                out.push('[');
+                out.push_str(&class);
+                if literal_bang {
+                    out.push('!');
+                }
+                out.push(']');
+            }
+            '*' => {
+                while chars.next_if_eq(&'*').is_some() {}
+                out.push('*');
+            }
+            _ => out.push(c),
+        }
+    }
+    glob::Pattern::new(&out).map_err(|_| bad())
+}
+
+fn label_matches(pattern: &glob::Pattern, label: &str) -> bool {
+    let options = glob::MatchOptions {
+        case_sensitive: true,
+        require_literal_separator: true,
+        require_literal_leading_dot: false,
+    };
+    pattern.matches_with(label, options)
+}
+
+/// Whether the kubelet's URL parsing accepts `s` (schemeless) at all: an `auth` key or
+/// docker config entry it refuses is ignored there, with a log line.
+pub fn check_url(s: &str) -> Result<(), PatternError> {
+    SchemelessUrl::parse(s).map(drop)
+}
+
+/// The kubelet's `URLsMatchStr(glob, target)`: whether the schemeless URL `target` (an
+/// image name) matches the schemeless URL glob `glob`. Errors where the kubelet's would.
+pub fn urls_match_str(glob: &str, target: &str) -> Result<bool, PatternError> {
+    let glob = SchemelessUrl::parse(glob)?;
+    let target = SchemelessUrl::parse(target)?;
+    if glob.port != target.port
+        || glob.labels.len() != target.labels.len()
+        || !target.path.starts_with(&glob.path)
+    {
+        return Ok(false);
+    }
+    for (pattern, label) in glob.labels.iter().zip(&target.labels) {
+        if !label_matches(&compile_label(pattern)?, label) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// A `matchImages` pattern of this project's rules file, checked and compiled once.
+///
+/// It matches exactly as the kubelet matches the same string in its own
+/// `CredentialProviderConfig`, and is refused where the kubelet would quietly read it
+/// some other way than it reads.
+#[derive(Clone)]
+pub struct Pattern {
+    text: String,
+    labels: Vec<glob::Pattern>,
+    port: String,
+    path: String,
+}
+
+impl Pattern {
+    /// Checks and compiles a pattern such as `*.registry.example:5000/team`.
+    pub fn parse(text: &str) -> Result<Pattern, PatternError> {
+        if text.is_empty() {
+            return Err(PatternError::Empty);
+        }
+        if text.contains("://") {
+            return Err(PatternError::Misleading("a pattern has no scheme: drop the \"https://\"".into()));
+        }
+        if let Some(c) = text.chars().find(|c| matches!(c, '?' | '#' | '@' | '%') || c.is_whitespace()) {
+            return Err(PatternError::Misleading(format!(
+                "character {c:?} is not allowed in a pattern (the kubelet would read it as part of a URL, not of a glob)"
+            )));
+        }
+        let url = SchemelessUrl::parse(text)?;
+        if url.labels.iter().any(String::is_empty) {
+            return Err(PatternError::Misleading("a host label is empty".into()));
+        }
+        let labels = url.labels.iter().map(|l| compile_label(l)).collect::<Result<_, _>>()?;
+        Ok(Pattern { text: text.to_owned(), labels, port: url.port, path: url.path })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the pattern has a path, so that it covers only part of a registry.
+    pub fn has_path(&self) -> bool {
+        !self.path.is_empty()
+    }
+
+    /// Whether `image` (an image name, as the kubelet sends it) matches.
+    pub fn matches(&self, image: &str) -> bool {
+        let Ok(target) = SchemelessUrl::parse(image) else { return false };
+        self.port == target.port
+            && self.labels.len() == target.labels.len()
+            && target.path.starts_with(&self.path)
+            && self.labels.iter().zip(&target.labels).all(|(p, l)| label_matches(p, l))
+    }
+}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Pattern({:?})", self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_url_parsing_quirks() {
+        // A query or fragment is cut off before the host is read, as in Go.
+        assert_eq!(urls_match_str("k?.io", "k"), Ok(true));
+        // Userinfo is dropped.
+        assert_eq!(urls_match_str("user@quay.io", "quay.io/x"), Ok(true));
+        // A non-numeric port and a bad host byte are errors.
+        assert!(urls_match_str("quay.io:abc", "quay.io").is_err());
+        assert!(urls_match_str("quay io", "quay.io").is_err());
+        assert!(urls_match_str("quay.io", "quay.io/\u{7}").is_err());
+        // Too many colons: the whole host is one label and there is no port.
+        assert_eq!(urls_match_str("a:b:1", "a:b:1"), Ok(true));
+        assert_eq!(urls_match_str("[::1]:5000", "[::1]:5000/app"), Ok(true));
+        assert_eq!(urls_match_str("[::1]:5000", "[::1]:5001/app"), Ok(false));
+    }
+
+    #[test]
+    fn go_glob_syntax_per_label() {
+        assert_eq!(urls_match_str("reg-[ab].io", "reg-a.io"), Ok(true));
+        // `!` is no negation in Go, and `^` and `\\` are refused in a host by Go's URL parser.
+        assert_eq!(urls_match_str("reg-[!a].io", "reg-!.io"), Ok(true));
+        assert_eq!(urls_match_str("reg-[!a].io", "reg-c.io"), Ok(false));
+        assert!(urls_match_str("reg-[^ab].io", "reg-c.io").is_err());
+        assert!(urls_match_str("a\\*b.io", "a*b.io").is_err());
+        assert_eq!(urls_match_str("reg-[a-c].io", "reg-b.io"), Ok(true));
+        assert_eq!(urls_match_str("**.io", "anything.io"), Ok(true));
+        assert_eq!(urls_match_str("a**b.io", "ab.io"), Ok(true));
+        assert!(urls_match_str("reg-[ab.io", "reg-a.io").is_err());
+        assert!(urls_match_str("reg-[].io", "reg-a.io").is_err());
+    }
+
+    #[test]
+    fn rule_patterns_refuse_what_misleads() {
+        for bad in ["", "https://quay.io", "quay.io?x", "quay.io#x", "user@quay.io", "quay.io/a b", "a..io", ".io", "q:x"] {
+            assert!(Pattern::parse(bad).is_err(), "{bad:?}");
+        }
+        let pattern = Pattern::parse("*.corp.example:5000/team").unwrap();
+        assert!(pattern.has_path());
+        assert!(pattern.matches("r.corp.example:5000/team/app"));
+        assert!(pattern.matches("r.corp.example:5000/teammate"));
+        assert!(!pattern.matches("r.corp.example/team/app"));
+        assert!(!pattern.matches("r.corp.example:5000/other"));
+        assert!(!Pattern::parse("Quay.io").unwrap().matches("quay.io/x"));
+    }
+}

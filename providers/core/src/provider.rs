@@ -1,0 +1,134 @@
+//! The traits a backend implements, and the credentials it answers with.
+//!
+//! There are two kinds of backend:
+//!
+//! - a [`Provider`] answers from static material (a docker `config.json`) with a whole
+//!   `auth` map, patterns and all;
+//! - a [`TokenSource`] fetches one short-lived token for a registry from a cloud. The
+//!   binary asks it first, without any I/O, which token an image needs ([`TokenKey`]), so
+//!   that a cache shared by every plugin process can answer before any client is built.
+//!
+//! Both are synchronous. A backend that talks to the network builds its own runtime and
+//! clients inside [`TokenSource::fetch`], so nothing of the kind is paid for on a cache hit.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use crate::{ImageRef, Secret};
+
+/// What the kubelet keys its cache of a response on (`cacheKeyType`), and so which images
+/// it will reuse the response's `auth` map for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheKeyType {
+    /// Reused for the same image name only.
+    Image,
+    /// Reused for every image of the same registry (host and port).
+    Registry,
+    /// Reused for every image this plugin is configured for.
+    Global,
+}
+
+impl CacheKeyType {
+    /// The name the protocol uses: `Image`, `Registry` or `Global`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheKeyType::Image => "Image",
+            CacheKeyType::Registry => "Registry",
+            CacheKeyType::Global => "Global",
+        }
+    }
+}
+
+/// One image the kubelet asks credentials for.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// The image, parsed.
+    pub image: &'a ImageRef,
+    /// Which images the kubelet will reuse the answer for, so a backend can include every
+    /// entry those images need.
+    pub cache_key_type: CacheKeyType,
+    /// The pod's service account token, when the kubelet sends one (v1, KEP-4412).
+    pub service_account_token: Option<&'a Secret>,
+    /// The service account's annotations the kubelet was told to pass on.
+    pub service_account_annotations: &'a BTreeMap<String, String>,
+}
+
+/// A username and password under the pattern the kubelet should use them for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthEntry {
+    /// An `auth` map key: a host glob with an optional port and path, as in
+    /// `*.registry.example:5000/team`.
+    pub pattern: String,
+    /// Registry username.
+    pub username: String,
+    /// Registry password or token.
+    pub password: Secret,
+}
+
+/// The answer of a [`Provider`]: `auth` entries, most specific pattern first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The entries, in the order the kubelet will try them.
+    pub auth: Vec<AuthEntry>,
+    /// When the credentials stop working; `None` for static credentials with no expiry.
+    pub expires_at: Option<SystemTime>,
+}
+
+/// A backend that answers from static material with a whole `auth` map.
+pub trait Provider {
+    /// What can go wrong; its message must never contain a credential.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// The credentials for `request.image`, and for every image the kubelet will reuse
+    /// the answer for under `request.cache_key_type`. An empty `auth` means none apply.
+    fn provide(&self, request: &Request<'_>) -> Result<Credentials, Self::Error>;
+}
+
+/// A registry token fetched from a cloud.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token {
+    /// Registry username (`AWS`, `oauth2accesstoken`, an all-zero GUID, ...).
+    pub username: String,
+    /// The token itself.
+    pub password: Secret,
+    /// When the token expires as the cloud stated it; `None` when it did not say, which
+    /// the binary treats as already expired (answer, but let nothing cache it).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// Which token an image needs, worked out without any I/O.
+///
+/// Two images with equal keys are served by the same token, so a cache may hand out one
+/// fetched token for both. Neither field may contain a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    /// The identity the token is fetched as: a fingerprint of the role, client id, key
+    /// file or token file path, never of a secret value.
+    pub identity: String,
+    /// What the token is good for: for ECR the account and region, for ACR the registry.
+    pub scope: String,
+}
+
+/// A backend that fetches one short-lived token per registry from a cloud.
+pub trait TokenSource {
+    /// What can go wrong; its message must never contain a credential.
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Whether this backend will serve `image` at all: strict validation of the registry
+    /// host, so a look-alike never causes a token request. No I/O.
+    fn serves(&self, image: &ImageRef) -> bool;
+
+    /// Which token `image` needs. No I/O. Called only for images [`serves`] accepts.
+    ///
+    /// [`serves`]: TokenSource::serves
+    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Self::Error>;
+
+    /// Fetches the token for `request.image` from the cloud, within a bounded time.
+    fn fetch(&self, request: &Request<'_>) -> Result<Token, Self::Error>;
+
+    /// The `auth` keys the token is returned under for `image`: its registry by default;
+    /// a backend that serves mirrors adds them.
+    fn patterns(&self, image: &ImageRef) -> Vec<String> {
+        vec![image.registry().to_owned()]
+    }
+}
