@@ -1,0 +1,216 @@
+//! Reading a docker `config.json` or legacy `.dockercfg` into normalised entries.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use icp_core::Secret;
+use serde_json::{Map, Value};
+
+use crate::keyring::normalize_key;
+
+/// Largest docker config file read; a larger one is refused rather than read whole.
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+/// What is wrong with a docker config file. Messages name the file and the entry, and
+/// never a credential or a piece of the file's content.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be opened or read.
+    #[error("docker config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_SIZE`].
+    #[error("docker config {path}: larger than {MAX_FILE_SIZE} bytes")]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file is not JSON.
+    #[error("docker config {path}: invalid JSON at line {line} column {column}: {reason}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the parser expected (never any of the file's content).
+        reason: String,
+    },
+    /// The JSON does not have the shape of a docker config.
+    #[error("docker config {path}: {place}: {problem}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// Where in the file, as in `auths["quay.io"].auth`.
+        place: String,
+        /// What is wrong there.
+        problem: &'static str,
+    },
+}
+
+/// One usable entry of a docker config: a normalised key and its credential.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Username for the registry.
+    pub username: String,
+    /// Password or token for the registry.
+    pub password: Secret,
+}
+
+/// Reads and parses `path`. Entries are keyed by normalised key; where two keys normalise
+/// to the same one, the first in sorted order of the written keys wins, as with the
+/// kubelet's first try. Entries without a username or password (identity tokens,
+/// credential helpers) are left out.
+pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
+    let bytes = read_capped(path)?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
+        path: path.to_owned(),
+        line: e.line(),
+        column: e.column(),
+        reason: json_reason(&e),
+    })?;
+    let shape = |place: String, problem| Error::Shape { path: path.to_owned(), place, problem };
+    let Value::Object(top) = value else {
+        return Err(shape("top level".into(), "expected a JSON object"));
+    };
+    let (entries, prefix) = match top.get("auths") {
+        Some(Value::Object(auths)) => (auths, "auths"),
+        Some(_) => return Err(shape("auths".into(), "expected an object of registries")),
+        None => (&top, ""),
+    };
+    let mut out = BTreeMap::new();
+    for (key, entry) in entries {
+        let place = if prefix.is_empty() { format!("{key:?}") } else { format!("{prefix}[{key:?}]") };
+        let Value::Object(entry) = entry else {
+            if prefix.is_empty() {
+                // config.json keys other than "auths" (credsStore, HttpHeaders, ...).
+                continue;
+            }
+            return Err(shape(place, "expected an object"));
+        };
+        let Some(credential) = credential(entry).map_err(|(field, problem)| shape(format!("{place}.{field}"), problem))? else {
+            tracing::debug!(entry = %place, "docker config entry has no username and password; skipped");
+            continue;
+        };
+        let normalised = match normalize_key(key) {
+            Ok(normalised) => normalised,
+            Err(error) => {
+                tracing::warn!(entry = %place, %error, "docker config key is not a registry the kubelet accepts; skipped");
+                continue;
+            }
+        };
+        out.entry(normalised).or_insert(credential);
+    }
+    Ok(out)
+}
+
+fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
+    let read_error = |source| Error::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(Error::TooLarge { path: path.to_owned() });
+    }
+    Ok(bytes)
+}
+
+/// serde_json's message for syntax errors says what was expected and where; its
+/// messages for other errors can quote content, so those get a generic reason.
+fn json_reason(error: &serde_json::Error) -> String {
+    match error.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            let message = error.to_string();
+            message.split(" at line ").next().unwrap_or_default().to_owned()
+        }
+        _ => "not a JSON document".to_owned(),
+    }
+}
+
+/// The credential of one entry: `auth` (base64 of `user:password`) wins over
+/// `username`/`password`, as in the kubelet. `Ok(None)` when the entry has neither.
+fn credential(entry: &Map<String, Value>) -> Result<Option<Entry>, (&'static str, &'static str)> {
+    let string = |field: &'static str| match entry.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.as_str())),
+        Some(_) => Err((field, "expected a string")),
+    };
+    if let Some(auth) = string("auth")?.filter(|a| !a.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| ("auth", "not valid base64"))?;
+        let decoded = String::from_utf8(decoded).map_err(|_| ("auth", "decoded value is not UTF-8"))?;
+        let (username, password) = decoded.split_once(':').ok_or(("auth", "decoded value has no ':' between username and password"))?;
+        return Ok(Some(Entry { username: username.to_owned(), password: Secret::new(password) }));
+    }
+    let username = string("username")?;
+    let password = string("password")?;
+    if username.is_none() && password.is_none() {
+        return Ok(None);
+    }
+    Ok(Some(Entry {
+        username: username.unwrap_or_default().to_owned(),
+        password: Secret::new(password.unwrap_or_default()),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(content: &str) -> Result<BTreeMap<String, Entry>, Error> {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(content.as_bytes()).unwrap();
+        load(file.path())
+    }
+
+    #[test]
+    fn reads_auths_and_legacy_dockercfg() {
+        // "dXNlcjpwYXNzOndvcmQ=" is base64 of "user:pass:word".
+        let entries = load_str(
+            r#"{"auths": {"https://index.docker.io/v1/": {"auth": "dXNlcjpwYXNzOndvcmQ="},
+                "quay.io": {"username": "robot", "password": "s3cret"},
+                "ghcr.io": {"identitytoken": "x"}}, "credsStore": "desktop"}"#,
+        )
+        .unwrap();
+        assert_eq!(entries.keys().collect::<Vec<_>>(), ["index.docker.io", "quay.io"]);
+        assert_eq!(entries["index.docker.io"].username, "user");
+        assert_eq!(entries["index.docker.io"].password.expose(), "pass:word");
+        assert_eq!(entries["quay.io"].password.expose(), "s3cret");
+
+        let legacy = load_str(r#"{"https://registry.example/v1/": {"auth": "dXNlcjpwYXNzOndvcmQ=", "email": "a@b"}}"#).unwrap();
+        assert_eq!(legacy.keys().collect::<Vec<_>>(), ["registry.example"]);
+    }
+
+    #[test]
+    fn errors_name_the_place_and_never_the_secret() {
+        let cases = [
+            ("{\"auths\": {\n  \"quay.io\": {\"auth\": \"hunter2\"\n", "line 3"),
+            (r#"{"auths": {"quay.io": {"auth": "aHVudGVyMg=="}}}"#, "auths[\"quay.io\"].auth: decoded value has no ':'"),
+            (r#"{"auths": {"quay.io": {"auth": "hunter2!"}}}"#, "auths[\"quay.io\"].auth: not valid base64"),
+            (r#"{"auths": {"quay.io": {"password": ["hunter2"]}}}"#, "auths[\"quay.io\"].password: expected a string"),
+            (r#"{"auths": "hunter2"}"#, "auths: expected an object"),
+            (r#"["hunter2"]"#, "top level: expected a JSON object"),
+            (r#"{"auths": {"quay.io": "hunter2"}}"#, "auths[\"quay.io\"]: expected an object"),
+        ];
+        for (content, expected) in cases {
+            let message = load_str(content).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+            assert!(!message.contains("hunter2"), "{message:?} leaks a secret");
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_error_naming_it() {
+        let message = load(Path::new("/nonexistent/config.json")).unwrap_err().to_string();
+        assert!(message.starts_with("docker config /nonexistent/config.json: "), "{message}");
+    }
+}
