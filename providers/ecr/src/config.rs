@@ -1,0 +1,173 @@
+//! The `ecr:` section of a rule in the rules file.
+
+use serde::Deserialize;
+
+use crate::Error;
+use crate::host::Partition;
+
+/// How a rule's images get their ECR tokens. Every field is optional; the embedded default
+/// rule uses [`Config::default`].
+///
+/// ```yaml
+/// ecr:
+///   region: eu-west-1                                 # only for hosts that are not ECR's
+///   roleArn: arn:aws:iam::123456789012:role/puller    # assume this role first
+///   roleSessionName: node-puller
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    /// The region to ask for a token in when an image's host is not an ECR registry host,
+    /// such as a pull-through proxy in front of ECR. Without it such hosts are not served
+    /// at all. An ECR registry host always uses the region in its name.
+    pub region: Option<String>,
+    /// An IAM role to assume (STS `AssumeRole`) with the default credentials before asking
+    /// for the token, as in `arn:aws:iam::123456789012:role/puller`.
+    pub role_arn: Option<String>,
+    /// The session name for [`role_arn`](Config::role_arn); defaults to
+    /// `image-credential-provider`. Only allowed together with `roleArn`.
+    pub role_session_name: Option<String>,
+}
+
+/// The session name an assumed role gets when the rule names none.
+pub const DEFAULT_ROLE_SESSION_NAME: &str = "image-credential-provider";
+
+impl Config {
+    /// Checks every field; the error names the field and what is wrong with it.
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let invalid = |message: String| Err(Error::InvalidConfig(message));
+        if let Some(region) = &self.region
+            && Partition::of_region(region).is_none()
+        {
+            return invalid(format!("ecr.region {region:?} is not an AWS region name"));
+        }
+        if let Some(arn) = &self.role_arn
+            && !is_role_arn(arn)
+        {
+            return invalid(format!(
+                "ecr.roleArn {arn:?} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)"
+            ));
+        }
+        if let Some(name) = &self.role_session_name {
+            if self.role_arn.is_none() {
+                return invalid("ecr.roleSessionName needs ecr.roleArn".into());
+            }
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "=,.@_-".contains(c);
+            if !(2..=64).contains(&name.len()) || !name.chars().all(allowed) {
+                return invalid(format!(
+                    "ecr.roleSessionName {name:?} must be 2 to 64 characters of letters, digits and =,.@_-"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The session name to assume [`role_arn`](Config::role_arn) with.
+    pub(crate) fn session_name(&self) -> &str {
+        self.role_session_name
+            .as_deref()
+            .unwrap_or(DEFAULT_ROLE_SESSION_NAME)
+    }
+}
+
+/// `arn:<partition>:iam::<12 digits>:role/<path/>name`.
+fn is_role_arn(arn: &str) -> bool {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let known_partition = [
+        Partition::Aws,
+        Partition::AwsCn,
+        Partition::AwsUsGov,
+        Partition::AwsIso,
+        Partition::AwsIsoB,
+        Partition::AwsIsoE,
+        Partition::AwsIsoF,
+        Partition::AwsEusc,
+    ]
+    .iter()
+    .any(|p| p.as_str() == partition);
+    let name_ok = resource.strip_prefix("role/").is_some_and(|name| {
+        !name.is_empty()
+            && name.len() <= 512
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-/".contains(c))
+    });
+    known_partition && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && name_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(json: &str) -> Result<Config, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn reads_camel_case_and_refuses_unknown_fields() {
+        let parsed =
+            config(r#"{"region":"eu-west-1","roleArn":"arn:aws:iam::123456789012:role/x"}"#)
+                .unwrap();
+        assert_eq!(parsed.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(
+            parsed.role_arn.as_deref(),
+            Some("arn:aws:iam::123456789012:role/x")
+        );
+        assert!(config(r#"{"role_arn":"arn:aws:iam::123456789012:role/x"}"#).is_err());
+        assert!(config(r#"{"registryId":"123456789012"}"#).is_err());
+        assert_eq!(config("{}").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn validates_each_field() {
+        let valid = [
+            r#"{}"#,
+            r#"{"region":"us-gov-west-1"}"#,
+            r#"{"roleArn":"arn:aws:iam::123456789012:role/team/puller"}"#,
+            r#"{"roleArn":"arn:aws-cn:iam::123456789012:role/p","roleSessionName":"node@pool-1"}"#,
+        ];
+        for json in valid {
+            assert!(config(json).unwrap().validate().is_ok(), "{json}");
+        }
+        let invalid = [
+            (r#"{"region":"moon-1"}"#, "ecr.region"),
+            (r#"{"region":"us-east-1.evil"}"#, "ecr.region"),
+            (r#"{"roleArn":"arn:aws:iam::12345:role/p"}"#, "ecr.roleArn"),
+            (
+                r#"{"roleArn":"arn:aws:iam::123456789012:user/p"}"#,
+                "ecr.roleArn",
+            ),
+            (
+                r#"{"roleArn":"arn:aws:sts::123456789012:role/p"}"#,
+                "ecr.roleArn",
+            ),
+            (
+                r#"{"roleArn":"arn:evil:iam::123456789012:role/p"}"#,
+                "ecr.roleArn",
+            ),
+            (
+                r#"{"roleArn":"arn:aws:iam::123456789012:role/"}"#,
+                "ecr.roleArn",
+            ),
+            (r#"{"roleSessionName":"abc"}"#, "ecr.roleSessionName"),
+            (
+                r#"{"roleArn":"arn:aws:iam::123456789012:role/p","roleSessionName":"a b"}"#,
+                "ecr.roleSessionName",
+            ),
+        ];
+        for (json, field) in invalid {
+            let message = config(json).unwrap().validate().unwrap_err().to_string();
+            assert!(message.contains(field), "{json}: {message}");
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! What can go wrong, each in one line that names the cause, and how SDK errors map to it.
+
+use std::error::Error as StdError;
+use std::time::Duration;
+
+use aws_credential_types::provider::error::CredentialsError;
+use aws_sdk_ecr::error::{ConnectorError, DisplayErrorContext, ProvideErrorMetadata};
+
+/// An ECR backend error. No variant ever holds a token, password or secret key: the
+/// details come from AWS's error codes and messages and the SDK's own descriptions.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The rule's `ecr:` section is wrong.
+    #[error("invalid ecr config: {0}")]
+    InvalidConfig(String),
+    /// The image's host is not an ECR registry host and the rule names no region.
+    #[error(
+        "{0} is not an ECR registry host (a rule must set ecr.region to use ECR tokens for it)"
+    )]
+    NotServed(String),
+    /// No source of the default credential chain had credentials.
+    #[error(
+        "no AWS credentials found (looked at the environment, shared profile, web identity token, container and EKS Pod Identity endpoints, and EC2 instance metadata): {0}"
+    )]
+    NoCredentials(String),
+    /// A credential source was configured but failed for a reason other than the ones below.
+    #[error("AWS credentials could not be loaded: {0}")]
+    Credentials(String),
+    /// AWS refused the caller: access denied, unknown or expired keys, a rejected identity
+    /// token.
+    #[error("access denied by {service}: {detail}")]
+    AccessDenied {
+        /// The AWS service that refused (`ECR`, `ECR Public`, `STS`).
+        service: &'static str,
+        /// AWS's error code and message.
+        detail: String,
+    },
+    /// AWS kept throttling the request until the retry budget was spent.
+    #[error("throttled by {service} (gave up after {attempts} attempts): {detail}")]
+    Throttled {
+        /// The AWS service that throttled.
+        service: &'static str,
+        /// How many attempts the retry budget allowed.
+        attempts: u32,
+        /// AWS's error code and message.
+        detail: String,
+    },
+    /// A connection, an answer or the whole fetch took longer than its limit.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// The service could not be reached: connection refused, DNS failure, TLS failure.
+    #[error("cannot reach {service}: {detail}")]
+    Network {
+        /// The AWS service that could not be reached.
+        service: &'static str,
+        /// The SDK's description of the failure.
+        detail: String,
+    },
+    /// The service answered with an error other than the ones above (5xx after retries,
+    /// a client error).
+    #[error("{service} error: {detail}")]
+    Service {
+        /// The AWS service that answered.
+        service: &'static str,
+        /// AWS's error code and message.
+        detail: String,
+    },
+    /// The answer carried no usable token.
+    #[error("malformed {service} answer: {detail}")]
+    BadResponse {
+        /// The AWS service that answered.
+        service: &'static str,
+        /// What is missing or malformed (never the token itself).
+        detail: &'static str,
+    },
+    /// The async runtime for the fetch could not be started.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// AWS error codes that mean "slow down".
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "RequestThrottled",
+    "LimitExceededException",
+    "SlowDown",
+];
+
+/// AWS error codes that mean the caller was refused.
+const DENIED_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidIdentityToken",
+    "IDPRejectedClaim",
+    "AuthFailure",
+    "RegionDisabledException",
+];
+
+/// The SDK's description of an error and all its causes, on one line.
+pub(crate) fn one_line(err: &(dyn StdError + 'static)) -> String {
+    let text = DisplayErrorContext(err).to_string();
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// `code: message` of an AWS error, or what is known of it.
+fn code_and_message(code: Option<&str>, message: Option<&str>) -> String {
+    match (code, message) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        (None, Some(message)) => message.to_owned(),
+        (None, None) => "no error code".to_owned(),
+    }
+}
+
+/// Maps an AWS error code (with the HTTP status when known) to an [`Error`].
+fn from_code(
+    service: &'static str,
+    attempts: u32,
+    code: Option<&str>,
+    message: Option<&str>,
+    status: Option<u16>,
+) -> Error {
+    let detail = code_and_message(code, message);
+    match code {
+        Some(code) if THROTTLING_CODES.contains(&code) => Error::Throttled {
+            service,
+            attempts,
+            detail,
+        },
+        Some(code) if DENIED_CODES.contains(&code) => Error::AccessDenied { service, detail },
+        _ if status == Some(429) => Error::Throttled {
+            service,
+            attempts,
+            detail,
+        },
+        _ if status == Some(403) || status == Some(401) => Error::AccessDenied { service, detail },
+        _ => Error::Service { service, detail },
+    }
+}
+
+/// Looks through an error's causes for one we can name more precisely than "failed".
+fn classify_chain(
+    service: &'static str,
+    limits: &crate::Limits,
+    err: &(dyn StdError + 'static),
+) -> Option<Error> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(credentials) = err.downcast_ref::<CredentialsError>() {
+            match credentials {
+                CredentialsError::CredentialsNotLoaded(_) => {
+                    return Some(Error::NoCredentials(one_line(credentials)));
+                }
+                CredentialsError::ProviderTimedOut(timed_out) => {
+                    return Some(Error::Timeout(format!(
+                        "loading AWS credentials took longer than {:?}",
+                        timed_out.timeout_duration()
+                    )));
+                }
+                _ => {
+                    let source = credentials.source();
+                    let cause = source.and_then(|s| classify_chain("STS", limits, s));
+                    return Some(
+                        cause.unwrap_or_else(|| Error::Credentials(one_line(credentials))),
+                    );
+                }
+            }
+        }
+        if let Some(connector) = err.downcast_ref::<ConnectorError>() {
+            return Some(if connector.is_timeout() {
+                Error::Timeout(format!(
+                    "{service} did not answer in time: {}",
+                    one_line(connector)
+                ))
+            } else {
+                Error::Network {
+                    service,
+                    detail: one_line(connector),
+                }
+            });
+        }
+        if let Some(e) = err.downcast_ref::<aws_sdk_sts::operation::assume_role::AssumeRoleError>()
+        {
+            return Some(from_code(
+                "STS",
+                limits.max_attempts,
+                e.code(),
+                e.message(),
+                None,
+            ));
+        }
+        if let Some(e) =
+            err.downcast_ref::<aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError>()
+        {
+            return Some(from_code("STS", limits.max_attempts, e.code(), e.message(), None));
+        }
+        next = err.source();
+    }
+    None
+}
+
+/// Maps the outcome of a `GetAuthorizationToken` call to an [`Error`].
+pub(crate) fn from_sdk<E>(
+    service: &'static str,
+    limits: &crate::Limits,
+    err: aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
+) -> Error
+where
+    E: ProvideErrorMetadata + StdError + 'static,
+{
+    use aws_sdk_ecr::error::SdkError;
+    if let SdkError::TimeoutError(_) = &err {
+        return Error::Timeout(format!(
+            "{service} GetAuthorizationToken did not finish within {}",
+            seconds(limits.operation_timeout)
+        ));
+    }
+    if let SdkError::ServiceError(service_error) = &err {
+        let e = service_error.err();
+        let status = service_error.raw().status().as_u16();
+        return from_code(
+            service,
+            limits.max_attempts,
+            e.code(),
+            e.message(),
+            Some(status),
+        );
+    }
+    if let Some(named) = classify_chain(service, limits, &err) {
+        return named;
+    }
+    match err {
+        SdkError::ResponseError(_) => Error::BadResponse {
+            service,
+            detail: "the answer could not be parsed",
+        },
+        other => Error::Service {
+            service,
+            detail: one_line(&other),
+        },
+    }
+}
+
+/// A duration as people write it: `15s`, `2.5s`.
+pub(crate) fn seconds(duration: Duration) -> String {
+    format!("{}s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_causes() {
+        let throttled = from_code(
+            "ECR",
+            3,
+            Some("ThrottlingException"),
+            Some("Rate exceeded"),
+            Some(400),
+        );
+        assert_eq!(
+            throttled.to_string(),
+            "throttled by ECR (gave up after 3 attempts): ThrottlingException: Rate exceeded"
+        );
+        let denied = from_code("STS", 3, Some("AccessDenied"), Some("not authorized"), None);
+        assert_eq!(
+            denied.to_string(),
+            "access denied by STS: AccessDenied: not authorized"
+        );
+        assert!(matches!(
+            from_code("ECR", 3, None, None, Some(403)),
+            Error::AccessDenied { .. }
+        ));
+        assert!(matches!(
+            from_code("ECR", 3, None, None, Some(429)),
+            Error::Throttled { .. }
+        ));
+        let server = from_code("ECR", 3, Some("ServerException"), Some("boom"), Some(500));
+        assert_eq!(server.to_string(), "ECR error: ServerException: boom");
+    }
+
+    #[test]
+    fn credential_errors_are_found_among_the_causes() {
+        let limits = crate::Limits::default();
+        let not_loaded = CredentialsError::not_loaded("no providers in chain provided credentials");
+        assert!(matches!(
+            classify_chain("ECR", &limits, &not_loaded),
+            Some(Error::NoCredentials(_))
+        ));
+        let timed_out = CredentialsError::provider_timed_out(Duration::from_secs(5));
+        let Some(Error::Timeout(message)) = classify_chain("ECR", &limits, &timed_out) else {
+            panic!()
+        };
+        assert_eq!(message, "loading AWS credentials took longer than 5s");
+        let other = CredentialsError::provider_error("profile `x` not found");
+        let Some(Error::Credentials(message)) = classify_chain("ECR", &limits, &other) else {
+            panic!()
+        };
+        assert!(message.contains("profile `x` not found"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+}

@@ -1,0 +1,314 @@
+//! Fetching a token: the AWS default credential chain (and an optional assumed role),
+//! `GetAuthorizationToken` on ECR or ECR Public, and decoding what it answers, all within
+//! a bounded time.
+
+use std::time::{Duration, SystemTime};
+
+use aws_config::identity::IdentityCache;
+use aws_config::retry::RetryConfig;
+use aws_config::sts::AssumeRoleProvider;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_types::service_config::ServiceConfigKey;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use icp_core::{Secret, Token};
+
+use crate::Error;
+use crate::error::{from_sdk, seconds};
+
+/// The time limits and retry budget of one fetch.
+///
+/// The defaults keep a whole fetch, credentials included, under about 20 seconds, well
+/// inside the kubelet's one-minute limit on a plugin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest wait for a TCP and TLS connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for the first byte of an answer.
+    pub read_timeout: Duration,
+    /// Longest one attempt may take, credentials included.
+    pub attempt_timeout: Duration,
+    /// Longest the whole call may take, every retry included.
+    pub operation_timeout: Duration,
+    /// Most attempts per call (the first one included) on throttling, 5xx and transient
+    /// network errors.
+    pub max_attempts: u32,
+    /// Backoff before the first retry (randomised, doubling after each retry).
+    pub initial_backoff: Duration,
+    /// Longest backoff between two attempts.
+    pub max_backoff: Duration,
+    /// Longest the credential chain (an assumed role or web identity exchange included)
+    /// may take to produce credentials.
+    pub credentials_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(5),
+            attempt_timeout: Duration::from_secs(8),
+            operation_timeout: Duration::from_secs(18),
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(3),
+            credentials_timeout: Duration::from_secs(6),
+        }
+    }
+}
+
+impl Limits {
+    fn timeout_config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.read_timeout)
+            .operation_attempt_timeout(self.attempt_timeout)
+            .operation_timeout(self.operation_timeout)
+            .build()
+    }
+
+    fn retry_config(&self) -> RetryConfig {
+        RetryConfig::standard()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+
+    /// The hard deadline of a whole fetch: the operation timeout plus room to load the
+    /// configuration and give up cleanly.
+    fn deadline(&self) -> Duration {
+        self.operation_timeout + Duration::from_secs(2)
+    }
+}
+
+/// What to ask for: where, as whom, and through which API endpoint variant.
+#[derive(Debug, Clone)]
+pub(crate) struct Target<'a> {
+    /// The region to ask in.
+    pub region: String,
+    /// ECR Public rather than private ECR.
+    pub public: bool,
+    /// Use the FIPS API endpoint.
+    pub fips: bool,
+    /// Use the dual-stack API endpoint.
+    pub dual_stack: bool,
+    /// A role to assume first, and its session name.
+    pub role: Option<(&'a str, &'a str)>,
+}
+
+/// Runs one fetch on a runtime of its own, which is dropped with everything in it.
+pub(crate) fn fetch(target: &Target<'_>, limits: &Limits) -> Result<Token, Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    runtime.block_on(async {
+        match tokio::time::timeout(limits.deadline(), fetch_async(target, limits)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout(format!(
+                "fetching the ECR token took longer than {}",
+                seconds(limits.deadline())
+            ))),
+        }
+    })
+}
+
+async fn fetch_async(target: &Target<'_>, limits: &Limits) -> Result<Token, Error> {
+    let region = Region::new(target.region.clone());
+    let sdk = aws_config::defaults(BehaviorVersion::latest())
+        .region(region.clone())
+        .timeout_config(limits.timeout_config())
+        .retry_config(limits.retry_config())
+        .identity_cache(
+            IdentityCache::lazy()
+                .load_timeout(limits.credentials_timeout)
+                .build(),
+        )
+        .load()
+        .await;
+    let sdk = match target.role {
+        Some((role_arn, session_name)) => {
+            let provider = AssumeRoleProvider::builder(role_arn)
+                .session_name(session_name)
+                .region(region)
+                .configure(&sdk)
+                .build()
+                .await;
+            sdk.into_builder()
+                .credentials_provider(SharedCredentialsProvider::new(provider))
+                .build()
+        }
+        None => sdk,
+    };
+    if target.public {
+        fetch_public(&sdk, target, limits).await
+    } else {
+        fetch_private(&sdk, target, limits).await
+    }
+}
+
+async fn fetch_private(
+    sdk: &SdkConfig,
+    target: &Target<'_>,
+    limits: &Limits,
+) -> Result<Token, Error> {
+    const SERVICE: &str = "ECR";
+    let mut config = aws_sdk_ecr::config::Builder::from(sdk);
+    if !has_custom_endpoint(sdk, SERVICE) {
+        config = config.use_fips(target.fips || sdk.use_fips().unwrap_or(false));
+        config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
+    }
+    let client = aws_sdk_ecr::Client::from_conf(config.build());
+    let output = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| from_sdk(SERVICE, limits, e))?;
+    let data = output
+        .authorization_data()
+        .first()
+        .ok_or(Error::BadResponse {
+            service: SERVICE,
+            detail: "no authorizationData",
+        })?;
+    let token = data.authorization_token().ok_or(Error::BadResponse {
+        service: SERVICE,
+        detail: "no authorizationToken",
+    })?;
+    decode(SERVICE, token, data.expires_at().and_then(to_system_time))
+}
+
+async fn fetch_public(
+    sdk: &SdkConfig,
+    target: &Target<'_>,
+    limits: &Limits,
+) -> Result<Token, Error> {
+    const SERVICE: &str = "ECR Public";
+    let mut config = aws_sdk_ecrpublic::config::Builder::from(sdk);
+    if !has_custom_endpoint(sdk, SERVICE) {
+        config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
+    }
+    let client = aws_sdk_ecrpublic::Client::from_conf(config.build());
+    let output = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| from_sdk(SERVICE, limits, e))?;
+    let data = output.authorization_data().ok_or(Error::BadResponse {
+        service: SERVICE,
+        detail: "no authorizationData",
+    })?;
+    let token = data.authorization_token().ok_or(Error::BadResponse {
+        service: SERVICE,
+        detail: "no authorizationToken",
+    })?;
+    decode(SERVICE, token, data.expires_at().and_then(to_system_time))
+}
+
+/// Whether `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>` or a profile's `endpoint_url`
+/// points the service somewhere else, in which case the FIPS and dual-stack variants do
+/// not apply (the SDK refuses them together with a custom endpoint).
+fn has_custom_endpoint(sdk: &SdkConfig, service_id: &str) -> bool {
+    let key = ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .expect("every field of the key is set");
+    sdk.endpoint_url().is_some()
+        || sdk
+            .service_config()
+            .is_some_and(|config| config.load_config(key).is_some())
+}
+
+fn to_system_time(time: &aws_sdk_ecr::primitives::DateTime) -> Option<SystemTime> {
+    SystemTime::try_from(*time).ok()
+}
+
+/// Decodes an authorization token, base64 of `user:password`, into a [`Token`].
+pub(crate) fn decode(
+    service: &'static str,
+    token: &str,
+    expires_at: Option<SystemTime>,
+) -> Result<Token, Error> {
+    let bad = |detail| Error::BadResponse { service, detail };
+    let decoded = STANDARD
+        .decode(token.trim())
+        .map_err(|_| bad("the authorizationToken is not base64"))?;
+    let decoded =
+        String::from_utf8(decoded).map_err(|_| bad("the authorizationToken is not UTF-8"))?;
+    let (username, password) = decoded
+        .split_once(':')
+        .ok_or_else(|| bad("the authorizationToken is not user:password"))?;
+    if username.is_empty() || password.is_empty() {
+        return Err(bad("the authorizationToken has an empty user or password"));
+    }
+    Ok(Token {
+        username: username.to_owned(),
+        password: Secret::new(password),
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecr::primitives::DateTime;
+
+    #[test]
+    fn decodes_user_and_password() {
+        let token = decode("ECR", &STANDARD.encode("AWS:pass:with:colons"), None).unwrap();
+        assert_eq!(token.username, "AWS");
+        assert_eq!(token.password.expose(), "pass:with:colons");
+        assert_eq!(token.expires_at, None);
+    }
+
+    #[test]
+    fn refuses_malformed_tokens_without_echoing_them() {
+        let cases = [
+            ("not base64 !!", "not base64"),
+            (&STANDARD.encode("AWS-no-colon-secret"), "not user:password"),
+            (&STANDARD.encode(":secret"), "empty user"),
+            (&STANDARD.encode("AWS:"), "empty user or password"),
+            (&STANDARD.encode([0xff, 0xfe, b':', b's']), "not UTF-8"),
+        ];
+        for (token, expected) in cases {
+            let message = decode("ECR", token, None).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message}");
+            assert!(
+                !message.contains("secret") && !message.contains(token),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn expiry_is_the_one_aws_states() {
+        let stated = DateTime::from_secs(1_900_000_000);
+        let expires_at = to_system_time(&stated).unwrap();
+        assert_eq!(
+            expires_at,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+        );
+        let fractional = DateTime::from_fractional_secs(1_420_070_400, 0.5);
+        assert_eq!(
+            to_system_time(&fractional).unwrap(),
+            SystemTime::UNIX_EPOCH + Duration::from_millis(1_420_070_400_500)
+        );
+        let token = decode("ECR", &STANDARD.encode("AWS:p"), Some(expires_at)).unwrap();
+        assert_eq!(token.expires_at, Some(expires_at));
+    }
+
+    #[test]
+    fn default_limits_end_well_inside_the_kubelet_minute() {
+        let limits = Limits::default();
+        assert!(limits.deadline() <= Duration::from_secs(20));
+        assert!(limits.credentials_timeout < limits.attempt_timeout);
+        assert!(
+            limits.read_timeout < limits.attempt_timeout
+                && limits.connect_timeout < limits.attempt_timeout
+        );
+    }
+}

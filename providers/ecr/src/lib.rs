@@ -1,0 +1,224 @@
+//! Amazon ECR and ECR Public registry tokens for `image-credential-provider`.
+//!
+//! [`Ecr`] is a [`TokenSource`]: it validates an image's host strictly as an ECR registry
+//! host of some partition ([`host`]), keys the token on the account and region and on the
+//! caller's identity ([`identity`]), and fetches it with `GetAuthorizationToken` using the
+//! AWS default credential chain — environment, shared profile, web identity (IRSA), EKS
+//! Pod Identity and container endpoints, EC2 instance metadata (IMDSv2) — optionally
+//! assuming a role first ([`fetch`]). Every fetch is bounded in time ([`Limits`]).
+//!
+//! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC` and `AWS_ENDPOINT_URL_STS`
+//! variables are honoured, as the AWS SDKs do.
+
+pub mod config;
+pub mod error;
+pub mod fetch;
+pub mod host;
+pub mod identity;
+
+use std::path::Path;
+
+use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
+
+pub use config::Config;
+pub use error::Error;
+pub use fetch::Limits;
+pub use host::{DEFAULT_PATTERNS, EcrHost, Partition};
+
+/// The ECR backend of one rule.
+#[derive(Debug, Clone)]
+pub struct Ecr {
+    config: Config,
+    limits: Limits,
+}
+
+/// Where an image's token comes from.
+enum Resolved {
+    /// An ECR registry host.
+    Ecr(EcrHost),
+    /// Another host the rule explicitly sends to ECR in a region (a pull-through proxy).
+    Proxy {
+        region: String,
+        partition: Partition,
+    },
+}
+
+impl Ecr {
+    /// Checks the rule's `ecr:` section. Cheap: no I/O, no clients. `base_dir` is unused,
+    /// as the section names no file.
+    pub fn new(config: Config, _base_dir: &Path) -> Result<Self, Error> {
+        config.validate()?;
+        Ok(Ecr {
+            config,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Replaces the time limits and retry budget of each fetch.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    fn resolve(&self, image: &ImageRef) -> Option<Resolved> {
+        if let Some(host) = EcrHost::parse(image.registry()) {
+            return Some(Resolved::Ecr(host));
+        }
+        let region = self.config.region.as_ref()?;
+        let partition = Partition::of_region(region)?;
+        Some(Resolved::Proxy {
+            region: region.clone(),
+            partition,
+        })
+    }
+
+    fn resolved(&self, image: &ImageRef) -> Result<Resolved, Error> {
+        self.resolve(image)
+            .ok_or_else(|| Error::NotServed(image.registry().to_owned()))
+    }
+}
+
+impl TokenSource for Ecr {
+    type Error = Error;
+
+    fn serves(&self, image: &ImageRef) -> bool {
+        self.resolve(image).is_some()
+    }
+
+    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+        let scope = match self.resolved(image)? {
+            Resolved::Ecr(host) => host.scope(),
+            Resolved::Proxy { region, partition } => {
+                format!("ecr:{partition}:{region}:via:{}", image.registry())
+            }
+        };
+        let identity = identity::fingerprint(&self.config, |name| std::env::var(name).ok());
+        Ok(TokenKey { identity, scope })
+    }
+
+    fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
+        let role = self
+            .config
+            .role_arn
+            .as_deref()
+            .map(|arn| (arn, self.config.session_name()));
+        let target = match self.resolved(request.image)? {
+            Resolved::Ecr(EcrHost::Private {
+                region,
+                fips,
+                dual_stack,
+                ..
+            }) => fetch::Target {
+                region,
+                public: false,
+                fips,
+                dual_stack,
+                role,
+            },
+            Resolved::Ecr(EcrHost::Public { dual_stack }) => fetch::Target {
+                region: host::PUBLIC_REGION.to_owned(),
+                public: true,
+                fips: false,
+                dual_stack,
+                role,
+            },
+            Resolved::Proxy { region, .. } => fetch::Target {
+                region,
+                public: false,
+                fips: false,
+                dual_stack: false,
+                role,
+            },
+        };
+        tracing::debug!(
+            registry = request.image.registry(),
+            region = target.region,
+            public = target.public,
+            fips = target.fips,
+            dual_stack = target.dual_stack,
+            assume_role = role.map(|(arn, _)| arn),
+            "fetching an ECR authorization token"
+        );
+        fetch::fetch(&target, &self.limits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ecr(config: Config) -> Ecr {
+        Ecr::new(config, Path::new("/")).unwrap()
+    }
+
+    fn image(reference: &str) -> ImageRef {
+        ImageRef::parse(reference).unwrap()
+    }
+
+    #[test]
+    fn serves_ecr_hosts_only_unless_a_region_is_set() {
+        let strict = ecr(Config::default());
+        assert!(strict.serves(&image(
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1"
+        )));
+        assert!(strict.serves(&image("public.ecr.aws/team/app")));
+        assert!(!strict.serves(&image(
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com:443/app"
+        )));
+        assert!(!strict.serves(&image("proxy.corp.example/app")));
+        let message = strict
+            .token_key(&image("proxy.corp.example/app"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("proxy.corp.example") && message.contains("ecr.region"),
+            "{message}"
+        );
+
+        let proxied = ecr(Config {
+            region: Some("eu-central-1".into()),
+            ..Config::default()
+        });
+        assert!(proxied.serves(&image("proxy.corp.example:5000/app")));
+        let key = proxied
+            .token_key(&image("proxy.corp.example:5000/app"))
+            .unwrap();
+        assert_eq!(
+            key.scope,
+            "ecr:aws:eu-central-1:via:proxy.corp.example:5000"
+        );
+        let key = proxied
+            .token_key(&image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"))
+            .unwrap();
+        assert_eq!(
+            key.scope, "ecr:aws:eu-west-1:123456789012",
+            "an ECR host keeps its own region"
+        );
+    }
+
+    #[test]
+    fn every_host_of_an_account_and_region_shares_a_key() {
+        let backend = ecr(Config::default());
+        let a = backend
+            .token_key(&image("123456789012.dkr.ecr.us-west-2.amazonaws.com/a"))
+            .unwrap();
+        let b = backend
+            .token_key(&image("123456789012.dkr-ecr.us-west-2.on.aws/b/c:v2"))
+            .unwrap();
+        assert_eq!(a, b);
+        let public = backend.token_key(&image("public.ecr.aws/x/y")).unwrap();
+        assert_ne!(a.scope, public.scope);
+    }
+
+    #[test]
+    fn new_refuses_an_invalid_section() {
+        let config = Config {
+            role_arn: Some("arn:aws:iam::1:role/x".into()),
+            ..Config::default()
+        };
+        assert!(matches!(
+            Ecr::new(config, Path::new("/")),
+            Err(Error::InvalidConfig(_))
+        ));
+    }
+}
