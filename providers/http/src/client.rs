@@ -1,0 +1,348 @@
+//! The client: one connection per request, bounded in time and size.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::Uri;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::resolve::Overrides;
+use crate::{Error, Request, Response, tls};
+
+/// Default bounds of every request a [`Client`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Longest time for the TCP connection and the TLS handshake together.
+    pub connect_timeout: Duration,
+    /// Longest time for the whole exchange, connection and body included.
+    pub timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub max_body: usize,
+}
+
+impl Default for Options {
+    /// 3 s to connect, 10 s in all, 1 MiB of body.
+    fn default() -> Self {
+        Options {
+            connect_timeout: Duration::from_secs(3),
+            timeout: Duration::from_secs(10),
+            max_body: 1 << 20,
+        }
+    }
+}
+
+/// An HTTP/1.1 client over rustls. Each request opens its own connection; nothing is
+/// pooled, retried or followed (redirects come back as responses).
+#[derive(Debug)]
+pub struct Client {
+    options: Options,
+    overrides: Overrides,
+    tls: OnceLock<Arc<ClientConfig>>,
+}
+
+impl Client {
+    /// A client with `options` and the address overrides of [`crate::RESOLVE_ENV`].
+    /// Reads no file and opens nothing: the root certificates are loaded on the first
+    /// `https://` request.
+    pub fn new(options: Options) -> Result<Client, Error> {
+        Ok(Client {
+            options,
+            overrides: Overrides::from_env()?,
+            tls: OnceLock::new(),
+        })
+    }
+
+    /// Adds an address override (as an entry of [`crate::RESOLVE_ENV`] does): connections
+    /// to `host:port` go to `address`.
+    pub fn resolve(mut self, host: &str, port: u16, address: SocketAddr) -> Client {
+        self.overrides.add(host, port, address);
+        self
+    }
+
+    /// The bounds requests are sent with unless they override them.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Sends `request` and reads the whole response, within the request's deadline. Any
+    /// status is a response; only a failure to get one is an error.
+    pub async fn send(&self, request: Request) -> Result<Response, Error> {
+        let target = Target::parse(&request.url)?;
+        let timeout = request.timeout.unwrap_or(self.options.timeout);
+        match tokio::time::timeout(timeout, self.exchange(&target, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                authority: target.authority(),
+                timeout,
+            }),
+        }
+    }
+
+    async fn exchange(&self, target: &Target, request: Request) -> Result<Response, Error> {
+        let connect_timeout = request
+            .connect_timeout
+            .unwrap_or(self.options.connect_timeout);
+        let http = build_request(target, request)?;
+        let connect = async {
+            let tcp = self.connect_tcp(target).await?;
+            if !target.https {
+                return Ok(Stream::Plain(tcp));
+            }
+            let config = self.tls_config()?;
+            let name = ServerName::try_from(target.host.clone()).map_err(|_| {
+                Error::Url(format!("{:?} is not a valid TLS server name", target.host))
+            })?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, tcp)
+                .await
+                .map_err(|source| Error::Tls {
+                    authority: target.authority(),
+                    source,
+                })?;
+            Ok(Stream::Tls(Box::new(tls)))
+        };
+        let stream = tokio::time::timeout(connect_timeout, connect)
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                authority: target.authority(),
+                timeout: connect_timeout,
+            })??;
+        match stream {
+            Stream::Plain(stream) => self.round_trip(target, stream, http).await,
+            Stream::Tls(stream) => self.round_trip(target, *stream, http).await,
+        }
+    }
+
+    fn tls_config(&self) -> Result<Arc<ClientConfig>, Error> {
+        if let Some(config) = self.tls.get() {
+            return Ok(config.clone());
+        }
+        let config = tls::client_config()?;
+        Ok(self.tls.get_or_init(|| config).clone())
+    }
+
+    async fn connect_tcp(&self, target: &Target) -> Result<TcpStream, Error> {
+        let addresses: Vec<SocketAddr> =
+            if let Some(address) = self.overrides.lookup(&target.host, target.port) {
+                vec![address]
+            } else if let Ok(ip) = target.host.parse::<IpAddr>() {
+                vec![SocketAddr::new(ip, target.port)]
+            } else {
+                tokio::net::lookup_host((target.host.as_str(), target.port))
+                    .await
+                    .map_err(|source| Error::Dns {
+                        host: target.host.clone(),
+                        source,
+                    })?
+                    .collect()
+            };
+        let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+        for address in addresses {
+            match TcpStream::connect(address).await {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(stream);
+                }
+                Err(error) => last = error,
+            }
+        }
+        Err(Error::Connect {
+            authority: target.authority(),
+            source: last,
+        })
+    }
+
+    async fn round_trip<S>(
+        &self,
+        target: &Target,
+        stream: S,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<Response, Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let http_error = |source: hyper::Error| Error::Http {
+            authority: target.authority(),
+            source: Box::new(source),
+        };
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(http_error)?;
+        let connection = tokio::spawn(connection);
+        let response = sender.send_request(request).await.map_err(http_error);
+        let response = match response {
+            Ok(response) => response,
+            Err(error) => {
+                connection.abort();
+                return Err(error);
+            }
+        };
+        let (parts, body) = response.into_parts();
+        let limit = self.options.max_body;
+        let body = Limited::new(body, limit).collect().await.map_err(|source| {
+            if source.is::<LengthLimitError>() {
+                Error::TooLarge {
+                    authority: target.authority(),
+                    limit,
+                }
+            } else {
+                Error::Http {
+                    authority: target.authority(),
+                    source,
+                }
+            }
+        });
+        connection.abort();
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers,
+            body: body?.to_bytes().to_vec(),
+        })
+    }
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The parts of a request URL the client needs.
+struct Target {
+    https: bool,
+    /// The host, without brackets for an IPv6 address.
+    host: String,
+    port: u16,
+    /// What goes in the `Host` header.
+    host_header: String,
+    path_and_query: String,
+}
+
+impl Target {
+    fn parse(url: &str) -> Result<Target, Error> {
+        let uri: Uri = url.parse().map_err(|_| Error::Url("not a URL".into()))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(Error::Url("the scheme must be http or https".into())),
+        };
+        let authority = uri
+            .authority()
+            .ok_or_else(|| Error::Url("no host".into()))?;
+        if authority.as_str().contains('@') {
+            return Err(Error::Url(
+                "user information is not allowed in a URL".into(),
+            ));
+        }
+        let host = authority.host();
+        if host.is_empty() {
+            return Err(Error::Url("no host".into()));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+        let path_and_query = if path_and_query.is_empty() {
+            "/"
+        } else {
+            path_and_query
+        };
+        Ok(Target {
+            https,
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port,
+            host_header: authority.as_str().to_owned(),
+            path_and_query: path_and_query.to_owned(),
+        })
+    }
+
+    fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn build_request(target: &Target, request: Request) -> Result<hyper::Request<Full<Bytes>>, Error> {
+    let mut builder = hyper::Request::builder()
+        .method(request.method)
+        .uri(target.path_and_query.as_str())
+        .header(hyper::header::HOST, target.host_header.as_str());
+    for (name, value) in &request.headers {
+        let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Error::Header(name.clone()))?;
+        let value = hyper::header::HeaderValue::from_str(value)
+            .map_err(|_| Error::Header(name.to_string()))?;
+        builder = builder.header(name, value);
+    }
+    builder
+        .body(Full::new(Bytes::from(request.body)))
+        .map_err(|_| Error::Url("cannot build the request".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Target;
+
+    #[test]
+    fn parses_targets() {
+        let target = Target::parse("https://myacr.azurecr.io/v2/").unwrap();
+        assert!(target.https);
+        assert_eq!(
+            (
+                target.host.as_str(),
+                target.port,
+                target.path_and_query.as_str()
+            ),
+            ("myacr.azurecr.io", 443, "/v2/")
+        );
+        assert_eq!(target.host_header, "myacr.azurecr.io");
+        let target =
+            Target::parse("http://169.254.169.254/metadata/identity/oauth2/token?a=b").unwrap();
+        assert_eq!(
+            (target.port, target.path_and_query.as_str()),
+            (80, "/metadata/identity/oauth2/token?a=b")
+        );
+        let target = Target::parse("http://[::1]:8080").unwrap();
+        assert_eq!(
+            (
+                target.host.as_str(),
+                target.port,
+                target.path_and_query.as_str()
+            ),
+            ("::1", 8080, "/")
+        );
+        assert_eq!(
+            (target.host_header.as_str(), target.authority()),
+            ("[::1]:8080", "[::1]:8080".to_owned())
+        );
+        for bad in [
+            "ftp://a.example/",
+            "/relative",
+            "https://user:pw@a.example/",
+            "not a url",
+            "https:///x",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The one small HTTPS client the `image-credential-provider` backends share.
+//!
+//! A backend that talks to a cloud without a full SDK (Azure AD, the Azure instance
+//! metadata service, an ACR registry, the GCE metadata server) sends a handful of
+//! requests per fetch. This crate sends them over one stack: hyper 1 (HTTP/1.1), rustls
+//! with the aws-lc-rs provider, and tokio, with every request bounded:
+//!
+//! - a connect timeout and an overall deadline per request ([`Options`], overridable per
+//!   [`Request`]);
+//! - a cap on the size of a response body;
+//! - no retries: a backend decides what to retry within its own budget.
+//!
+//! Both `https://` and plain `http://` URLs are accepted (metadata servers speak plain
+//! HTTP on a link-local address). TLS trusts the platform's root certificates, read by
+//! `rustls-native-certs`; when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those are read
+//! *instead*, as OpenSSL does.
+//!
+//! The API is async, for use inside the runtime a backend builds in its `fetch`; making a
+//! [`Client`] builds no runtime and opens no connection.
+//!
+//! # Address override for tests and debugging
+//!
+//! [`RESOLVE_ENV`] (`IMAGE_CREDENTIAL_PROVIDER_RESOLVE`) holds comma-separated
+//! `host:port:address` entries, as curl's `--resolve`: a connection to `host:port` goes
+//! to `address` instead of the address DNS gives, while the request and the TLS handshake
+//! still use `host` (so the certificate must be valid for `host`). `address` is an IP
+//! address with an optional port (`127.0.0.1`, `127.0.0.1:8443`, `[::1]:8443`); without a
+//! port, `port` is kept. For example
+//! `IMAGE_CREDENTIAL_PROVIDER_RESOLVE=myacr.azurecr.io:443:127.0.0.1:8443` lets a fake
+//! registry on the loopback answer for `myacr.azurecr.io`. It is meant for tests and
+//! debugging, never for production.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), icp_http::Error> {
+//! let client = icp_http::Client::new(icp_http::Options::default())?;
+//! let response = client
+//!     .send(icp_http::Request::post("https://login.example/token").form(&[("grant_type", "client_credentials")]))
+//!     .await?;
+//! assert!(response.is_success());
+//! # Ok(())
+//! # }
+//! ```
+
+mod client;
+mod error;
+mod form;
+mod message;
+mod resolve;
+#[cfg(feature = "test-util")]
+pub mod testing;
+mod tls;
+
+pub use client::{Client, Options};
+pub use error::Error;
+pub use form::form_encode;
+pub use hyper::Method;
+pub use message::{Request, Response};
+pub use resolve::RESOLVE_ENV;

@@ -1,0 +1,353 @@
+//! Test support (feature `test-util`): a test CA and a fake HTTP(S) server on the loopback.
+//!
+//! The backends' tests run fakes of cloud services on `127.0.0.1`, reach them under the
+//! services' real names through [`crate::RESOLVE_ENV`], and trust them through a CA made
+//! in the test and handed to the client with `SSL_CERT_FILE`. Each fake records every
+//! request it gets, so a test can count them (zero, for a host that must get no token).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// A certificate authority made for one test run.
+pub struct TestCa {
+    pem: String,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    /// Makes a new CA with a fresh key.
+    pub fn new() -> TestCa {
+        let mut params = CertificateParams::new(Vec::new()).expect("no names");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "image-credential-provider test CA");
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = KeyPair::generate().expect("key generation");
+        let cert = params.self_signed(&key).expect("self-signed CA");
+        TestCa {
+            pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    /// The CA certificate in PEM, for a file `SSL_CERT_FILE` names.
+    pub fn pem(&self) -> &str {
+        &self.pem
+    }
+
+    /// A server configuration with a certificate this CA issued for `names` (DNS names or
+    /// IP addresses).
+    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = CertificateParams::new(names).expect("valid names");
+        params.distinguished_name.push(DnType::CommonName, "fake");
+        let key = KeyPair::generate().expect("key generation");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("signed certificate");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let chain = vec![CertificateDer::from(cert.der().to_vec())];
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server certificate");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        TestCa::new()
+    }
+}
+
+/// A request as a fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The method, as in `POST`.
+    pub method: String,
+    /// The request target: path and query.
+    pub target: String,
+    /// The headers, names in lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Recorded {
+    /// The path, without the query.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or_default()
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The decoded value of `name` in the query string.
+    pub fn query(&self, name: &str) -> Option<String> {
+        let query = self.target.split_once('?')?.1;
+        form_value(query, name)
+    }
+
+    /// The decoded value of `name` in an `application/x-www-form-urlencoded` body.
+    pub fn form(&self, name: &str) -> Option<String> {
+        form_value(&String::from_utf8_lossy(&self.body), name)
+    }
+}
+
+fn form_value(encoded: &str, name: &str) -> Option<String> {
+    encoded
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(n, _)| decode(n) == name)
+        .map(|(_, v)| decode(v))
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = text
+            .get(i + 1..i + 3)
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match (bytes[i], escaped) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 2;
+            }
+            (byte, _) => out.push(byte),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What a fake answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// The status code.
+    pub status: u16,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+    /// How long to wait before answering.
+    pub delay: Duration,
+}
+
+impl Reply {
+    /// An empty reply with `status`.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    /// A JSON reply.
+    pub fn json(status: u16, body: impl Into<String>) -> Reply {
+        Reply::status(status)
+            .header("Content-Type", "application/json")
+            .body(body.into())
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Sets the body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Reply {
+        self.body = body.into();
+        self
+    }
+
+    /// Answers only after `delay`.
+    pub fn delay(mut self, delay: Duration) -> Reply {
+        self.delay = delay;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Recorded) -> Reply + Send + Sync;
+
+/// A fake HTTP or HTTPS server on `127.0.0.1`, on its own thread and runtime, answering
+/// every request with a handler. Stops when dropped.
+pub struct FakeServer {
+    address: SocketAddr,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeServer {
+    /// Starts an HTTPS server with `tls` (see [`TestCa::server_config`]).
+    pub fn https(
+        tls: Arc<ServerConfig>,
+        handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,
+    ) -> FakeServer {
+        FakeServer::start(Some(tls), Arc::new(handler))
+    }
+
+    /// Starts a plain HTTP server.
+    pub fn http(handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> FakeServer {
+        FakeServer::start(None, Arc::new(handler))
+    }
+
+    fn start(tls: Option<Arc<ServerConfig>>, handler: Arc<Handler>) -> FakeServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let address = listener.local_addr().expect("local address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let recorded = requests.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+                let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => break,
+                        accepted = listener.accept() => {
+                            let Ok((tcp, _)) = accepted else { continue };
+                            let (acceptor, handler, recorded) = (acceptor.clone(), handler.clone(), recorded.clone());
+                            tokio::spawn(async move {
+                                match acceptor {
+                                    Some(acceptor) => {
+                                        if let Ok(stream) = acceptor.accept(tcp).await {
+                                            serve(stream, handler, recorded).await;
+                                        }
+                                    }
+                                    None => serve(tcp, handler, recorded).await,
+                                }
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        FakeServer {
+            address,
+            requests,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The port the server listens on.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().expect("requests lock").clone()
+    }
+
+    /// How many requests were received so far.
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().expect("requests lock").len()
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+async fn serve<S>(stream: S, handler: Arc<Handler>, recorded: Arc<Mutex<Vec<Recorded>>>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let (handler, recorded) = (handler.clone(), recorded.clone());
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
+            let request = Recorded {
+                method: parts.method.to_string(),
+                target: parts
+                    .uri
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned(),
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(n, v)| {
+                        (
+                            n.as_str().to_owned(),
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        )
+                    })
+                    .collect(),
+                body,
+            };
+            recorded
+                .lock()
+                .expect("requests lock")
+                .push(request.clone());
+            let reply = handler(&request);
+            if !reply.delay.is_zero() {
+                tokio::time::sleep(reply.delay).await;
+            }
+            let mut response = hyper::Response::builder().status(reply.status);
+            for (name, value) in &reply.headers {
+                response = response.header(name, value);
+            }
+            response.body(Full::new(Bytes::from(reply.body)))
+        }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}

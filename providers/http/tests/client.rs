@@ -1,0 +1,238 @@
+//! The client against fake servers on the loopback, trusted through `SSL_CERT_FILE`.
+
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use icp_http::testing::{FakeServer, Reply, TestCa};
+use icp_http::{Client, Error, Options, RESOLVE_ENV, Request};
+
+struct World {
+    ca: TestCa,
+    /// Reached as `env.test:443` through the override in the environment.
+    env_fake: FakeServer,
+    _dir: tempdir::Dir,
+}
+
+/// A temporary directory without a dependency: removed when dropped.
+mod tempdir {
+    pub struct Dir(pub std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// Made once per test binary, before any client reads the environment.
+fn world() -> &'static World {
+    static WORLD: OnceLock<World> = OnceLock::new();
+    WORLD.get_or_init(|| {
+        let ca = TestCa::new();
+        let dir = std::env::temp_dir().join(format!("icp-http-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_file = dir.join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let env_fake = FakeServer::https(ca.server_config(&["env.test"]), |_| Reply::status(204));
+        // SAFETY: set once, inside this initialiser, before any test reads the environment
+        // (every test starts by calling `world()`).
+        unsafe {
+            std::env::set_var("SSL_CERT_FILE", &ca_file);
+            std::env::set_var(RESOLVE_ENV, format!("env.test:443:{}", env_fake.address()));
+        }
+        World {
+            ca,
+            env_fake,
+            _dir: tempdir::Dir(dir),
+        }
+    })
+}
+
+fn block_on<T>(future: impl Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+fn client(host: &str, port: u16, address: SocketAddr) -> Client {
+    Client::new(Options::default())
+        .unwrap()
+        .resolve(host, port, address)
+}
+
+#[test]
+fn https_request_reaches_the_fake_under_its_real_name() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["registry.test"]), |request| {
+        Reply::json(200, format!("{{\"path\":\"{}\"}}", request.path()))
+            .header("Www-Authenticate", "Bearer a=b")
+    });
+    let client = client("registry.test", 443, fake.address());
+    let response = block_on(
+        client.send(Request::get("https://registry.test/v2/?x=1").header("Accept", "*/*")),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(response.is_success());
+    assert_eq!(response.body, br#"{"path":"/v2/"}"#);
+    assert_eq!(response.header("www-authenticate"), Some("Bearer a=b"));
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].target.as_str()),
+        ("GET", "/v2/?x=1")
+    );
+    assert_eq!(requests[0].header("host"), Some("registry.test"));
+    assert_eq!(requests[0].header("accept"), Some("*/*"));
+}
+
+#[test]
+fn post_form_and_non_default_port() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["login.test"]), |request| {
+        Reply::status(
+            if request.form("client_secret").as_deref() == Some("s p&c") {
+                200
+            } else {
+                401
+            },
+        )
+    });
+    let client = client("login.test", 8443, fake.address());
+    let request = Request::post("https://login.test:8443/tenant/oauth2/v2.0/token").form(&[
+        ("grant_type", "client_credentials"),
+        ("client_secret", "s p&c"),
+    ]);
+    let response = block_on(client.send(request)).unwrap();
+    assert_eq!(response.status, 200);
+    let recorded = &fake.requests()[0];
+    assert_eq!(recorded.header("host"), Some("login.test:8443"));
+    assert_eq!(
+        recorded.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        recorded.header("content-length"),
+        Some(recorded.body.len().to_string().as_str())
+    );
+}
+
+#[test]
+fn plain_http_and_error_statuses_are_responses() {
+    world();
+    let fake = FakeServer::http(|_| Reply::json(429, "{}").header("Retry-After", "3"));
+    let url = format!("http://{}/metadata/identity/oauth2/token", fake.address());
+    let response = block_on(
+        Client::new(Options::default())
+            .unwrap()
+            .send(Request::get(url)),
+    )
+    .unwrap();
+    assert_eq!(response.status, 429);
+    assert!(!response.is_success());
+    assert_eq!(response.header("retry-after"), Some("3"));
+}
+
+#[test]
+fn the_resolve_environment_variable_is_honoured() {
+    let world = world();
+    let client = Client::new(Options::default()).unwrap();
+    let response = block_on(client.send(Request::get("https://env.test/"))).unwrap();
+    assert_eq!(response.status, 204);
+    assert!(world.env_fake.request_count() >= 1);
+}
+
+#[test]
+fn a_certificate_for_another_name_is_refused() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["other.test"]), |_| {
+        Reply::status(200)
+    });
+    let error = block_on(
+        client("registry.test", 443, fake.address()).send(Request::get("https://registry.test/")),
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error}");
+    assert_eq!(fake.request_count(), 0);
+}
+
+#[test]
+fn a_certificate_from_an_untrusted_ca_is_refused() {
+    world();
+    let stranger = TestCa::new();
+    let fake = FakeServer::https(stranger.server_config(&["registry.test"]), |_| {
+        Reply::status(200)
+    });
+    let error = block_on(
+        client("registry.test", 443, fake.address()).send(Request::get("https://registry.test/")),
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error}");
+    assert!(error.to_string().contains("registry.test:443"), "{error}");
+    assert_eq!(fake.request_count(), 0);
+}
+
+#[test]
+fn a_body_over_the_cap_is_an_error() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["registry.test"]), |_| {
+        Reply::status(200).body(vec![b'x'; 4096])
+    });
+    let options = Options {
+        max_body: 1024,
+        ..Options::default()
+    };
+    let client = Client::new(options)
+        .unwrap()
+        .resolve("registry.test", 443, fake.address());
+    let error = block_on(client.send(Request::get("https://registry.test/"))).unwrap_err();
+    assert!(
+        matches!(error, Error::TooLarge { limit: 1024, .. }),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_slow_answer_hits_the_deadline() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["registry.test"]), |_| {
+        Reply::status(200).delay(Duration::from_secs(5))
+    });
+    let request = Request::get("https://registry.test/").timeout(Duration::from_millis(300));
+    let error = block_on(client("registry.test", 443, fake.address()).send(request)).unwrap_err();
+    assert!(error.is_timeout() && error.is_transient(), "{error}");
+    assert!(error.to_string().contains("timed out"), "{error}");
+}
+
+#[test]
+fn a_closed_port_is_a_connect_error() {
+    world();
+    let address = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let error = block_on(
+        client("registry.test", 443, address).send(Request::get("https://registry.test/")),
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Connect { .. }), "{error}");
+    assert!(error.is_transient());
+}
+
+#[test]
+fn bad_urls_and_headers_are_refused_before_connecting() {
+    world();
+    let client = Client::new(Options::default()).unwrap();
+    for url in ["ftp://a.test/", "https://user:secret@a.test/", "a.test/v2/"] {
+        let error = block_on(client.send(Request::get(url))).unwrap_err();
+        assert!(matches!(error, Error::Url(_)), "{url}: {error}");
+        assert!(!error.to_string().contains("secret"));
+    }
+    let fake = FakeServer::http(|_| Reply::status(200));
+    let url = format!("http://{}/", fake.address());
+    let error = block_on(client.send(Request::get(url).header("bad header", "x"))).unwrap_err();
+    assert!(matches!(error, Error::Header(_)), "{error}");
+}
