@@ -1,0 +1,30 @@
+//! Drop-in modes: the binary invoked under the name of an official provider (a symlink
+//! or a copy) takes that provider's arguments and environment, so an operator can swap
+//! binaries without touching the kubelet's configuration. Each mode builds a one-rule
+//! [`Rules`] and answers the request on stdin like plugin mode, in the request's version.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use crate::config::Rules;
+
+/// Runs the drop-in mode named by the program name in `args[0]`, if there is one.
+pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
+    let program = args
+        .first()
+        .map(std::path::Path::new)?
+        .file_name()?
+        .to_str()?;
+    let _ = program;
+    None
+}
+
+/// Plugin mode with `rules`: the request from stdin, the response to stdout, errors as
+/// one line on stderr.
+#[allow(
+    dead_code,
+    reason = "called by the drop-in modes of the cloud backends"
+)]
+pub fn serve(rules: anyhow::Result<Rules>) -> ExitCode {
+    crate::finish(rules.and_then(|rules| crate::serve_stdin(&rules)))
+}

@@ -1,0 +1,172 @@
+//! `image-credential-provider`: a kubelet image credential provider exec plugin.
+//!
+//! The main path, top to bottom: parse the command line; in plugin mode read one
+//! `CredentialProviderRequest` from stdin ([`protocol`]), load the rules ([`config`]),
+//! find the first rule that serves the image and ask its backend ([`plugin`],
+//! [`backends`]), and write one `CredentialProviderResponse` to stdout. Any error is one
+//! line on stderr and a non-zero exit, with nothing on stdout.
+
+mod backends;
+mod config;
+mod dropin;
+mod duration;
+mod plugin;
+mod protocol;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::Rules;
+use crate::protocol::{ApiVersion, Request};
+
+/// A kubelet image credential provider for ECR, ACR, GCR / Artifact Registry and docker
+/// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
+/// writes the CredentialProviderResponse on stdout.
+#[derive(Parser)]
+#[command(name = "image-credential-provider", version)]
+struct Cli {
+    /// Rules file (YAML or JSON); without it, the embedded default rules.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Logs on stderr: -v which rule and backend served and for how long, -vv details.
+    /// Never a secret.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the response the plugin gives for IMAGE, normalised as the kubelet does
+    /// (tag and digest dropped, Docker Hub names expanded).
+    Get {
+        /// The image, as in a pod spec: `nginx:1.27`, `registry.example:5000/team/app`.
+        image: String,
+        /// The protocol version to answer in.
+        #[arg(long, default_value = "v1", value_parser = ["v1", "v1beta1", "v1alpha1"])]
+        api_version: String,
+    },
+    /// Check a rules file (--config FILE) and list every problem in it.
+    CheckConfig,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(code) = dropin::dispatch(&args) {
+        return code;
+    }
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(error) => return usage_error(&error),
+    };
+    init_logging(cli.verbose);
+    match cli.command {
+        None => finish(
+            config::load(cli.config.as_deref(), false)
+                .map_err(Into::into)
+                .and_then(|rules| serve_stdin(&rules)),
+        ),
+        Some(Command::Get { image, api_version }) => finish(get(&image, &api_version, cli.config)),
+        Some(Command::CheckConfig) => check_config(cli.config),
+    }
+}
+
+/// Plugin mode: one request from stdin, one response to stdout.
+pub(crate) fn serve_stdin(rules: &Rules) -> anyhow::Result<()> {
+    let request = protocol::read_request(std::io::stdin().lock())?;
+    respond(&request, rules)
+}
+
+fn get(image: &str, api_version: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+    let image = icp_core::ImageRef::parse(image)
+        .with_context(|| format!("image {image:?} is not a valid image reference"))?;
+    let request = Request {
+        api_version: ApiVersion::from_short(api_version).context("unknown API version")?,
+        image: image.name(),
+        service_account_token: None,
+        service_account_annotations: Default::default(),
+    };
+    let rules = config::load(config.as_deref(), false)?;
+    respond(&request, &rules)
+}
+
+fn respond(request: &Request, rules: &Rules) -> anyhow::Result<()> {
+    let response = plugin::answer(request, rules)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(response.to_json().as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing the response to stdout")
+}
+
+fn check_config(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("error: check-config needs --config FILE");
+        return ExitCode::from(2);
+    };
+    match config::load(Some(&path), true) {
+        Ok(rules) => {
+            println!(
+                "{}: {} rules, no problems",
+                path.display(),
+                rules.rules.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problems) => {
+            for problem in &problems.problems {
+                eprintln!("error: {}: {problem}", problems.origin);
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Exit 0 on success; otherwise the error and its causes as one line on stderr, exit 1.
+pub(crate) fn finish(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let line = format!("{error:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout with exit 0; a usage error is one line and exit 2.
+fn usage_error(error: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+    ) {
+        print!("{error}");
+        return ExitCode::SUCCESS;
+    }
+    let rendered = error.render().to_string();
+    let first = rendered.lines().next().unwrap_or("error: invalid usage");
+    eprintln!("{first} (see --help)");
+    ExitCode::from(2)
+}
+
+fn init_logging(verbosity: u8) {
+    let level = match verbosity {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        2 => tracing::Level::DEBUG,
+        _ => tracing::Level::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .init();
+}

@@ -1,0 +1,144 @@
+//! From a request to a response: find the rule, ask its backend, work out how long the
+//! kubelet may cache the answer.
+
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use icp_core::{AuthEntry, ImageRef, Token};
+
+use crate::backends::Backend;
+use crate::config::{Rule, Rules};
+use crate::protocol::{Request, Response};
+
+/// What is taken off a token's remaining lifetime before it becomes the cache duration,
+/// so the kubelet never uses a token in its last minutes.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// The cache duration of credentials with no expiry (docker config files) when the rule
+/// sets none: a changed file is picked up within this time.
+pub const STATIC_CACHE_DURATION: Duration = Duration::from_secs(5 * 60);
+
+/// Answers one request.
+pub fn answer(request: &Request, rules: &Rules) -> anyhow::Result<Response> {
+    let image = ImageRef::parse(&request.image).with_context(|| {
+        format!(
+            "request image {:?} is not a valid image reference",
+            truncate(&request.image)
+        )
+    })?;
+    let Some(rule) = rules.find(&image) else {
+        tracing::info!(image = %image.name(), rules = %rules.origin, "no rule matches; answering with no credentials");
+        return Ok(Response::empty(request.api_version));
+    };
+    tracing::info!(image = %image.name(), rule = rule.index, provider = %rule.provider, "rule matched");
+    let core_request = icp_core::Request {
+        image: &image,
+        cache_key_type: rule.cache_key_type,
+        service_account_token: request.service_account_token.as_ref(),
+        service_account_annotations: &request.service_account_annotations,
+    };
+    let (auth, lifetime) = match &rule.backend {
+        Backend::Static(provider) => {
+            let credentials = provider
+                .provide(&core_request)
+                .with_context(|| backend_failed(rule))?;
+            let unbounded = rule.cache_duration.unwrap_or(STATIC_CACHE_DURATION);
+            (
+                credentials.auth,
+                remaining(credentials.expires_at, unbounded),
+            )
+        }
+        Backend::Token(source) => {
+            let token = source
+                .fetch(&core_request)
+                .with_context(|| backend_failed(rule))?;
+            let lifetime = token_lifetime(&token);
+            (token_auth(&token, source.patterns(&image)), lifetime)
+        }
+    };
+    let cache_duration = match (auth.is_empty(), rule.cache_duration) {
+        (true, _) => Duration::ZERO,
+        (false, Some(cap)) => lifetime.min(cap),
+        (false, None) => lifetime,
+    };
+    tracing::info!(entries = auth.len(), cache_duration = %crate::duration::format(cache_duration), "answering");
+    Ok(Response {
+        api_version: request.api_version,
+        cache_key_type: rule.cache_key_type,
+        cache_duration,
+        auth,
+    })
+}
+
+fn backend_failed(rule: &Rule) -> String {
+    format!("{} backend (rule {})", rule.provider, rule.index)
+}
+
+fn truncate(text: &str) -> &str {
+    text.char_indices()
+        .nth(256)
+        .map_or(text, |(cut, _)| &text[..cut])
+}
+
+/// How long the kubelet may cache a token: what remains of its life less the safety
+/// margin, or nothing when the cloud gave no expiry.
+pub fn token_lifetime(token: &Token) -> Duration {
+    match token.expires_at {
+        Some(at) => remaining(Some(at), Duration::ZERO).saturating_sub(SAFETY_MARGIN),
+        None => Duration::ZERO,
+    }
+}
+
+/// Time left until `expires_at`, or `unbounded` when there is no expiry.
+fn remaining(expires_at: Option<SystemTime>, unbounded: Duration) -> Duration {
+    match expires_at {
+        Some(at) => at
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+        None => unbounded,
+    }
+}
+
+/// The `auth` entries of a token: the same credential under each pattern.
+pub fn token_auth(token: &Token, patterns: Vec<String>) -> Vec<AuthEntry> {
+    patterns
+        .into_iter()
+        .map(|pattern| AuthEntry {
+            pattern,
+            username: token.username.clone(),
+            password: token.password.clone(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icp_core::Secret;
+
+    fn token(expires_in: Option<i64>) -> Token {
+        let now = SystemTime::now();
+        Token {
+            username: "AWS".into(),
+            password: Secret::new("t"),
+            expires_at: expires_in.map(|s| {
+                if s >= 0 {
+                    now + Duration::from_secs(s as u64)
+                } else {
+                    now - Duration::from_secs(s.unsigned_abs())
+                }
+            }),
+        }
+    }
+
+    #[test]
+    fn token_lifetime_is_what_remains_less_the_margin() {
+        let twelve_hours = token_lifetime(&token(Some(12 * 3600)));
+        assert!(twelve_hours <= Duration::from_secs(12 * 3600) - SAFETY_MARGIN);
+        assert!(
+            twelve_hours > Duration::from_secs(12 * 3600) - SAFETY_MARGIN - Duration::from_secs(60)
+        );
+        assert_eq!(token_lifetime(&token(Some(60))), Duration::ZERO);
+        assert_eq!(token_lifetime(&token(Some(-3600))), Duration::ZERO);
+        assert_eq!(token_lifetime(&token(None)), Duration::ZERO);
+    }
+}

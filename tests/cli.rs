@@ -1,0 +1,316 @@
+//! The binary run as the kubelet and as a person run it: every apiVersion, every class
+//! of bad input, and no credential from the test files on stderr, at any verbosity.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{API_VERSIONS, Plugin, request, testdata};
+
+/// Every password and base64 `auth` value in `testdata/docker-config.json`.
+const SECRETS: &[&str] = &[
+    "testdata-secret",
+    "cm9ib3Q6dGVzdGRhdGEtc2VjcmV0LWhvc3Q=",
+    "aHViOnRlc3RkYXRhLXNlY3JldC1odWI=",
+];
+
+fn rules() -> PathBuf {
+    testdata().join("rules.yaml")
+}
+
+fn with_rules(extra: &[&str]) -> Plugin {
+    let mut args = vec!["--config".into(), rules().into_os_string()];
+    args.extend(extra.iter().map(std::ffi::OsString::from));
+    Plugin::new(args)
+}
+
+fn assert_no_secret(text: &str) {
+    for secret in SECRETS {
+        assert!(!text.contains(secret), "{secret:?} leaked: {text}");
+    }
+}
+
+#[test]
+fn answers_every_api_version_in_kind_from_the_docker_config() {
+    for version in API_VERSIONS {
+        for verbosity in [&[][..], &["-v"], &["-vvv"]] {
+            let run = with_rules(verbosity)
+                .stdin(request(version, "registry.example.com/team/app"))
+                .run();
+            let response = run.json();
+            assert_eq!(response["apiVersion"], version);
+            assert_eq!(response["kind"], "CredentialProviderResponse");
+            assert_eq!(response["cacheKeyType"], "Registry");
+            assert_eq!(response["cacheDuration"], "10m0s");
+            let auth = response["auth"].as_object().unwrap();
+            // Every entry of the registry, path-specific ones too, most specific first.
+            assert_eq!(auth.len(), 2);
+            let team = run.stdout.find("\"registry.example.com/team\"").unwrap();
+            assert!(
+                team < run.stdout.find("\"registry.example.com\"").unwrap(),
+                "{}",
+                run.stdout
+            );
+            assert_eq!(
+                auth["registry.example.com/team"]["password"],
+                "testdata-secret-team"
+            );
+            assert_eq!(auth["registry.example.com"]["username"], "robot");
+            assert_eq!(
+                auth["registry.example.com"]["password"],
+                "testdata-secret-host"
+            );
+            assert!(run.stdout.ends_with("}\n") && run.stdout.lines().count() == 1);
+            assert_no_secret(&run.stderr);
+        }
+    }
+}
+
+#[test]
+fn wildcard_entries_serve_subdomains_and_verbose_logs_say_why() {
+    let run = with_rules(&["-vv"])
+        .stdin(request(API_VERSIONS[0], "eu.registry.example.com/app"))
+        .run();
+    let auth = run.json()["auth"].as_object().unwrap().clone();
+    assert_eq!(auth.keys().collect::<Vec<_>>(), ["*.registry.example.com"]);
+    assert!(
+        run.stderr.contains("rule matched") && run.stderr.contains("provider=docker-config"),
+        "{}",
+        run.stderr
+    );
+    assert_no_secret(&run.stderr);
+}
+
+#[test]
+fn get_normalises_the_image_as_the_kubelet_does() {
+    let run = with_rules(&["get", "registry.example.com/team/app:1.2@sha256:1ff6c18fbef2045af6b9c16bf034cc421a29027b800e4f9b68ae9b1cb3e9ae07"]).run();
+    assert!(run.json()["auth"]["registry.example.com/team"].is_object());
+    for version in ["v1", "v1beta1", "v1alpha1"] {
+        let run = with_rules(&["get", "registry.example.com/app", "--api-version", version]).run();
+        assert_eq!(
+            run.json()["apiVersion"],
+            format!("credentialprovider.kubelet.k8s.io/{version}")
+        );
+    }
+    // With no --config, the embedded default serves no docker config: an empty answer.
+    let run = Plugin::new(["get", "nginx"]).run();
+    assert_eq!(run.json()["auth"], serde_json::json!({}));
+}
+
+#[test]
+fn bad_requests_get_one_line_and_nothing_on_stdout() {
+    let v1 = API_VERSIONS[0];
+    let oversized = format!(
+        "{{\"kind\":\"CredentialProviderRequest\",\"apiVersion\":\"{v1}\",\"image\":\"{}\"}}",
+        "a".repeat(2 << 20)
+    );
+    let cases: Vec<(String, &str)> = vec![
+        ("".into(), "request on stdin is empty"),
+        ("{\"kind\":".into(), "not valid JSON"),
+        ("{} {}".into(), "not valid JSON"),
+        ("[1]".into(), "not a JSON object"),
+        (format!(r#"{{"kind":"CredentialProviderResponse","apiVersion":"{v1}","image":"a.io/b"}}"#), "kind is \"CredentialProviderResponse\""),
+        (r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v2","image":"a.io/b"}"#.into(), "not supported"),
+        (r#"{"kind":"CredentialProviderRequest","apiVersion":"v1","image":"a.io/b"}"#.into(), "not supported"),
+        (format!(r#"{{"kind":"CredentialProviderRequest","apiVersion":"{v1}","image":""}}"#), "image is empty"),
+        (format!(r#"{{"kind":"CredentialProviderRequest","apiVersion":"{v1}"}}"#), "no image"),
+        (oversized, "larger than 1048576 bytes"),
+    ];
+    for (input, expected) in cases {
+        with_rules(&[]).stdin(input).run().assert_error(1, expected);
+    }
+}
+
+#[test]
+fn hostile_image_names_are_refused() {
+    let long = format!("registry.example.com/{}", "a/".repeat(200) + "b");
+    let hostile = [
+        "registry.example.com/../../etc/passwd",
+        "registry.example.com/app\n{\"kind\":\"CredentialProviderResponse\"}",
+        "registry.example.com/app\u{0}",
+        "registry.example.com/APP",
+        "registry.example.com/app with spaces",
+        "registry.example.com:99999999/app",
+        "registry.example.com/app?x=1#frag",
+        "user:pass@registry.example.com/app",
+        "\u{202e}registry.example.com/app",
+        long.as_str(),
+    ];
+    for image in hostile {
+        let input = serde_json::json!({"kind": "CredentialProviderRequest", "apiVersion": API_VERSIONS[0], "image": image});
+        let run = with_rules(&[]).stdin(input.to_string()).run();
+        run.assert_error(1, "is not a valid image reference");
+        assert!(!run.stderr.contains('\0') && !run.stderr.contains('\u{202e}'));
+        if !image.contains('\0') {
+            with_rules(&["get", image])
+                .run()
+                .assert_error(1, "is not a valid image reference");
+        }
+    }
+}
+
+fn rules_file(dir: &Path, content: &str) -> PathBuf {
+    let path = dir.join("rules.yaml");
+    std::fs::write(&path, content).unwrap();
+    path
+}
+
+#[test]
+fn broken_config_and_credential_files_are_errors_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |rules: PathBuf, expected: &str| {
+        let run = Plugin::new(["--config".as_ref(), rules.as_os_str()])
+            .stdin(request(API_VERSIONS[0], "r.example/app"))
+            .run();
+        run.assert_error(1, expected);
+        assert!(
+            !run.stderr.contains("testdata-secret") && !run.stderr.contains("dGVzdGRhdGEtc2VjcmV0"),
+            "{}",
+            run.stderr
+        );
+    };
+    let docker_config = |content: &str| {
+        std::fs::write(dir.path().join("config.json"), content).unwrap();
+        rules_file(
+            dir.path(),
+            "rules:\n- {matchImages: [r.example], provider: docker-config, dockerConfig: {path: config.json}}\n",
+        )
+    };
+    check(
+        docker_config(
+            "{\"auths\": {\n\"r.example\": {\"auth\": \"dGVzdGRhdGEtc2VjcmV0LWJyb2tlbg==\"\n",
+        ),
+        "config.json: invalid JSON at line 3",
+    );
+    check(
+        docker_config(r#"{"auths": {"r.example": {"auth": "testdata-secret-not-base64"}}}"#),
+        "auths[\"r.example\"].auth: not valid base64",
+    );
+    check(
+        docker_config(r#"{"auths": {"r.example": {"auth": "dGVzdGRhdGEtc2VjcmV0LWJyb2tlbg=="}}}"#),
+        "decoded value has no ':'",
+    );
+    check(
+        docker_config(r#"{"auths": "testdata-secret-string"}"#),
+        "auths: expected an object",
+    );
+    check(
+        docker_config(r#"{"auths": {"r.example": {"password": ["testdata-secret-array"]}}}"#),
+        "password: expected a string",
+    );
+    let rules = |content: &str| rules_file(dir.path(), content);
+    check(
+        rules(
+            "rules:\n- {matchImages: [r.example], provider: docker-config, dockerConfig: {path: absent.json}}\n",
+        ),
+        "absent.json: No such file",
+    );
+    check(rules("rules: [\n"), "invalid YAML");
+    check(
+        rules("rules:\n- {matchImages: [r.example], provider: nope}\n"),
+        "rules[0].provider: unknown provider \"nope\"",
+    );
+    check(
+        rules(
+            "rules:\n- {matchImages: [\"r.example?\"], provider: docker-config, dockerConfig: {path: c}}\n",
+        ),
+        "rules[0].matchImages[0]",
+    );
+    check(
+        dir.path().join("no-such-rules.yaml"),
+        "no-such-rules.yaml: No such file",
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = rules_file(
+        dir.path(),
+        "rules:\n- {matchImages: [\"*.a.example\", \"https://b\"], provider: docker-config, dockerConfig: {path: missing.json}, cacheDuration: 1d}\n\
+         - {matchImages: [c.example], provider: quay, colour: blue}\n",
+    );
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .run();
+    assert_eq!(run.code, 1);
+    assert_eq!(run.stdout, "");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    for expected in [
+        "rules[0].matchImages[1]",
+        "rules[0].cacheDuration",
+        "rules[0].dockerConfig: docker config",
+        "rules[1].colour: unknown field",
+        "rules[1].provider: unknown provider",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("error: ") && l.contains(expected)),
+            "{expected} not in {lines:#?}"
+        );
+    }
+    assert_eq!(lines.len(), 5, "{lines:#?}");
+
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        rules().as_os_str(),
+    ])
+    .run();
+    assert_eq!(
+        (run.code, run.stdout.contains("no problems")),
+        (0, true),
+        "{}",
+        run.stderr
+    );
+    Plugin::new(["check-config"])
+        .run()
+        .assert_error(2, "needs --config");
+}
+
+#[test]
+fn usage_errors_exit_2_and_version_and_help_exit_0() {
+    Plugin::new(["--no-such-flag"])
+        .run()
+        .assert_error(2, "--no-such-flag");
+    Plugin::new(["get"]).run().assert_error(2, "required");
+    Plugin::new(["get", "nginx", "--api-version", "v2"])
+        .run()
+        .assert_error(2, "v2");
+    let run = Plugin::new(["--version"]).run();
+    assert_eq!(
+        (run.code, run.stdout.trim()),
+        (
+            0,
+            concat!("image-credential-provider ", env!("CARGO_PKG_VERSION"))
+        )
+    );
+    let run = Plugin::new(["--help"]).run();
+    assert!(run.code == 0 && run.stdout.contains("check-config"));
+}
+
+#[test]
+fn a_registry_scoped_answer_stays_right_for_every_image_the_kubelet_reuses_it_for() {
+    use common::kubelet;
+    let version = API_VERSIONS[0];
+    // The kubelet asks once, for an image outside the team path...
+    let run = with_rules(&[])
+        .stdin(request(version, "registry.example.com/other/app"))
+        .run();
+    assert_eq!(run.json()["cacheKeyType"], "Registry");
+    // ...and reuses the answer for every image of the registry.
+    let reuse = |image: &str| {
+        kubelet::read(version, image, run.code, &run.stdout)
+            .unwrap()
+            .credentials
+    };
+    let host = ("robot".to_owned(), "testdata-secret-host".to_owned());
+    let team = ("team-robot".to_owned(), "testdata-secret-team".to_owned());
+    assert_eq!(reuse("registry.example.com/other/app"), std::slice::from_ref(&host));
+    assert_eq!(reuse("registry.example.com/team/app"), [team, host.clone()]);
+    assert_eq!(reuse("registry.example.com/elsewhere"), [host]);
+}

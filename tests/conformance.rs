@@ -1,0 +1,168 @@
+//! The kubelet conformance data (`testdata/conformance/`, copied from
+//! `../shared/conformance/`): the model of how the kubelet reads answers agrees with every
+//! case, and every answer of ours, in each apiVersion and cache key type, is one the
+//! kubelet accepts and uses as intended.
+
+mod common;
+
+use common::{API_VERSIONS, Plugin, kubelet, request, testdata};
+use serde_json::Value;
+
+fn cases(file: &str) -> Value {
+    let path = testdata().join("conformance").join(file);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_kubelet_model_agrees_with_every_response_handling_case() {
+    let cases = cases("response_handling_cases.json");
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 43);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let observed = &case["observed"];
+        let read = kubelet::read(
+            case["providerApiVersion"].as_str().unwrap(),
+            case["image"].as_str().unwrap(),
+            case["pluginExitCode"].as_i64().unwrap() as i32,
+            case["pluginStdout"].as_str().unwrap(),
+        );
+        let expected_errors = !observed["kubeletErrors"].as_array().unwrap().is_empty();
+        assert_eq!(read.is_err(), expected_errors, "{name}: {read:?}");
+        let (credentials, keys) = match &read {
+            Ok(observed) => (observed.credentials.clone(), observed.matched_keys.clone()),
+            Err(_) => (Vec::new(), Vec::new()),
+        };
+        let expected_credentials: Vec<(String, String)> = observed["credentials"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["username"].as_str().unwrap().to_owned(),
+                    c["password"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        let expected_keys: Vec<String> = observed["matchedKeys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(credentials, expected_credentials, "{name}");
+        assert_eq!(keys, expected_keys, "{name}");
+        assert_eq!(
+            !credentials.is_empty(),
+            observed["found"].as_bool().unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn the_kubelet_model_agrees_with_every_decode_case() {
+    let cases = cases("plugin_io_cases.json");
+    for case in cases["decodeResponse"].as_array().unwrap() {
+        let stdout = case["stdout"].as_str().unwrap();
+        let version = serde_json::from_str::<Value>(stdout).unwrap()["apiVersion"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let expected_version = if version.starts_with("credentialprovider.") {
+            version.clone()
+        } else {
+            API_VERSIONS[0].to_owned()
+        };
+        let read = kubelet::read(&expected_version, "test.registry.io/foo", 0, stdout);
+        assert_eq!(
+            read.is_err(),
+            case["expectError"].as_bool().unwrap(),
+            "{}: {read:?}",
+            case["name"]
+        );
+    }
+}
+
+/// A rules file for the kubelet's test images, with the docker config it points at.
+fn kubelet_test_rules(dir: &std::path::Path, cache_key_type: &str) -> std::path::PathBuf {
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"auths": {"*.registry.io": {"username": "user", "password": "password"},
+                      "test.registry.io": {"username": "u", "password": "p"}}}"#,
+    )
+    .unwrap();
+    let rules = dir.join(format!("rules-{cache_key_type}.yaml"));
+    std::fs::write(
+        &rules,
+        format!(
+            "rules:\n  - matchImages: [\"*.registry.io\", \"test.registry.io\"]\n    provider: docker-config\n    \
+             dockerConfig: {{path: config.json}}\n    cacheKeyType: {cache_key_type}\n    cacheDuration: 1h\n"
+        ),
+    )
+    .unwrap();
+    rules
+}
+
+#[test]
+fn the_kubelet_accepts_every_request_it_writes_answered_in_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = kubelet_test_rules(dir.path(), "Registry");
+    let cases = cases("plugin_io_cases.json");
+    for case in cases["encodeRequest"].as_array().unwrap() {
+        let version = case["providerApiVersion"].as_str().unwrap();
+        let image = case["image"].as_str().unwrap();
+        let run = Plugin::new(["--config".as_ref(), rules.as_os_str()])
+            .stdin(case["expectedStdin"].as_str().unwrap())
+            .run();
+        let observed = kubelet::read(version, image, run.code, &run.stdout)
+            .unwrap_or_else(|e| panic!("{version}: {e}"));
+        assert_eq!(
+            observed.credentials,
+            [
+                ("u".to_owned(), "p".to_owned()),
+                ("user".to_owned(), "password".to_owned())
+            ]
+        );
+        assert_eq!(run.json()["cacheDuration"], "1h0m0s");
+    }
+}
+
+#[test]
+fn every_cache_key_type_is_answered_as_configured_and_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = cases("plugin_io_cases.json");
+    for case in cases["cacheKeys"].as_array().unwrap() {
+        let cache_key_type = case["cacheKeyType"].as_str().unwrap();
+        let image = case["image"].as_str().unwrap();
+        let rules = kubelet_test_rules(dir.path(), cache_key_type);
+        for version in API_VERSIONS {
+            let run = Plugin::new(["--config".as_ref(), rules.as_os_str()])
+                .stdin(request(version, image))
+                .run();
+            let observed = kubelet::read(version, image, run.code, &run.stdout)
+                .unwrap_or_else(|e| panic!("{version}: {e}"));
+            assert!(
+                !observed.credentials.is_empty(),
+                "{cache_key_type} {version}"
+            );
+            assert_eq!(run.json()["cacheKeyType"], cache_key_type);
+        }
+    }
+}
+
+#[test]
+fn an_unmatched_image_is_an_accepted_empty_answer() {
+    for version in API_VERSIONS {
+        let run = Plugin::new([
+            "--config".as_ref(),
+            testdata().join("rules.yaml").as_os_str(),
+        ])
+        .stdin(request(version, "quay.io/someone/app"))
+        .run();
+        let observed =
+            kubelet::read(version, "quay.io/someone/app", run.code, &run.stdout).unwrap();
+        assert!(observed.credentials.is_empty());
+        assert_eq!(run.json()["cacheDuration"], "0s");
+    }
+}
