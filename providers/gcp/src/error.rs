@@ -1,0 +1,105 @@
+//! What can go wrong, in one line that names the cause and never a credential.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::dockercfg::DockercfgError;
+
+/// Why the Google backend has no credentials. Messages name the endpoint, file or field
+/// at fault, never a token, key, secret or signed URL's query.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The rule's `gcp:` section, or an environment variable, is invalid.
+    #[error("invalid gcp configuration: {0}")]
+    Config(String),
+    /// The source needs a credential file and none is named.
+    #[error("no credentials: {0}")]
+    NoCredentials(String),
+    /// A service account key or `authorized_user` file cannot be used.
+    #[error("credential file {path}: {problem}")]
+    CredentialFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (never its content).
+        problem: String,
+    },
+    /// Nothing answers at the metadata server's address: not on Google Cloud, or the
+    /// metadata server is blocked.
+    #[error(
+        "no GCE metadata server at {host} (not on Google Cloud, or GCE_METADATA_HOST is wrong): {source}"
+    )]
+    MetadataUnreachable {
+        /// The metadata server's `host[:port]`.
+        host: String,
+        /// Why.
+        source: icp_http::Error,
+    },
+    /// Something answered at the metadata server's address, but not as Google's does.
+    #[error("{host} answered without Metadata-Flavor: Google, so it is not a GCE metadata server")]
+    NotMetadataServer {
+        /// The metadata server's `host[:port]`.
+        host: String,
+    },
+    /// The metadata server has no such service account or attribute.
+    #[error("the metadata server has no {0}")]
+    MetadataNotFound(String),
+    /// The instance's service account has no access scope that lets it pull images.
+    #[error(
+        "service account {0:?} of this instance has no access scope for registries (it needs cloud-platform or devstorage.*)"
+    )]
+    MissingScope(String),
+    /// The endpoint refused the credentials (HTTP 400, 401 or 403).
+    #[error("access denied by {endpoint}: HTTP {status}{detail}")]
+    Denied {
+        /// Which endpoint.
+        endpoint: String,
+        /// The status code.
+        status: u16,
+        /// The OAuth error code and description, when given, as `: invalid_grant (...)`.
+        detail: String,
+    },
+    /// The endpoint throttled the request (HTTP 429) on every try.
+    #[error("throttled by {endpoint} (HTTP 429)")]
+    Throttled {
+        /// Which endpoint.
+        endpoint: String,
+    },
+    /// The endpoint answered with another unexpected status on every try.
+    #[error("{endpoint} answered HTTP {status}")]
+    Status {
+        /// Which endpoint.
+        endpoint: String,
+        /// The status code.
+        status: u16,
+    },
+    /// No answer from the endpoint.
+    #[error("request to {endpoint} failed: {source}")]
+    Http {
+        /// Which endpoint.
+        endpoint: String,
+        /// Why.
+        source: icp_http::Error,
+    },
+    /// The endpoint's answer is not what it should be.
+    #[error("invalid answer from {endpoint}: {problem}")]
+    BadAnswer {
+        /// Which endpoint.
+        endpoint: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The docker config of a `dockercfg` flow has no usable entry.
+    #[error("docker config from {origin}: {source}")]
+    Dockercfg {
+        /// Where it came from: the metadata attribute or the URL (without its query).
+        origin: String,
+        /// What is wrong.
+        source: DockercfgError,
+    },
+    /// The whole fetch took longer than its budget.
+    #[error("timed out after {0:?} fetching Google credentials")]
+    Timeout(Duration),
+    /// The async runtime could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}

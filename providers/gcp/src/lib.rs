@@ -1,0 +1,257 @@
+//! Google Container Registry and Artifact Registry tokens for `image-credential-provider`.
+//!
+//! The backend answers for Google's registry hosts (see [`host`]) with the registry
+//! username `oauth2accesstoken` and a Google access token as password, expiring when
+//! Google says it does. The token comes from one of the [`Source`]s a rule names:
+//!
+//! - the GCE metadata server (`GCE_METADATA_HOST`, else `169.254.169.254`): one of the
+//!   instance's service accounts, its access scopes checked first;
+//! - a service account key file: an RS256-signed assertion exchanged at the key's
+//!   `token_uri` ([`jwt`], [`oauth`]);
+//! - application default credentials: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's
+//!   well-known file (a key or an `authorized_user` refresh token), else the metadata
+//!   server;
+//! - the official provider's `dockercfg` flows: a docker config kept in the instance
+//!   attribute `google-dockercfg`, or at the URL in `google-dockercfg-url`.
+//!
+//! Every request goes through [`icp_http`] with short timeouts and a few retries, and a
+//! whole fetch ends within [`FETCH_BUDGET`]. `gcp_auth` is not used: it cannot be pointed
+//! at `GCE_METADATA_HOST`, reads `authorized_user` files from gcloud's directory only and
+//! sends them to a fixed endpoint, and brings a second HTTP client without timeouts.
+
+pub mod config;
+pub mod dockercfg;
+pub mod error;
+pub mod host;
+pub mod jwt;
+pub mod key;
+pub mod metadata;
+pub mod oauth;
+mod retry;
+pub mod token;
+
+use std::path::Path;
+use std::time::Duration;
+
+use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
+
+pub use config::{Config, Environment, Source};
+pub use error::Error;
+pub use host::{DEFAULT_PATTERNS, is_google_registry};
+use key::CredentialFile;
+use metadata::Metadata;
+
+/// Longest time one fetch may take, every request and retry included: well inside the
+/// kubelet's one-minute limit on the plugin.
+pub const FETCH_BUDGET: Duration = Duration::from_secs(20);
+
+/// The token scope of every Google access token: one token serves every Google registry
+/// host, so images on `gcr.io` and `us-docker.pkg.dev` share it.
+pub const GOOGLE_SCOPE: &str = "google";
+
+/// The instance attribute of the `dockercfg` flow.
+pub const DOCKERCFG_ATTRIBUTE: &str = "google-dockercfg";
+/// The instance attribute of the `dockercfg-url` flow.
+pub const DOCKERCFG_URL_ATTRIBUTE: &str = "google-dockercfg-url";
+
+/// The Google backend of one rule.
+#[derive(Debug)]
+pub struct Gcp {
+    metadata: Metadata,
+    credential: Credential,
+}
+
+/// Where the token comes from, resolved.
+#[derive(Debug)]
+enum Credential {
+    /// A service account of the instance, from the metadata server.
+    Metadata { account: String },
+    /// A key or `authorized_user` file, read when the backend was made.
+    File(CredentialFile),
+    /// A docker config in an instance attribute, or at a URL in one.
+    Dockercfg { url: bool },
+}
+
+impl Gcp {
+    /// The backend for a rule's `config`, reading the process environment; relative key
+    /// file paths are taken from `base_dir`. A key file named by the rule or the
+    /// environment is read and checked here; nothing else is.
+    pub fn new(config: Config, base_dir: &Path) -> Result<Gcp, Error> {
+        Gcp::with_environment(config, base_dir, &Environment::from_process())
+    }
+
+    /// [`Gcp::new`] with the environment variables given.
+    pub fn with_environment(
+        config: Config,
+        base_dir: &Path,
+        env: &Environment,
+    ) -> Result<Gcp, Error> {
+        if config.service_account.is_some() && config.source != Source::Metadata {
+            return Err(Error::Config(format!(
+                "serviceAccount is for source metadata, not {}",
+                config.source.as_str()
+            )));
+        }
+        if config.key_file.is_some() && config.source != Source::ServiceAccountKey {
+            return Err(Error::Config(format!(
+                "keyFile is for source serviceAccountKey, not {}",
+                config.source.as_str()
+            )));
+        }
+        let metadata = Metadata::new(env.metadata_host.as_deref())?;
+        let credential = match config.source {
+            Source::Metadata => {
+                let account = config
+                    .service_account
+                    .unwrap_or_else(|| "default".to_owned());
+                check_account(&account)?;
+                Credential::Metadata { account }
+            }
+            Source::ServiceAccountKey => {
+                let path = match (&config.key_file, &env.application_credentials) {
+                    (Some(path), _) => base_dir.join(path),
+                    (None, Some(path)) => path.clone(),
+                    (None, None) => {
+                        return Err(Error::NoCredentials(
+                            "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS".into(),
+                        ));
+                    }
+                };
+                match CredentialFile::load(&path)? {
+                    file @ CredentialFile::ServiceAccount(_) => Credential::File(file),
+                    CredentialFile::AuthorizedUser(_) => {
+                        return Err(Error::CredentialFile {
+                            path,
+                            problem: "is an authorized_user file, not a service account key (use source applicationDefault)"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            Source::ApplicationDefault => match application_default_file(env) {
+                Some(path) => Credential::File(CredentialFile::load(&path)?),
+                None => Credential::Metadata {
+                    account: "default".to_owned(),
+                },
+            },
+            Source::Dockercfg => Credential::Dockercfg { url: false },
+            Source::DockercfgUrl => Credential::Dockercfg { url: true },
+        };
+        Ok(Gcp {
+            metadata,
+            credential,
+        })
+    }
+
+    async fn fetch_async(&self, image: &ImageRef) -> Result<Token, Error> {
+        let client = icp_http::Client::new(icp_http::Options::default())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        match &self.credential {
+            Credential::Metadata { account } => self.metadata.token(&client, account).await,
+            Credential::File(CredentialFile::ServiceAccount(key)) => {
+                oauth::service_account(&client, key).await
+            }
+            Credential::File(CredentialFile::AuthorizedUser(user)) => {
+                oauth::authorized_user(&client, user).await
+            }
+            Credential::Dockercfg { url: false } => {
+                let config = self
+                    .metadata
+                    .attribute(&client, DOCKERCFG_ATTRIBUTE)
+                    .await?;
+                dockercfg::lookup(&config, image).map_err(|source| Error::Dockercfg {
+                    origin: format!("instance attribute {DOCKERCFG_ATTRIBUTE}"),
+                    source,
+                })
+            }
+            Credential::Dockercfg { url: true } => {
+                let url = self
+                    .metadata
+                    .attribute(&client, DOCKERCFG_URL_ATTRIBUTE)
+                    .await?;
+                let url = String::from_utf8(url).unwrap_or_default();
+                let (config, origin) = dockercfg::download(&client, url.trim()).await?;
+                dockercfg::lookup(&config, image)
+                    .map_err(|source| Error::Dockercfg { origin, source })
+            }
+        }
+    }
+}
+
+impl TokenSource for Gcp {
+    type Error = Error;
+
+    /// Google's registry hosts only, strictly (see [`is_google_registry`]); a `dockercfg`
+    /// source serves whatever registries the rule sends it, as its docker config names
+    /// them.
+    fn serves(&self, image: &ImageRef) -> bool {
+        match self.credential {
+            Credential::Dockercfg { .. } => true,
+            _ => is_google_registry(image),
+        }
+    }
+
+    /// A Google token serves every Google registry: scope [`GOOGLE_SCOPE`], identity the
+    /// metadata server and service account, or the credential file and its account. A
+    /// docker config's entry is per image.
+    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+        let google = |identity: String| TokenKey {
+            identity,
+            scope: GOOGLE_SCOPE.to_owned(),
+        };
+        Ok(match &self.credential {
+            Credential::Metadata { account } => {
+                google(format!("gcp:metadata:{}:{account}", self.metadata.host()))
+            }
+            Credential::File(file) => google(file.identity()),
+            Credential::Dockercfg { url } => TokenKey {
+                identity: format!(
+                    "gcp:{}:{}",
+                    if *url {
+                        DOCKERCFG_URL_ATTRIBUTE
+                    } else {
+                        DOCKERCFG_ATTRIBUTE
+                    },
+                    self.metadata.host()
+                ),
+                scope: image.name(),
+            },
+        })
+    }
+
+    fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(Error::Runtime)?;
+        runtime
+            .block_on(async {
+                tokio::time::timeout(FETCH_BUDGET, self.fetch_async(request.image)).await
+            })
+            .unwrap_or(Err(Error::Timeout(FETCH_BUDGET)))
+    }
+}
+
+/// The file application default credentials use: `GOOGLE_APPLICATION_CREDENTIALS`, else
+/// gcloud's well-known file if it exists; `None` means the metadata server.
+fn application_default_file(env: &Environment) -> Option<std::path::PathBuf> {
+    env.application_credentials
+        .clone()
+        .or_else(|| env.well_known_file().filter(|path| path.is_file()))
+}
+
+/// A service account name goes into metadata URLs: an email or an alias, nothing else.
+fn check_account(account: &str) -> Result<(), Error> {
+    let valid = !account.is_empty()
+        && account.len() <= 256
+        && account
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'-' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "serviceAccount {account:?} is not an email or alias"
+        )))
+    }
+}

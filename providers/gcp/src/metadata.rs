@@ -1,0 +1,162 @@
+//! The GCE metadata server: service account tokens, their scopes, and instance attributes.
+
+use std::time::{Duration, SystemTime};
+
+use icp_http::{Client, Request, Response};
+
+use crate::retry::{self, Retry};
+use crate::{Error, token};
+
+/// The metadata server's address when `GCE_METADATA_HOST` is not set: the link-local IP,
+/// as Google's Go library uses, so no DNS lookup is needed to find it absent.
+pub const DEFAULT_HOST: &str = "169.254.169.254";
+
+/// Scope prefixes that let a token pull images, as the official provider checks them.
+const REGISTRY_SCOPE_PREFIXES: &[&str] = &[
+    "https://www.googleapis.com/auth/devstorage",
+    "https://www.googleapis.com/auth/cloud-platform",
+];
+
+/// Bounds of one metadata request: it answers in milliseconds where it exists, so the
+/// connection gets a second, and a missing server is reported without retrying.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const RETRY: Retry = Retry {
+    attempts: 3,
+    backoff: Duration::from_millis(100),
+    unreachable: false,
+};
+
+/// The metadata server at `host[:port]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    host: String,
+}
+
+impl Metadata {
+    /// The server at `host` (the value of `GCE_METADATA_HOST`), or at [`DEFAULT_HOST`].
+    pub fn new(host: Option<&str>) -> Result<Metadata, Error> {
+        let host = host.unwrap_or(DEFAULT_HOST);
+        let valid = !host.is_empty()
+            && host.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+            });
+        if !valid {
+            return Err(Error::Config(format!(
+                "GCE_METADATA_HOST {host:?} is not a host[:port]"
+            )));
+        }
+        Ok(Metadata {
+            host: host.to_owned(),
+        })
+    }
+
+    /// The server's `host[:port]`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// An access token of the service account `account`, once its scopes are checked.
+    pub async fn token(&self, client: &Client, account: &str) -> Result<icp_core::Token, Error> {
+        let scopes = self
+            .get(
+                client,
+                &format!("instance/service-accounts/{account}/scopes"),
+            )
+            .await;
+        let scopes = match scopes {
+            Err(Error::MetadataNotFound(_)) => {
+                return Err(Error::MetadataNotFound(format!(
+                    "service account {account:?} on this instance"
+                )));
+            }
+            other => other?,
+        };
+        let scopes = String::from_utf8_lossy(&scopes);
+        let allowed = scopes
+            .split_whitespace()
+            .any(|s| REGISTRY_SCOPE_PREFIXES.iter().any(|p| s.starts_with(p)));
+        if !allowed {
+            return Err(Error::MissingScope(account.to_owned()));
+        }
+        let asked_at = SystemTime::now();
+        let body = self
+            .get(
+                client,
+                &format!("instance/service-accounts/{account}/token"),
+            )
+            .await?;
+        token::parse(&body, asked_at, &self.endpoint())
+    }
+
+    /// The value of the instance attribute `name`.
+    pub async fn attribute(&self, client: &Client, name: &str) -> Result<Vec<u8>, Error> {
+        match self
+            .get(client, &format!("instance/attributes/{name}"))
+            .await
+        {
+            Err(Error::MetadataNotFound(_)) => Err(Error::MetadataNotFound(format!(
+                "instance attribute {name:?}"
+            ))),
+            other => other,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("the metadata server at {}", self.host)
+    }
+
+    /// GETs `computeMetadata/v1/<path>`, requiring the answer to come from a GCE
+    /// metadata server (`Metadata-Flavor: Google`).
+    async fn get(&self, client: &Client, path: &str) -> Result<Vec<u8>, Error> {
+        let url = format!("http://{}/computeMetadata/v1/{path}", self.host);
+        let request = || {
+            Request::get(url.as_str())
+                .header("Metadata-Flavor", "Google")
+                .connect_timeout(CONNECT_TIMEOUT)
+                .timeout(REQUEST_TIMEOUT)
+        };
+        let response =
+            retry::send(client, RETRY, request)
+                .await
+                .map_err(|source| match source {
+                    icp_http::Error::Connect { .. }
+                    | icp_http::Error::ConnectTimeout { .. }
+                    | icp_http::Error::Dns { .. } => Error::MetadataUnreachable {
+                        host: self.host.clone(),
+                        source,
+                    },
+                    source => Error::Http {
+                        endpoint: self.endpoint(),
+                        source,
+                    },
+                })?;
+        if !is_google(&response) {
+            return Err(Error::NotMetadataServer {
+                host: self.host.clone(),
+            });
+        }
+        match response.status {
+            200 => Ok(response.body),
+            404 => Err(Error::MetadataNotFound(path.to_owned())),
+            429 => Err(Error::Throttled {
+                endpoint: self.endpoint(),
+            }),
+            status @ (401 | 403) => Err(Error::Denied {
+                endpoint: self.endpoint(),
+                status,
+                detail: String::new(),
+            }),
+            status => Err(Error::Status {
+                endpoint: self.endpoint(),
+                status,
+            }),
+        }
+    }
+}
+
+fn is_google(response: &Response) -> bool {
+    response
+        .header("Metadata-Flavor")
+        .is_some_and(|flavor| flavor.eq_ignore_ascii_case("Google"))
+}
