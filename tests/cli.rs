@@ -310,7 +310,10 @@ fn a_registry_scoped_answer_stays_right_for_every_image_the_kubelet_reuses_it_fo
     };
     let host = ("robot".to_owned(), "testdata-secret-host".to_owned());
     let team = ("team-robot".to_owned(), "testdata-secret-team".to_owned());
-    assert_eq!(reuse("registry.example.com/other/app"), std::slice::from_ref(&host));
+    assert_eq!(
+        reuse("registry.example.com/other/app"),
+        std::slice::from_ref(&host)
+    );
     assert_eq!(reuse("registry.example.com/team/app"), [team, host.clone()]);
     assert_eq!(reuse("registry.example.com/elsewhere"), [host]);
 }

@@ -66,7 +66,10 @@ impl ImageRef {
         };
         let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(parse_tag(&rest[last_slash + i + 1..])?)),
+            Some(i) => (
+                &rest[..last_slash + i],
+                Some(parse_tag(&rest[last_slash + i + 1..])?),
+            ),
             None => (rest, None),
         };
         if name.len() > NAME_MAX {
@@ -79,7 +82,11 @@ impl ImageRef {
         validate_domain(domain)?;
         validate_path(path)?;
         let (domain, path) = if domain == DOCKER_HUB_LEGACY || domain == DOCKER_HUB {
-            let path = if path.contains('/') { path.to_owned() } else { format!("library/{path}") };
+            let path = if path.contains('/') {
+                path.to_owned()
+            } else {
+                format!("library/{path}")
+            };
             (DOCKER_HUB.to_owned(), path)
         } else {
             (domain.to_owned(), path.to_owned())
@@ -87,7 +94,12 @@ impl ImageRef {
         if domain.len() + 1 + path.len() > NAME_MAX {
             return Err(ImageError::TooLong);
         }
-        Ok(ImageRef { domain, path, tag, digest })
+        Ok(ImageRef {
+            domain,
+            path,
+            tag,
+            digest,
+        })
     }
 
     /// The registry: host and optional port, as in `registry.example:5000`. This is what
@@ -144,7 +156,11 @@ impl fmt::Display for ImageRef {
 /// Splits `host[:port]` into the host and the digits after its last colon; bracketed IPv6
 /// hosts keep their brackets.
 fn split_port(domain: &str) -> (&str, Option<&str>) {
-    let host_end = if domain.starts_with('[') { domain.find(']').map_or(0, |i| i + 1) } else { 0 };
+    let host_end = if domain.starts_with('[') {
+        domain.find(']').map_or(0, |i| i + 1)
+    } else {
+        0
+    };
     match domain[host_end..].rfind(':') {
         Some(i) => (&domain[..host_end + i], Some(&domain[host_end + i + 1..])),
         None => (domain, None),
@@ -176,7 +192,11 @@ fn validate_domain(domain: &str) -> Result<(), ImageError> {
     }
     if let Some(inner) = host.strip_prefix('[') {
         let inner = inner.strip_suffix(']').ok_or_else(bad)?;
-        if inner.is_empty() || !inner.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
+        if inner.is_empty()
+            || !inner
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        {
             return Err(bad());
         }
         return Ok(());
@@ -184,11 +204,17 @@ fn validate_domain(domain: &str) -> Result<(), ImageError> {
     let label_ok = |label: &str| {
         let bytes = label.as_bytes();
         !bytes.is_empty()
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes[0] != b'-'
             && bytes[bytes.len() - 1] != b'-'
     };
-    if host.split('.').all(label_ok) { Ok(()) } else { Err(bad()) }
+    if host.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 fn validate_path(path: &str) -> Result<(), ImageError> {
@@ -196,7 +222,11 @@ fn validate_path(path: &str) -> Result<(), ImageError> {
         return Err(ImageError::Uppercase);
     }
     path.split('/').try_for_each(|component| {
-        if path_component_ok(component) { Ok(()) } else { Err(ImageError::Path(component.to_owned())) }
+        if path_component_ok(component) {
+            Ok(())
+        } else {
+            Err(ImageError::Path(component.to_owned()))
+        }
     })
 }
 
@@ -237,7 +267,11 @@ fn parse_tag(tag: &str) -> Result<String, ImageError> {
         && bytes.len() <= 128
         && word(bytes[0])
         && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-');
-    if ok { Ok(tag.to_owned()) } else { Err(ImageError::Tag(tag.to_owned())) }
+    if ok {
+        Ok(tag.to_owned())
+    } else {
+        Err(ImageError::Tag(tag.to_owned()))
+    }
 }
 
 /// `algorithm ":" encoded`, algorithm components `[A-Za-z][A-Za-z0-9]*` joined by
@@ -247,10 +281,15 @@ fn parse_digest(digest: &str) -> Result<String, ImageError> {
     let (algorithm, encoded) = digest.split_once(':').ok_or_else(bad)?;
     let algorithm_ok = algorithm.split(['+', '.', '_', '-']).all(|component| {
         let mut bytes = component.bytes();
-        bytes.next().is_some_and(|b| b.is_ascii_alphabetic()) && bytes.all(|b| b.is_ascii_alphanumeric())
+        bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && bytes.all(|b| b.is_ascii_alphanumeric())
     });
     let encoded_ok = encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit());
-    if algorithm_ok && encoded_ok { Ok(digest.to_owned()) } else { Err(bad()) }
+    if algorithm_ok && encoded_ok {
+        Ok(digest.to_owned())
+    } else {
+        Err(bad())
+    }
 }
 
 fn is_hex_id(name: &str) -> bool {
@@ -276,8 +315,20 @@ mod tests {
         let digest = "sha256:1ff6c18fbef2045af6b9c16bf034cc421a29027b800e4f9b68ae9b1cb3e9ae07";
         let cases: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
             ("busybox", "docker.io", "library/busybox", None, None),
-            ("busybox:1.32.0", "docker.io", "library/busybox", Some("1.32.0"), None),
-            ("registry.k8s.io/pause:3.5", "registry.k8s.io", "pause", Some("3.5"), None),
+            (
+                "busybox:1.32.0",
+                "docker.io",
+                "library/busybox",
+                Some("1.32.0"),
+                None,
+            ),
+            (
+                "registry.k8s.io/pause:3.5",
+                "registry.k8s.io",
+                "pause",
+                Some("3.5"),
+                None,
+            ),
             (
                 &format!("registry.k8s.io/pause:3.5@{digest}"),
                 "registry.k8s.io",
@@ -285,20 +336,61 @@ mod tests {
                 Some("3.5"),
                 Some(digest),
             ),
-            ("fictional.registry.example:10443/imagename", "fictional.registry.example:10443", "imagename", None, None),
-            ("index.docker.io/nginx", "docker.io", "library/nginx", None, None),
-            ("docker.io/bitnami/redis", "docker.io", "bitnami/redis", None, None),
+            (
+                "fictional.registry.example:10443/imagename",
+                "fictional.registry.example:10443",
+                "imagename",
+                None,
+                None,
+            ),
+            (
+                "index.docker.io/nginx",
+                "docker.io",
+                "library/nginx",
+                None,
+                None,
+            ),
+            (
+                "docker.io/bitnami/redis",
+                "docker.io",
+                "bitnami/redis",
+                None,
+                None,
+            ),
             ("bitnami/redis", "docker.io", "bitnami/redis", None, None),
             ("localhost/app", "localhost", "app", None, None),
-            ("localhost:5000/a/b/c:v1", "localhost:5000", "a/b/c", Some("v1"), None),
+            (
+                "localhost:5000/a/b/c:v1",
+                "localhost:5000",
+                "a/b/c",
+                Some("v1"),
+                None,
+            ),
             ("[::1]:5000/app", "[::1]:5000", "app", None, None),
-            ("Registry.Example/app", "Registry.Example", "app", None, None),
-            ("a.io/x__y/z-----w/v.u", "a.io", "x__y/z-----w/v.u", None, None),
+            (
+                "Registry.Example/app",
+                "Registry.Example",
+                "app",
+                None,
+                None,
+            ),
+            (
+                "a.io/x__y/z-----w/v.u",
+                "a.io",
+                "x__y/z-----w/v.u",
+                None,
+                None,
+            ),
         ];
         for (reference, domain, path, tag, digest) in cases {
             assert_eq!(
                 parts(reference),
-                (domain.to_string(), path.to_string(), tag.map(str::to_owned), digest.map(str::to_owned)),
+                (
+                    domain.to_string(),
+                    path.to_string(),
+                    tag.map(str::to_owned),
+                    digest.map(str::to_owned)
+                ),
                 "{reference}"
             );
         }
@@ -310,7 +402,10 @@ mod tests {
         assert_eq!(image.name(), "fictional.registry.example:10443/imagename");
         assert_eq!(image.host(), "fictional.registry.example");
         assert_eq!(image.port(), Some(10443));
-        assert_eq!(image.to_string(), "fictional.registry.example:10443/imagename:v1");
+        assert_eq!(
+            image.to_string(),
+            "fictional.registry.example:10443/imagename:v1"
+        );
         let image = ImageRef::parse("[::1]:5000/app").unwrap();
         assert_eq!((image.host(), image.port()), ("[::1]", Some(5000)));
     }
@@ -345,7 +440,10 @@ mod tests {
             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
         ];
         for reference in bad {
-            assert!(ImageRef::parse(reference).is_err(), "{reference:?} should not parse");
+            assert!(
+                ImageRef::parse(reference).is_err(),
+                "{reference:?} should not parse"
+            );
         }
     }
 }

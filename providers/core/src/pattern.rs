@@ -55,7 +55,9 @@ impl SchemelessUrl {
             Some(i) => (&s[..i], &s[i..]),
             None => (s, ""),
         };
-        let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let host = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         validate_go_host(host)?;
         let (host, port) = split_host_port(host);
         Ok(SchemelessUrl {
@@ -70,7 +72,9 @@ impl SchemelessUrl {
 /// only the characters `url.Parse` allows there.
 fn validate_go_host(host: &str) -> Result<(), PatternError> {
     let colon_port = if host.starts_with('[') {
-        let close = host.rfind(']').ok_or_else(|| PatternError::Url("missing ']' in host".into()))?;
+        let close = host
+            .rfind(']')
+            .ok_or_else(|| PatternError::Url("missing ']' in host".into()))?;
         &host[close + 1..]
     } else {
         host.rfind(':').map_or("", |i| &host[i..])
@@ -78,13 +82,17 @@ fn validate_go_host(host: &str) -> Result<(), PatternError> {
     let port_ok = colon_port.is_empty()
         || (colon_port.starts_with(':') && colon_port[1..].bytes().all(|b| b.is_ascii_digit()));
     if !port_ok {
-        return Err(PatternError::Url(format!("invalid port {colon_port:?} after host")));
+        return Err(PatternError::Url(format!(
+            "invalid port {colon_port:?} after host"
+        )));
     }
-    let host_byte_ok = |b: u8| {
-        b >= 0x80 || b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&b)
-    };
+    let host_byte_ok =
+        |b: u8| b >= 0x80 || b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&b);
     match host.bytes().find(|&b| !host_byte_ok(b)) {
-        Some(b) => Err(PatternError::Url(format!("invalid character {:?} in host name", b as char))),
+        Some(b) => Err(PatternError::Url(format!(
+            "invalid character {:?} in host name",
+            b as char
+        ))),
         None => Ok(()),
     }
 }
@@ -92,7 +100,9 @@ fn validate_go_host(host: &str) -> Result<(), PatternError> {
 /// Go's `net.SplitHostPort`, falling back to the whole host and no port on error, as the
 /// kubelet's `SplitURL` does.
 fn split_host_port(hostport: &str) -> (&str, &str) {
-    let Some(colon) = hostport.rfind(':') else { return (hostport, "") };
+    let Some(colon) = hostport.rfind(':') else {
+        return (hostport, "");
+    };
     let (host, inner_start, inner_end) = if hostport.starts_with('[') {
         match hostport.find(']') {
             Some(end) if end + 1 == colon => (&hostport[1..end], 1, end + 1),
@@ -120,7 +130,9 @@ fn percent_decode(path: &str) -> Result<String, PatternError> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = path.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+            let hex = path
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
             let byte = hex.ok_or_else(|| PatternError::Url("invalid URL escape in path".into()))?;
             out.push(byte);
             i += 3;
@@ -227,9 +239,14 @@ impl Pattern {
             return Err(PatternError::Empty);
         }
         if text.contains("://") {
-            return Err(PatternError::Misleading("a pattern has no scheme: drop the \"https://\"".into()));
+            return Err(PatternError::Misleading(
+                "a pattern has no scheme: drop the \"https://\"".into(),
+            ));
         }
-        if let Some(c) = text.chars().find(|c| matches!(c, '?' | '#' | '@' | '%') || c.is_whitespace()) {
+        if let Some(c) = text
+            .chars()
+            .find(|c| matches!(c, '?' | '#' | '@' | '%') || c.is_whitespace())
+        {
             return Err(PatternError::Misleading(format!(
                 "character {c:?} is not allowed in a pattern (the kubelet would read it as part of a URL, not of a glob)"
             )));
@@ -238,8 +255,17 @@ impl Pattern {
         if url.labels.iter().any(String::is_empty) {
             return Err(PatternError::Misleading("a host label is empty".into()));
         }
-        let labels = url.labels.iter().map(|l| compile_label(l)).collect::<Result<_, _>>()?;
-        Ok(Pattern { text: text.to_owned(), labels, port: url.port, path: url.path })
+        let labels = url
+            .labels
+            .iter()
+            .map(|l| compile_label(l))
+            .collect::<Result<_, _>>()?;
+        Ok(Pattern {
+            text: text.to_owned(),
+            labels,
+            port: url.port,
+            path: url.path,
+        })
     }
 
     /// The pattern as written.
@@ -254,11 +280,17 @@ impl Pattern {
 
     /// Whether `image` (an image name, as the kubelet sends it) matches.
     pub fn matches(&self, image: &str) -> bool {
-        let Ok(target) = SchemelessUrl::parse(image) else { return false };
+        let Ok(target) = SchemelessUrl::parse(image) else {
+            return false;
+        };
         self.port == target.port
             && self.labels.len() == target.labels.len()
             && target.path.starts_with(&self.path)
-            && self.labels.iter().zip(&target.labels).all(|(p, l)| label_matches(p, l))
+            && self
+                .labels
+                .iter()
+                .zip(&target.labels)
+                .all(|(p, l)| label_matches(p, l))
     }
 }
 
@@ -305,7 +337,17 @@ mod tests {
 
     #[test]
     fn rule_patterns_refuse_what_misleads() {
-        for bad in ["", "https://quay.io", "quay.io?x", "quay.io#x", "user@quay.io", "quay.io/a b", "a..io", ".io", "q:x"] {
+        for bad in [
+            "",
+            "https://quay.io",
+            "quay.io?x",
+            "quay.io#x",
+            "user@quay.io",
+            "quay.io/a b",
+            "a..io",
+            ".io",
+            "q:x",
+        ] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?}");
         }
         let pattern = Pattern::parse("*.corp.example:5000/team").unwrap();

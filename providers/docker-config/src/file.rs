@@ -76,7 +76,11 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
         column: e.column(),
         reason: json_reason(&e),
     })?;
-    let shape = |place: String, problem| Error::Shape { path: path.to_owned(), place, problem };
+    let shape = |place: String, problem| Error::Shape {
+        path: path.to_owned(),
+        place,
+        problem,
+    };
     let Value::Object(top) = value else {
         return Err(shape("top level".into(), "expected a JSON object"));
     };
@@ -87,7 +91,11 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
     };
     let mut out = BTreeMap::new();
     for (key, entry) in entries {
-        let place = if prefix.is_empty() { format!("{key:?}") } else { format!("{prefix}[{key:?}]") };
+        let place = if prefix.is_empty() {
+            format!("{key:?}")
+        } else {
+            format!("{prefix}[{key:?}]")
+        };
         let Value::Object(entry) = entry else {
             if prefix.is_empty() {
                 // config.json keys other than "auths" (credsStore, HttpHeaders, ...).
@@ -95,7 +103,9 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
             }
             return Err(shape(place, "expected an object"));
         };
-        let Some(credential) = credential(entry).map_err(|(field, problem)| shape(format!("{place}.{field}"), problem))? else {
+        let Some(credential) = credential(entry)
+            .map_err(|(field, problem)| shape(format!("{place}.{field}"), problem))?
+        else {
             tracing::debug!(entry = %place, "docker config entry has no username and password; skipped");
             continue;
         };
@@ -112,12 +122,19 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
-    let read_error = |source| Error::Read { path: path.to_owned(), source };
+    let read_error = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
-    file.take(MAX_FILE_SIZE + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(Error::TooLarge { path: path.to_owned() });
+        return Err(Error::TooLarge {
+            path: path.to_owned(),
+        });
     }
     Ok(bytes)
 }
@@ -128,7 +145,11 @@ fn json_reason(error: &serde_json::Error) -> String {
     match error.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
             let message = error.to_string();
-            message.split(" at line ").next().unwrap_or_default().to_owned()
+            message
+                .split(" at line ")
+                .next()
+                .unwrap_or_default()
+                .to_owned()
         }
         _ => "not a JSON document".to_owned(),
     }
@@ -146,9 +167,16 @@ fn credential(entry: &Map<String, Value>) -> Result<Option<Entry>, (&'static str
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
             .map_err(|_| ("auth", "not valid base64"))?;
-        let decoded = String::from_utf8(decoded).map_err(|_| ("auth", "decoded value is not UTF-8"))?;
-        let (username, password) = decoded.split_once(':').ok_or(("auth", "decoded value has no ':' between username and password"))?;
-        return Ok(Some(Entry { username: username.to_owned(), password: Secret::new(password) }));
+        let decoded =
+            String::from_utf8(decoded).map_err(|_| ("auth", "decoded value is not UTF-8"))?;
+        let (username, password) = decoded.split_once(':').ok_or((
+            "auth",
+            "decoded value has no ':' between username and password",
+        ))?;
+        return Ok(Some(Entry {
+            username: username.to_owned(),
+            password: Secret::new(password),
+        }));
     }
     let username = string("username")?;
     let password = string("password")?;
@@ -181,25 +209,46 @@ mod tests {
                 "ghcr.io": {"identitytoken": "x"}}, "credsStore": "desktop"}"#,
         )
         .unwrap();
-        assert_eq!(entries.keys().collect::<Vec<_>>(), ["index.docker.io", "quay.io"]);
+        assert_eq!(
+            entries.keys().collect::<Vec<_>>(),
+            ["index.docker.io", "quay.io"]
+        );
         assert_eq!(entries["index.docker.io"].username, "user");
         assert_eq!(entries["index.docker.io"].password.expose(), "pass:word");
         assert_eq!(entries["quay.io"].password.expose(), "s3cret");
 
-        let legacy = load_str(r#"{"https://registry.example/v1/": {"auth": "dXNlcjpwYXNzOndvcmQ=", "email": "a@b"}}"#).unwrap();
+        let legacy = load_str(
+            r#"{"https://registry.example/v1/": {"auth": "dXNlcjpwYXNzOndvcmQ=", "email": "a@b"}}"#,
+        )
+        .unwrap();
         assert_eq!(legacy.keys().collect::<Vec<_>>(), ["registry.example"]);
     }
 
     #[test]
     fn errors_name_the_place_and_never_the_secret() {
         let cases = [
-            ("{\"auths\": {\n  \"quay.io\": {\"auth\": \"hunter2\"\n", "line 3"),
-            (r#"{"auths": {"quay.io": {"auth": "aHVudGVyMg=="}}}"#, "auths[\"quay.io\"].auth: decoded value has no ':'"),
-            (r#"{"auths": {"quay.io": {"auth": "hunter2!"}}}"#, "auths[\"quay.io\"].auth: not valid base64"),
-            (r#"{"auths": {"quay.io": {"password": ["hunter2"]}}}"#, "auths[\"quay.io\"].password: expected a string"),
+            (
+                "{\"auths\": {\n  \"quay.io\": {\"auth\": \"hunter2\"\n",
+                "line 3",
+            ),
+            (
+                r#"{"auths": {"quay.io": {"auth": "aHVudGVyMg=="}}}"#,
+                "auths[\"quay.io\"].auth: decoded value has no ':'",
+            ),
+            (
+                r#"{"auths": {"quay.io": {"auth": "hunter2!"}}}"#,
+                "auths[\"quay.io\"].auth: not valid base64",
+            ),
+            (
+                r#"{"auths": {"quay.io": {"password": ["hunter2"]}}}"#,
+                "auths[\"quay.io\"].password: expected a string",
+            ),
             (r#"{"auths": "hunter2"}"#, "auths: expected an object"),
             (r#"["hunter2"]"#, "top level: expected a JSON object"),
-            (r#"{"auths": {"quay.io": "hunter2"}}"#, "auths[\"quay.io\"]: expected an object"),
+            (
+                r#"{"auths": {"quay.io": "hunter2"}}"#,
+                "auths[\"quay.io\"]: expected an object",
+            ),
         ];
         for (content, expected) in cases {
             let message = load_str(content).unwrap_err().to_string();
@@ -210,7 +259,12 @@ mod tests {
 
     #[test]
     fn missing_file_is_an_error_naming_it() {
-        let message = load(Path::new("/nonexistent/config.json")).unwrap_err().to_string();
-        assert!(message.starts_with("docker config /nonexistent/config.json: "), "{message}");
+        let message = load(Path::new("/nonexistent/config.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("docker config /nonexistent/config.json: "),
+            "{message}"
+        );
     }
 }

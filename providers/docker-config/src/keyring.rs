@@ -23,8 +23,16 @@ pub fn normalize_key(key: &str) -> Result<String, PatternError> {
         None => (schemeless, ""),
     };
     let path = path.split(['?', '#']).next().unwrap_or_default();
-    let path = if path.starts_with("/v1/") || path.starts_with("/v2/") { &path[3..] } else { path };
-    Ok(if path.is_empty() || path == "/" { host.to_owned() } else { format!("{host}{path}") })
+    let path = if path.starts_with("/v1/") || path.starts_with("/v2/") {
+        &path[3..]
+    } else {
+        path
+    };
+    Ok(if path.is_empty() || path == "/" {
+        host.to_owned()
+    } else {
+        format!("{host}{path}")
+    })
 }
 
 /// The kubelet's `isDefaultRegistryMatch`: whether `image` is on Docker Hub, so that
@@ -54,7 +62,11 @@ pub fn key_serves(key: &str, image: &str) -> bool {
 ///   path, and the Docker Hub key for Docker Hub images: the kubelet reuses the answer for
 ///   all images of the registry and picks per image by path itself;
 /// - `Global`: every key.
-pub fn select<'k>(keys: impl IntoIterator<Item = &'k str>, image: &ImageRef, cache_key_type: CacheKeyType) -> Vec<&'k str> {
+pub fn select<'k>(
+    keys: impl IntoIterator<Item = &'k str>,
+    image: &ImageRef,
+    cache_key_type: CacheKeyType,
+) -> Vec<&'k str> {
     let name = image.name();
     let keys = keys.into_iter();
     match cache_key_type {
@@ -63,17 +75,24 @@ pub fn select<'k>(keys: impl IntoIterator<Item = &'k str>, image: &ImageRef, cac
             let hub = is_docker_hub(&name);
             keys.filter(|key| {
                 let host = key.split('/').next().unwrap_or_default();
-                urls_match_str(host, image.registry()).unwrap_or(false) || (hub && *key == DOCKER_HUB_KEY)
+                urls_match_str(host, image.registry()).unwrap_or(false)
+                    || (hub && *key == DOCKER_HUB_KEY)
             })
             .collect()
         }
         CacheKeyType::Image => {
             let keys: Vec<&str> = keys.collect();
-            let direct: Vec<&str> = keys.iter().copied().filter(|key| urls_match_str(key, &name).unwrap_or(false)).collect();
+            let direct: Vec<&str> = keys
+                .iter()
+                .copied()
+                .filter(|key| urls_match_str(key, &name).unwrap_or(false))
+                .collect();
             if !direct.is_empty() {
                 return direct;
             }
-            keys.into_iter().filter(|key| *key == DOCKER_HUB_KEY && is_docker_hub(&name)).collect()
+            keys.into_iter()
+                .filter(|key| *key == DOCKER_HUB_KEY && is_docker_hub(&name))
+                .collect()
         }
     }
 }
@@ -100,19 +119,43 @@ mod tests {
 
     #[test]
     fn registry_scope_keeps_path_keys_of_the_host_only() {
-        let keys = ["registry.example/team", "registry.example", "other.example", "registry.example:5000"];
+        let keys = [
+            "registry.example/team",
+            "registry.example",
+            "other.example",
+            "registry.example:5000",
+        ];
         let image = ImageRef::parse("registry.example/elsewhere/app").unwrap();
-        assert_eq!(select(keys, &image, CacheKeyType::Image), ["registry.example"]);
-        assert_eq!(select(keys, &image, CacheKeyType::Registry), ["registry.example/team", "registry.example"]);
+        assert_eq!(
+            select(keys, &image, CacheKeyType::Image),
+            ["registry.example"]
+        );
+        assert_eq!(
+            select(keys, &image, CacheKeyType::Registry),
+            ["registry.example/team", "registry.example"]
+        );
         assert_eq!(select(keys, &image, CacheKeyType::Global).len(), 4);
     }
 
     #[test]
     fn docker_hub_key_is_a_fallback() {
         let image = ImageRef::parse("nginx").unwrap();
-        assert_eq!(select([DOCKER_HUB_KEY], &image, CacheKeyType::Image), [DOCKER_HUB_KEY]);
-        assert_eq!(select([DOCKER_HUB_KEY, "docker.io"], &image, CacheKeyType::Image), ["docker.io"]);
-        assert_eq!(select([DOCKER_HUB_KEY, "docker.io"], &image, CacheKeyType::Registry), [DOCKER_HUB_KEY, "docker.io"]);
+        assert_eq!(
+            select([DOCKER_HUB_KEY], &image, CacheKeyType::Image),
+            [DOCKER_HUB_KEY]
+        );
+        assert_eq!(
+            select([DOCKER_HUB_KEY, "docker.io"], &image, CacheKeyType::Image),
+            ["docker.io"]
+        );
+        assert_eq!(
+            select(
+                [DOCKER_HUB_KEY, "docker.io"],
+                &image,
+                CacheKeyType::Registry
+            ),
+            [DOCKER_HUB_KEY, "docker.io"]
+        );
         let elsewhere = ImageRef::parse("quay.io/x").unwrap();
         assert!(select([DOCKER_HUB_KEY], &elsewhere, CacheKeyType::Registry).is_empty());
     }

@@ -33,7 +33,9 @@ impl DockerConfig {
     /// A backend reading `config.path`, resolved against `base_dir` when relative. The
     /// file is read when credentials are asked for, or by [`DockerConfig::check`].
     pub fn new(config: Config, base_dir: &Path) -> Self {
-        DockerConfig { path: base_dir.join(config.path) }
+        DockerConfig {
+            path: base_dir.join(config.path),
+        }
     }
 
     /// The file this backend reads.
@@ -52,7 +54,11 @@ impl Provider for DockerConfig {
 
     fn provide(&self, request: &Request<'_>) -> Result<Credentials, Error> {
         let entries = file::load(&self.path)?;
-        let mut keys = keyring::select(entries.keys().map(String::as_str), request.image, request.cache_key_type);
+        let mut keys = keyring::select(
+            entries.keys().map(String::as_str),
+            request.image,
+            request.cache_key_type,
+        );
         // The kubelet tries keys in reverse lexical order, so more specific paths come first.
         keys.sort_unstable_by(|a, b| b.cmp(a));
         let auth = keys
@@ -63,6 +69,9 @@ impl Provider for DockerConfig {
                 password: entries[key].password.clone(),
             })
             .collect();
-        Ok(Credentials { auth, expires_at: None })
+        Ok(Credentials {
+            auth,
+            expires_at: None,
+        })
     }
 }

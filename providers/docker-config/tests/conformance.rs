@@ -14,12 +14,25 @@ struct Case {
 
 #[test]
 fn keys_serve_images_as_in_the_kubelet_keyring() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../testdata/conformance/match_cases.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../testdata/conformance/match_cases.json"
+    );
     let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let keyring: Vec<&Case> = cases.iter().filter(|c| c.via == "keyring").collect();
-    assert!(keyring.len() >= 49, "only {} keyring cases found", keyring.len());
+    assert!(
+        keyring.len() >= 49,
+        "only {} keyring cases found",
+        keyring.len()
+    );
     for case in keyring {
         let key = normalize_key(&case.pattern).unwrap();
-        assert_eq!(key_serves(&key, &case.image), case.expected, "key {:?} for image {:?}", case.pattern, case.image);
+        assert_eq!(
+            key_serves(&key, &case.image),
+            case.expected,
+            "key {:?} for image {:?}",
+            case.pattern,
+            case.image
+        );
     }
 }
