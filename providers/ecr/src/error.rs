@@ -4,7 +4,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use aws_credential_types::provider::error::CredentialsError;
-use aws_sdk_ecr::error::{ConnectorError, DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecr::error::{ConnectorError, ProvideErrorMetadata};
 
 /// An ECR backend error. No variant ever holds a token, password or secret key: the
 /// details come from AWS's error codes and messages and the SDK's own descriptions.
@@ -78,6 +78,9 @@ pub enum Error {
     Runtime(#[source] std::io::Error),
 }
 
+/// What a network failure below a credential provider is attributed to.
+const CREDENTIAL_SOURCE: &str = "the AWS credential source";
+
 /// AWS error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -109,10 +112,24 @@ const DENIED_CODES: &[&str] = &[
     "RegionDisabledException",
 ];
 
-/// The SDK's description of an error and all its causes, on one line.
+/// An error and all its causes, on one line: each one's message, joined by `: `, leaving
+/// out a message already contained in an earlier one. Only `Display` is used, never
+/// `Debug`, which for SDK errors can include a raw response body.
 pub(crate) fn one_line(err: &(dyn StdError + 'static)) -> String {
-    let text = DisplayErrorContext(err).to_string();
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut messages: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        let message = err
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        if !message.is_empty() && !messages.iter().any(|m| m.contains(&message)) {
+            messages.push(message);
+        }
+        next = err.source();
+    }
+    messages.join(": ")
 }
 
 /// `code: message` of an AWS error, or what is known of it.
@@ -165,14 +182,14 @@ fn classify_chain(
                     return Some(Error::NoCredentials(one_line(credentials)));
                 }
                 CredentialsError::ProviderTimedOut(timed_out) => {
+                    let limit = seconds(timed_out.timeout_duration());
                     return Some(Error::Timeout(format!(
-                        "loading AWS credentials took longer than {:?}",
-                        timed_out.timeout_duration()
+                        "loading AWS credentials took longer than {limit}"
                     )));
                 }
                 _ => {
                     let source = credentials.source();
-                    let cause = source.and_then(|s| classify_chain("STS", limits, s));
+                    let cause = source.and_then(|s| classify_chain(CREDENTIAL_SOURCE, limits, s));
                     return Some(
                         cause.unwrap_or_else(|| Error::Credentials(one_line(credentials))),
                     );
@@ -180,17 +197,16 @@ fn classify_chain(
             }
         }
         if let Some(connector) = err.downcast_ref::<ConnectorError>() {
-            return Some(if connector.is_timeout() {
-                Error::Timeout(format!(
-                    "{service} did not answer in time: {}",
-                    one_line(connector)
-                ))
-            } else {
-                Error::Network {
-                    service,
-                    detail: one_line(connector),
-                }
-            });
+            if connector.is_timeout() {
+                let detail = one_line(connector);
+                return Some(Error::Timeout(format!(
+                    "{service} did not answer in time: {detail}"
+                )));
+            }
+            if connector.is_io() {
+                let detail = one_line(connector);
+                return Some(Error::Network { service, detail });
+            }
         }
         if let Some(e) = err.downcast_ref::<aws_sdk_sts::operation::assume_role::AssumeRoleError>()
         {

@@ -187,7 +187,7 @@ async fn fetch_public(
 ) -> Result<Token, Error> {
     const SERVICE: &str = "ECR Public";
     let mut config = aws_sdk_ecrpublic::config::Builder::from(sdk);
-    if !has_custom_endpoint(sdk, SERVICE) {
+    if !has_custom_endpoint(sdk, "ECR PUBLIC") {
         config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
     }
     let client = aws_sdk_ecrpublic::Client::from_conf(config.build());

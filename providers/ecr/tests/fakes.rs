@@ -1,0 +1,439 @@
+//! The ECR backend against small fakes of AWS on 127.0.0.1: retries on throttling and 5xx,
+//! the deadline on a hang, how errors are named, ECR Public, instance metadata (IMDSv2),
+//! the FIPS and dual-stack endpoints, and look-alike hosts that must cause no request.
+
+mod support;
+
+use std::time::{Duration, SystemTime};
+
+use icp_core::{ImageRef, TokenSource};
+use icp_ecr::{Config, Error};
+use support::{Fake, Reply, TestEnv, aws_error, backend, ecr_answer, fetch, quick_limits};
+
+const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
+const STATIC_KEYS: [(&str, &str); 2] = [
+    ("AWS_ACCESS_KEY_ID", "AKIDSTATIC"),
+    ("AWS_SECRET_ACCESS_KEY", "static-secret"),
+];
+
+fn ecr_env(fake: &Fake) -> TestEnv {
+    TestEnv::new(&[
+        STATIC_KEYS[0],
+        STATIC_KEYS[1],
+        ("AWS_ENDPOINT_URL_ECR", &fake.url),
+    ])
+}
+
+#[test]
+fn signs_with_the_host_region_and_returns_the_stated_expiry() {
+    let fake = Fake::start(|_, _| ecr_answer("AWS:ecr-password", 1_900_000_000));
+    let _env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    assert_eq!(token.username, "AWS");
+    assert_eq!(token.password.expose(), "ecr-password");
+    assert_eq!(
+        token.expires_at,
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+    );
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 1);
+    let request = &requests[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(
+        request.header("x-amz-target"),
+        Some("AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken")
+    );
+    let authorization = request.header("authorization").unwrap();
+    assert!(
+        authorization.contains("Credential=AKIDSTATIC/"),
+        "{authorization}"
+    );
+    assert!(
+        authorization.contains("/eu-west-1/ecr/aws4_request"),
+        "{authorization}"
+    );
+}
+
+#[test]
+fn retries_throttling_then_answers() {
+    let fake = Fake::start(|_, n| {
+        if n < 2 {
+            aws_error(400, "ThrottlingException", "Rate exceeded")
+        } else {
+            ecr_answer("AWS:p", 1_900_000_000)
+        }
+    });
+    let _env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    assert_eq!(token.password.expose(), "p");
+    assert_eq!(fake.count(), 3);
+}
+
+#[test]
+fn retries_server_errors_then_answers() {
+    let fake = Fake::start(|_, n| {
+        if n == 0 {
+            aws_error(500, "ServerException", "internal failure")
+        } else {
+            ecr_answer("AWS:p", 1_900_000_000)
+        }
+    });
+    let _env = ecr_env(&fake);
+    fetch(&backend(Config::default()), IMAGE).unwrap();
+    assert_eq!(fake.count(), 2);
+}
+
+#[test]
+fn gives_up_on_endless_throttling_within_the_attempt_budget() {
+    let fake = Fake::start(|_, _| aws_error(400, "ThrottlingException", "Rate exceeded"));
+    let _env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert!(matches!(err, Error::Throttled { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "throttled by ECR (gave up after 3 attempts): ThrottlingException: Rate exceeded"
+    );
+    assert_eq!(fake.count(), quick_limits().max_attempts as usize);
+}
+
+#[test]
+fn a_hanging_service_ends_in_a_timeout() {
+    let fake = Fake::start(|_, _| Reply::Hang);
+    let _env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err}");
+    assert!(err.to_string().starts_with("timeout: "), "{err}");
+    let attempts = fake.count();
+    assert!(
+        (1..=quick_limits().max_attempts as usize).contains(&attempts),
+        "{attempts} attempts"
+    );
+}
+
+#[test]
+fn access_denied_is_named_and_not_retried() {
+    let message = "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken";
+    let fake = Fake::start(move |_, _| aws_error(400, "AccessDeniedException", message));
+    let _env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert!(
+        matches!(err, Error::AccessDenied { service: "ECR", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("access denied by ECR: AccessDeniedException: {message}")
+    );
+    assert_eq!(fake.count(), 1);
+}
+
+#[test]
+fn no_credentials_is_named_and_sends_nothing() {
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_ECR", &fake.url)]);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert!(matches!(err, Error::NoCredentials(_)), "{err}");
+    assert!(
+        err.to_string().starts_with("no AWS credentials found"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains('\n'));
+    assert_eq!(fake.count(), 0);
+}
+
+#[test]
+fn a_refused_connection_is_a_network_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let _env = TestEnv::new(&[
+        STATIC_KEYS[0],
+        STATIC_KEYS[1],
+        ("AWS_ENDPOINT_URL_ECR", &url),
+    ]);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert!(
+        matches!(err, Error::Network { service: "ECR", .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn malformed_answers_are_errors_that_do_not_echo_the_token() {
+    let fake = Fake::start(|_, _| {
+        Reply::Respond(
+            200,
+            support::AMZ_JSON,
+            r#"{"authorizationData":[{"authorizationToken":"bm90LWEtcGFpcg=="}]}"#.into(),
+        )
+    });
+    let _env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed ECR answer: the authorizationToken is not user:password"
+    );
+    let empty = Fake::start(|_, _| {
+        Reply::Respond(200, support::AMZ_JSON, r#"{"authorizationData":[]}"#.into())
+    });
+    let _env = {
+        drop(_env);
+        ecr_env(&empty)
+    };
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "malformed ECR answer: no authorizationData"
+    );
+}
+
+#[test]
+fn a_missing_expiry_is_none_not_an_error() {
+    let fake = Fake::start(|_, _| {
+        let token = support::base64("AWS:p");
+        Reply::Respond(
+            200,
+            support::AMZ_JSON,
+            format!(r#"{{"authorizationData":[{{"authorizationToken":"{token}"}}]}}"#),
+        )
+    });
+    let _env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    assert_eq!(token.expires_at, None);
+}
+
+#[test]
+fn ecr_public_asks_ecr_public_in_us_east_1() {
+    let fake = Fake::start(|request, _| {
+        if request.header("x-amz-target") != Some("SpencerFrontendService.GetAuthorizationToken") {
+            return aws_error(400, "UnknownOperationException", "unexpected operation");
+        }
+        let token = support::base64("AWS:public-password");
+        Reply::Respond(
+            200,
+            support::AMZ_JSON,
+            format!(
+                r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":1900000000.5}}}}"#
+            ),
+        )
+    });
+    let _env = TestEnv::new(&[
+        STATIC_KEYS[0],
+        STATIC_KEYS[1],
+        ("AWS_ENDPOINT_URL_ECR_PUBLIC", &fake.url),
+    ]);
+    for image in ["public.ecr.aws/team/app:v1", "ecr-public.aws.com/team/app"] {
+        let token = fetch(&backend(Config::default()), image).unwrap();
+        assert_eq!(
+            (token.username.as_str(), token.password.expose()),
+            ("AWS", "public-password")
+        );
+        assert_eq!(
+            token.expires_at,
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_500))
+        );
+    }
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    for request in requests {
+        let authorization = request.header("authorization").unwrap();
+        assert!(
+            authorization.contains("/us-east-1/ecr-public/aws4_request"),
+            "{authorization}"
+        );
+    }
+}
+
+/// A fake of the EC2 instance metadata service that insists on IMDSv2 session tokens.
+fn imds() -> Fake {
+    Fake::start(|request, _| {
+        let text = |body: &str| Reply::Respond(200, "text/plain", body.to_owned());
+        let authorized = request.header("x-aws-ec2-metadata-token") == Some("imds-session");
+        match (request.method.as_str(), request.target.as_str()) {
+            ("PUT", "/latest/api/token") => {
+                match request.header("x-aws-ec2-metadata-token-ttl-seconds") {
+                    Some(ttl) => Reply::WithHeaders(
+                        200,
+                        vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_owned())],
+                        "imds-session".into(),
+                    ),
+                    None => Reply::Respond(400, "text/plain", String::new()),
+                }
+            }
+            (_, _) if !authorized => Reply::Respond(401, "text/plain", String::new()),
+            ("GET", "/latest/meta-data/iam/security-credentials/") => text("node-role"),
+            ("GET", "/latest/meta-data/iam/security-credentials/node-role") => text(
+                r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDSNODE","SecretAccessKey":"imds-secret","Token":"imds-session-token","Expiration":"2099-01-01T00:00:00Z"}"#,
+            ),
+            _ => Reply::Respond(404, "text/plain", String::new()),
+        }
+    })
+}
+
+#[test]
+fn instance_metadata_credentials_through_imdsv2() {
+    let metadata = imds();
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let _env = TestEnv::new(&[
+        ("AWS_EC2_METADATA_DISABLED", "false"),
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata.url),
+        ("AWS_ENDPOINT_URL_ECR", &fake.url),
+    ]);
+    fetch(&backend(Config::default()), IMAGE).unwrap();
+    let authorization = fake.requests()[0]
+        .header("authorization")
+        .unwrap()
+        .to_owned();
+    assert!(
+        authorization.contains("Credential=ASIAIMDSNODE/"),
+        "{authorization}"
+    );
+    assert_eq!(
+        fake.requests()[0].header("x-amz-security-token"),
+        Some("imds-session-token")
+    );
+    let metadata_requests = metadata.requests();
+    assert_eq!(
+        metadata_requests[0].method, "PUT",
+        "the session token comes first (IMDSv2)"
+    );
+    assert!(
+        metadata_requests
+            .iter()
+            .any(|r| r.target == "/latest/meta-data/iam/security-credentials/node-role")
+    );
+    assert!(
+        metadata_requests
+            .iter()
+            .skip(1)
+            .all(|r| r.header("x-aws-ec2-metadata-token") == Some("imds-session"))
+    );
+}
+
+/// An HTTPS proxy that records which host each `CONNECT` asks for and refuses it, so a
+/// test sees the API endpoint the SDK chose without any traffic leaving the machine.
+fn refusing_proxy() -> Fake {
+    Fake::start(|_, _| Reply::Respond(403, "text/plain", String::new()))
+}
+
+#[test]
+fn fips_and_dual_stack_hosts_use_the_matching_api_endpoint() {
+    let cases = [
+        (
+            "123456789012.dkr.ecr.us-east-2.amazonaws.com/app",
+            "api.ecr.us-east-2.amazonaws.com:443",
+        ),
+        (
+            "123456789012.dkr.ecr-fips.us-east-2.amazonaws.com/app",
+            "api.ecr-fips.us-east-2.amazonaws.com:443",
+        ),
+        (
+            "123456789012.dkr-ecr.eu-west-1.on.aws/app",
+            "ecr.eu-west-1.api.aws:443",
+        ),
+        (
+            "123456789012.dkr-ecr-fips.us-west-2.on.aws/app",
+            "ecr-fips.us-west-2.api.aws:443",
+        ),
+        (
+            "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/app",
+            "api.ecr.cn-north-1.amazonaws.com.cn:443",
+        ),
+        (
+            "123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/app",
+            "api.ecr-fips.us-gov-west-1.amazonaws.com:443",
+        ),
+        (
+            "public.ecr.aws/app",
+            "api.ecr-public.us-east-1.amazonaws.com:443",
+        ),
+        ("ecr-public.aws.com/app", "ecr-public.us-east-1.api.aws:443"),
+    ];
+    let mut chosen = Vec::new();
+    for (image, _) in cases {
+        let proxy = refusing_proxy();
+        let _env = TestEnv::new(&[STATIC_KEYS[0], STATIC_KEYS[1], ("HTTPS_PROXY", &proxy.url)]);
+        let backend = backend(Config::default()).with_limits(icp_ecr::Limits {
+            max_attempts: 1,
+            ..quick_limits()
+        });
+        let err = fetch(&backend, image).unwrap_err();
+        assert!(matches!(err, Error::Network { .. }), "{image}: {err}");
+        let requests = proxy.requests();
+        assert_eq!(requests.len(), 1, "{image}: {err}");
+        assert_eq!(requests[0].method, "CONNECT");
+        chosen.push((image, requests[0].target.clone()));
+    }
+    let expected: Vec<_> = cases
+        .iter()
+        .map(|(image, endpoint)| (*image, endpoint.to_string()))
+        .collect();
+    assert_eq!(chosen, expected);
+}
+
+#[test]
+fn look_alike_hosts_are_not_served_and_cause_no_request() {
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let _env = TestEnv::new(&[
+        STATIC_KEYS[0],
+        STATIC_KEYS[1],
+        ("AWS_ENDPOINT_URL_ECR", &fake.url),
+        ("AWS_ENDPOINT_URL_ECR_PUBLIC", &fake.url),
+    ]);
+    let hostile = [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil.example/app",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com:8443/app",
+        "evil.dkr.ecr.us-east-1.amazonaws.com/app",
+        "1234567890123.dkr.ecr.us-east-1.amazonaws.com/app",
+        "x.123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        "123456789012.dkr.ecr.us-east-1.evil.example/app",
+        "123456789012.dkr.ecr.cn-north-1.amazonaws.com/app",
+        "123456789012.dkr.ecrx.us-east-1.amazonaws.com/app",
+        "123456789012.dkr-ecr.us-east-1.on.aws.evil.example/app",
+        "public.ecr.aws.evil.example/app",
+        "evil.public.ecr.aws/app",
+        "public.ecr.aws:444/app",
+        "123456789012.dkr.ecr.evil.amazonaws.com/app",
+        "ecr-public.aws.com.evil.example/app",
+    ];
+    let backend = backend(Config::default());
+    let annotations = Default::default();
+    for reference in hostile {
+        let image = ImageRef::parse(reference).unwrap();
+        assert!(!backend.serves(&image), "{reference} must not be served");
+        assert!(
+            matches!(backend.token_key(&image), Err(Error::NotServed(_))),
+            "{reference}"
+        );
+        let request = icp_core::Request {
+            image: &image,
+            cache_key_type: icp_core::CacheKeyType::Registry,
+            service_account_token: None,
+            service_account_annotations: &annotations,
+        };
+        assert!(
+            matches!(backend.fetch(&request), Err(Error::NotServed(_))),
+            "{reference}"
+        );
+    }
+    assert_eq!(fake.count(), 0);
+}
+
+#[test]
+fn a_rule_region_sends_a_proxy_host_to_ecr_in_that_region() {
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let _env = ecr_env(&fake);
+    let config = Config {
+        region: Some("ap-south-1".into()),
+        ..Config::default()
+    };
+    fetch(&backend(config), "registry.corp.example:5000/mirror/app").unwrap();
+    let authorization = fake.requests()[0]
+        .header("authorization")
+        .unwrap()
+        .to_owned();
+    assert!(
+        authorization.contains("/ap-south-1/ecr/aws4_request"),
+        "{authorization}"
+    );
+}
