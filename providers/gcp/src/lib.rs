@@ -30,7 +30,7 @@ pub mod oauth;
 mod retry;
 pub mod token;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
@@ -70,12 +70,36 @@ enum Credential {
     File(CredentialFile),
     /// A docker config in an instance attribute, or at a URL in one.
     Dockercfg { url: bool },
+    /// A credential file that is missing or unusable: reported by [`Gcp::check`] and by
+    /// every fetch, so that one broken rule does not stop the rules file from loading.
+    Unusable(Unusable),
+}
+
+/// Why a rule's credential file cannot be used.
+#[derive(Debug, Clone)]
+struct Unusable {
+    /// The file, when one is named.
+    path: Option<PathBuf>,
+    problem: String,
+}
+
+impl Unusable {
+    fn error(&self) -> Error {
+        match &self.path {
+            Some(path) => Error::CredentialFile {
+                path: path.clone(),
+                problem: self.problem.clone(),
+            },
+            None => Error::NoCredentials(self.problem.clone()),
+        }
+    }
 }
 
 impl Gcp {
     /// The backend for a rule's `config`, reading the process environment; relative key
-    /// file paths are taken from `base_dir`. A key file named by the rule or the
-    /// environment is read and checked here; nothing else is.
+    /// file paths are taken from `base_dir`. Fails only on a `config` that contradicts
+    /// itself; a key file named by the rule or the environment is read here, and a
+    /// problem with it is reported by [`Gcp::check`] and by each fetch.
     pub fn new(config: Config, base_dir: &Path) -> Result<Gcp, Error> {
         Gcp::with_environment(config, base_dir, &Environment::from_process())
     }
@@ -98,7 +122,6 @@ impl Gcp {
                 config.source.as_str()
             )));
         }
-        let metadata = Metadata::new(env.metadata_host.as_deref())?;
         let credential = match config.source {
             Source::Metadata => {
                 let account = config
@@ -107,29 +130,18 @@ impl Gcp {
                 check_account(&account)?;
                 Credential::Metadata { account }
             }
-            Source::ServiceAccountKey => {
-                let path = match (&config.key_file, &env.application_credentials) {
-                    (Some(path), _) => base_dir.join(path),
-                    (None, Some(path)) => path.clone(),
-                    (None, None) => {
-                        return Err(Error::NoCredentials(
-                            "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS".into(),
-                        ));
-                    }
-                };
-                match CredentialFile::load(&path)? {
-                    file @ CredentialFile::ServiceAccount(_) => Credential::File(file),
-                    CredentialFile::AuthorizedUser(_) => {
-                        return Err(Error::CredentialFile {
-                            path,
-                            problem: "is an authorized_user file, not a service account key (use source applicationDefault)"
-                                .into(),
-                        });
-                    }
-                }
-            }
+            Source::ServiceAccountKey => match (&config.key_file, &env.application_credentials) {
+                (Some(path), _) => service_account_key(&base_dir.join(path)),
+                (None, Some(path)) => service_account_key(path),
+                (None, None) => Credential::Unusable(Unusable {
+                    path: None,
+                    problem:
+                        "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS"
+                            .into(),
+                }),
+            },
             Source::ApplicationDefault => match application_default_file(env) {
-                Some(path) => Credential::File(CredentialFile::load(&path)?),
+                Some(path) => load(&path).map_or_else(Credential::Unusable, Credential::File),
                 None => Credential::Metadata {
                     account: "default".to_owned(),
                 },
@@ -138,9 +150,19 @@ impl Gcp {
             Source::DockercfgUrl => Credential::Dockercfg { url: true },
         };
         Ok(Gcp {
-            metadata,
+            metadata: Metadata::new(env.metadata_host.as_deref()),
             credential,
         })
+    }
+
+    /// Whether the backend can fetch at all, as far as can be told without the network:
+    /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.
+    pub fn check(&self) -> Result<(), Error> {
+        match &self.credential {
+            Credential::Unusable(unusable) => Err(unusable.error()),
+            Credential::File(_) => Ok(()),
+            Credential::Metadata { .. } | Credential::Dockercfg { .. } => self.metadata.check(),
+        }
     }
 
     async fn fetch_async(&self, image: &ImageRef) -> Result<Token, Error> {
@@ -174,7 +196,34 @@ impl Gcp {
                 dockercfg::lookup(&config, image)
                     .map_err(|source| Error::Dockercfg { origin, source })
             }
+            Credential::Unusable(unusable) => Err(unusable.error()),
         }
+    }
+}
+
+/// Reads a credential file, keeping what is wrong with it for later.
+fn load(path: &Path) -> Result<CredentialFile, Unusable> {
+    CredentialFile::load(path).map_err(|error| match error {
+        Error::CredentialFile { path, problem } => Unusable {
+            path: Some(path),
+            problem,
+        },
+        other => Unusable {
+            path: Some(path.to_owned()),
+            problem: other.to_string(),
+        },
+    })
+}
+
+/// A service account key file: a credential file that must not be an `authorized_user`.
+fn service_account_key(path: &Path) -> Credential {
+    match load(path) {
+        Ok(file @ CredentialFile::ServiceAccount(_)) => Credential::File(file),
+        Ok(CredentialFile::AuthorizedUser(_)) => Credential::Unusable(Unusable {
+            path: Some(path.to_owned()),
+            problem: "is an authorized_user file, not a service account key (use source applicationDefault)".into(),
+        }),
+        Err(unusable) => Credential::Unusable(unusable),
     }
 }
 
@@ -204,6 +253,7 @@ impl TokenSource for Gcp {
                 google(format!("gcp:metadata:{}:{account}", self.metadata.host()))
             }
             Credential::File(file) => google(file.identity()),
+            Credential::Unusable(unusable) => return Err(unusable.error()),
             Credential::Dockercfg { url } => TokenKey {
                 identity: format!(
                     "gcp:{}:{}",
@@ -234,7 +284,7 @@ impl TokenSource for Gcp {
 
 /// The file application default credentials use: `GOOGLE_APPLICATION_CREDENTIALS`, else
 /// gcloud's well-known file if it exists; `None` means the metadata server.
-fn application_default_file(env: &Environment) -> Option<std::path::PathBuf> {
+fn application_default_file(env: &Environment) -> Option<PathBuf> {
     env.application_credentials
         .clone()
         .or_else(|| env.well_known_file().filter(|path| path.is_file()))

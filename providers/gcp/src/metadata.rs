@@ -35,20 +35,27 @@ pub struct Metadata {
 
 impl Metadata {
     /// The server at `host` (the value of `GCE_METADATA_HOST`), or at [`DEFAULT_HOST`].
-    pub fn new(host: Option<&str>) -> Result<Metadata, Error> {
-        let host = host.unwrap_or(DEFAULT_HOST);
-        let valid = !host.is_empty()
-            && host.bytes().all(|b| {
+    /// The value is checked by [`Metadata::check`] and before each request.
+    pub fn new(host: Option<&str>) -> Metadata {
+        Metadata {
+            host: host.unwrap_or(DEFAULT_HOST).to_owned(),
+        }
+    }
+
+    /// Whether the host is a `host[:port]` (and so cannot change the request's path).
+    pub fn check(&self) -> Result<(), Error> {
+        let valid = !self.host.is_empty()
+            && self.host.bytes().all(|b| {
                 b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
             });
-        if !valid {
-            return Err(Error::Config(format!(
-                "GCE_METADATA_HOST {host:?} is not a host[:port]"
-            )));
+        if valid {
+            Ok(())
+        } else {
+            Err(Error::Config(format!(
+                "GCE_METADATA_HOST {:?} is not a host[:port]",
+                self.host
+            )))
         }
-        Ok(Metadata {
-            host: host.to_owned(),
-        })
     }
 
     /// The server's `host[:port]`.
@@ -109,6 +116,7 @@ impl Metadata {
     /// GETs `computeMetadata/v1/<path>`, requiring the answer to come from a GCE
     /// metadata server (`Metadata-Flavor: Google`).
     async fn get(&self, client: &Client, path: &str) -> Result<Vec<u8>, Error> {
+        self.check()?;
         let url = format!("http://{}/computeMetadata/v1/{path}", self.host);
         let request = || {
             Request::get(url.as_str())

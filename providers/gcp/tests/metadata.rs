@@ -308,8 +308,14 @@ fn bad_account_names_and_hosts_are_refused() {
             metadata_host: Some(host.into()),
             ..Default::default()
         };
-        let error =
-            Gcp::with_environment(Config::default(), std::path::Path::new("/"), &env).unwrap_err();
+        let gcp =
+            Gcp::with_environment(Config::default(), std::path::Path::new("/"), &env).unwrap();
+        let error = gcp.check().unwrap_err();
+        assert!(
+            error.to_string().contains("GCE_METADATA_HOST"),
+            "{host:?}: {error}"
+        );
+        let error = gcp.fetch(&request(&image())).unwrap_err();
         assert!(
             error.to_string().contains("GCE_METADATA_HOST"),
             "{host:?}: {error}"

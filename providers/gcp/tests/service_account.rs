@@ -171,27 +171,56 @@ fn an_unreadable_private_key_is_a_file_error_that_shows_nothing_of_it() {
 }
 
 #[test]
-fn a_key_source_needs_a_key_file() {
+fn a_missing_key_file_fails_the_rule_not_the_rules_file() {
     let config = Config {
         source: Source::ServiceAccountKey,
         ..Config::default()
     };
-    let error = Gcp::with_environment(config, Path::new("/"), &Environment::default()).unwrap_err();
+    let gcp = Gcp::with_environment(config, Path::new("/"), &Environment::default()).unwrap();
+    let expected =
+        "no credentials: source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS";
+    assert_eq!(gcp.check().unwrap_err().to_string(), expected);
+    assert_eq!(gcp.token_key(&image()).unwrap_err().to_string(), expected);
     assert_eq!(
-        error.to_string(),
-        "no credentials: source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS"
+        gcp.fetch(&request(&image())).unwrap_err().to_string(),
+        expected
     );
-    let error = Gcp::with_environment(
+
+    let gcp = Gcp::with_environment(
         key_config("missing.json"),
         Path::new("/nowhere"),
         &Environment::default(),
     )
-    .unwrap_err();
+    .unwrap();
+    let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
         error
             .to_string()
             .starts_with("credential file /nowhere/missing.json: "),
         "{error}"
+    );
+    assert!(gcp.check().is_err());
+}
+
+#[test]
+fn a_user_file_is_not_a_service_account_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_user_file(dir.path(), "https://oauth2.googleapis.com/token");
+    let env = Environment {
+        application_credentials: Some(path.clone()),
+        ..Environment::default()
+    };
+    let config = Config {
+        source: Source::ServiceAccountKey,
+        ..Config::default()
+    };
+    let gcp = Gcp::with_environment(config, Path::new("/"), &env).unwrap();
+    assert_eq!(
+        gcp.check().unwrap_err().to_string(),
+        format!(
+            "credential file {}: is an authorized_user file, not a service account key (use source applicationDefault)",
+            path.display()
+        )
     );
 }
 
