@@ -105,6 +105,15 @@ pub fn build(
             }
             Ok(Backend::Static(Box::new(backend)))
         }
+        #[cfg(feature = "gcp")]
+        "gcp" => {
+            let config = section.map(parse_section).transpose()?.unwrap_or_default();
+            let backend = icp_gcp::Gcp::new(config, base_dir)?;
+            if check {
+                backend.check()?;
+            }
+            Ok(Backend::Token(Box::new(backend)))
+        }
         other => match PROVIDERS.iter().find(|(name, _)| *name == other) {
             Some((name, feature)) => {
                 anyhow::bail!(
@@ -130,5 +139,8 @@ fn parse_section<T: serde::de::DeserializeOwned>(section: Value) -> anyhow::Resu
 /// The embedded default rules, one per built-in cloud backend that serves well-known
 /// registry hosts with no configuration: `(provider, matchImages)`.
 pub fn default_rules() -> Vec<(&'static str, &'static [&'static str])> {
-    Vec::new()
+    vec![
+        #[cfg(feature = "gcp")]
+        ("gcp", icp_gcp::DEFAULT_PATTERNS),
+    ]
 }
