@@ -8,6 +8,9 @@
 //!       path: /etc/kubernetes/registry-auth.json
 //!     cacheDuration: 10m     # optional; caps what a token backend derives, sets it for static files
 //!     cacheKeyType: Registry # optional; default Registry, or Image when a pattern has a path
+//! cache:                     # optional: the token cache shared by plugin processes
+//!   enabled: true
+//!   dir: /var/cache/image-credential-provider
 //! ```
 //!
 //! The file is YAML or JSON. It is read into a `serde_json::Value` and checked field by
@@ -36,6 +39,29 @@ pub struct Rules {
     pub origin: String,
     /// The rules, in order; the first that matches an image serves it.
     pub rules: Vec<Rule>,
+    /// The `cache` section.
+    pub cache: CacheSettings,
+}
+
+/// The `cache` section of a rules file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Whether tokens are cached on disk at all.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The cache directory; relative to the rules file. Default: see [`crate::cache::default_dir`].
+    pub dir: Option<PathBuf>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { enabled: true, dir: None }
+    }
 }
 
 /// One rule.
@@ -56,6 +82,15 @@ pub struct Rule {
 }
 
 impl Rules {
+    /// The token cache directory: `flag` (`--cache-dir`), else the file's `cache.dir`,
+    /// else the default; `None` when the file turns caching off.
+    pub fn cache_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
+        if !self.cache.enabled {
+            return None;
+        }
+        flag.map(Path::to_owned).or_else(|| self.cache.dir.clone()).or_else(crate::cache::default_dir)
+    }
+
     /// The first rule that serves `image`: one of its patterns matches the image's name
     /// and its backend accepts the image.
     pub fn find(&self, image: &icp_core::ImageRef) -> Option<&Rule> {
@@ -172,6 +207,7 @@ pub fn embedded() -> Rules {
     Rules {
         origin: "embedded default".to_owned(),
         rules,
+        cache: CacheSettings::default(),
     }
 }
 
@@ -184,8 +220,15 @@ pub fn from_value(
 ) -> Result<Rules, Problems> {
     let mut problems = Vec::new();
     let mut rules = Vec::new();
+    let mut cache = CacheSettings::default();
     match value {
         Value::Object(mut top) => {
+            if let Some(section) = top.remove("cache") {
+                match serde_json::from_value::<CacheSettings>(section) {
+                    Ok(settings) => cache = CacheSettings { dir: settings.dir.map(|d| base_dir.join(d)), ..settings },
+                    Err(error) => problems.push(format!("cache: {error}")),
+                }
+            }
             match top.remove("rules") {
                 Some(Value::Array(items)) if items.is_empty() => {
                     problems.push("rules: the list is empty".to_owned())
@@ -202,7 +245,7 @@ pub fn from_value(
             }
             problems.extend(
                 top.keys()
-                    .map(|key| format!("{key}: unknown field (expected rules)")),
+                    .map(|key| format!("{key}: unknown field (expected rules, cache)")),
             );
         }
         _ => problems.push("expected a mapping with a rules list".to_owned()),
@@ -211,6 +254,7 @@ pub fn from_value(
         Ok(Rules {
             origin: origin.to_owned(),
             rules,
+            cache,
         })
     } else {
         Err(Problems {
@@ -393,6 +437,7 @@ rules:
     ecr: {}
   - 7
 colour: blue
+cache: {enabled: false, size: 3}
 "#,
         );
         let expected = [
@@ -409,6 +454,7 @@ colour: blue
             "rules[2].dockerConfig: unknown field `pth`",
             "rules[3]: expected a mapping",
             "colour: unknown field",
+            "cache: unknown field `size`",
         ];
         for want in expected {
             assert!(

@@ -7,6 +7,7 @@
 //! line on stderr and a non-zero exit, with nothing on stdout.
 
 mod backends;
+mod cache;
 mod config;
 mod dropin;
 mod duration;
@@ -37,6 +38,14 @@ struct Cli {
     /// Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// The token cache directory shared by plugin processes (default: the rules file's
+    /// cache.dir, else /var/cache/image-credential-provider for root, else
+    /// $XDG_CACHE_HOME/image-credential-provider).
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Fetch every token, and neither read nor write the token cache.
+    #[arg(long, global = true)]
+    no_cache: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -54,6 +63,19 @@ enum Command {
     },
     /// Check a rules file (--config FILE) and list every problem in it.
     CheckConfig,
+    /// Show or empty the token cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// List cached tokens: key, backend, scope, identity, expiry; never the token.
+    List,
+    /// Remove every cached token.
+    Clear,
 }
 
 fn main() -> ExitCode {
@@ -61,29 +83,40 @@ fn main() -> ExitCode {
     if let Some(code) = dropin::dispatch(&args) {
         return code;
     }
-    let cli = match Cli::try_parse_from(&args) {
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
     init_logging(cli.verbose);
-    match cli.command {
-        None => finish(
-            config::load(cli.config.as_deref(), false)
-                .map_err(Into::into)
-                .and_then(|rules| serve_stdin(&rules)),
-        ),
-        Some(Command::Get { image, api_version }) => finish(get(&image, &api_version, cli.config)),
+    match cli.command.take() {
+        None => finish(load_rules(&cli).and_then(|rules| serve_stdin(&rules, cli.cache_dir(&rules)))),
+        Some(Command::Get { image, api_version }) => finish(get(&cli, &image, &api_version)),
         Some(Command::CheckConfig) => check_config(cli.config),
+        Some(Command::Cache { action }) => finish(cache_command(&cli, action)),
     }
 }
 
-/// Plugin mode: one request from stdin, one response to stdout.
-pub(crate) fn serve_stdin(rules: &Rules) -> anyhow::Result<()> {
-    let request = protocol::read_request(std::io::stdin().lock())?;
-    respond(&request, rules)
+impl Cli {
+    /// The token cache directory in force, or `None` when caching is off.
+    fn cache_dir(&self, rules: &Rules) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        rules.cache_dir(self.cache_dir.as_deref())
+    }
 }
 
-fn get(image: &str, api_version: &str, config: Option<PathBuf>) -> anyhow::Result<()> {
+fn load_rules(cli: &Cli) -> anyhow::Result<Rules> {
+    Ok(config::load(cli.config.as_deref(), false)?)
+}
+
+/// Plugin mode: one request from stdin, one response to stdout.
+pub(crate) fn serve_stdin(rules: &Rules, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let request = protocol::read_request(std::io::stdin().lock())?;
+    respond(&request, rules, cache_dir)
+}
+
+fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
     let image = icp_core::ImageRef::parse(image)
         .with_context(|| format!("image {image:?} is not a valid image reference"))?;
     let request = Request {
@@ -92,17 +125,41 @@ fn get(image: &str, api_version: &str, config: Option<PathBuf>) -> anyhow::Resul
         service_account_token: None,
         service_account_annotations: Default::default(),
     };
-    let rules = config::load(config.as_deref(), false)?;
-    respond(&request, &rules)
+    let rules = load_rules(cli)?;
+    respond(&request, &rules, cli.cache_dir(&rules))
 }
 
-fn respond(request: &Request, rules: &Rules) -> anyhow::Result<()> {
-    let response = plugin::answer(request, rules)?;
+fn respond(request: &Request, rules: &Rules, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let response = plugin::answer(request, rules, cache_dir.as_deref())?;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(response.to_json().as_bytes())
         .and_then(|()| stdout.flush())
         .context("writing the response to stdout")
+}
+
+fn cache_command(cli: &Cli, action: CacheAction) -> anyhow::Result<()> {
+    let rules = load_rules(cli)?;
+    let dir = cli.cache_dir(&rules).context("the token cache is turned off")?;
+    let cache = cache::Cache::open(&dir).with_context(|| format!("token cache {} is unusable", dir.display()))?;
+    match action {
+        CacheAction::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "KEY\tBACKEND\tSCOPE\tIDENTITY\tEXPIRES")?;
+            for entry in cache.list().with_context(|| format!("listing {}", dir.display()))? {
+                let expires = match entry.expires_at.duration_since(std::time::SystemTime::now()) {
+                    Ok(left) => format!("in {}", duration::format(left)),
+                    Err(_) => "expired".to_owned(),
+                };
+                writeln!(out, "{}\t{}\t{}\t{}\t{expires}", entry.key, entry.backend, entry.scope, entry.identity)?;
+            }
+        }
+        CacheAction::Clear => {
+            let removed = cache.clear().with_context(|| format!("clearing {}", dir.display()))?;
+            println!("removed {removed} cached tokens from {}", dir.display());
+        }
+    }
+    Ok(())
 }
 
 fn check_config(path: Option<PathBuf>) -> ExitCode {

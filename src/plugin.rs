@@ -1,12 +1,14 @@
 //! From a request to a response: find the rule, ask its backend, work out how long the
 //! kubelet may cache the answer.
 
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use icp_core::{AuthEntry, ImageRef, Token};
 
-use crate::backends::Backend;
+use crate::backends::{Backend, TokenProvider};
+use crate::cache::Cache;
 use crate::config::{Rule, Rules};
 use crate::protocol::{Request, Response};
 
@@ -17,8 +19,9 @@ pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// sets none: a changed file is picked up within this time.
 pub const STATIC_CACHE_DURATION: Duration = Duration::from_secs(5 * 60);
 
-/// Answers one request.
-pub fn answer(request: &Request, rules: &Rules) -> anyhow::Result<Response> {
+/// Answers one request, with tokens shared through the cache at `cache_dir` (none when
+/// caching is off).
+pub fn answer(request: &Request, rules: &Rules, cache_dir: Option<&Path>) -> anyhow::Result<Response> {
     let image = ImageRef::parse(&request.image).with_context(|| {
         format!(
             "request image {:?} is not a valid image reference",
@@ -48,9 +51,7 @@ pub fn answer(request: &Request, rules: &Rules) -> anyhow::Result<Response> {
             )
         }
         Backend::Token(source) => {
-            let token = source
-                .fetch(&core_request)
-                .with_context(|| backend_failed(rule))?;
+            let token = shared_fetch(rule, source.as_ref(), &core_request, cache_dir)?;
             let lifetime = token_lifetime(&token);
             (token_auth(&token, source.patterns(&image)), lifetime)
         }
@@ -67,6 +68,31 @@ pub fn answer(request: &Request, rules: &Rules) -> anyhow::Result<Response> {
         cache_duration,
         auth,
     })
+}
+
+/// A token from the shared cache, or fetched by this process (or by another one it
+/// waited for) and stored there.
+fn shared_fetch(
+    rule: &Rule,
+    source: &dyn TokenProvider,
+    request: &icp_core::Request<'_>,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Token> {
+    let fetch = || source.fetch(request).with_context(|| backend_failed(rule));
+    let Some(cache) = cache_dir.and_then(Cache::open) else {
+        return fetch();
+    };
+    let key = source.token_key(request.image).with_context(|| backend_failed(rule))?;
+    if let Some(token) = cache.get(&rule.provider, &key) {
+        return Ok(token);
+    }
+    let _lock = cache.lock(&rule.provider, &key);
+    if let Some(token) = cache.get(&rule.provider, &key) {
+        return Ok(token);
+    }
+    let token = fetch()?;
+    cache.put(&rule.provider, &key, &token);
+    Ok(token)
 }
 
 fn backend_failed(rule: &Rule) -> String {

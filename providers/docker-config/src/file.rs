@@ -18,12 +18,12 @@ pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened or read.
-    #[error("docker config {path}: {source}")]
+    #[error("docker config {path}: {cause}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_SIZE`].
     #[error("docker config {path}: larger than {MAX_FILE_SIZE} bytes")]
@@ -122,9 +122,9 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
-    let read_error = |source| Error::Read {
+    let read_error = |cause| Error::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let mut bytes = Vec::new();
