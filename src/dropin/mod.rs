@@ -26,5 +26,8 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
     reason = "called by the drop-in modes of the cloud backends"
 )]
 pub fn serve(rules: anyhow::Result<Rules>) -> ExitCode {
-    crate::finish(rules.and_then(|rules| crate::serve_stdin(&rules)))
+    crate::finish(rules.and_then(|rules| {
+        let cache_dir = rules.cache_dir(None);
+        crate::serve_stdin(&rules, cache_dir)
+    }))
 }
