@@ -114,6 +114,11 @@ pub fn build(
             }
             Ok(Backend::Token(Box::new(backend)))
         }
+        #[cfg(feature = "ecr")]
+        "ecr" => {
+            let config = section.map(parse_section).transpose()?.unwrap_or_default();
+            Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(config, base_dir)?)))
+        }
         other => match PROVIDERS.iter().find(|(name, _)| *name == other) {
             Some((name, feature)) => {
                 anyhow::bail!(
@@ -140,6 +145,8 @@ fn parse_section<T: serde::de::DeserializeOwned>(section: Value) -> anyhow::Resu
 /// registry hosts with no configuration: `(provider, matchImages)`.
 pub fn default_rules() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
+        #[cfg(feature = "ecr")]
+        ("ecr", icp_ecr::DEFAULT_PATTERNS),
         #[cfg(feature = "gcp")]
         ("gcp", icp_gcp::DEFAULT_PATTERNS),
     ]
