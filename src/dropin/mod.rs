@@ -8,6 +8,9 @@ use std::process::ExitCode;
 
 use crate::config::Rules;
 
+#[cfg(feature = "ecr")]
+mod ecr;
+
 /// Runs the drop-in mode named by the program name in `args[0]`, if there is one.
 pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
     let program = args
@@ -15,8 +18,11 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
         .map(std::path::Path::new)?
         .file_name()?
         .to_str()?;
-    let _ = program;
-    None
+    match program {
+        #[cfg(feature = "ecr")]
+        ecr::PROGRAM => Some(ecr::run(args)),
+        _ => None,
+    }
 }
 
 /// Plugin mode with `rules`: the request from stdin, the response to stdout, errors as
