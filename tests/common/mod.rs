@@ -3,6 +3,7 @@
 
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
+pub mod fake_aws;
 pub mod kubelet;
 
 use std::io::Write;
