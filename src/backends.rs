@@ -117,7 +117,9 @@ pub fn build(
         #[cfg(feature = "ecr")]
         "ecr" => {
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(config, base_dir)?)))
+            Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(
+                config, base_dir,
+            )?)))
         }
         other => match PROVIDERS.iter().find(|(name, _)| *name == other) {
             Some((name, feature)) => {

@@ -47,7 +47,11 @@ pub fn default_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))?;
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
     Some(base.join("image-credential-provider"))
 }
 
@@ -99,7 +103,9 @@ impl Cache {
     /// is there when it is not a directory of this user's. `None` when it cannot be used.
     pub fn open(dir: &Path) -> Option<Cache> {
         match prepare_dir(dir) {
-            Ok(()) => Some(Cache { dir: dir.to_owned() }),
+            Ok(()) => Some(Cache {
+                dir: dir.to_owned(),
+            }),
             Err(error) => {
                 tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached");
                 None
@@ -113,25 +119,44 @@ impl Cache {
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part.as_bytes());
         }
-        hash.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect()
+        hash.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// The cached token for `key`, if there is a sound one with more than the safety
     /// margin left.
     pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Token> {
-        let path = self.dir.join(format!("{}.json", Self::file_stem(backend, key)));
+        let path = self
+            .dir
+            .join(format!("{}.json", Self::file_stem(backend, key)));
         match read_entry(&path) {
-            Ok(entry) if entry.backend == backend && entry.identity == key.identity && entry.scope == key.scope => {
+            Ok(entry)
+                if entry.backend == backend
+                    && entry.identity == key.identity
+                    && entry.scope == key.scope =>
+            {
                 let expires_at = UNIX_EPOCH + Duration::from_secs(entry.expires_at);
-                let left = expires_at.duration_since(SystemTime::now()).unwrap_or_default();
+                let left = expires_at
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
                 if left > SAFETY_MARGIN {
                     tracing::info!(backend, scope = %key.scope, "token cache hit");
-                    return Some(Token { username: entry.username, password: Secret::new(entry.password), expires_at: Some(expires_at) });
+                    return Some(Token {
+                        username: entry.username,
+                        password: Secret::new(entry.password),
+                        expires_at: Some(expires_at),
+                    });
                 }
                 tracing::info!(backend, scope = %key.scope, "cached token is too close to expiry");
             }
-            Ok(_) => tracing::info!(path = %path.display(), "cache entry belongs to another key; ignored"),
-            Err(error) if error.kind() == io::ErrorKind::NotFound => tracing::debug!(backend, scope = %key.scope, "token cache miss"),
+            Ok(_) => {
+                tracing::info!(path = %path.display(), "cache entry belongs to another key; ignored")
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                tracing::debug!(backend, scope = %key.scope, "token cache miss")
+            }
             Err(error) => tracing::info!(path = %path.display(), %error, "cache entry ignored"),
         }
         None
@@ -140,7 +165,9 @@ impl Cache {
     /// Takes the single-flight lock of `key`, waiting at most [`LOCK_WAIT`]. `None` when
     /// the wait ran out or the lock file is unusable: the caller then fetches uncoordinated.
     pub fn lock(&self, backend: &str, key: &TokenKey) -> Option<Lock> {
-        let path = self.dir.join(format!("{}.lock", Self::file_stem(backend, key)));
+        let path = self
+            .dir
+            .join(format!("{}.lock", Self::file_stem(backend, key)));
         let file = open_lock_file(&path)
             .map_err(|error| tracing::info!(path = %path.display(), %error, "cache lock unusable"))
             .ok()?;
@@ -168,7 +195,9 @@ impl Cache {
     /// Stores `token` for `key`, atomically. Failures are logged, not returned: the
     /// answer does not depend on them.
     pub fn put(&self, backend: &str, key: &TokenKey, token: &Token) {
-        let Some(expires_at) = token.expires_at else { return };
+        let Some(expires_at) = token.expires_at else {
+            return;
+        };
         let entry = Entry {
             format: FORMAT,
             backend: backend.to_owned(),
@@ -176,7 +205,10 @@ impl Cache {
             scope: key.scope.clone(),
             username: token.username.clone(),
             password: token.password.expose().to_owned(),
-            expires_at: expires_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs(),
+            expires_at: expires_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
         };
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
@@ -190,7 +222,13 @@ impl Cache {
         let mut summaries = Vec::new();
         for item in fs::read_dir(&self.dir)? {
             let path = item?.path();
-            let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else { continue };
+            let Some(stem) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
             if let Ok(entry) = read_entry(&path) {
                 summaries.push(Summary {
                     key: stem.to_owned(),
@@ -201,7 +239,8 @@ impl Cache {
                 });
             }
         }
-        summaries.sort_by(|a, b| (&a.backend, &a.scope, &a.key).cmp(&(&b.backend, &b.scope, &b.key)));
+        summaries
+            .sort_by(|a, b| (&a.backend, &a.scope, &a.key).cmp(&(&b.backend, &b.scope, &b.key)));
         Ok(summaries)
     }
 
@@ -211,7 +250,10 @@ impl Cache {
         let mut removed = 0;
         for item in fs::read_dir(&self.dir)? {
             let path = item?.path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
             if name.ends_with(".json") || name.starts_with(".tmp-") {
                 fs::remove_file(&path)?;
                 removed += usize::from(name.ends_with(".json"));
@@ -232,7 +274,11 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
         }
         Ok(meta) => {
             tracing::info!(dir = %dir.display(), "token cache path is not a directory of this user's; replacing it");
-            if meta.is_dir() { fs::remove_dir_all(dir)? } else { fs::remove_file(dir)? }
+            if meta.is_dir() {
+                fs::remove_dir_all(dir)?
+            } else {
+                fs::remove_file(dir)?
+            }
         }
         Err(error) if error.kind() == io::ErrorKind::NotFound => {
             if let Some(parent) = dir.parent() {
@@ -247,7 +293,10 @@ fn prepare_dir(dir: &Path) -> io::Result<()> {
 /// Reads an entry without following a symlink, and only if it is a regular file of this
 /// user's that no one else can read.
 fn read_entry(path: &Path) -> io::Result<Entry> {
-    let file = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     let refuse = |why: &str| Err(io::Error::new(io::ErrorKind::InvalidData, why.to_owned()));
     if !meta.is_file() {
@@ -264,7 +313,8 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
     if bytes.len() as u64 > MAX_ENTRY_SIZE {
         return refuse("too large");
     }
-    let entry: Entry = serde_json::from_slice(&bytes).or_else(|_| refuse("corrupt or truncated"))?;
+    let entry: Entry =
+        serde_json::from_slice(&bytes).or_else(|_| refuse("corrupt or truncated"))?;
     if entry.format != FORMAT {
         return refuse("another entry format");
     }
@@ -273,7 +323,13 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
 
 fn open_lock_file(path: &Path) -> io::Result<File> {
     let open = || {
-        OpenOptions::new().read(true).write(true).create(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path)
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
     };
     let file = match open() {
         Ok(file) => file,
@@ -285,16 +341,27 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     };
     let meta = file.metadata()?;
     if !meta.is_file() || meta.uid() != euid() {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "lock file is not a regular file of this user's"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "lock file is not a regular file of this user's",
+        ));
     }
     Ok(file)
 }
 
 fn write_atomically(dir: &Path, stem: &str, content: &[u8]) -> io::Result<()> {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .subsec_nanos();
     let temporary = dir.join(format!(".tmp-{stem}-{}-{nanos}", std::process::id()));
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(&temporary)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temporary)?;
         file.write_all(content)?;
         file.sync_all()?;
         fs::rename(&temporary, dir.join(format!("{stem}.json")))?;
@@ -311,15 +378,24 @@ mod tests {
     use super::*;
 
     fn key(scope: &str) -> TokenKey {
-        TokenKey { identity: "role/a".into(), scope: scope.into() }
+        TokenKey {
+            identity: "role/a".into(),
+            scope: scope.into(),
+        }
     }
 
     fn token(expires_in: u64) -> Token {
-        Token { username: "AWS".into(), password: Secret::new("tok"), expires_at: Some(SystemTime::now() + Duration::from_secs(expires_in)) }
+        Token {
+            username: "AWS".into(),
+            password: Secret::new("tok"),
+            expires_at: Some(SystemTime::now() + Duration::from_secs(expires_in)),
+        }
     }
 
     fn entry_path(cache: &Cache, scope: &str) -> PathBuf {
-        cache.dir.join(format!("{}.json", Cache::file_stem("ecr", &key(scope))))
+        cache
+            .dir
+            .join(format!("{}.json", Cache::file_stem("ecr", &key(scope))))
     }
 
     #[test]
@@ -329,11 +405,30 @@ mod tests {
         assert_eq!(fs::metadata(&cache.dir).unwrap().mode() & 0o777, 0o700);
         assert!(cache.get("ecr", &key("1-us-east-1")).is_none());
         cache.put("ecr", &key("1-us-east-1"), &token(3600));
-        assert_eq!(fs::metadata(entry_path(&cache, "1-us-east-1")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(entry_path(&cache, "1-us-east-1"))
+                .unwrap()
+                .mode()
+                & 0o777,
+            0o600
+        );
         let hit = cache.get("ecr", &key("1-us-east-1")).unwrap();
-        assert_eq!((hit.username.as_str(), hit.password.expose()), ("AWS", "tok"));
+        assert_eq!(
+            (hit.username.as_str(), hit.password.expose()),
+            ("AWS", "tok")
+        );
         assert!(cache.get("ecr", &key("1-us-west-2")).is_none());
-        assert!(cache.get("ecr", &TokenKey { identity: "role/b".into(), scope: "1-us-east-1".into() }).is_none());
+        assert!(
+            cache
+                .get(
+                    "ecr",
+                    &TokenKey {
+                        identity: "role/b".into(),
+                        scope: "1-us-east-1".into()
+                    }
+                )
+                .is_none()
+        );
         assert!(cache.get("acr", &key("1-us-east-1")).is_none());
         assert_eq!(cache.list().unwrap().len(), 1);
         assert_eq!(cache.clear().unwrap(), 1);
@@ -364,10 +459,19 @@ mod tests {
         std::os::unix::fs::symlink(&target, &path).unwrap();
         assert!(cache.get("ecr", &key("s")).is_none(), "symlink");
         good();
-        assert!(!fs::symlink_metadata(&path).unwrap().file_type().is_symlink(), "the symlink is replaced");
+        assert!(
+            !fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "the symlink is replaced"
+        );
 
         cache.put("ecr", &key("s"), &token(60));
-        assert!(cache.get("ecr", &key("s")).is_none(), "inside the safety margin");
+        assert!(
+            cache.get("ecr", &key("s")).is_none(),
+            "inside the safety margin"
+        );
     }
 
     #[test]
@@ -390,9 +494,14 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let cache = Cache::open(root.path()).unwrap();
         let held = cache.lock("ecr", &key("s")).unwrap();
-        let path = cache.dir.join(format!("{}.lock", Cache::file_stem("ecr", &key("s"))));
+        let path = cache
+            .dir
+            .join(format!("{}.lock", Cache::file_stem("ecr", &key("s"))));
         let other = File::open(&path).unwrap();
-        assert!(matches!(other.try_lock(), Err(fs::TryLockError::WouldBlock)));
+        assert!(matches!(
+            other.try_lock(),
+            Err(fs::TryLockError::WouldBlock)
+        ));
         drop(held);
         assert!(other.try_lock().is_ok());
     }

@@ -60,7 +60,10 @@ fn enabled() -> bool {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings { enabled: true, dir: None }
+        CacheSettings {
+            enabled: true,
+            dir: None,
+        }
     }
 }
 
@@ -88,7 +91,9 @@ impl Rules {
         if !self.cache.enabled {
             return None;
         }
-        flag.map(Path::to_owned).or_else(|| self.cache.dir.clone()).or_else(crate::cache::default_dir)
+        flag.map(Path::to_owned)
+            .or_else(|| self.cache.dir.clone())
+            .or_else(crate::cache::default_dir)
     }
 
     /// The first rule that serves `image`: one of its patterns matches the image's name
@@ -225,7 +230,12 @@ pub fn from_value(
         Value::Object(mut top) => {
             if let Some(section) = top.remove("cache") {
                 match serde_json::from_value::<CacheSettings>(section) {
-                    Ok(settings) => cache = CacheSettings { dir: settings.dir.map(|d| base_dir.join(d)), ..settings },
+                    Ok(settings) => {
+                        cache = CacheSettings {
+                            dir: settings.dir.map(|d| base_dir.join(d)),
+                            ..settings
+                        }
+                    }
                     Err(error) => problems.push(format!("cache: {error}")),
                 }
             }

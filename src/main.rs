@@ -89,7 +89,9 @@ fn main() -> ExitCode {
     };
     init_logging(cli.verbose);
     match cli.command.take() {
-        None => finish(load_rules(&cli).and_then(|rules| serve_stdin(&rules, cli.cache_dir(&rules)))),
+        None => {
+            finish(load_rules(&cli).and_then(|rules| serve_stdin(&rules, cli.cache_dir(&rules))))
+        }
         Some(Command::Get { image, api_version }) => finish(get(&cli, &image, &api_version)),
         Some(Command::CheckConfig) => check_config(cli.config),
         Some(Command::Cache { action }) => finish(cache_command(&cli, action)),
@@ -140,22 +142,37 @@ fn respond(request: &Request, rules: &Rules, cache_dir: Option<PathBuf>) -> anyh
 
 fn cache_command(cli: &Cli, action: CacheAction) -> anyhow::Result<()> {
     let rules = load_rules(cli)?;
-    let dir = cli.cache_dir(&rules).context("the token cache is turned off")?;
-    let cache = cache::Cache::open(&dir).with_context(|| format!("token cache {} is unusable", dir.display()))?;
+    let dir = cli
+        .cache_dir(&rules)
+        .context("the token cache is turned off")?;
+    let cache = cache::Cache::open(&dir)
+        .with_context(|| format!("token cache {} is unusable", dir.display()))?;
     match action {
         CacheAction::List => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "KEY\tBACKEND\tSCOPE\tIDENTITY\tEXPIRES")?;
-            for entry in cache.list().with_context(|| format!("listing {}", dir.display()))? {
-                let expires = match entry.expires_at.duration_since(std::time::SystemTime::now()) {
+            for entry in cache
+                .list()
+                .with_context(|| format!("listing {}", dir.display()))?
+            {
+                let expires = match entry
+                    .expires_at
+                    .duration_since(std::time::SystemTime::now())
+                {
                     Ok(left) => format!("in {}", duration::format(left)),
                     Err(_) => "expired".to_owned(),
                 };
-                writeln!(out, "{}\t{}\t{}\t{}\t{expires}", entry.key, entry.backend, entry.scope, entry.identity)?;
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{expires}",
+                    entry.key, entry.backend, entry.scope, entry.identity
+                )?;
             }
         }
         CacheAction::Clear => {
-            let removed = cache.clear().with_context(|| format!("clearing {}", dir.display()))?;
+            let removed = cache
+                .clear()
+                .with_context(|| format!("clearing {}", dir.display()))?;
             println!("removed {removed} cached tokens from {}", dir.display());
         }
     }

@@ -21,7 +21,11 @@ pub const STATIC_CACHE_DURATION: Duration = Duration::from_secs(5 * 60);
 
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
 /// caching is off).
-pub fn answer(request: &Request, rules: &Rules, cache_dir: Option<&Path>) -> anyhow::Result<Response> {
+pub fn answer(
+    request: &Request,
+    rules: &Rules,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<Response> {
     let image = ImageRef::parse(&request.image).with_context(|| {
         format!(
             "request image {:?} is not a valid image reference",
@@ -82,7 +86,9 @@ fn shared_fetch(
     let Some(cache) = cache_dir.and_then(Cache::open) else {
         return fetch();
     };
-    let key = source.token_key(request.image).with_context(|| backend_failed(rule))?;
+    let key = source
+        .token_key(request.image)
+        .with_context(|| backend_failed(rule))?;
     if let Some(token) = cache.get(&rule.provider, &key) {
         return Ok(token);
     }
