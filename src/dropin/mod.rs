@@ -10,6 +10,8 @@ use crate::config::Rules;
 
 #[cfg(feature = "ecr")]
 mod ecr;
+#[cfg(feature = "gcp")]
+mod gcp;
 
 /// Runs the drop-in mode named by the program name in `args[0]`, if there is one.
 pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
@@ -21,6 +23,8 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
     match program {
         #[cfg(feature = "ecr")]
         ecr::PROGRAM => Some(ecr::run(args)),
+        #[cfg(feature = "gcp")]
+        gcp::PROGRAM => Some(gcp::run(args)),
         _ => None,
     }
 }
