@@ -1,0 +1,213 @@
+//! Azure AD access tokens for the registry audience: from the instance metadata service
+//! for a managed identity, from the Azure AD token endpoint for workload identity (client
+//! assertion) and for a service principal (client secret).
+
+use std::path::Path;
+
+use icp_core::Secret;
+use icp_http::{Request, Response, form_encode};
+use serde::Deserialize;
+
+use crate::Error;
+use crate::cloud::Cloud;
+use crate::identity::{ClientSecret, Identity, ManagedId};
+use crate::retry::Call;
+
+/// Test-only override of the instance metadata service's base URL
+/// (`http://169.254.169.254`), for tests that run a fake IMDS on the loopback.
+pub const IMDS_ENDPOINT_ENV: &str = "IMAGE_CREDENTIAL_PROVIDER_AZURE_IMDS_ENDPOINT";
+
+const IMDS_ENDPOINT: &str = "http://169.254.169.254";
+const IMDS_API_VERSION: &str = "2018-02-01";
+const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+}
+
+/// An Azure AD access token for `cloud`'s registry audience, as `identity`.
+pub async fn access_token(
+    client: &icp_http::Client,
+    limits: &crate::Limits,
+    deadline: std::time::Instant,
+    identity: &Identity,
+    cloud: &Cloud,
+) -> Result<Secret, Error> {
+    match identity {
+        Identity::Managed { id, .. } => {
+            let call = Call {
+                client,
+                limits,
+                deadline,
+                service: "IMDS",
+            };
+            let base = imds_endpoint()?;
+            let mut query = vec![
+                ("api-version", IMDS_API_VERSION),
+                ("resource", cloud.registry_audience.as_str()),
+            ];
+            match id {
+                ManagedId::System => {}
+                ManagedId::ClientId(id) => query.push(("client_id", id)),
+                ManagedId::ResourceId(id) => query.push(("msi_res_id", id)),
+            }
+            let url = format!(
+                "{base}/metadata/identity/oauth2/token?{}",
+                form_encode(&query)
+            );
+            // IMDS asks for retries on 404 and 410 while it starts, as on 429 and 5xx.
+            let response = call
+                .send(
+                    || Request::get(url.clone()).header("Metadata", "true"),
+                    |s| matches!(s, 404 | 410 | 429 | 500..=599),
+                )
+                .await?;
+            if response.status == 400
+                && crate::retry::error_detail(&response.body)
+                    .to_ascii_lowercase()
+                    .contains("identity not found")
+            {
+                return Err(Error::NoCredentials(format!(
+                    "IMDS: {} is not assigned to this VM",
+                    managed_name(id)
+                )));
+            }
+            parse_token(&call, &response)
+        }
+        Identity::Workload {
+            client_id,
+            tenant_id,
+            token_file,
+            authority_host,
+        } => {
+            let assertion = read_secret_file(token_file, "federated token")?;
+            let authority = authority_host.as_deref().unwrap_or(&cloud.authority_host);
+            let scope = cloud.registry_scope();
+            let form = [
+                ("client_id", client_id.as_str()),
+                ("scope", scope.as_str()),
+                ("grant_type", "client_credentials"),
+                ("client_assertion_type", ASSERTION_TYPE),
+                ("client_assertion", assertion.expose()),
+            ];
+            aad_token(client, limits, deadline, authority, tenant_id, &form).await
+        }
+        Identity::ServicePrincipal {
+            client_id,
+            tenant_id,
+            secret,
+        } => {
+            let secret = match secret {
+                ClientSecret::Inline(secret) => secret.clone(),
+                ClientSecret::File(path) => read_secret_file(path, "client secret")?,
+            };
+            let scope = cloud.registry_scope();
+            let form = [
+                ("client_id", client_id.as_str()),
+                ("scope", scope.as_str()),
+                ("grant_type", "client_credentials"),
+                ("client_secret", secret.expose()),
+            ];
+            aad_token(
+                client,
+                limits,
+                deadline,
+                &cloud.authority_host,
+                tenant_id,
+                &form,
+            )
+            .await
+        }
+    }
+}
+
+async fn aad_token(
+    client: &icp_http::Client,
+    limits: &crate::Limits,
+    deadline: std::time::Instant,
+    authority: &str,
+    tenant: &str,
+    form: &[(&str, &str)],
+) -> Result<Secret, Error> {
+    let call = Call {
+        client,
+        limits,
+        deadline,
+        service: "Azure AD",
+    };
+    let url = format!("{authority}{tenant}/oauth2/v2.0/token");
+    let response = call
+        .send(
+            || Request::post(url.clone()).form(form),
+            |s| s == 429 || s >= 500,
+        )
+        .await?;
+    // Azure AD refuses bad credentials with 400 (invalid_client, unauthorized_client, ...).
+    if response.status == 400 {
+        let detail = crate::retry::error_detail(&response.body);
+        if ["invalid_client", "unauthorized_client", "invalid_grant"]
+            .iter()
+            .any(|code| detail.starts_with(code))
+        {
+            return Err(Error::AccessDenied {
+                service: "Azure AD".into(),
+                detail: format!("HTTP 400: {detail}"),
+            });
+        }
+    }
+    parse_token(&call, &response)
+}
+
+fn parse_token(call: &Call<'_>, response: &Response) -> Result<Secret, Error> {
+    if response.status != 200 {
+        return Err(call.status_error(response));
+    }
+    let bad = |reason: &str| Error::BadResponse {
+        service: call.service.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let token: TokenResponse = serde_json::from_slice(&response.body)
+        .map_err(|_| bad("the token response is not JSON"))?;
+    match token.access_token {
+        Some(token) if !token.is_empty() => Ok(Secret::new(token)),
+        _ => Err(bad("the token response has no access_token")),
+    }
+}
+
+fn imds_endpoint() -> Result<String, Error> {
+    match std::env::var(IMDS_ENDPOINT_ENV) {
+        Ok(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            Ok(url.trim_end_matches('/').to_owned())
+        }
+        Ok(_) => Err(Error::Config(format!(
+            "{IMDS_ENDPOINT_ENV} must be an http:// or https:// URL"
+        ))),
+        Err(_) => Ok(IMDS_ENDPOINT.to_owned()),
+    }
+}
+
+fn managed_name(id: &ManagedId) -> String {
+    match id {
+        ManagedId::System => "the system-assigned managed identity".to_owned(),
+        ManagedId::ClientId(id) => format!("managed identity with client id {id}"),
+        ManagedId::ResourceId(id) => format!("managed identity {id}"),
+    }
+}
+
+fn read_secret_file(path: &Path, what: &str) -> Result<Secret, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::NoCredentials(format!(
+            "cannot read the {what} file {}: {e}",
+            path.display()
+        ))
+    })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(Error::NoCredentials(format!(
+            "the {what} file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(Secret::new(text))
+}

@@ -1,0 +1,76 @@
+//! What can go wrong, each in one line that names the cause and never holds a secret.
+
+/// An ACR backend error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `acr` section of the rule (or the command line) is invalid.
+    #[error("invalid acr configuration: {0}")]
+    Config(String),
+    /// The `azure.json` file (or the custom cloud's environment file) cannot be used.
+    #[error("cannot use {path}: {reason}")]
+    AzureConfig {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The image's registry is not an ACR login server this backend serves.
+    #[error("{0} is not an Azure Container Registry login server this rule serves")]
+    NotServed(String),
+    /// The identity has no usable credentials (a missing token or secret file, a
+    /// managed identity that does not exist on this VM, ...).
+    #[error("no Azure credentials: {0}")]
+    NoCredentials(String),
+    /// Azure AD or the registry refused the credentials.
+    #[error("access denied by {service}: {detail}")]
+    AccessDenied {
+        /// Who refused: `Azure AD`, `IMDS`, or the registry.
+        service: String,
+        /// The status and the service's error code or message.
+        detail: String,
+    },
+    /// A service kept answering 429 (or asked to wait longer than the time left).
+    #[error("throttled by {0}; try again later")]
+    Throttled(String),
+    /// A service did not answer in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    /// A service answered with an unexpected status.
+    #[error("{service} answered HTTP {status}{detail}")]
+    Status {
+        /// The service.
+        service: String,
+        /// The status code.
+        status: u16,
+        /// The service's error code or message, with a leading `: `, or nothing.
+        detail: String,
+    },
+    /// A service could not be reached.
+    #[error("cannot reach {service}: {source}")]
+    Network {
+        /// The service.
+        service: String,
+        /// Why.
+        source: icp_http::Error,
+    },
+    /// The registry's `WWW-Authenticate` challenge is missing, malformed, or points
+    /// somewhere the Azure AD token must not go.
+    #[error("registry {registry}: {reason}")]
+    Challenge {
+        /// The login server.
+        registry: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A service answered something that is not what it should answer.
+    #[error("unexpected answer from {service}: {reason}")]
+    BadResponse {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The async runtime could not be built.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+}

@@ -1,0 +1,576 @@
+//! The ACR backend against fakes of Azure AD, IMDS and ACR registries: every identity
+//! mode, the sovereign and custom clouds, mirrors, hostile hosts, errors and throttling.
+
+mod world;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use icp_acr::{Acr, Config, Error, Limits, USERNAME};
+use icp_core::{CacheKeyType, ImageRef, Request, Token, TokenSource};
+use icp_http::testing::Reply;
+use world::*;
+
+fn config(json: &str) -> Config {
+    serde_json::from_str(json).unwrap()
+}
+
+/// Builds the backend and fetches for `image` with the world's environment and `extra`.
+fn fetch_with(
+    world: &World,
+    config: Config,
+    extra: &[(&str, String)],
+    limits: Limits,
+    image: &str,
+) -> Result<Token, Error> {
+    let mut env = world.env();
+    env.extend(extra.iter().cloned());
+    let _env = set_env(&env);
+    let backend = Acr::new(config, world.dir())?.with_limits(limits);
+    let image = ImageRef::parse(image).unwrap();
+    let annotations = BTreeMap::new();
+    backend.fetch(&Request {
+        image: &image,
+        cache_key_type: CacheKeyType::Registry,
+        service_account_token: None,
+        service_account_annotations: &annotations,
+    })
+}
+
+/// Builds the backend with the environment lock held, so no other test's variables leak in.
+fn backend(world: &World, config: Config) -> Acr {
+    let _env = set_env(&world.env());
+    Acr::new(config, world.dir()).unwrap()
+}
+
+fn fetch(world: &World, config: Config, image: &str) -> Result<Token, Error> {
+    fetch_with(world, config, &[], quick_limits(), image)
+}
+
+/// The default bounds, with short waits so the throttling tests stay quick.
+fn quick_limits() -> Limits {
+    Limits {
+        max_wait: Duration::from_secs(2),
+        ..Limits::default()
+    }
+}
+
+fn assert_refresh_token(token: &Token, access_token: &str) {
+    assert_eq!(token.username, USERNAME);
+    let expires = token.expires_at.expect("an expiry");
+    let in_three_hours = SystemTime::now() + Duration::from_secs(3 * 3600);
+    assert!(
+        expires <= in_three_hours && expires > in_three_hours - Duration::from_secs(600),
+        "{expires:?}"
+    );
+    let claims = token.password.expose().split('.').nth(1).unwrap();
+    let claims = String::from_utf8(
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, claims).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        claims.contains(&format!(r#""sub":"{access_token}""#)),
+        "{claims}"
+    );
+}
+
+fn assert_no_secret(error: &Error) {
+    let text = error.to_string();
+    for secret in [SP_SECRET, WI_ASSERTION, "aad:", "imds:"] {
+        assert!(!text.contains(secret), "{text}");
+    }
+    assert!(!text.contains('\n'), "{text:?}");
+}
+
+#[test]
+fn system_assigned_managed_identity() {
+    let world = World::new();
+    let token = fetch(&world, Config::default(), "myacr.azurecr.io/app:1").unwrap();
+    assert_refresh_token(&token, "imds:system");
+    let imds = world.imds.requests();
+    assert_eq!(imds.len(), 1);
+    assert_eq!(imds[0].query("resource").as_deref(), Some(AUDIENCE));
+    assert_eq!(
+        (imds[0].query("client_id"), imds[0].query("msi_res_id")),
+        (None, None)
+    );
+    let registry = world.registry_requests("myacr.azurecr.io");
+    assert_eq!(
+        registry
+            .iter()
+            .map(|r| (r.method.as_str(), r.path()))
+            .collect::<Vec<_>>(),
+        [("GET", "/v2/"), ("POST", "/oauth2/exchange")]
+    );
+    assert_eq!(registry[1].form("tenant"), None);
+    assert_eq!(world.aad.request_count(), 0);
+}
+
+#[test]
+fn user_assigned_managed_identity_by_client_id_and_resource_id() {
+    let world = World::new();
+    let token = fetch(
+        &world,
+        config(&format!(r#"{{"clientId": "{MI_CLIENT}"}}"#)),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap();
+    assert_refresh_token(&token, &format!("imds:client:{MI_CLIENT}"));
+    let token = fetch(
+        &world,
+        config(&format!(
+            r#"{{"identity": "managedIdentity", "resourceId": "{MI_RESOURCE}"}}"#
+        )),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap();
+    assert_refresh_token(&token, "imds:resource:kubelet");
+    assert_eq!(
+        world.imds.requests()[1].query("msi_res_id").as_deref(),
+        Some(MI_RESOURCE)
+    );
+    // An identity the VM does not have.
+    let error = fetch(
+        &world,
+        config(r#"{"clientId": "44444444-4444-4444-4444-444444444444"}"#),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::NoCredentials(_)), "{error}");
+    assert!(
+        error.to_string().contains("not assigned to this VM"),
+        "{error}"
+    );
+}
+
+#[test]
+fn managed_identity_from_azure_json_with_imds_retry() {
+    let world = World::new();
+    let azure_json = world.file(
+        "azure.json",
+        &format!(r#"{{"cloud":"AzurePublicCloud","tenantId":"{TENANT}","subscriptionId":"s","useManagedIdentityExtension":true,"userAssignedIdentityID":"{MI_CLIENT}"}}"#),
+    );
+    world
+        .knobs
+        .imds_failures
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let token = fetch(
+        &world,
+        config(&format!(
+            r#"{{"azureConfig": {:?}}}"#,
+            azure_json.display().to_string()
+        )),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap();
+    assert_refresh_token(&token, &format!("imds:client:{MI_CLIENT}"));
+    assert_eq!(world.imds.request_count(), 2);
+    assert_eq!(
+        world.registry_requests("myacr.azurecr.io")[1]
+            .form("tenant")
+            .as_deref(),
+        Some(TENANT)
+    );
+}
+
+#[test]
+fn workload_identity_from_the_environment() {
+    let world = World::new();
+    let token_file = world.file("azure-identity-token", &format!("{WI_ASSERTION}\n"));
+    let env = [
+        ("AZURE_CLIENT_ID", WI_CLIENT.to_owned()),
+        ("AZURE_TENANT_ID", TENANT.to_owned()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        (
+            "AZURE_AUTHORITY_HOST",
+            "https://login.microsoftonline.com/".to_owned(),
+        ),
+    ];
+    let token = fetch_with(
+        &world,
+        Config::default(),
+        &env,
+        quick_limits(),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{WI_CLIENT}@login.microsoftonline.com"),
+    );
+    let aad = world.aad.requests();
+    assert_eq!(aad.len(), 1);
+    assert_eq!(
+        aad[0].form("client_assertion").as_deref(),
+        Some(WI_ASSERTION)
+    );
+    assert_eq!(aad[0].form("client_secret"), None);
+    assert_eq!(world.imds.request_count(), 0);
+    assert_eq!(
+        world.registry_requests("myacr.azurecr.io")[1]
+            .form("tenant")
+            .as_deref(),
+        Some(TENANT)
+    );
+    // A missing token file is a clear error, and nothing is sent.
+    std::fs::remove_file(&token_file).unwrap();
+    let before = world.request_count();
+    let error = fetch_with(
+        &world,
+        Config::default(),
+        &env,
+        quick_limits(),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::NoCredentials(_)), "{error}");
+    assert_eq!(world.aad.request_count(), 1);
+    assert!(
+        world.request_count() <= before + 1,
+        "only the challenge may be asked"
+    );
+}
+
+#[test]
+fn service_principal_with_a_secret_file() {
+    let world = World::new();
+    let secret_file = world.file("sp-secret", SP_SECRET);
+    let rule = format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret"}}"#
+    );
+    let token = fetch(&world, config(&rule), "myacr-abc123.azurecr.io/app").unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{SP_CLIENT}@login.microsoftonline.com"),
+    );
+    assert_eq!(
+        world.aad.requests()[0].form("client_secret").as_deref(),
+        Some(SP_SECRET)
+    );
+    // A wrong secret is refused by Azure AD; the error says so without the secret.
+    std::fs::write(&secret_file, "wrong-secret").unwrap();
+    let error = fetch(&world, config(&rule), "myacr-abc123.azurecr.io/app").unwrap_err();
+    assert!(matches!(error, Error::AccessDenied { .. }), "{error}");
+    assert!(
+        error.to_string().contains("invalid_client: AADSTS7000215"),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("wrong-secret"));
+    assert_no_secret(&error);
+}
+
+#[test]
+fn service_principal_from_azure_json_in_the_china_cloud() {
+    let world = World::new();
+    let azure_json = world.file(
+        "azure.json",
+        &format!(r#"{{"cloud":"AzureChinaCloud","tenantId":"{TENANT}","aadClientId":"{SP_CLIENT}","aadClientSecret":"{SP_SECRET}","useManagedIdentityExtension":false}}"#),
+    );
+    let rule = config(&format!(
+        r#"{{"azureConfig": {:?}}}"#,
+        azure_json.display().to_string()
+    ));
+    let token = fetch(&world, rule.clone(), "myacr.azurecr.cn/app").unwrap();
+    assert_refresh_token(&token, &format!("aad:{SP_CLIENT}@login.chinacloudapi.cn"));
+    // A public-cloud registry is not served by a China-cloud rule.
+    let error = fetch(&world, rule, "myacr.azurecr.io/app").unwrap_err();
+    assert!(matches!(error, Error::NotServed(_)), "{error}");
+    assert_eq!(world.registry_requests("myacr.azurecr.io").len(), 0);
+}
+
+#[test]
+fn us_government_by_suffix_and_geo_replicas() {
+    let world = World::new();
+    let secret_file = world.file("sp-secret", SP_SECRET);
+    let rule = format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": {:?}}}"#,
+        secret_file.display().to_string()
+    );
+    let token = fetch(&world, config(&rule), "myacr.azurecr.us/app").unwrap();
+    assert_refresh_token(&token, &format!("aad:{SP_CLIENT}@login.microsoftonline.us"));
+    let token = fetch(&world, config(&rule), "myacr.eastus.geo.azurecr.io/app").unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{SP_CLIENT}@login.microsoftonline.com"),
+    );
+    assert_eq!(
+        world.registry_requests("myacr.eastus.geo.azurecr.io").len(),
+        2
+    );
+}
+
+#[test]
+fn custom_cloud() {
+    let world = World::new();
+    world.file("sp-secret", SP_SECRET);
+    let rule = format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret",
+            "authorityHost": "https://login.contoso.example/", "registrySuffix": "azurecr.contoso.example"}}"#
+    );
+    let token = fetch(&world, config(&rule), "myacr.azurecr.contoso.example/app").unwrap();
+    assert_refresh_token(&token, &format!("aad:{SP_CLIENT}@login.contoso.example"));
+}
+
+#[test]
+fn mirrors_get_the_login_server_token() {
+    let world = World::new();
+    let rule = config(r#"{"registryMirrors": {"mirror.example": "myacr.azurecr.io"}}"#);
+    let token = fetch(&world, rule.clone(), "mirror.example/team/app:1").unwrap();
+    assert_refresh_token(&token, "imds:system");
+    assert_eq!(world.registry_requests("myacr.azurecr.io").len(), 2);
+    assert_eq!(
+        world.registry_requests("mirror.example").len(),
+        0,
+        "the mirror never sees the Azure AD token"
+    );
+    let backend = backend(&world, rule);
+    let image = ImageRef::parse("mirror.example/team/app:1").unwrap();
+    assert_eq!(
+        backend.patterns(&image),
+        ["mirror.example", "myacr.azurecr.io"]
+    );
+    assert_eq!(backend.token_key(&image).unwrap().scope, "myacr.azurecr.io");
+}
+
+#[test]
+fn hostile_hosts_get_no_request_at_all() {
+    let world = World::new();
+    world.file("sp-secret", SP_SECRET);
+    let rules = [
+        Config::default(),
+        config(&format!(
+            r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret"}}"#
+        )),
+        config(r#"{"registryMirrors": {"mirror.example": "myacr.azurecr.io"}}"#),
+    ];
+    for rule in rules {
+        for host in HOSTILE_HOSTS.iter().chain(&[
+            "myacr.azurecr.io:443",
+            "mirror.example:443",
+            "MYACR.azurecr.io",
+        ]) {
+            let image = format!("{host}/app");
+            let backend = backend(&world, rule.clone());
+            assert!(
+                !backend.serves(&ImageRef::parse(&image).unwrap()),
+                "{image}"
+            );
+            let error = fetch(&world, rule.clone(), &image).unwrap_err();
+            assert!(matches!(error, Error::NotServed(_)), "{image}: {error}");
+        }
+    }
+    assert_eq!(world.request_count(), 0);
+}
+
+#[test]
+fn a_realm_elsewhere_gets_no_token() {
+    let world = World::new();
+    world.file("sp-secret", SP_SECRET);
+    let sp = config(&format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret"}}"#
+    ));
+    for realm in [
+        "https://myacr.azurecr.io.evil.example/oauth2/token",
+        "https://evilazurecr.io/oauth2/token",
+        "http://myacr.azurecr.io/oauth2/token",
+        "https://myacr.azurecr.io@evil.example/oauth2/token",
+        "https://myacr.azurecr.io:8443/oauth2/token",
+        "https://myacr.azurecr.cn/oauth2/token",
+    ] {
+        let challenge = Reply::status(401).header(
+            "Www-Authenticate",
+            &format!(r#"Bearer realm="{realm}",service="myacr.azurecr.io""#),
+        );
+        *world.knobs.challenge_reply.lock().unwrap() = Some(challenge);
+        for rule in [Config::default(), sp.clone()] {
+            let error = fetch(&world, rule, "myacr.azurecr.io/app").unwrap_err();
+            assert!(matches!(error, Error::Challenge { .. }), "{realm}: {error}");
+            assert!(
+                error.to_string().contains("no token sent")
+                    || error.to_string().contains("https://"),
+                "{error}"
+            );
+        }
+    }
+    assert_eq!(
+        world.aad.request_count() + world.imds.request_count(),
+        0,
+        "no Azure AD token was even asked for"
+    );
+    assert!(
+        world.registry.requests().iter().all(|r| r.path() == "/v2/"),
+        "no exchange"
+    );
+    for host in HOSTILE_HOSTS {
+        assert_eq!(world.registry_requests(host).len(), 0);
+    }
+}
+
+#[test]
+fn challenge_errors() {
+    let world = World::new();
+    let cases = [
+        (Reply::status(200), "without asking for a token"),
+        (Reply::status(401), "no Bearer challenge"),
+        (
+            Reply::status(401).header("Www-Authenticate", r#"Basic realm="Registry""#),
+            "no Bearer challenge",
+        ),
+        (
+            Reply::status(401).header("Www-Authenticate", "Bearer =,= realm \"garbage\\"),
+            "no Bearer challenge",
+        ),
+        (
+            Reply::json(
+                403,
+                r#"{"errors":[{"code":"DENIED","message":"client with IP is not allowed access"}]}"#,
+            ),
+            "DENIED",
+        ),
+        (Reply::json(404, "{}"), "HTTP 404"),
+    ];
+    for (reply, message) in cases {
+        *world.knobs.challenge_reply.lock().unwrap() = Some(reply);
+        let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
+        assert!(error.to_string().contains(message), "{message}: {error}");
+    }
+    assert_eq!(world.imds.request_count(), 0);
+}
+
+#[test]
+fn exchange_errors_and_bad_refresh_tokens() {
+    let world = World::new();
+    let expired = jwt(&format!(r#"{{"exp":{}}}"#, now() - 60));
+    let cases = [
+        (
+            Some(Reply::json(
+                401,
+                r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid access token"}]}"#,
+            )),
+            None,
+            "access denied by myacr.azurecr.io: HTTP 401: UNAUTHORIZED",
+        ),
+        (Some(Reply::json(200, "not json")), None, "not JSON"),
+        (
+            Some(Reply::json(200, r#"{"access_token":"x"}"#)),
+            None,
+            "no refresh_token",
+        ),
+        (
+            None,
+            Some("opaque-not-a-jwt".to_owned()),
+            "malformed refresh token",
+        ),
+        (None, Some(jwt(r#"{"iat":1}"#)), "malformed refresh token"),
+        (None, Some(expired), "already expired"),
+    ];
+    for (reply, refresh, message) in cases {
+        *world.knobs.exchange_reply.lock().unwrap() = reply;
+        *world.knobs.refresh_token.lock().unwrap() = refresh;
+        let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
+        assert!(error.to_string().contains(message), "{message}: {error}");
+        assert!(!error.to_string().contains("opaque-not-a-jwt"));
+        assert_no_secret(&error);
+    }
+}
+
+#[test]
+fn throttling_is_retried_within_the_budget() {
+    let world = World::new();
+    *world.knobs.retry_after.lock().unwrap() = Some("1".into());
+    world
+        .knobs
+        .challenge_throttle
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    world
+        .knobs
+        .exchange_throttle
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let token = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap();
+    assert_refresh_token(&token, "imds:system");
+    assert_eq!(world.registry_requests("myacr.azurecr.io").len(), 4);
+}
+
+#[test]
+fn persistent_throttling_is_a_throttling_error() {
+    let world = World::new();
+    world.file("sp-secret", SP_SECRET);
+    // Retry-After longer than the fetch may wait: give up at once.
+    *world.knobs.retry_after.lock().unwrap() = Some("3600".into());
+    world
+        .knobs
+        .exchange_throttle
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
+    assert!(matches!(error, Error::Throttled(_)), "{error}");
+    assert_eq!(
+        error.to_string(),
+        "throttled by myacr.azurecr.io; try again later"
+    );
+    assert_eq!(world.registry_requests("myacr.azurecr.io").len(), 2);
+    // Throttled on every attempt: give up after the last one.
+    *world.knobs.retry_after.lock().unwrap() = Some("0".into());
+    world
+        .knobs
+        .aad_throttle
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let sp = config(&format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret"}}"#
+    ));
+    let error = fetch(&world, sp, "myacr.azurecr.io/app").unwrap_err();
+    assert_eq!(error.to_string(), "throttled by Azure AD; try again later");
+    assert_eq!(
+        world.aad.request_count(),
+        Limits::default().attempts as usize
+    );
+}
+
+#[test]
+fn a_registry_that_does_not_answer_times_out() {
+    let world = World::new();
+    *world.knobs.registry_delay.lock().unwrap() = Duration::from_secs(30);
+    let limits = Limits {
+        total: Duration::from_secs(2),
+        request: Duration::from_millis(500),
+        ..Limits::default()
+    };
+    let error = fetch_with(
+        &world,
+        Config::default(),
+        &[],
+        limits,
+        "myacr.azurecr.io/app",
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Timeout(_)), "{error}");
+    assert_eq!(error.to_string(), "timed out waiting for myacr.azurecr.io");
+}
+
+#[test]
+fn an_unreachable_imds_is_a_network_error() {
+    let world = World::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = [(
+        "IMAGE_CREDENTIAL_PROVIDER_AZURE_IMDS_ENDPOINT",
+        format!("http://{closed}"),
+    )];
+    let error = fetch_with(
+        &world,
+        Config::default(),
+        &env,
+        quick_limits(),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Network { .. }), "{error}");
+    assert!(
+        error.to_string().starts_with("cannot reach IMDS"),
+        "{error}"
+    );
+}
