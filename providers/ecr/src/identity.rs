@@ -5,8 +5,8 @@ use crate::Config;
 
 /// The environment variables that choose the identity of the default credential chain.
 /// Only names, paths, URIs and the access key id are read: none of them is a secret
-/// (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and the container authorization token
-/// are deliberately absent).
+/// (`AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and `AWS_CONTAINER_AUTHORIZATION_TOKEN`
+/// are deliberately absent; the token files are named by path).
 const IDENTITY_VARIABLES: &[&str] = &[
     "AWS_ACCESS_KEY_ID",
     "AWS_PROFILE",
@@ -17,6 +17,7 @@ const IDENTITY_VARIABLES: &[&str] = &[
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_FULL_URI",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_EC2_METADATA_SERVICE_ENDPOINT",
 ];
 

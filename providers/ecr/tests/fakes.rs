@@ -310,6 +310,45 @@ fn instance_metadata_credentials_through_imdsv2() {
     );
 }
 
+#[test]
+fn eks_pod_identity_credentials_from_the_container_endpoint() {
+    let agent = Fake::start(|request, _| {
+        match request.header("authorization") {
+        Some("pod-identity-token") => Reply::Respond(
+            200,
+            "application/json",
+            r#"{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"pod-secret","Token":"pod-session-token","Expiration":"2099-01-01T00:00:00Z","AccountId":"123456789012"}"#.into(),
+        ),
+        _ => Reply::Respond(401, "application/json", "{}".into()),
+    }
+    });
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token").unwrap();
+    let _env = TestEnv::new(&[
+        (
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            &format!("{}/v1/credentials", agent.url),
+        ),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        ("AWS_ENDPOINT_URL_ECR", &fake.url),
+    ]);
+    fetch(&backend(Config::default()), IMAGE).unwrap();
+    assert_eq!(agent.requests()[0].target, "/v1/credentials");
+    let authorization = fake.requests()[0]
+        .header("authorization")
+        .unwrap()
+        .to_owned();
+    assert!(
+        authorization.contains("Credential=ASIAPODIDENTITY/"),
+        "{authorization}"
+    );
+}
+
 /// An HTTPS proxy that records which host each `CONNECT` asks for and refuses it, so a
 /// test sees the API endpoint the SDK chose without any traffic leaving the machine.
 fn refusing_proxy() -> Fake {
