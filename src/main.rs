@@ -230,17 +230,32 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Logs of this project's crates at the level `-v` asks for. Other crates (SDKs, HTTP
+/// and TLS stacks) are silent by default, so an error stays one line, and with `-v` log
+/// warnings only: no library's debug output, which may carry headers or bodies, ever
+/// reaches stderr.
 fn init_logging(verbosity: u8) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let level = match verbosity {
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_max_level(level)
-        .with_target(false)
-        .without_time()
+    let ours = ["image_credential_provider", "icp_core", "icp_docker_config", "icp_http", "icp_ecr", "icp_acr", "icp_gcp"];
+    let others = if verbosity == 0 {
+        tracing_subscriber::filter::LevelFilter::OFF
+    } else {
+        tracing_subscriber::filter::LevelFilter::WARN
+    };
+    let filter = ours
+        .into_iter()
+        .fold(tracing_subscriber::filter::Targets::new().with_default(others), |filter, target| {
+            filter.with_target(target, level)
+        });
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).without_time())
+        .with(filter)
         .init();
 }

@@ -313,3 +313,30 @@ fn different_identities_never_share_an_entry() {
     let clear = Plugin::new(["cache", "clear", "--cache-dir", tokens.to_str().unwrap()]).run();
     assert!(clear.stdout.contains("removed 4"), "{}", clear.stdout);
 }
+
+#[test]
+fn no_token_or_key_reaches_stderr_at_any_verbosity() {
+    use base64::Engine;
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!("rules:\n- matchImages: [\"*.dkr.ecr.*.amazonaws.com\"]\n  provider: ecr\n  ecr: {{roleArn: \"arn:aws:iam::{ACCOUNT}:role/r\"}}\n"),
+    )
+    .unwrap();
+    let image = format!("{}/app", registry(false));
+    let tokens = dir.path().join("tokens");
+    for verbosity in ["-v", "-vv", "-vvv"] {
+        for cache in [None, Some(tokens.as_path()), Some(tokens.as_path())] {
+            let run = ecr(&fake, cache, &["get", &image, "--config", rules.to_str().unwrap(), verbosity]).run();
+            run.json();
+            let n = fake.ecr_calls();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", password(n)));
+            for secret in [password(n).as_str(), &encoded, "fake-secret-access-key", "fake-assumed-secret", "fake-session-token"] {
+                assert!(!run.stderr.contains(secret), "{secret:?} on stderr at {verbosity}:\n{}", run.stderr);
+            }
+            assert!(!run.stderr.is_empty(), "{verbosity} logs something");
+        }
+    }
+}
