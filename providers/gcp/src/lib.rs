@@ -294,6 +294,7 @@ fn application_default_file(env: &Environment) -> Option<PathBuf> {
 fn check_account(account: &str) -> Result<(), Error> {
     let valid = !account.is_empty()
         && account.len() <= 256
+        && !account.starts_with('.')
         && account
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'@' | b'.' | b'-' | b'_'));

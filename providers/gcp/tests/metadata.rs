@@ -294,7 +294,14 @@ fn token_key_is_one_per_metadata_server_and_account() {
 
 #[test]
 fn bad_account_names_and_hosts_are_refused() {
-    for account in ["", "default/../../attributes/x", "a b", "default?x=1"] {
+    for account in [
+        "",
+        "default/../../attributes/x",
+        "a b",
+        "default?x=1",
+        "..",
+        ".hidden",
+    ] {
         let config = Config {
             service_account: Some(account.into()),
             ..Config::default()
