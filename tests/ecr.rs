@@ -61,6 +61,30 @@ fn get_with_static_keys_against_moto() {
 }
 
 #[test]
+fn no_secret_reaches_stderr_at_any_verbosity() {
+    for verbosity in ["-v", "-vv", "-vvv"] {
+        let run = get_from_moto(IMAGE, &[verbosity], STATIC_KEYS);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("ecr"),
+            "{verbosity} logs something: {}",
+            run.stderr
+        );
+        for secret in [
+            "123456789012-auth-token",
+            "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu",
+            "binary-test-secret",
+        ] {
+            assert!(
+                !run.stderr.contains(secret),
+                "{verbosity} leaks {secret}: {}",
+                run.stderr
+            );
+        }
+    }
+}
+
+#[test]
 fn plugin_mode_answers_in_the_request_api_version() {
     for api_version in API_VERSIONS {
         let mut plugin = Plugin::new(["--no-cache"])

@@ -75,7 +75,7 @@ pub enum Error {
     },
     /// The async runtime for the fetch could not be started.
     #[error("cannot start the async runtime: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 /// What a network failure below a credential provider is attributed to.
