@@ -240,7 +240,8 @@ where
     use aws_sdk_ecr::error::SdkError;
     if let SdkError::TimeoutError(_) = &err {
         return Error::Timeout(format!(
-            "{service} GetAuthorizationToken did not finish within {}",
+            "{service} GetAuthorizationToken did not finish in time ({} per attempt, {} in all)",
+            seconds(limits.attempt_timeout),
             seconds(limits.operation_timeout)
         ));
     }

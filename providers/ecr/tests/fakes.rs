@@ -476,3 +476,44 @@ fn a_rule_region_sends_a_proxy_host_to_ecr_in_that_region() {
         "{authorization}"
     );
 }
+
+#[test]
+fn a_refused_role_is_access_denied_by_sts_and_no_token_is_asked() {
+    let sts = Fake::start(|request, _| {
+        assert!(
+            request.body.contains("Action=AssumeRole"),
+            "{}",
+            request.body
+        );
+        Reply::Respond(
+            403,
+            "text/xml",
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+             <Code>AccessDenied</Code><Message>not authorized to perform sts:AssumeRole</Message></Error>\
+             <RequestId>1</RequestId></ErrorResponse>"
+                .into(),
+        )
+    });
+    let ecr = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let _env = TestEnv::new(&[
+        STATIC_KEYS[0],
+        STATIC_KEYS[1],
+        ("AWS_ENDPOINT_URL_ECR", &ecr.url),
+        ("AWS_ENDPOINT_URL_STS", &sts.url),
+    ]);
+    let config = Config {
+        role_arn: Some("arn:aws:iam::444455556666:role/puller".into()),
+        ..Config::default()
+    };
+    let err = fetch(&backend(config), IMAGE).unwrap_err();
+    assert!(
+        matches!(err, Error::AccessDenied { service: "STS", .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "access denied by STS: AccessDenied: not authorized to perform sts:AssumeRole"
+    );
+    assert_eq!(sts.count(), 1);
+    assert_eq!(ecr.count(), 0);
+}
