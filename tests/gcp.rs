@@ -138,6 +138,13 @@ fn no_metadata_server_is_one_line_naming_it() {
     let run = Plugin::new(["--no-cache", "get", "gcr.io/project/app"]).run();
     run.assert_error(1, "no GCE metadata server at 127.0.0.1:9");
     assert!(run.stderr.contains("gcp backend"), "{}", run.stderr);
+    // The cause is told once, not once more for each error in the chain.
+    assert_eq!(
+        run.stderr.matches("cannot connect to 127.0.0.1:9").count(),
+        1,
+        "{}",
+        run.stderr
+    );
 }
 
 fn key_file(dir: &Path, private_key: &str) {

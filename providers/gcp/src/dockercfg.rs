@@ -115,9 +115,9 @@ pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), E
     };
     let response = retry::send(client, RETRY, request)
         .await
-        .map_err(|source| Error::Http {
+        .map_err(|cause| Error::Http {
             endpoint: endpoint.clone(),
-            source,
+            cause,
         })?;
     match response.status {
         200 => Ok((response.body, shown)),

@@ -26,13 +26,13 @@ pub enum Error {
     /// Nothing answers at the metadata server's address: not on Google Cloud, or the
     /// metadata server is blocked.
     #[error(
-        "no GCE metadata server at {host} (not on Google Cloud, or GCE_METADATA_HOST is wrong): {source}"
+        "no GCE metadata server at {host} (not on Google Cloud, or GCE_METADATA_HOST is wrong): {cause}"
     )]
     MetadataUnreachable {
         /// The metadata server's `host[:port]`.
         host: String,
-        /// Why.
-        source: icp_http::Error,
+        /// Why; part of the message, so not also a `source()`.
+        cause: icp_http::Error,
     },
     /// Something answered at the metadata server's address, but not as Google's does.
     #[error("{host} answered without Metadata-Flavor: Google, so it is not a GCE metadata server")]
@@ -73,12 +73,12 @@ pub enum Error {
         status: u16,
     },
     /// No answer from the endpoint.
-    #[error("request to {endpoint} failed: {source}")]
+    #[error("request to {endpoint} failed: {cause}")]
     Http {
         /// Which endpoint.
         endpoint: String,
-        /// Why.
-        source: icp_http::Error,
+        /// Why; part of the message, so not also a `source()`.
+        cause: icp_http::Error,
     },
     /// The endpoint's answer is not what it should be.
     #[error("invalid answer from {endpoint}: {problem}")]
@@ -89,12 +89,12 @@ pub enum Error {
         problem: String,
     },
     /// The docker config of a `dockercfg` flow has no usable entry.
-    #[error("docker config from {origin}: {source}")]
+    #[error("docker config from {origin}: {problem}")]
     Dockercfg {
         /// Where it came from: the metadata attribute or the URL (without its query).
         origin: String,
-        /// What is wrong.
-        source: DockercfgError,
+        /// What is wrong; part of the message, so not also a `source()`.
+        problem: DockercfgError,
     },
     /// The whole fetch took longer than its budget.
     #[error("timed out after {0:?} fetching Google credentials")]

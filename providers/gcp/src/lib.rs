@@ -181,9 +181,9 @@ impl Gcp {
                     .metadata
                     .attribute(&client, DOCKERCFG_ATTRIBUTE)
                     .await?;
-                dockercfg::lookup(&config, image).map_err(|source| Error::Dockercfg {
+                dockercfg::lookup(&config, image).map_err(|problem| Error::Dockercfg {
                     origin: format!("instance attribute {DOCKERCFG_ATTRIBUTE}"),
-                    source,
+                    problem,
                 })
             }
             Credential::Dockercfg { url: true } => {
@@ -194,7 +194,7 @@ impl Gcp {
                 let url = String::from_utf8(url).unwrap_or_default();
                 let (config, origin) = dockercfg::download(&client, url.trim()).await?;
                 dockercfg::lookup(&config, image)
-                    .map_err(|source| Error::Dockercfg { origin, source })
+                    .map_err(|problem| Error::Dockercfg { origin, problem })
             }
             Credential::Unusable(unusable) => Err(unusable.error()),
         }

@@ -124,21 +124,20 @@ impl Metadata {
                 .connect_timeout(CONNECT_TIMEOUT)
                 .timeout(REQUEST_TIMEOUT)
         };
-        let response =
-            retry::send(client, RETRY, request)
-                .await
-                .map_err(|source| match source {
-                    icp_http::Error::Connect { .. }
-                    | icp_http::Error::ConnectTimeout { .. }
-                    | icp_http::Error::Dns { .. } => Error::MetadataUnreachable {
-                        host: self.host.clone(),
-                        source,
-                    },
-                    source => Error::Http {
-                        endpoint: self.endpoint(),
-                        source,
-                    },
-                })?;
+        let response = retry::send(client, RETRY, request)
+            .await
+            .map_err(|cause| match cause {
+                icp_http::Error::Connect { .. }
+                | icp_http::Error::ConnectTimeout { .. }
+                | icp_http::Error::Dns { .. } => Error::MetadataUnreachable {
+                    host: self.host.clone(),
+                    cause,
+                },
+                cause => Error::Http {
+                    endpoint: self.endpoint(),
+                    cause,
+                },
+            })?;
         if !is_google(&response) {
             return Err(Error::NotMetadataServer {
                 host: self.host.clone(),

@@ -67,9 +67,9 @@ async fn exchange(
     };
     let response = retry::send(client, RETRY, request)
         .await
-        .map_err(|source| Error::Http {
+        .map_err(|cause| Error::Http {
             endpoint: endpoint.clone(),
-            source,
+            cause,
         })?;
     match response.status {
         200 => token::parse(&response.body, asked_at, &endpoint),

@@ -200,7 +200,7 @@ fn a_hung_server_times_out_without_retrying() {
         .fetch(&request(&image()))
         .unwrap_err();
     assert!(
-        matches!(error, Error::Http { ref source, .. } if source.is_timeout()),
+        matches!(error, Error::Http { ref cause, .. } if cause.is_timeout()),
         "{error}"
     );
     assert!(error.to_string().contains("timed out"), "{error}");
