@@ -114,6 +114,15 @@ pub fn build(
             }
             Ok(Backend::Token(Box::new(backend)))
         }
+        #[cfg(feature = "acr")]
+        "acr" => {
+            let config = section.map(parse_section).transpose()?.unwrap_or_default();
+            let backend = icp_acr::Acr::new(config, base_dir)?;
+            if check {
+                backend.check()?;
+            }
+            Ok(Backend::Token(Box::new(backend)))
+        }
         #[cfg(feature = "ecr")]
         "ecr" => {
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
@@ -149,6 +158,8 @@ pub fn default_rules() -> Vec<(&'static str, &'static [&'static str])> {
     vec![
         #[cfg(feature = "ecr")]
         ("ecr", icp_ecr::DEFAULT_PATTERNS),
+        #[cfg(feature = "acr")]
+        ("acr", icp_acr::DEFAULT_PATTERNS),
         #[cfg(feature = "gcp")]
         ("gcp", icp_gcp::DEFAULT_PATTERNS),
     ]

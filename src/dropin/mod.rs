@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 use crate::config::Rules;
 
+#[cfg(feature = "acr")]
+mod acr;
 #[cfg(feature = "ecr")]
 mod ecr;
 #[cfg(feature = "gcp")]
@@ -21,6 +23,8 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
         .file_name()?
         .to_str()?;
     match program {
+        #[cfg(feature = "acr")]
+        acr::PROGRAM => Some(acr::run(args)),
         #[cfg(feature = "ecr")]
         ecr::PROGRAM => Some(ecr::run(args)),
         #[cfg(feature = "gcp")]

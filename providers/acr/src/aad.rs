@@ -195,6 +195,20 @@ fn managed_name(id: &ManagedId) -> String {
     }
 }
 
+/// Reads the files `identity` reads at each fetch, to report a missing or empty one.
+pub fn check_files(identity: &Identity) -> Result<(), Error> {
+    match identity {
+        Identity::Workload { token_file, .. } => {
+            read_secret_file(token_file, "federated token").map(drop)
+        }
+        Identity::ServicePrincipal {
+            secret: ClientSecret::File(path),
+            ..
+        } => read_secret_file(path, "client secret").map(drop),
+        _ => Ok(()),
+    }
+}
+
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::NoCredentials(format!(

@@ -162,6 +162,21 @@ pub struct Settings {
     pub mirrors: BTreeMap<String, String>,
 }
 
+impl Settings {
+    /// Stands in for the settings of a rule whose environment cannot be used: serves the
+    /// default hosts, so that the error is reported when a token is asked for.
+    pub fn unusable() -> Settings {
+        Settings {
+            identity: Identity::Managed {
+                id: ManagedId::System,
+                tenant_id: None,
+            },
+            cloud: CloudChoice::BySuffix,
+            mirrors: BTreeMap::new(),
+        }
+    }
+}
+
 /// Resolves `config`: reads `azure.json` (and a custom cloud's environment file) if named,
 /// takes defaults from `env`, and validates the whole.
 pub fn resolve(

@@ -6,6 +6,11 @@ pub enum Error {
     /// The `acr` section of the rule (or the command line) is invalid.
     #[error("invalid acr configuration: {0}")]
     Config(String),
+    /// The rule has no `acr` settings and the `AZURE_*` environment cannot be used (for
+    /// example `AZURE_FEDERATED_TOKEN_FILE` without `AZURE_CLIENT_ID`); reported when a
+    /// token is needed, so that the embedded default rule always builds.
+    #[error("{0}")]
+    Environment(String),
     /// The `azure.json` file (or the custom cloud's environment file) cannot be used.
     #[error("cannot use {path}: {reason}")]
     AzureConfig {

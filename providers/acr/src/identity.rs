@@ -61,18 +61,17 @@ impl Identity {
     /// A fingerprint naming the identity: its kind and ids, never a secret.
     pub fn fingerprint(&self) -> String {
         match self {
-            Identity::Managed {
-                id: ManagedId::System,
-                ..
-            } => "managed-identity:system".to_owned(),
-            Identity::Managed {
-                id: ManagedId::ClientId(id),
-                ..
-            } => format!("managed-identity:client-id={id}"),
-            Identity::Managed {
-                id: ManagedId::ResourceId(id),
-                ..
-            } => format!("managed-identity:resource-id={id}"),
+            Identity::Managed { id, tenant_id } => {
+                let id = match id {
+                    ManagedId::System => "system".to_owned(),
+                    ManagedId::ClientId(id) => format!("client-id={id}"),
+                    ManagedId::ResourceId(id) => format!("resource-id={id}"),
+                };
+                match tenant_id {
+                    Some(tenant) => format!("managed-identity:{id}:tenant={tenant}"),
+                    None => format!("managed-identity:{id}"),
+                }
+            }
             Identity::Workload {
                 client_id,
                 tenant_id,

@@ -54,16 +54,26 @@ pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 pub struct Acr {
     settings: Settings,
     limits: Limits,
+    /// Why the environment cannot be used, for a rule with no settings.
+    unusable: Option<String>,
 }
 
 impl Acr {
     /// Resolves `config` (reading `azure.json` if it names one, relative paths against
     /// `base_dir`) and the `AZURE_*` environment variables. Opens no connection.
     pub fn new(config: Config, base_dir: &Path) -> Result<Acr, Error> {
-        let settings = config::resolve(&config, base_dir, &|name| std::env::var(name).ok())?;
+        let env = |name: &str| std::env::var(name).ok();
+        let (settings, unusable) = match config::resolve(&config, base_dir, &env) {
+            Ok(settings) => (settings, None),
+            Err(error) if config == Config::default() => {
+                (config::Settings::unusable(), Some(error.to_string()))
+            }
+            Err(error) => return Err(error),
+        };
         Ok(Acr {
             settings,
             limits: Limits::default(),
+            unusable,
         })
     }
 
@@ -71,6 +81,15 @@ impl Acr {
     pub fn with_limits(mut self, limits: Limits) -> Acr {
         self.limits = limits;
         self
+    }
+
+    /// Reads the files the identity reads at each fetch (a federated token file, a client
+    /// secret file), so that `check-config` reports a missing one now.
+    pub fn check(&self) -> Result<(), Error> {
+        if let Some(reason) = &self.unusable {
+            return Err(Error::Environment(reason.clone()));
+        }
+        aad::check_files(&self.settings.identity)
     }
 
     /// The kubelet-glob patterns of the images this backend serves: [`DEFAULT_PATTERNS`],
@@ -162,6 +181,9 @@ impl TokenSource for Acr {
     }
 
     fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+        if let Some(reason) = &self.unusable {
+            return Err(Error::Environment(reason.clone()));
+        }
         let (login_server, cloud) = self
             .target(image)
             .ok_or_else(|| Error::NotServed(image.registry().to_owned()))?;
@@ -176,6 +198,9 @@ impl TokenSource for Acr {
     }
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
+        if let Some(reason) = &self.unusable {
+            return Err(Error::Environment(reason.clone()));
+        }
         let (login_server, cloud) = self
             .target(request.image)
             .ok_or_else(|| Error::NotServed(request.image.registry().to_owned()))?;
@@ -215,6 +240,7 @@ mod tests {
         Acr {
             settings,
             limits: Limits::default(),
+            unusable: None,
         }
     }
 

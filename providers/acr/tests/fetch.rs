@@ -574,3 +574,42 @@ fn an_unreachable_imds_is_a_network_error() {
         "{error}"
     );
 }
+
+#[test]
+fn an_unusable_environment_is_reported_when_a_token_is_needed() {
+    let world = World::new();
+    let token_file = world.file("token", WI_ASSERTION);
+    let env = [(
+        "AZURE_FEDERATED_TOKEN_FILE",
+        token_file.display().to_string(),
+    )];
+    let error = fetch_with(
+        &world,
+        Config::default(),
+        &env,
+        quick_limits(),
+        "myacr.azurecr.io/app",
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Environment(_)), "{error}");
+    assert!(error.to_string().contains("AZURE_CLIENT_ID"), "{error}");
+    assert_eq!(world.request_count(), 0);
+    // An explicit rule is refused at once.
+    let _env = set_env(&env);
+    let error = Acr::new(config(r#"{"identity": "workloadIdentity"}"#), world.dir()).unwrap_err();
+    assert!(matches!(error, Error::Config(_)), "{error}");
+}
+
+#[test]
+fn check_reads_the_secret_and_token_files() {
+    let world = World::new();
+    let rule = format!(
+        r#"{{"identity": "servicePrincipal", "clientId": "{SP_CLIENT}", "tenantId": "{TENANT}", "clientSecretFile": "sp-secret"}}"#
+    );
+    let error = backend(&world, config(&rule)).check().unwrap_err();
+    assert!(matches!(error, Error::NoCredentials(_)), "{error}");
+    assert!(error.to_string().contains("sp-secret"), "{error}");
+    world.file("sp-secret", SP_SECRET);
+    backend(&world, config(&rule)).check().unwrap();
+    backend(&world, Config::default()).check().unwrap();
+}

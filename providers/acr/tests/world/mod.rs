@@ -130,6 +130,11 @@ fn shared() -> &'static Shared {
     })
 }
 
+/// The file `SSL_CERT_FILE` names: the test CA, which issued every fake's certificate.
+pub fn ca_file() -> PathBuf {
+    shared().ca_file.clone()
+}
+
 static ENV_LOCK: Mutex<()> = Mutex::new(());
 
 /// Environment variables set for the time of one closure; the lock keeps tests that set
