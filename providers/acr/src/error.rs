@@ -51,12 +51,12 @@ pub enum Error {
         detail: String,
     },
     /// A service could not be reached.
-    #[error("cannot reach {service}: {source}")]
+    #[error("cannot reach {service}: {cause}")]
     Network {
         /// The service.
         service: String,
-        /// Why.
-        source: icp_http::Error,
+        /// Why (in the message, so not a `source()`).
+        cause: icp_http::Error,
     },
     /// The registry's `WWW-Authenticate` challenge is missing, malformed, or points
     /// somewhere the Azure AD token must not go.

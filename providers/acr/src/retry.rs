@@ -83,10 +83,10 @@ impl Call<'_> {
                 Err(error) if error.is_timeout() => {
                     return Err(Error::Timeout(self.service.to_owned()));
                 }
-                Err(source) => {
+                Err(cause) => {
                     return Err(Error::Network {
                         service: self.service.to_owned(),
-                        source,
+                        cause,
                     });
                 }
             };

@@ -102,9 +102,9 @@ impl Client {
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)
                 .await
-                .map_err(|source| Error::Tls {
+                .map_err(|cause| Error::Tls {
                     authority: target.authority(),
-                    source,
+                    cause,
                 })?;
             Ok(Stream::Tls(Box::new(tls)))
         };
@@ -137,9 +137,9 @@ impl Client {
             } else {
                 tokio::net::lookup_host((target.host.as_str(), target.port))
                     .await
-                    .map_err(|source| Error::Dns {
+                    .map_err(|cause| Error::Dns {
                         host: target.host.clone(),
-                        source,
+                        cause,
                     })?
                     .collect()
             };
@@ -155,7 +155,7 @@ impl Client {
         }
         Err(Error::Connect {
             authority: target.authority(),
-            source: last,
+            cause: last,
         })
     }
 
@@ -168,9 +168,9 @@ impl Client {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let http_error = |source: hyper::Error| Error::Http {
+        let http_error = |cause: hyper::Error| Error::Http {
             authority: target.authority(),
-            source: Box::new(source),
+            cause: Box::new(cause),
         };
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -186,8 +186,8 @@ impl Client {
         };
         let (parts, body) = response.into_parts();
         let limit = self.options.max_body;
-        let body = Limited::new(body, limit).collect().await.map_err(|source| {
-            if source.is::<LengthLimitError>() {
+        let body = Limited::new(body, limit).collect().await.map_err(|cause| {
+            if cause.is::<LengthLimitError>() {
                 Error::TooLarge {
                     authority: target.authority(),
                     limit,
@@ -195,7 +195,7 @@ impl Client {
             } else {
                 Error::Http {
                     authority: target.authority(),
-                    source,
+                    cause,
                 }
             }
         });

@@ -5,7 +5,8 @@ use std::time::Duration;
 use crate::RESOLVE_ENV;
 
 /// Why a request got no response. Messages name the host, never a header or body, so
-/// they never contain a credential.
+/// they never contain a credential. Each message includes its cause, so the error has no
+/// `source()`: a `{:#}` chain never says the cause twice.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The URL is not an absolute `http://` or `https://` URL with a host.
@@ -21,20 +22,20 @@ pub enum Error {
     #[error("no trusted root certificates: {0}")]
     Roots(String),
     /// The host name does not resolve.
-    #[error("cannot resolve {host}: {source}")]
+    #[error("cannot resolve {host}: {cause}")]
     Dns {
         /// The host.
         host: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// No TCP connection could be made.
-    #[error("cannot connect to {authority}: {source}")]
+    #[error("cannot connect to {authority}: {cause}")]
     Connect {
         /// The `host:port` connected to.
         authority: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The TCP connection or the TLS handshake took longer than the connect timeout.
     #[error("connecting to {authority} timed out after {timeout:?}")]
@@ -45,12 +46,12 @@ pub enum Error {
         timeout: Duration,
     },
     /// The TLS handshake failed (an untrusted certificate, a name mismatch, ...).
-    #[error("TLS handshake with {authority} failed: {source}")]
+    #[error("TLS handshake with {authority} failed: {cause}")]
     Tls {
         /// The `host:port` connected to.
         authority: String,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The whole exchange took longer than the request's deadline.
     #[error("request to {authority} timed out after {timeout:?}")]
@@ -69,12 +70,12 @@ pub enum Error {
         limit: usize,
     },
     /// The HTTP exchange itself failed (connection closed, malformed response, ...).
-    #[error("HTTP exchange with {authority} failed: {source}")]
+    #[error("HTTP exchange with {authority} failed: {cause}")]
     Http {
         /// The `host:port` of the request.
         authority: String,
         /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
