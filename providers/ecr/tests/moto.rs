@@ -92,3 +92,23 @@ fn no_credentials_at_all() {
     let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
     assert!(matches!(err, Error::NoCredentials(_)), "{err}");
 }
+
+#[test]
+fn fips_and_dual_stack_hosts_follow_an_endpoint_override() {
+    let _env = moto_env(&[
+        ("AWS_ACCESS_KEY_ID", "AKIDMOTOSTATIC"),
+        ("AWS_SECRET_ACCESS_KEY", "moto-secret"),
+    ]);
+    for image in [
+        "123456789012.dkr.ecr-fips.us-east-1.amazonaws.com/app",
+        "123456789012.dkr-ecr.eu-west-1.on.aws/app",
+        "123456789012.dkr-ecr-fips.us-west-2.on.aws/app",
+    ] {
+        let token = fetch(&backend(Config::default()), image).unwrap();
+        assert_eq!(
+            token.password.expose(),
+            "123456789012-auth-token",
+            "{image}"
+        );
+    }
+}
