@@ -10,9 +10,10 @@ use hyper::Uri;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::proxy::{Proxies, Proxy};
 use crate::resolve::Overrides;
 use crate::{Error, Request, Response, tls};
 
@@ -44,17 +45,20 @@ impl Default for Options {
 pub struct Client {
     options: Options,
     overrides: Overrides,
+    proxies: Proxies,
     tls: OnceLock<Arc<ClientConfig>>,
 }
 
 impl Client {
-    /// A client with `options` and the address overrides of [`crate::RESOLVE_ENV`].
+    /// A client with `options`, the address overrides of [`crate::RESOLVE_ENV`] and the
+    /// proxies of `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
     /// Reads no file and opens nothing: the root certificates are loaded on the first
     /// `https://` request.
     pub fn new(options: Options) -> Result<Client, Error> {
         Ok(Client {
             options,
             overrides: Overrides::from_env()?,
+            proxies: Proxies::from_env()?,
             tls: OnceLock::new(),
         })
     }
@@ -89,9 +93,20 @@ impl Client {
         let connect_timeout = request
             .connect_timeout
             .unwrap_or(self.options.connect_timeout);
-        let http = build_request(target, request)?;
+        // An address override (a test or debugging aid) goes straight to its address.
+        let proxy = match self.overrides.lookup(&target.host, target.port) {
+            Some(_) => None,
+            None => self.proxies.for_target(target.https, &target.host),
+        };
+        let http = build_request(target, request, proxy.filter(|_| !target.https))?;
         let connect = async {
-            let tcp = self.connect_tcp(target).await?;
+            let mut tcp = match proxy {
+                Some(proxy) => self.connect_tcp(&proxy.host, proxy.port).await?,
+                None => self.connect_tcp(&target.host, target.port).await?,
+            };
+            if let Some(proxy) = proxy.filter(|_| target.https) {
+                tunnel(&mut tcp, target, proxy).await?;
+            }
             if !target.https {
                 return Ok(Stream::Plain(tcp));
             }
@@ -128,21 +143,20 @@ impl Client {
         Ok(self.tls.get_or_init(|| config).clone())
     }
 
-    async fn connect_tcp(&self, target: &Target) -> Result<TcpStream, Error> {
-        let addresses: Vec<SocketAddr> =
-            if let Some(address) = self.overrides.lookup(&target.host, target.port) {
-                vec![address]
-            } else if let Ok(ip) = target.host.parse::<IpAddr>() {
-                vec![SocketAddr::new(ip, target.port)]
-            } else {
-                tokio::net::lookup_host((target.host.as_str(), target.port))
-                    .await
-                    .map_err(|cause| Error::Dns {
-                        host: target.host.clone(),
-                        cause,
-                    })?
-                    .collect()
-            };
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, Error> {
+        let addresses: Vec<SocketAddr> = if let Some(address) = self.overrides.lookup(host, port) {
+            vec![address]
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            vec![SocketAddr::new(ip, port)]
+        } else {
+            tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|cause| Error::Dns {
+                    host: host.to_owned(),
+                    cause,
+                })?
+                .collect()
+        };
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         for address in addresses {
             match TcpStream::connect(address).await {
@@ -154,7 +168,7 @@ impl Client {
             }
         }
         Err(Error::Connect {
-            authority: target.authority(),
+            authority: authority(host, port),
             cause: last,
         })
     }
@@ -274,19 +288,82 @@ impl Target {
     }
 
     fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        authority(&self.host, self.port)
     }
 }
 
-fn build_request(target: &Target, request: Request) -> Result<hyper::Request<Full<Bytes>>, Error> {
+/// `host:port`, with brackets for an IPv6 address.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Opens a `CONNECT` tunnel to `target` through `proxy` on `stream`.
+async fn tunnel(stream: &mut TcpStream, target: &Target, proxy: &Proxy) -> Result<(), Error> {
+    let io_error = |cause| Error::Connect {
+        authority: proxy.authority(),
+        cause,
+    };
+    let refused = |reason: String| Error::Proxy {
+        proxy: proxy.authority(),
+        reason,
+    };
+    let mut head = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n", target.authority());
+    if let Some(authorization) = &proxy.authorization {
+        head.push_str(&format!("Proxy-Authorization: {authorization}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.map_err(io_error)?;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        if answer.len() > 16 * 1024 {
+            return Err(refused("the answer to CONNECT is too long".into()));
+        }
+        let read = stream.read(&mut chunk).await.map_err(io_error)?;
+        if read == 0 {
+            return Err(refused("closed the connection during CONNECT".into()));
+        }
+        answer.extend_from_slice(&chunk[..read]);
+    }
+    let status_line = String::from_utf8_lossy(&answer);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        let shown: String = status_line
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(100)
+            .collect();
+        Err(refused(format!(
+            "CONNECT {} answered {shown:?}",
+            target.authority()
+        )))
+    }
+}
+
+/// The request as hyper sends it: origin-form, or absolute-form with the proxy's
+/// credentials when it goes to a plain HTTP `proxy`.
+fn build_request(
+    target: &Target,
+    request: Request,
+    proxy: Option<&Proxy>,
+) -> Result<hyper::Request<Full<Bytes>>, Error> {
+    let uri = match proxy {
+        Some(_) => format!("http://{}{}", target.host_header, target.path_and_query),
+        None => target.path_and_query.clone(),
+    };
     let mut builder = hyper::Request::builder()
         .method(request.method)
-        .uri(target.path_and_query.as_str())
+        .uri(uri)
         .header(hyper::header::HOST, target.host_header.as_str());
+    if let Some(authorization) = proxy.and_then(|p| p.authorization.as_deref()) {
+        builder = builder.header(hyper::header::PROXY_AUTHORIZATION, authorization);
+    }
     for (name, value) in &request.headers {
         let name = hyper::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| Error::Header(name.clone()))?;

@@ -18,6 +18,14 @@ pub enum Error {
     /// [`RESOLVE_ENV`] is malformed.
     #[error("invalid {RESOLVE_ENV}: {0}")]
     Resolve(String),
+    /// A proxy setting is unusable, or the proxy refused the tunnel.
+    #[error("proxy {proxy}: {reason}")]
+    Proxy {
+        /// The proxy's variable (`HTTPS_PROXY`, ...) or `host:port`.
+        proxy: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// No trusted root certificate could be loaded for TLS.
     #[error("no trusted root certificates: {0}")]
     Roots(String),

@@ -11,7 +11,9 @@
 //! - no retries: a backend decides what to retry within its own budget.
 //!
 //! Both `https://` and plain `http://` URLs are accepted (metadata servers speak plain
-//! HTTP on a link-local address). TLS trusts the platform's root certificates, read by
+//! HTTP on a link-local address). `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured
+//! as Go's `net/http` honours them (an `http://` proxy, `CONNECT` tunnels for HTTPS), except
+//! that loopback and link-local addresses are always reached directly. TLS trusts the platform's root certificates, read by
 //! `rustls-native-certs`; when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those are read
 //! *instead*, as OpenSSL does.
 //!
@@ -47,6 +49,7 @@ mod client;
 mod error;
 mod form;
 mod message;
+mod proxy;
 mod resolve;
 #[cfg(feature = "test-util")]
 pub mod testing;

@@ -84,7 +84,8 @@ impl Default for TestCa {
 pub struct Recorded {
     /// The method, as in `POST`.
     pub method: String,
-    /// The request target: path and query.
+    /// The request target: path and query (the whole URL for a request in absolute form,
+    /// as a client sends to a proxy).
     pub target: String,
     /// The headers, names in lowercase.
     pub headers: Vec<(String, String)>,
@@ -93,9 +94,13 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    /// The path, without the query.
+    /// The path, without the query (nor the scheme and host of an absolute-form target).
     pub fn path(&self) -> &str {
-        self.target.split('?').next().unwrap_or_default()
+        let target = self.target.split('?').next().unwrap_or_default();
+        match target.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+            None => target,
+        }
     }
 
     /// The first value of header `name` (any case).
@@ -315,11 +320,7 @@ where
                 .unwrap_or_default();
             let request = Recorded {
                 method: parts.method.to_string(),
-                target: parts
-                    .uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned(),
+                target: parts.uri.to_string(),
                 headers: parts
                     .headers
                     .iter()

@@ -1,7 +1,8 @@
 //! The client against fake servers on the loopback, trusted through `SSL_CERT_FILE`.
 
-use std::net::SocketAddr;
-use std::sync::OnceLock;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use icp_http::testing::{FakeServer, Reply, TestCa};
@@ -11,7 +12,78 @@ struct World {
     ca: TestCa,
     /// Reached as `env.test:443` through the override in the environment.
     env_fake: FakeServer,
+    /// The `HTTPS_PROXY`: tunnels to `proxied.test:443` only.
+    connect_proxy: ConnectProxy,
+    /// What `proxied.test:443` is.
+    proxied: FakeServer,
+    /// The `HTTP_PROXY`, answering itself.
+    http_proxy: FakeServer,
     _dir: tempdir::Dir,
+}
+
+/// A `CONNECT` proxy on the loopback that tunnels to the routes it knows and records the
+/// head of every request.
+struct ConnectProxy {
+    address: SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl ConnectProxy {
+    fn start(routes: Vec<(String, SocketAddr)>) -> ConnectProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let recorded = heads.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let (Ok(client), routes, recorded) = (client, routes.clone(), recorded.clone())
+                else {
+                    continue;
+                };
+                std::thread::spawn(move || tunnel(client, &routes, &recorded));
+            }
+        });
+        ConnectProxy { address, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn tunnel(mut client: TcpStream, routes: &[(String, SocketAddr)], heads: &Mutex<Vec<String>>) {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match client.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return,
+        }
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    heads.lock().unwrap().push(head.clone());
+    let target = head
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let Some((_, address)) = routes.iter().find(|(route, _)| *route == target) else {
+        let _ = client.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        return;
+    };
+    let Ok(mut server) = TcpStream::connect(address) else {
+        return;
+    };
+    let _ = client.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n");
+    let (mut client_reader, mut server_writer) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let upstream = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_reader, &mut server_writer);
+        let _ = server_writer.shutdown(std::net::Shutdown::Write);
+    });
+    let _ = std::io::copy(&mut server, &mut client);
+    let _ = client.shutdown(std::net::Shutdown::Write);
+    let _ = upstream.join();
 }
 
 /// A temporary directory without a dependency: removed when dropped.
@@ -34,15 +106,30 @@ fn world() -> &'static World {
         let ca_file = dir.join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).unwrap();
         let env_fake = FakeServer::https(ca.server_config(&["env.test"]), |_| Reply::status(204));
+        let proxied = FakeServer::https(ca.server_config(&["proxied.test"]), |_| {
+            Reply::status(200).body("tunnelled")
+        });
+        let connect_proxy =
+            ConnectProxy::start(vec![("proxied.test:443".to_owned(), proxied.address())]);
+        let http_proxy = FakeServer::http(|_| Reply::status(200).body("from the proxy"));
         // SAFETY: set once, inside this initialiser, before any test reads the environment
         // (every test starts by calling `world()`).
         unsafe {
             std::env::set_var("SSL_CERT_FILE", &ca_file);
             std::env::set_var(RESOLVE_ENV, format!("env.test:443:{}", env_fake.address()));
+            std::env::set_var(
+                "HTTPS_PROXY",
+                format!("http://user:p%40ss@{}", connect_proxy.address),
+            );
+            std::env::set_var("http_proxy", http_proxy.address().to_string());
+            std::env::set_var("NO_PROXY", "direct.test");
         }
         World {
             ca,
             env_fake,
+            connect_proxy,
+            proxied,
+            http_proxy,
             _dir: tempdir::Dir(dir),
         }
     })
@@ -235,4 +322,66 @@ fn bad_urls_and_headers_are_refused_before_connecting() {
     let url = format!("http://{}/", fake.address());
     let error = block_on(client.send(Request::get(url).header("bad header", "x"))).unwrap_err();
     assert!(matches!(error, Error::Header(_)), "{error}");
+}
+
+#[test]
+fn https_goes_through_the_connect_proxy_of_the_environment() {
+    let world = world();
+    let client = Client::new(Options::default()).unwrap();
+    let response = block_on(client.send(Request::get("https://proxied.test/v2/"))).unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, b"tunnelled".as_slice())
+    );
+    let heads = world.connect_proxy.heads();
+    let head = heads
+        .iter()
+        .find(|h| h.starts_with("CONNECT proxied.test:443 HTTP/1.1\r\n"))
+        .expect("a CONNECT");
+    assert!(
+        head.contains("Proxy-Authorization: Basic dXNlcjpwQHNz\r\n"),
+        "{head}"
+    );
+    let recorded = world.proxied.requests();
+    assert!(
+        recorded
+            .iter()
+            .any(|r| r.target == "/v2/" && r.header("host") == Some("proxied.test"))
+    );
+    assert!(
+        recorded
+            .iter()
+            .all(|r| r.header("proxy-authorization").is_none()),
+        "the credentials stay with the proxy"
+    );
+    // A tunnel the proxy refuses.
+    let error = block_on(client.send(Request::get("https://unrouted.test/"))).unwrap_err();
+    assert!(matches!(error, Error::Proxy { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("CONNECT unrouted.test:443 answered \"HTTP/1.1 403 Forbidden\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn plain_http_goes_to_the_http_proxy_in_absolute_form() {
+    let world = world();
+    let client = Client::new(Options::default()).unwrap();
+    let response =
+        block_on(client.send(Request::get("http://metadata.test/computeMetadata/v1/?x=1")))
+            .unwrap();
+    assert_eq!(response.body, b"from the proxy");
+    let recorded = world.http_proxy.requests();
+    let request = recorded
+        .iter()
+        .find(|r| r.target.contains("metadata.test"))
+        .expect("a proxied request");
+    assert_eq!(
+        request.target,
+        "http://metadata.test/computeMetadata/v1/?x=1"
+    );
+    assert_eq!(request.header("host"), Some("metadata.test"));
+    assert_eq!(request.header("proxy-authorization"), None);
 }
