@@ -2,19 +2,20 @@
 //!
 //! [`Ecr`] is a [`TokenSource`]: it validates an image's host strictly as an ECR registry
 //! host of some partition ([`host`]), keys the token on the account and region and on the
-//! caller's identity ([`identity`]), and fetches it with `GetAuthorizationToken` using the
-//! AWS default credential chain — environment, shared profile, web identity (IRSA), EKS
-//! Pod Identity and container endpoints, EC2 instance metadata (IMDSv2) — optionally
-//! assuming a role first ([`fetch`]). Every fetch is bounded in time ([`Limits`]).
+//! caller's identity (role, token file and profile names, never a secret), and fetches it
+//! with `GetAuthorizationToken` using the AWS default credential chain — environment,
+//! shared profile, web identity (IRSA), EKS Pod Identity and container endpoints, EC2
+//! instance metadata (IMDSv2) — optionally assuming a role first. Every fetch is bounded in
+//! time ([`Limits`]), and every failure is an [`Error`] that names its cause.
 //!
 //! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC` and `AWS_ENDPOINT_URL_STS`
 //! variables are honoured, as the AWS SDKs do.
 
 pub mod config;
 pub mod error;
-pub mod fetch;
+mod fetch;
 pub mod host;
-pub mod identity;
+mod identity;
 
 use std::path::Path;
 
