@@ -19,9 +19,7 @@ pub enum Error {
     )]
     NotServed(String),
     /// No source of the default credential chain had credentials.
-    #[error(
-        "no AWS credentials found (looked at the environment, shared profile, web identity token, container and EKS Pod Identity endpoints, and EC2 instance metadata): {0}"
-    )]
+    #[error("no AWS credentials found: {0}")]
     NoCredentials(String),
     /// A credential source was configured but failed for a reason other than the ones below.
     #[error("AWS credentials could not be loaded: {0}")]
