@@ -192,12 +192,21 @@ impl Cache {
         }
     }
 
-    /// Stores `token` for `key`, atomically. Failures are logged, not returned: the
+    /// Stores `token` for `key`, atomically, unless it would never be served (no expiry,
+    /// or less than the safety margin left). Failures are logged, not returned: the
     /// answer does not depend on them.
     pub fn put(&self, backend: &str, key: &TokenKey, token: &Token) {
         let Some(expires_at) = token.expires_at else {
             return;
         };
+        if expires_at
+            .duration_since(SystemTime::now())
+            .unwrap_or_default()
+            <= SAFETY_MARGIN
+        {
+            tracing::info!(backend, scope = %key.scope, "token expires within the safety margin; not cached");
+            return;
+        }
         let entry = Entry {
             format: FORMAT,
             backend: backend.to_owned(),
@@ -467,10 +476,21 @@ mod tests {
             "the symlink is replaced"
         );
 
-        cache.put("ecr", &key("s"), &token(60));
+        let mut entry: serde_json::Value =
+            serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        let soon = SystemTime::now() + Duration::from_secs(60);
+        entry["expiresAt"] = soon.duration_since(UNIX_EPOCH).unwrap().as_secs().into();
+        fs::write(&path, entry.to_string()).unwrap();
         assert!(
             cache.get("ecr", &key("s")).is_none(),
             "inside the safety margin"
+        );
+
+        fs::remove_file(&path).unwrap();
+        cache.put("ecr", &key("s"), &token(60));
+        assert!(
+            !path.exists(),
+            "a token that would never be served is not stored"
         );
     }
 
