@@ -243,19 +243,31 @@ fn init_logging(verbosity: u8) {
         2 => tracing::Level::DEBUG,
         _ => tracing::Level::TRACE,
     };
-    let ours = ["image_credential_provider", "icp_core", "icp_docker_config", "icp_http", "icp_ecr", "icp_acr", "icp_gcp"];
+    let ours = [
+        "image_credential_provider",
+        "icp_core",
+        "icp_docker_config",
+        "icp_http",
+        "icp_ecr",
+        "icp_acr",
+        "icp_gcp",
+    ];
     let others = if verbosity == 0 {
         tracing_subscriber::filter::LevelFilter::OFF
     } else {
         tracing_subscriber::filter::LevelFilter::WARN
     };
-    let filter = ours
-        .into_iter()
-        .fold(tracing_subscriber::filter::Targets::new().with_default(others), |filter, target| {
-            filter.with_target(target, level)
-        });
+    let filter = ours.into_iter().fold(
+        tracing_subscriber::filter::Targets::new().with_default(others),
+        |filter, target| filter.with_target(target, level),
+    );
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false).without_time())
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_target(false)
+                .without_time(),
+        )
         .with(filter)
         .init();
 }

@@ -329,12 +329,34 @@ fn no_token_or_key_reaches_stderr_at_any_verbosity() {
     let tokens = dir.path().join("tokens");
     for verbosity in ["-v", "-vv", "-vvv"] {
         for cache in [None, Some(tokens.as_path()), Some(tokens.as_path())] {
-            let run = ecr(&fake, cache, &["get", &image, "--config", rules.to_str().unwrap(), verbosity]).run();
+            let run = ecr(
+                &fake,
+                cache,
+                &[
+                    "get",
+                    &image,
+                    "--config",
+                    rules.to_str().unwrap(),
+                    verbosity,
+                ],
+            )
+            .run();
             run.json();
             let n = fake.ecr_calls();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", password(n)));
-            for secret in [password(n).as_str(), &encoded, "fake-secret-access-key", "fake-assumed-secret", "fake-session-token"] {
-                assert!(!run.stderr.contains(secret), "{secret:?} on stderr at {verbosity}:\n{}", run.stderr);
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("AWS:{}", password(n)));
+            for secret in [
+                password(n).as_str(),
+                &encoded,
+                "fake-secret-access-key",
+                "fake-assumed-secret",
+                "fake-session-token",
+            ] {
+                assert!(
+                    !run.stderr.contains(secret),
+                    "{secret:?} on stderr at {verbosity}:\n{}",
+                    run.stderr
+                );
             }
             assert!(!run.stderr.is_empty(), "{verbosity} logs something");
         }
