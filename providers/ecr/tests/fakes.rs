@@ -517,3 +517,42 @@ fn a_refused_role_is_access_denied_by_sts_and_no_token_is_asked() {
     assert_eq!(sts.count(), 1);
     assert_eq!(ecr.count(), 0);
 }
+
+#[test]
+fn a_rejected_web_identity_token_is_access_denied_by_sts() {
+    let sts = Fake::start(|request, _| {
+        let action = request.body.contains("Action=AssumeRoleWithWebIdentity");
+        let (code, message) = if action {
+            (
+                "InvalidIdentityToken",
+                "Couldn't retrieve verification key from your identity provider",
+            )
+        } else {
+            ("InvalidAction", "unexpected action")
+        };
+        Reply::Respond(
+            400,
+            "text/xml",
+            format!(
+                "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type>\
+                 <Code>{code}</Code><Message>{message}</Message></Error><RequestId>1</RequestId></ErrorResponse>"
+            ),
+        )
+    });
+    let ecr = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
+    let _env = TestEnv::new(&[
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/irsa"),
+        ("AWS_ENDPOINT_URL_ECR", &ecr.url),
+        ("AWS_ENDPOINT_URL_STS", &sts.url),
+    ]);
+    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "access denied by STS: InvalidIdentityToken: Couldn't retrieve verification key from your identity provider"
+    );
+    assert_eq!(ecr.count(), 0);
+}
