@@ -1,34 +1,38 @@
 //! Google Container Registry and Artifact Registry tokens for `image-credential-provider`.
 //!
-//! The backend answers for Google's registry hosts (see [`host`]) with the registry
+//! The backend answers for Google's registry hosts (see [`is_google_registry`]) with the registry
 //! username `oauth2accesstoken` and a Google access token as password, expiring when
 //! Google says it does. The token comes from one of the [`Source`]s a rule names:
 //!
 //! - the GCE metadata server (`GCE_METADATA_HOST`, else `169.254.169.254`): one of the
 //!   instance's service accounts, its access scopes checked first;
 //! - a service account key file: an RS256-signed assertion exchanged at the key's
-//!   `token_uri` ([`jwt`], [`oauth`]);
+//!   `token_uri`;
 //! - application default credentials: `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's
 //!   well-known file (a key or an `authorized_user` refresh token), else the metadata
 //!   server;
 //! - the official provider's `dockercfg` flows: a docker config kept in the instance
 //!   attribute `google-dockercfg`, or at the URL in `google-dockercfg-url`.
 //!
+//! The binary uses [`Config`], [`Gcp::new`], [`Gcp::check`], [`DEFAULT_PATTERNS`] and the
+//! [`TokenSource`] implementation; [`Gcp::with_environment`] lets tests pass their own
+//! [`Environment`].
+//!
 //! Every request goes through [`icp_http`] with short timeouts and a few retries, and a
 //! whole fetch ends within [`FETCH_BUDGET`]. `gcp_auth` is not used: it cannot be pointed
 //! at `GCE_METADATA_HOST`, reads `authorized_user` files from gcloud's directory only and
 //! sends them to a fixed endpoint, and brings a second HTTP client without timeouts.
 
-pub mod config;
-pub mod dockercfg;
-pub mod error;
-pub mod host;
-pub mod jwt;
-pub mod key;
-pub mod metadata;
-pub mod oauth;
+mod config;
+mod dockercfg;
+mod error;
+mod host;
+mod jwt;
+mod key;
+mod metadata;
+mod oauth;
 mod retry;
-pub mod token;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,6 +40,7 @@ use std::time::Duration;
 use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
 
 pub use config::{Config, Environment, Source};
+pub use dockercfg::DockercfgError;
 pub use error::Error;
 pub use host::{DEFAULT_PATTERNS, is_google_registry};
 use key::CredentialFile;
