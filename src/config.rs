@@ -28,6 +28,8 @@ use serde_json::{Map, Value};
 use crate::backends::{self, Backend, PROVIDERS};
 use crate::duration;
 
+/// The environment variable that names the token cache directory.
+pub const CACHE_DIR_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR";
 /// Largest rules file read.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// The fields of a rule other than provider sections.
@@ -85,13 +87,19 @@ pub struct Rule {
 }
 
 impl Rules {
-    /// The token cache directory: `flag` (`--cache-dir`), else the file's `cache.dir`,
-    /// else the default; `None` when the file turns caching off.
+    /// The token cache directory: `flag` (`--cache-dir`), else the environment's
+    /// [`CACHE_DIR_VARIABLE`] (for drop-in modes, which take no such flag, and the
+    /// kubelet's `env:` entries), else the file's `cache.dir`, else the default; `None`
+    /// when the file turns caching off.
     pub fn cache_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
         if !self.cache.enabled {
             return None;
         }
+        let from_env = std::env::var_os(CACHE_DIR_VARIABLE)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
         flag.map(Path::to_owned)
+            .or(from_env)
             .or_else(|| self.cache.dir.clone())
             .or_else(crate::cache::default_dir)
     }

@@ -362,3 +362,59 @@ fn no_token_or_key_reaches_stderr_at_any_verbosity() {
         }
     }
 }
+
+#[test]
+fn the_cache_directory_comes_from_the_flag_the_environment_or_the_rules_file() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let root = tempfile::tempdir().unwrap();
+    let dir = |name: &str| root.path().join(name);
+    let image = format!("{}/app", registry(false));
+    let rules = |name: &str, cache: &str| {
+        let path = root.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, format!("rules:\n- matchImages: [\"*.dkr.ecr.*.amazonaws.com\"]\n  provider: ecr\ncache: {cache}\n")).unwrap();
+        path
+    };
+    let get = |args: &[&str], env_dir: &Path| {
+        let mut all = vec!["get", image.as_str()];
+        all.extend(args);
+        Plugin::new(all)
+            .env("AWS_ACCESS_KEY_ID", "AKIAFAKECACHETEST")
+            .env("AWS_SECRET_ACCESS_KEY", "fake-secret-access-key")
+            .env("AWS_ENDPOINT_URL_ECR", &fake.url)
+            .env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", env_dir)
+            .run()
+            .json();
+    };
+    let from_file = rules("with-dir", "{dir: from-file}");
+    get(&["--config", from_file.to_str().unwrap()], &dir("from-env"));
+    entry(&dir("from-env"));
+    assert!(
+        !dir("from-file").exists(),
+        "the environment wins over the rules file"
+    );
+
+    get(
+        &[
+            "--config",
+            from_file.to_str().unwrap(),
+            "--cache-dir",
+            dir("from-flag").to_str().unwrap(),
+        ],
+        &dir("from-env"),
+    );
+    entry(&dir("from-flag"));
+
+    let off = rules("off", "{enabled: false}");
+    let calls = fake.ecr_calls();
+    get(&["--config", off.to_str().unwrap()], &dir("off"));
+    get(&["--config", off.to_str().unwrap()], &dir("off"));
+    assert_eq!(
+        fake.ecr_calls(),
+        calls + 2,
+        "cache: {{enabled: false}} fetches every time"
+    );
+    assert!(!dir("off").exists());
+
+    get(&["--config", from_file.to_str().unwrap()], Path::new(""));
+    entry(&root.path().join("from-file"));
+}

@@ -74,6 +74,10 @@ impl Plugin {
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", home.path())
             .env("XDG_CACHE_HOME", home.path().join("cache"))
+            .env(
+                "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR",
+                home.path().join("token-cache"),
+            )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("GCE_METADATA_HOST", "127.0.0.1:9")
             .env("NO_PROXY", "*");
