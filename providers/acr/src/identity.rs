@@ -151,6 +151,14 @@ mod tests {
             mi.fingerprint(),
             "managed-identity:resource-id=/subscriptions/s/x"
         );
+        let with_tenant = Identity::Managed {
+            id: ManagedId::System,
+            tenant_id: Some("t".into()),
+        };
+        assert_eq!(
+            with_tenant.fingerprint(),
+            "managed-identity:system:tenant=t"
+        );
         assert_ne!(
             Identity::Managed {
                 id: ManagedId::System,
