@@ -6,7 +6,6 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use icp_core::{Credentials, ImageRef, Request, Token, TokenKey};
 use serde_json::Value;
 
@@ -21,8 +20,16 @@ pub const PROVIDERS: &[(&str, &str)] = &[
 /// A configured backend.
 pub enum Backend {
     /// Answers from static material with a whole `auth` map.
+    #[cfg_attr(
+        not(feature = "docker-config"),
+        allow(dead_code, reason = "built without docker-config")
+    )]
     Static(Box<dyn StaticProvider>),
     /// Fetches one short-lived token per registry from a cloud.
+    #[cfg_attr(
+        not(any(feature = "ecr", feature = "acr", feature = "gcp")),
+        allow(dead_code, reason = "built without a cloud backend")
+    )]
     Token(Box<dyn TokenProvider>),
 }
 
@@ -97,8 +104,11 @@ pub fn build(
     match provider {
         #[cfg(feature = "docker-config")]
         "docker-config" => {
-            let section = section
-                .context("the docker-config provider needs a dockerConfig section with a path")?;
+            let section = section.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the docker-config provider needs a dockerConfig section with a path"
+                )
+            })?;
             let backend = icp_docker_config::DockerConfig::new(parse_section(section)?, base_dir);
             if check {
                 backend.check()?;
@@ -125,6 +135,8 @@ pub fn build(
         }
         #[cfg(feature = "ecr")]
         "ecr" => {
+            // The ecr section names no file: `check` has nothing more to read.
+            let _ = check;
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
             Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(
                 config, base_dir,
