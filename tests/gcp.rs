@@ -309,6 +309,10 @@ fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
     ]) {
         let run = Plugin::at(&program, args)
             .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .env(
+                "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR",
+                dir.path().join("cache"),
+            )
             .stdin(request(version, "asia.gcr.io/project/app"))
             .run();
         let response = run.json();
@@ -324,8 +328,7 @@ fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
                 .to_owned(),
         );
     }
-    // The drop-in shares the token cache: one fetch (none if an earlier run on a fake
-    // with the same port left its token there), then cache hits.
+    // The drop-in shares the token cache: one fetch (scopes, then token), then cache hits.
     assert!(
         passwords
             .iter()
@@ -333,7 +336,10 @@ fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
         "{passwords:?}"
     );
     let fetched = metadata.request_count();
-    assert!(fetched <= 2, "{fetched}");
+    assert_eq!(
+        fetched, 2,
+        "one scopes and one token request for three answers"
+    );
     let run = Plugin::at(&program, ["get-credentials"])
         .env("GCE_METADATA_HOST", metadata.address().to_string())
         .stdin(request(API_VERSIONS[0], "gcr.io.evil.example/app"))

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use icp_core::Secret;
@@ -18,24 +18,24 @@ pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The file could not be opened or read.
-    #[error("docker config {path}: {cause}")]
+    #[error("docker config {origin}: {cause}")]
     Read {
-        /// The file.
-        path: PathBuf,
+        /// The file, or wherever else the config came from.
+        origin: String,
         /// The cause.
         cause: std::io::Error,
     },
     /// The file is larger than [`MAX_FILE_SIZE`].
-    #[error("docker config {path}: larger than {MAX_FILE_SIZE} bytes")]
+    #[error("docker config {origin}: larger than {MAX_FILE_SIZE} bytes")]
     TooLarge {
-        /// The file.
-        path: PathBuf,
+        /// The file, or wherever else the config came from.
+        origin: String,
     },
     /// The file is not JSON.
-    #[error("docker config {path}: invalid JSON at line {line} column {column}: {reason}")]
+    #[error("docker config {origin}: invalid JSON at line {line} column {column}: {reason}")]
     Json {
-        /// The file.
-        path: PathBuf,
+        /// The file, or wherever else the config came from.
+        origin: String,
         /// 1-based line of the error.
         line: usize,
         /// 1-based column of the error.
@@ -44,10 +44,10 @@ pub enum Error {
         reason: String,
     },
     /// The JSON does not have the shape of a docker config.
-    #[error("docker config {path}: {place}: {problem}")]
+    #[error("docker config {origin}: {place}: {problem}")]
     Shape {
-        /// The file.
-        path: PathBuf,
+        /// The file, or wherever else the config came from.
+        origin: String,
         /// Where in the file, as in `auths["quay.io"].auth`.
         place: String,
         /// What is wrong there.
@@ -64,20 +64,24 @@ pub struct Entry {
     pub password: Secret,
 }
 
-/// Reads and parses `path`. Entries are keyed by normalised key; where two keys normalise
-/// to the same one, the first in sorted order of the written keys wins, as with the
-/// kubelet's first try. Entries without a username or password (identity tokens,
-/// credential helpers) are left out.
+/// Reads and parses the file at `path`; see [`parse`].
 pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
-    let bytes = read_capped(path)?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| Error::Json {
-        path: path.to_owned(),
+    parse(&read_capped(path)?, &path.display().to_string())
+}
+
+/// Parses a docker config that came from `origin` (named in errors). Entries are keyed by
+/// normalised key; where two keys normalise to the same one, the first in sorted order of
+/// the written keys wins, as with the kubelet's first try. Entries without a username or
+/// password (identity tokens, credential helpers) are left out.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Error> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Json {
+        origin: origin.to_owned(),
         line: e.line(),
         column: e.column(),
         reason: json_reason(&e),
     })?;
     let shape = |place: String, problem| Error::Shape {
-        path: path.to_owned(),
+        origin: origin.to_owned(),
         place,
         problem,
     };
@@ -122,8 +126,9 @@ pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
+    let origin = || path.display().to_string();
     let read_error = |cause| Error::Read {
-        path: path.to_owned(),
+        origin: origin(),
         cause,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
@@ -132,9 +137,7 @@ fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
         .read_to_end(&mut bytes)
         .map_err(read_error)?;
     if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(Error::TooLarge {
-            path: path.to_owned(),
-        });
+        return Err(Error::TooLarge { origin: origin() });
     }
     Ok(bytes)
 }

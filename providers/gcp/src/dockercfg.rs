@@ -2,15 +2,11 @@
 //! map, or a `config.json` with `auths`, matched against the image as the kubelet's
 //! keyring matches docker config keys.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
-use icp_core::pattern::urls_match_str;
-use icp_core::{ImageRef, Secret, Token};
+use icp_core::{CacheKeyType, ImageRef, Token};
+use icp_docker_config::{file, keyring};
 use icp_http::{Client, Request};
-use serde::Deserialize;
 
 use crate::retry::{self, Retry};
 use crate::{DOCKERCFG_URL_ATTRIBUTE, Error};
@@ -23,74 +19,27 @@ const RETRY: Retry = Retry {
     unreachable: true,
 };
 
-/// One entry of a docker config, as written.
-#[derive(Deserialize)]
-struct RawEntry {
-    username: Option<String>,
-    password: Option<String>,
-    auth: Option<String>,
-}
-
-/// Why a docker config gave no credentials; messages never quote its content.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DockercfgError {
-    /// Not JSON of the shape of a docker config.
-    #[error("not a docker config (expected a JSON object of registries, or one with \"auths\")")]
-    Shape,
-    /// An entry's `auth` is not base64 of `user:password`.
-    #[error("entry {0:?} has an \"auth\" that is not base64 of user:password")]
-    Auth(String),
-    /// No entry serves the image.
-    #[error("it has no entry for {0}")]
-    NoEntry(String),
-}
-
-/// The credentials `config` holds for `image`: of the keys that match the image's name
-/// (scheme and `/v1/`, `/v2/` dropped), the last in lexical order, which the kubelet's
-/// keyring tries first (so `a.example/team` before `a.example` before `*.example`). `auth` wins over `username` and `password`. Such credentials state no
-/// expiry.
-pub fn lookup(config: &[u8], image: &ImageRef) -> Result<Token, DockercfgError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(config).map_err(|_| DockercfgError::Shape)?;
-    let entries = match value.get("auths") {
-        Some(auths) => auths,
-        None => &value,
-    };
-    let serde_json::Value::Object(entries) = entries else {
-        return Err(DockercfgError::Shape);
-    };
-    let name = image.name();
-    let mut matching = BTreeMap::new();
-    for (key, entry) in entries {
-        let normalised = normalize_key(key);
-        if urls_match_str(&normalised, &name).unwrap_or(false) {
-            matching.entry(normalised).or_insert((key, entry));
-        }
-    }
-    let Some((key, entry)) = matching.into_values().next_back() else {
-        return Err(DockercfgError::NoEntry(image.registry().to_owned()));
-    };
-    let entry = RawEntry::deserialize(entry).map_err(|_| DockercfgError::Shape)?;
-    let (username, password) = match entry.auth.filter(|a| !a.is_empty()) {
-        Some(auth) => {
-            let decoded = STANDARD
-                .decode(auth.trim())
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok());
-            let (user, password) = decoded
-                .as_deref()
-                .and_then(|d| d.split_once(':'))
-                .ok_or_else(|| DockercfgError::Auth(key.clone()))?;
-            (user.to_owned(), password.to_owned())
-        }
-        None => (
-            entry.username.unwrap_or_default(),
-            entry.password.unwrap_or_default(),
-        ),
-    };
+/// The credentials the docker config `config`, which came from `origin`, holds for
+/// `image`: parsed and matched by the docker-config backend's own code, the entry the
+/// kubelet's keyring tries first for this image (so `a.example/team` before `a.example`
+/// before `*.example`). Such credentials state no expiry.
+pub fn lookup(config: &[u8], origin: &str, image: &ImageRef) -> Result<Token, Error> {
+    let entries = file::parse(config, origin).map_err(Error::DockerConfig)?;
+    let keys = keyring::select(
+        entries.keys().map(String::as_str),
+        image,
+        CacheKeyType::Image,
+    );
+    let key = keys
+        .into_iter()
+        .max()
+        .ok_or_else(|| Error::NoDockercfgEntry {
+            origin: origin.to_owned(),
+            registry: image.registry().to_owned(),
+        })?;
     Ok(Token {
-        username,
-        password: Secret::new(password),
+        username: entries[key].username.clone(),
+        password: entries[key].password.clone(),
         expires_at: None,
     })
 }
@@ -131,23 +80,6 @@ pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), E
     }
 }
 
-/// A docker config key as the kubelet's keyring stores it: no scheme, and a path of
-/// `/v1/...` or `/v2/...` without its version, so `https://quay.io/v1/` is `quay.io`.
-fn normalize_key(key: &str) -> String {
-    let key = key
-        .strip_prefix("https://")
-        .or_else(|| key.strip_prefix("http://"))
-        .unwrap_or(key);
-    let (host, path) = key.split_at(key.find('/').unwrap_or(key.len()));
-    let path = if path.starts_with("/v1/") || path.starts_with("/v2/") {
-        &path[3..]
-    } else {
-        path
-    };
-    let path = path.trim_end_matches('/');
-    format!("{host}{path}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -159,14 +91,14 @@ mod tests {
     #[test]
     fn legacy_and_auths_formats() {
         let legacy = br#"{"https://registry.example/v1/":{"auth":"dXNlcjpwYXNz","email":"a@b"}}"#;
-        let token = lookup(legacy, &image("registry.example/app")).unwrap();
+        let token = lookup(legacy, "test", &image("registry.example/app")).unwrap();
         assert_eq!(
             (token.username.as_str(), token.password.expose()),
             ("user", "pass")
         );
         assert_eq!(token.expires_at, None);
         let auths = br#"{"auths":{"quay.io":{"username":"robot","password":"tok:en"}}}"#;
-        let token = lookup(auths, &image("quay.io/team/app:v1")).unwrap();
+        let token = lookup(auths, "test", &image("quay.io/team/app:v1")).unwrap();
         assert_eq!(
             (token.username.as_str(), token.password.expose()),
             ("robot", "tok:en")
@@ -179,52 +111,60 @@ mod tests {
             "a.registry.example/team":{"username":"team","password":"2"},
             "a.registry.example":{"username":"host","password":"3"}}"#;
         assert_eq!(
-            lookup(config, &image("a.registry.example/team/app"))
+            lookup(config, "test", &image("a.registry.example/team/app"))
                 .unwrap()
                 .username,
             "team"
         );
         assert_eq!(
-            lookup(config, &image("a.registry.example/other"))
+            lookup(config, "test", &image("a.registry.example/other"))
                 .unwrap()
                 .username,
             "host"
         );
         assert_eq!(
-            lookup(config, &image("b.registry.example/other"))
+            lookup(config, "test", &image("b.registry.example/other"))
                 .unwrap()
                 .username,
             "any"
         );
-        assert_eq!(
-            lookup(config, &image("registry.example.evil.example/x")),
-            Err(DockercfgError::NoEntry(
-                "registry.example.evil.example".into()
-            ))
-        );
-        assert_eq!(
-            lookup(config, &image("a.registry.example:5000/x")),
-            Err(DockercfgError::NoEntry("a.registry.example:5000".into()))
-        );
+        for elsewhere in [
+            "registry.example.evil.example/x",
+            "a.registry.example:5000/x",
+        ] {
+            let message = lookup(config, "test", &image(elsewhere))
+                .unwrap_err()
+                .to_string();
+            let registry = elsewhere.split('/').next().unwrap();
+            assert_eq!(
+                message,
+                format!("docker config from test: it has no entry for {registry}")
+            );
+        }
     }
 
     #[test]
     fn malformed_configs_are_errors_that_quote_nothing() {
-        assert_eq!(
-            lookup(b"[]", &image("r.example/a")),
-            Err(DockercfgError::Shape)
-        );
-        assert_eq!(
-            lookup(b"not json", &image("r.example/a")),
-            Err(DockercfgError::Shape)
-        );
-        let bad_auth = br#"{"r.example":{"auth":"bm9jb2xvbg=="}}"#;
-        let message = lookup(bad_auth, &image("r.example/a"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            message,
-            "entry \"r.example\" has an \"auth\" that is not base64 of user:password"
-        );
+        let cases: [(&[u8], &str); 3] = [
+            (
+                b"[\"s3cret\"]",
+                "docker config test: top level: expected a JSON object",
+            ),
+            (
+                b"not json s3cret",
+                "docker config test: invalid JSON at line 1 column 2",
+            ),
+            (
+                br#"{"r.example":{"auth":"czNjcmV0"}}"#,
+                "docker config test: \"r.example\".auth: decoded value has no ':'",
+            ),
+        ];
+        for (config, expected) in cases {
+            let message = lookup(config, "test", &image("r.example/a"))
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with(expected), "{message}");
+            assert!(!message.contains("s3cret"), "{message}");
+        }
     }
 }

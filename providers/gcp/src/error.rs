@@ -3,8 +3,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::dockercfg::DockercfgError;
-
 /// Why the Google backend has no credentials. Messages name the endpoint, file or field
 /// at fault, never a token, key, secret or signed URL's query.
 #[derive(Debug, thiserror::Error)]
@@ -88,14 +86,18 @@ pub enum Error {
         /// What is wrong with it.
         problem: String,
     },
-    /// The docker config of a `dockercfg` flow has no usable entry.
-    #[error("docker config from {origin}: {problem}")]
-    Dockercfg {
+    /// The docker config of a `dockercfg` flow has no entry for the image.
+    #[error("docker config from {origin}: it has no entry for {registry}")]
+    NoDockercfgEntry {
         /// Where it came from: the metadata attribute or the URL (without its query).
         origin: String,
-        /// What is wrong; part of the message, so not also a `source()`.
-        problem: DockercfgError,
+        /// The image's registry.
+        registry: String,
     },
+    /// The docker config of a `dockercfg` flow is not one; the message names where it
+    /// came from and the entry at fault, never its content.
+    #[error("{0}")]
+    DockerConfig(icp_docker_config::Error),
     /// The whole fetch took longer than its budget.
     #[error("timed out after {0:?} fetching Google credentials")]
     Timeout(Duration),

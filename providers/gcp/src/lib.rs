@@ -40,7 +40,6 @@ use std::time::Duration;
 use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
 
 pub use config::{Config, Environment, Source};
-pub use dockercfg::DockercfgError;
 pub use error::Error;
 pub use host::{DEFAULT_PATTERNS, is_google_registry};
 use key::CredentialFile;
@@ -186,10 +185,8 @@ impl Gcp {
                     .metadata
                     .attribute(&client, DOCKERCFG_ATTRIBUTE)
                     .await?;
-                dockercfg::lookup(&config, image).map_err(|problem| Error::Dockercfg {
-                    origin: format!("instance attribute {DOCKERCFG_ATTRIBUTE}"),
-                    problem,
-                })
+                let origin = format!("instance attribute {DOCKERCFG_ATTRIBUTE}");
+                dockercfg::lookup(&config, &origin, image)
             }
             Credential::Dockercfg { url: true } => {
                 let url = self
@@ -198,8 +195,7 @@ impl Gcp {
                     .await?;
                 let url = String::from_utf8(url).unwrap_or_default();
                 let (config, origin) = dockercfg::download(&client, url.trim()).await?;
-                dockercfg::lookup(&config, image)
-                    .map_err(|problem| Error::Dockercfg { origin, problem })
+                dockercfg::lookup(&config, &origin, image)
             }
             Credential::Unusable(unusable) => Err(unusable.error()),
         }

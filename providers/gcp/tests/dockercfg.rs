@@ -169,7 +169,7 @@ fn a_dockercfg_that_is_not_one_is_refused() {
     let message = error.to_string();
     assert!(
         message.ends_with(
-            "not a docker config (expected a JSON object of registries, or one with \"auths\")"
+            "docker config instance attribute google-dockercfg: top level: expected a JSON object"
         ),
         "{message}"
     );
