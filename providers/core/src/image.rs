@@ -310,10 +310,13 @@ mod tests {
         )
     }
 
+    /// A reference and the registry, path, tag and digest it parses into.
+    type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+
     #[test]
     fn parses_the_kubernetes_examples() {
         let digest = "sha256:1ff6c18fbef2045af6b9c16bf034cc421a29027b800e4f9b68ae9b1cb3e9ae07";
-        let cases: &[(&str, &str, &str, Option<&str>, Option<&str>)] = &[
+        let cases: &[Case] = &[
             ("busybox", "docker.io", "library/busybox", None, None),
             (
                 "busybox:1.32.0",
