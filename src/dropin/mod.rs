@@ -35,9 +35,9 @@ pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
 
 /// Plugin mode with `rules`: the request from stdin, the response to stdout, errors as
 /// one line on stderr.
-#[allow(
-    dead_code,
-    reason = "called by the drop-in modes of the cloud backends"
+#[cfg_attr(
+    not(any(feature = "ecr", feature = "acr")),
+    allow(dead_code, reason = "called by the ecr and acr drop-in modes")
 )]
 pub fn serve(rules: anyhow::Result<Rules>) -> ExitCode {
     crate::finish(rules.and_then(|rules| {
