@@ -209,7 +209,7 @@ mod tests {
             (&[][..], "missing command get-credentials"),
             (
                 &["get-credentials", "--authFlow=ecr"],
-                "unknown --authFlow \"ecr\"",
+                "unknown --authFlow \"ecr\" (expected gcr, dockercfg or dockercfg-url)",
             ),
             (
                 &["get-credentials", "--authFlow"],
