@@ -12,6 +12,8 @@
 //! Anything else (a port, uppercase, another label count, a look-alike such as
 //! `myacr.azurecr.io.evil.example` or `evilazurecr.io`) is not a login server.
 
+use icp_core::image::is_lowercase_dns_label;
+
 /// The kubelet-glob patterns of the embedded default rule: login servers and geo-replica
 /// endpoints in the public, China and US Government clouds.
 pub const DEFAULT_PATTERNS: &[&str] = &[
@@ -49,17 +51,7 @@ pub fn is_login_server(host: &str, suffix: &str) -> bool {
 /// Whether `suffix` is a plausible registry DNS suffix: at least two lowercase DNS labels.
 pub fn is_valid_suffix(suffix: &str) -> bool {
     let labels: Vec<&str> = suffix.split('.').collect();
-    labels.len() >= 2
-        && labels.iter().all(|label| {
-            let bytes = label.as_bytes();
-            !bytes.is_empty()
-                && bytes.len() <= 63
-                && bytes
-                    .iter()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-                && bytes[0] != b'-'
-                && bytes[bytes.len() - 1] != b'-'
-        })
+    labels.len() >= 2 && labels.iter().all(|label| is_lowercase_dns_label(label))
 }
 
 fn is_registry_name(name: &str) -> bool {

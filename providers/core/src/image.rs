@@ -153,6 +153,18 @@ impl fmt::Display for ImageRef {
     }
 }
 
+/// Whether `label` is one lowercase DNS label: letters, digits and inner hyphens, 1 to 63
+/// bytes. The cloud backends build their strict registry host checks on it.
+pub fn is_lowercase_dns_label(label: &str) -> bool {
+    let bytes = label.as_bytes();
+    (1..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 /// Splits `host[:port]` into the host and the digits after its last colon; bracketed IPv6
 /// hosts keep their brackets.
 fn split_port(domain: &str) -> (&str, Option<&str>) {
@@ -411,6 +423,16 @@ mod tests {
         );
         let image = ImageRef::parse("[::1]:5000/app").unwrap();
         assert_eq!((image.host(), image.port()), ("[::1]", Some(5000)));
+    }
+
+    #[test]
+    fn lowercase_dns_labels() {
+        for good in ["a", "gcr", "us-east1", "0x", &"a".repeat(63)] {
+            assert!(is_lowercase_dns_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"a".repeat(64)] {
+            assert!(!is_lowercase_dns_label(bad), "{bad}");
+        }
     }
 
     #[test]

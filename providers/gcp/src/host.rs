@@ -1,6 +1,7 @@
 //! Which registry hosts are Google's, strictly: the only hosts a Google token is sent to.
 
 use icp_core::ImageRef;
+use icp_core::image::is_lowercase_dns_label;
 
 /// The kubelet-glob patterns of the embedded default rule: Container Registry (`gcr.io`
 /// and its regional hosts), Artifact Registry's docker repositories in every location,
@@ -27,26 +28,14 @@ pub fn is_google_registry(image: &ImageRef) -> bool {
         return true;
     }
     if let Some(label) = host.strip_suffix(".gcr.io") {
-        return is_label(label);
+        return is_lowercase_dns_label(label);
     }
     if let Some(label) = host.strip_suffix(".pkg.dev") {
         return label
             .strip_suffix("-docker")
-            .is_some_and(|location| !location.is_empty() && is_label(label));
+            .is_some_and(|location| !location.is_empty() && is_lowercase_dns_label(label));
     }
     false
-}
-
-/// One lowercase DNS label: letters, digits and inner hyphens, at most 63 bytes.
-fn is_label(label: &str) -> bool {
-    let bytes = label.as_bytes();
-    !bytes.is_empty()
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
 }
 
 #[cfg(test)]
