@@ -157,7 +157,11 @@ fn start_registry(dir: &Path) -> Registry {
 
 /// Writes `content` as a blob of an OCI layout and returns its descriptor fields.
 fn blob(layout: &Path, content: &[u8]) -> (String, usize) {
-    let digest = format!("sha256:{:x}", Sha256::digest(content));
+    let hex: String = Sha256::digest(content)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let digest = format!("sha256:{hex}");
     std::fs::write(layout.join("blobs/sha256").join(&digest[7..]), content).unwrap();
     (digest, content.len())
 }
