@@ -96,7 +96,9 @@ pub struct Summary {
 }
 
 /// Holds the single-flight lock of one key until dropped.
-pub struct Lock(#[allow(dead_code, reason = "held for its file descriptor's lock")] File);
+pub struct Lock {
+    _file: File,
+}
 
 impl Cache {
     /// Opens the cache at `dir`, creating it 0700, tightening its mode, or replacing what
@@ -175,7 +177,7 @@ impl Cache {
         let mut pause = Duration::from_millis(2);
         loop {
             match file.try_lock() {
-                Ok(()) => return Some(Lock(file)),
+                Ok(()) => return Some(Lock { _file: file }),
                 Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(50));
