@@ -29,8 +29,9 @@ pub fn request(api_version: &str, image: &str) -> String {
     )
 }
 
-/// One run of the binary with a clean environment: only `PATH`, a private `HOME`, and
-/// no cloud SDK allowed to look for a metadata server.
+/// One run of the binary with a clean environment: only `PATH`, a private `HOME` and
+/// token cache, and every metadata server (AWS, GCE, Azure) switched off or pointed at a
+/// closed loopback port, so nothing leaves 127.0.0.1 unless a test points it at its fake.
 pub struct Plugin {
     command: Command,
     stdin: Vec<u8>,
@@ -80,6 +81,10 @@ impl Plugin {
             )
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("GCE_METADATA_HOST", "127.0.0.1:9")
+            .env(
+                "IMAGE_CREDENTIAL_PROVIDER_AZURE_IMDS_ENDPOINT",
+                "http://127.0.0.1:9",
+            )
             .env("NO_PROXY", "*");
         Plugin {
             command,
