@@ -34,6 +34,14 @@ pub enum Backend {
 }
 
 impl Backend {
+    /// Reads every file the backend will read, as `check-config` wants; no network.
+    pub fn check(&self) -> anyhow::Result<()> {
+        match self {
+            Backend::Static(provider) => provider.check(),
+            Backend::Token(source) => source.check(),
+        }
+    }
+
     /// Whether this backend will serve `image` at all (strict host checks of cloud
     /// backends; no I/O).
     pub fn serves(&self, image: &ImageRef) -> bool {
@@ -49,11 +57,16 @@ impl Backend {
 pub trait StaticProvider {
     /// See [`icp_core::Provider::provide`].
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials>;
+    /// See [`icp_core::Provider::check`].
+    fn check(&self) -> anyhow::Result<()>;
 }
 
 impl<P: icp_core::Provider> StaticProvider for P {
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials> {
         Ok(icp_core::Provider::provide(self, request)?)
+    }
+    fn check(&self) -> anyhow::Result<()> {
+        Ok(icp_core::Provider::check(self)?)
     }
 }
 
@@ -67,6 +80,8 @@ pub trait TokenProvider {
     fn fetch(&self, request: &Request<'_>) -> anyhow::Result<Token>;
     /// See [`icp_core::TokenSource::patterns`].
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
+    /// See [`icp_core::TokenSource::check`].
+    fn check(&self) -> anyhow::Result<()>;
 }
 
 impl<T: icp_core::TokenSource> TokenProvider for T {
@@ -82,6 +97,9 @@ impl<T: icp_core::TokenSource> TokenProvider for T {
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
         icp_core::TokenSource::patterns(self, image)
     }
+    fn check(&self) -> anyhow::Result<()> {
+        Ok(icp_core::TokenSource::check(self)?)
+    }
 }
 
 /// The key of a provider's section in a rule: `dockerConfig` for `docker-config`.
@@ -93,14 +111,9 @@ pub fn section_key(provider: &str) -> &str {
 }
 
 /// Builds the backend `provider` from its rule section (`None` when the rule has none).
-/// Relative paths resolve against `base_dir`. With `check`, files the backend reads are
-/// read now, as `check-config` wants.
-pub fn build(
-    provider: &str,
-    section: Option<Value>,
-    base_dir: &Path,
-    check: bool,
-) -> anyhow::Result<Backend> {
+/// Relative paths resolve against `base_dir`. Cheap: files are read at fetch time, or by
+/// [`Backend::check`].
+pub fn build(provider: &str, section: Option<Value>, base_dir: &Path) -> anyhow::Result<Backend> {
     match provider {
         #[cfg(feature = "docker-config")]
         "docker-config" => {
@@ -109,34 +122,27 @@ pub fn build(
                     "the docker-config provider needs a dockerConfig section with a path"
                 )
             })?;
-            let backend = icp_docker_config::DockerConfig::new(parse_section(section)?, base_dir);
-            if check {
-                backend.check()?;
-            }
-            Ok(Backend::Static(Box::new(backend)))
+            let config = parse_section(section)?;
+            Ok(Backend::Static(Box::new(
+                icp_docker_config::DockerConfig::new(config, base_dir),
+            )))
         }
         #[cfg(feature = "gcp")]
         "gcp" => {
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            let backend = icp_gcp::Gcp::new(config, base_dir)?;
-            if check {
-                backend.check()?;
-            }
-            Ok(Backend::Token(Box::new(backend)))
+            Ok(Backend::Token(Box::new(icp_gcp::Gcp::new(
+                config, base_dir,
+            )?)))
         }
         #[cfg(feature = "acr")]
         "acr" => {
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            let backend = icp_acr::Acr::new(config, base_dir)?;
-            if check {
-                backend.check()?;
-            }
-            Ok(Backend::Token(Box::new(backend)))
+            Ok(Backend::Token(Box::new(icp_acr::Acr::new(
+                config, base_dir,
+            )?)))
         }
         #[cfg(feature = "ecr")]
         "ecr" => {
-            // The ecr section names no file: `check` has nothing more to read.
-            let _ = check;
             let config = section.map(parse_section).transpose()?.unwrap_or_default();
             Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(
                 config, base_dir,

@@ -206,13 +206,8 @@ pub fn embedded() -> Rules {
                 .map(|p| Pattern::parse(p).expect("embedded patterns are valid"))
                 .collect(),
             provider: provider.to_owned(),
-            backend: backends::build(
-                provider,
-                Some(Value::Object(Map::new())),
-                Path::new("."),
-                false,
-            )
-            .expect("embedded rules build with default settings"),
+            backend: backends::build(provider, Some(Value::Object(Map::new())), Path::new("."))
+                .expect("embedded rules build with default settings"),
             cache_duration: None,
             cache_key_type: CacheKeyType::Registry,
         })
@@ -412,7 +407,14 @@ fn rule(
     } else {
         "provider"
     };
-    let backend = backends::build(&provider, section, base_dir, check)
+    let backend = backends::build(&provider, section, base_dir)
+        .and_then(|backend| {
+            if check {
+                backend.check().map(|()| backend)
+            } else {
+                Ok(backend)
+            }
+        })
         .map_err(|e| problems.push(format!("{}: {e:#}", at(field))))
         .ok()?;
     (problems.len() == before).then_some(Rule {

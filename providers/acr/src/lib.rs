@@ -83,15 +83,6 @@ impl Acr {
         self
     }
 
-    /// Reads the files the identity reads at each fetch (a federated token file, a client
-    /// secret file), so that `check-config` reports a missing one now.
-    pub fn check(&self) -> Result<(), Error> {
-        if let Some(reason) = &self.unusable {
-            return Err(Error::Environment(reason.clone()));
-        }
-        aad::check_files(&self.settings.identity)
-    }
-
     /// The kubelet-glob patterns of the images this backend serves: [`DEFAULT_PATTERNS`],
     /// or the configured cloud's, and the mirrors.
     pub fn match_patterns(&self) -> Vec<String> {
@@ -175,6 +166,15 @@ impl Acr {
 
 impl TokenSource for Acr {
     type Error = Error;
+
+    /// Reads the files the identity reads at each fetch (a federated token file, a client
+    /// secret file), so that `check-config` reports a missing one now.
+    fn check(&self) -> Result<(), Error> {
+        if let Some(reason) = &self.unusable {
+            return Err(Error::Environment(reason.clone()));
+        }
+        aad::check_files(&self.settings.identity)
+    }
 
     fn serves(&self, image: &ImageRef) -> bool {
         self.target(image).is_some()

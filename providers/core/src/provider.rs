@@ -82,6 +82,12 @@ pub trait Provider {
     /// The credentials for `request.image`, and for every image the kubelet will reuse
     /// the answer for under `request.cache_key_type`. An empty `auth` means none apply.
     fn provide(&self, request: &Request<'_>) -> Result<Credentials, Self::Error>;
+
+    /// What `check-config` wants: reads every file the backend will read, without any
+    /// network. Nothing to read by default.
+    fn check(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 }
 
 /// A registry token fetched from a cloud.
@@ -125,6 +131,13 @@ pub trait TokenSource {
 
     /// Fetches the token for `request.image` from the cloud, within a bounded time.
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Self::Error>;
+
+    /// What `check-config` wants: whether the backend can fetch at all as far as can be
+    /// told without the network (its files read, its settings usable). Nothing to check
+    /// by default.
+    fn check(&self) -> Result<(), Self::Error> {
+        Ok(())
+    }
 
     /// The `auth` keys the token is returned under for `image`: its registry by default;
     /// a backend that serves mirrors adds them.

@@ -31,7 +31,7 @@ pub struct DockerConfig {
 
 impl DockerConfig {
     /// A backend reading `config.path`, resolved against `base_dir` when relative. The
-    /// file is read when credentials are asked for, or by [`DockerConfig::check`].
+    /// file is read when credentials are asked for, or by `check`.
     pub fn new(config: Config, base_dir: &Path) -> Self {
         DockerConfig {
             path: base_dir.join(config.path),
@@ -42,15 +42,15 @@ impl DockerConfig {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Reads and parses the file, as `check-config` wants.
-    pub fn check(&self) -> Result<(), Error> {
-        file::load(&self.path).map(drop)
-    }
 }
 
 impl Provider for DockerConfig {
     type Error = Error;
+
+    /// Reads and parses the file.
+    fn check(&self) -> Result<(), Error> {
+        file::load(&self.path).map(drop)
+    }
 
     fn provide(&self, request: &Request<'_>) -> Result<Credentials, Error> {
         let entries = file::load(&self.path)?;

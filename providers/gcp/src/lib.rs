@@ -159,16 +159,6 @@ impl Gcp {
         })
     }
 
-    /// Whether the backend can fetch at all, as far as can be told without the network:
-    /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.
-    pub fn check(&self) -> Result<(), Error> {
-        match &self.credential {
-            Credential::Unusable(unusable) => Err(unusable.error()),
-            Credential::File(_) => Ok(()),
-            Credential::Metadata { .. } | Credential::Dockercfg { .. } => self.metadata.check(),
-        }
-    }
-
     async fn fetch_async(&self, image: &ImageRef) -> Result<Token, Error> {
         let client = icp_http::Client::new(icp_http::Options::default())
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -230,6 +220,16 @@ fn service_account_key(path: &Path) -> Credential {
 
 impl TokenSource for Gcp {
     type Error = Error;
+
+    /// Whether the backend can fetch at all, as far as can be told without the network:
+    /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.
+    fn check(&self) -> Result<(), Error> {
+        match &self.credential {
+            Credential::Unusable(unusable) => Err(unusable.error()),
+            Credential::File(_) => Ok(()),
+            Credential::Metadata { .. } | Credential::Dockercfg { .. } => self.metadata.check(),
+        }
+    }
 
     /// Google's registry hosts only, strictly (see [`is_google_registry`]); a `dockercfg`
     /// source serves whatever registries the rule sends it, as its docker config names
