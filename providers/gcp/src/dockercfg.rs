@@ -62,12 +62,7 @@ pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), E
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
     };
-    let response = retry::send(client, RETRY, request)
-        .await
-        .map_err(|cause| Error::Http {
-            endpoint: endpoint.clone(),
-            cause,
-        })?;
+    let response = retry::send_to(client, RETRY, &endpoint, request).await?;
     match response.status {
         200 => Ok((response.body, shown)),
         status @ (401 | 403) => Err(Error::Denied {

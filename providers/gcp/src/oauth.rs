@@ -65,12 +65,7 @@ async fn exchange(
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
     };
-    let response = retry::send(client, RETRY, request)
-        .await
-        .map_err(|cause| Error::Http {
-            endpoint: endpoint.clone(),
-            cause,
-        })?;
+    let response = retry::send_to(client, RETRY, &endpoint, request).await?;
     match response.status {
         200 => token::parse(&response.body, asked_at, &endpoint),
         status @ (400 | 401 | 403) => Err(Error::Denied {

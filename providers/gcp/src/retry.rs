@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use icp_http::{Client, Request, Response};
 
+use crate::Error;
+
 /// How a request is retried.
 #[derive(Debug, Clone, Copy)]
 pub struct Retry {
@@ -44,4 +46,19 @@ pub async fn send(
         pause *= 2;
         attempt += 1;
     }
+}
+
+/// [`send`], with a failure to get any answer told as [`Error::Http`] naming `endpoint`.
+pub async fn send_to(
+    client: &Client,
+    retry: Retry,
+    endpoint: &str,
+    build: impl Fn() -> Request,
+) -> Result<Response, Error> {
+    send(client, retry, build)
+        .await
+        .map_err(|cause| Error::Http {
+            endpoint: endpoint.to_owned(),
+            cause,
+        })
 }
