@@ -19,7 +19,7 @@
 //! answers uncached.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -319,11 +319,7 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
     if meta.mode() & 0o077 != 0 {
         return refuse("readable or writable by others");
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_ENTRY_SIZE + 1).read_to_end(&mut bytes)?;
-    if bytes.len() as u64 > MAX_ENTRY_SIZE {
-        return refuse("too large");
-    }
+    let bytes = icp_core::io::read_capped(file, MAX_ENTRY_SIZE)?;
     let entry: Entry =
         serde_json::from_slice(&bytes).or_else(|_| refuse("corrupt or truncated"))?;
     if entry.format != FORMAT {

@@ -18,7 +18,6 @@
 //! Relative paths in provider sections resolve against the rules file's directory.
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -169,14 +168,8 @@ fn load_file(path: &Path, check: bool) -> Result<Rules, Problems> {
 
 fn read_capped(path: &Path) -> Result<String, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut text = String::new();
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| e.to_string())?;
-    if text.len() as u64 > MAX_FILE_SIZE {
-        return Err(format!("larger than {MAX_FILE_SIZE} bytes"));
-    }
-    Ok(text)
+    let bytes = icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|e| e.to_string())?;
+    String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 
 /// JSON by extension `.json` or a leading `{`, YAML otherwise.

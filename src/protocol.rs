@@ -78,14 +78,10 @@ pub struct Request {
 
 /// Reads one request from `input`, refusing more than [`MAX_REQUEST_SIZE`] bytes.
 pub fn read_request(input: impl Read) -> anyhow::Result<Request> {
-    let mut bytes = Vec::new();
-    input
-        .take(MAX_REQUEST_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .context("reading the request from stdin")?;
-    if bytes.len() as u64 > MAX_REQUEST_SIZE {
-        bail!("request on stdin is larger than {} bytes", MAX_REQUEST_SIZE);
-    }
+    let bytes = icp_core::io::read_capped(input, MAX_REQUEST_SIZE).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => anyhow::anyhow!("request on stdin is {e}"),
+        _ => anyhow::Error::new(e).context("reading the request from stdin"),
+    })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         bail!("request on stdin is empty: expected a CredentialProviderRequest as JSON");
     }

@@ -5,11 +5,13 @@
 //! runtime, only
 //!
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
+//! - [`io`]: reading files and streams whole, up to a limit;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
 //! - [`provider`]: the traits a backend implements, and the credentials it answers with;
 //! - [`secret`]: a string that never shows itself in logs or debug output.
 
 pub mod image;
+pub mod io;
 pub mod pattern;
 pub mod provider;
 pub mod secret;

@@ -1,7 +1,6 @@
 //! Reading a docker `config.json` or legacy `.dockercfg` into normalised entries.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
 
 use base64::Engine;
@@ -127,19 +126,17 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Erro
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
     let origin = || path.display().to_string();
-    let read_error = |cause| Error::Read {
+    let file = std::fs::File::open(path).map_err(|cause| Error::Read {
         origin: origin(),
         cause,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
-    if bytes.len() as u64 > MAX_FILE_SIZE {
-        return Err(Error::TooLarge { origin: origin() });
-    }
-    Ok(bytes)
+    })?;
+    icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|cause| match cause.kind() {
+        std::io::ErrorKind::FileTooLarge => Error::TooLarge { origin: origin() },
+        _ => Error::Read {
+            origin: origin(),
+            cause,
+        },
+    })
 }
 
 /// serde_json's message for syntax errors says what was expected and where; its

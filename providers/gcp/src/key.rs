@@ -1,6 +1,5 @@
 //! Google credential files: service account keys and gcloud's `authorized_user` files.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use icp_core::Secret;
@@ -75,13 +74,8 @@ impl CredentialFile {
             problem,
         };
         let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let mut bytes = Vec::new();
-        file.take(MAX_FILE_SIZE + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(e.to_string()))?;
-        if bytes.len() as u64 > MAX_FILE_SIZE {
-            return Err(bad(format!("larger than {MAX_FILE_SIZE} bytes")));
-        }
+        let bytes =
+            icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|e| bad(e.to_string()))?;
         let raw: RawFile = serde_json::from_slice(&bytes).map_err(|e| {
             bad(format!(
                 "not a JSON credential file (line {} column {})",
