@@ -8,11 +8,11 @@
 
 mod backends;
 mod cache;
-mod config;
 mod dropin;
 mod duration;
 mod plugin;
 mod protocol;
+mod rules;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,8 +22,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::Rules;
 use crate::protocol::{ApiVersion, Request};
+use crate::rules::Rules;
 
 /// A kubelet image credential provider for ECR, ACR, GCR / Artifact Registry and docker
 /// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
@@ -109,7 +109,7 @@ impl Cli {
 }
 
 fn load_rules(cli: &Cli) -> anyhow::Result<Rules> {
-    Ok(config::load(cli.config.as_deref(), false)?)
+    Ok(rules::load(cli.config.as_deref(), false)?)
 }
 
 /// Plugin mode: one request from stdin, one response to stdout.
@@ -184,7 +184,7 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
         eprintln!("error: check-config needs --config FILE");
         return ExitCode::from(2);
     };
-    match config::load(Some(&path), true) {
+    match rules::load(Some(&path), true) {
         Ok(rules) => {
             println!(
                 "{}: {} rules, no problems",
@@ -246,6 +246,7 @@ fn init_logging(verbosity: u8) {
     let ours = [
         "image_credential_provider",
         "icp_core",
+        "icp_docker_auth",
         "icp_docker_config",
         "icp_http",
         "icp_ecr",

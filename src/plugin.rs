@@ -9,8 +9,8 @@ use icp_core::{AuthEntry, ImageRef, Token};
 
 use crate::backends::{Backend, TokenProvider};
 use crate::cache::Cache;
-use crate::config::{Rule, Rules};
 use crate::protocol::{Request, Response};
+use crate::rules::{Rule, Rules};
 
 /// What is taken off a token's remaining lifetime before it becomes the cache duration,
 /// so the kubelet never uses a token in its last minutes.

@@ -1,11 +1,11 @@
 //! The ACR backend through the built binary, against the loopback fakes of Azure AD, IMDS
-//! and ACR registries (`providers/acr/tests/world`), reached under their real names
+//! and ACR registries (`crates/acr/tests/world`), reached under their real names
 //! through `IMAGE_CREDENTIAL_PROVIDER_RESOLVE` and trusted through `SSL_CERT_FILE`: the
 //! embedded rule, rules files, the host table with request counts, one-line errors, and
 //! the `acr-credential-provider` drop-in.
 
 mod common;
-#[path = "../providers/acr/tests/world/mod.rs"]
+#[path = "../crates/acr/tests/world/mod.rs"]
 mod world;
 
 use std::path::{Path, PathBuf};

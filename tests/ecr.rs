@@ -8,7 +8,7 @@ mod common;
     dead_code,
     reason = "the binary's tests use part of the ECR crate's servers"
 )]
-#[path = "../providers/ecr/tests/support/server.rs"]
+#[path = "../crates/ecr/tests/support/server.rs"]
 mod server;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

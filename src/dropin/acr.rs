@@ -23,7 +23,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::config::{self, Rules};
+use crate::rules::{self, Rules};
 
 /// The program name this mode answers to.
 pub const PROGRAM: &str = "acr-credential-provider";
@@ -89,12 +89,7 @@ fn rules(azure_config: &Path, mirrors: &str) -> anyhow::Result<Rules> {
             "acr": { "azureConfig": azure_config, "registryMirrors": registry_mirrors },
         }]
     });
-    Ok(config::from_value(
-        document,
-        Path::new("."),
-        PROGRAM,
-        false,
-    )?)
+    Ok(rules::from_value(document, Path::new("."), PROGRAM, false)?)
 }
 
 fn parse_args(args: &[OsString]) -> Result<Action, String> {

@@ -17,7 +17,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::config::{self, Rules};
+use crate::rules::{self, Rules};
 
 /// The program name this mode answers to.
 pub const PROGRAM: &str = "ecr-credential-provider";
@@ -51,12 +51,7 @@ fn rules() -> anyhow::Result<Rules> {
     let document = serde_json::json!({
         "rules": [{ "matchImages": icp_ecr::DEFAULT_PATTERNS, "provider": "ecr" }]
     });
-    Ok(config::from_value(
-        document,
-        Path::new("/"),
-        PROGRAM,
-        false,
-    )?)
+    Ok(rules::from_value(document, Path::new("/"), PROGRAM, false)?)
 }
 
 /// What the command line asks for.

@@ -83,7 +83,7 @@ fn answer(flow: AuthFlow) -> anyhow::Result<()> {
     let document = json!({
         "rules": [{ "matchImages": patterns, "provider": "gcp", "gcp": { "source": source } }],
     });
-    let rules = crate::config::from_value(document, std::path::Path::new("."), PROGRAM, false)?;
+    let rules = crate::rules::from_value(document, std::path::Path::new("."), PROGRAM, false)?;
     let cache_dir = rules.cache_dir(None);
     crate::respond(&request, &rules, cache_dir)
 }

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::config::Rules;
+use crate::rules::Rules;
 
 #[cfg(feature = "acr")]
 mod acr;

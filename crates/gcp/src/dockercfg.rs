@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use icp_core::{CacheKeyType, ImageRef, Token};
-use icp_docker_config::{file, keyring};
+use icp_docker_auth::{file, keyring};
 use icp_http::{Client, Request};
 
 use crate::retry::{self, Retry};

@@ -97,7 +97,7 @@ pub enum Error {
     /// The docker config of a `dockercfg` flow is not one; the message names where it
     /// came from and the entry at fault, never its content.
     #[error("{0}")]
-    DockerConfig(icp_docker_config::Error),
+    DockerConfig(icp_docker_auth::Error),
     /// The whole fetch took longer than its budget.
     #[error("timed out after {0:?} fetching Google credentials")]
     Timeout(Duration),

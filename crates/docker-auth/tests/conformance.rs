@@ -1,7 +1,7 @@
 //! Every `keyring` case of the kubelet conformance data: docker config keys, normalised
 //! and matched as the kubelet's keyring does.
 
-use icp_docker_config::keyring::{key_serves, normalize_key};
+use icp_docker_auth::keyring::{key_serves, normalize_key};
 
 #[derive(serde::Deserialize)]
 struct Case {

@@ -3,17 +3,15 @@
 //! The backend reads the file on every call (it is small, and the kubelet calls rarely),
 //! normalises its keys and matches them against the image as the kubelet's own keyring
 //! does, and answers with every entry the kubelet will need for the images it reuses the
-//! answer for (see [`keyring::select`]). Credentials do not expire: the binary picks the
+//! answer for (see [`icp_docker_auth::keyring::select`]). Credentials do not expire: the binary picks the
 //! cache duration.
-
-pub mod file;
-pub mod keyring;
 
 use std::path::{Path, PathBuf};
 
 use icp_core::{AuthEntry, Credentials, Provider, Request};
+use icp_docker_auth::{file, keyring};
 
-pub use file::Error;
+pub use icp_docker_auth::Error;
 
 /// The `dockerConfig` section of a rule.
 #[derive(Debug, Clone, serde::Deserialize)]
