@@ -28,8 +28,8 @@ pub fn answer(
 ) -> anyhow::Result<Response> {
     let image = ImageRef::parse(&request.image).with_context(|| {
         format!(
-            "request image {:?} is not a valid image reference",
-            truncate(&request.image)
+            "request image {} is not a valid image reference",
+            icp_core::quote(&request.image)
         )
     })?;
     let Some(rule) = rules.find(&image) else {
@@ -103,12 +103,6 @@ fn shared_fetch(
 
 fn backend_failed(rule: &Rule) -> String {
     format!("{} backend (rule {})", rule.provider, rule.index)
-}
-
-fn truncate(text: &str) -> &str {
-    text.char_indices()
-        .nth(256)
-        .map_or(text, |(cut, _)| &text[..cut])
 }
 
 /// How long the kubelet may cache a token: what remains of its life less the safety

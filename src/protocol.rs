@@ -12,7 +12,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use icp_core::{AuthEntry, CacheKeyType, Secret};
+use icp_core::{AuthEntry, CacheKeyType, Secret, quote};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde_json::Value;
 
@@ -107,15 +107,6 @@ fn json_reason(error: &serde_json::Error) -> String {
             .unwrap_or_default()
             .to_owned(),
         _ => "not a JSON document".to_owned(),
-    }
-}
-
-/// Quotes a value from the request for an error message: escaped, and cut short.
-fn quote(text: &str) -> String {
-    const MAX: usize = 128;
-    match text.char_indices().nth(MAX) {
-        Some((cut, _)) => format!("{:?}...", &text[..cut]),
-        None => format!("{text:?}"),
     }
 }
 

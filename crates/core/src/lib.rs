@@ -8,12 +8,14 @@
 //! - [`io`]: reading files and streams whole, up to a limit;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
 //! - [`provider`]: the traits a backend implements, and the credentials it answers with;
+//! - [`quote`]: input quoted in messages, escaped and cut short;
 //! - [`secret`]: a string that never shows itself in logs or debug output.
 
 pub mod image;
 pub mod io;
 pub mod pattern;
 pub mod provider;
+pub mod quote;
 pub mod secret;
 
 pub use image::{ImageError, ImageRef};
@@ -21,4 +23,5 @@ pub use pattern::{Pattern, PatternError};
 pub use provider::{
     AuthEntry, CacheKeyType, Credentials, Provider, Request, Token, TokenKey, TokenSource,
 };
+pub use quote::quote;
 pub use secret::Secret;

@@ -1,0 +1,40 @@
+//! Quoting input in messages: escaped, so it stays on one line, and cut short, so a huge
+//! or hostile input never floods stderr.
+
+/// The most characters of an input a message quotes.
+pub const MAX_QUOTED_CHARS: usize = 80;
+
+/// `text` as a message quotes it: escaped like a Rust string literal (quotes, control
+/// characters and line breaks made visible) and cut after [`MAX_QUOTED_CHARS`]
+/// characters, with the full length in bytes noted.
+///
+/// Only for input that is not secret: an image name, a file key, a field value.
+pub fn quote(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_text_is_escaped_whole() {
+        assert_eq!(quote("a.io/b"), "\"a.io/b\"");
+        assert_eq!(quote("a\nb\"c"), "\"a\\nb\\\"c\"");
+    }
+
+    #[test]
+    fn long_text_is_cut_with_its_length() {
+        let long = "é".repeat(1_000_000);
+        let quoted = quote(&long);
+        assert_eq!(
+            quoted.chars().filter(|c| *c == 'é').count(),
+            MAX_QUOTED_CHARS
+        );
+        assert!(quoted.ends_with("... (2000000 bytes)"), "{quoted}");
+        assert!(quoted.len() < 300);
+    }
+}
