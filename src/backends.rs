@@ -1,44 +1,144 @@
-//! The backends built into this binary, each behind its cargo feature, and how a rule's
-//! `provider` and provider section become one.
+//! The backends built into this binary: one [`TABLE`] entry each, behind its cargo
+//! feature, and the two kinds a rule's backend can be.
 //!
-//! Adding a backend takes a match arm in [`build`], its name in [`PROVIDERS`] and, if it
-//! serves well-known hosts with no config, a line in [`default_rules`].
+//! Adding a backend takes one entry in [`TABLE`] (and its name in [`NAMES`]).
 
 use std::path::Path;
 
 use icp_core::{Credentials, ImageRef, Request, Token, TokenKey};
 use serde_json::Value;
 
-/// Every provider name this project knows, with the cargo feature that builds it in.
-pub const PROVIDERS: &[(&str, &str)] = &[
-    ("docker-config", "docker-config"),
-    ("ecr", "ecr"),
-    ("acr", "acr"),
-    ("gcp", "gcp"),
+/// One backend this binary can build.
+pub struct Entry {
+    /// The name a rule's `provider` field gives: `ecr`. The rule's settings for it are
+    /// under [`section_key`] of the name.
+    pub name: &'static str,
+    /// The `matchImages` of its embedded default rule: the well-known registry hosts it
+    /// serves with no configuration; empty for a backend that needs configuration.
+    pub default_patterns: &'static [&'static str],
+    /// Builds the backend from a rule's section (`None` when the rule has none), relative
+    /// paths resolved against the rules file's directory.
+    pub build: fn(Option<Value>, &Path) -> anyhow::Result<Backend>,
+}
+
+/// Every backend this project has, built into this binary or not, so that a rule naming
+/// one that is left out gets a message saying which cargo feature builds it (the feature
+/// has the backend's name).
+pub const NAMES: &[&str] = &["docker-config", "ecr", "acr", "gcp"];
+
+/// The backends built into this binary. Their order is the order of the embedded default
+/// rules.
+pub const TABLE: &[Entry] = &[
+    #[cfg(feature = "docker-config")]
+    Entry {
+        name: "docker-config",
+        default_patterns: &[],
+        build: |section, base_dir| {
+            let section = section.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the docker-config provider needs a dockerConfig section with a path"
+                )
+            })?;
+            let config = serde_json::from_value(section)?;
+            Ok(Backend::statics(icp_docker_config::DockerConfig::new(
+                config, base_dir,
+            )))
+        },
+    },
+    #[cfg(feature = "ecr")]
+    Entry {
+        name: "ecr",
+        default_patterns: icp_ecr::DEFAULT_PATTERNS,
+        build: |section, base_dir| {
+            let config = parse_or_default(section)?;
+            Ok(Backend::tokens(icp_ecr::Ecr::new(config, base_dir)?))
+        },
+    },
+    #[cfg(feature = "acr")]
+    Entry {
+        name: "acr",
+        default_patterns: icp_acr::DEFAULT_PATTERNS,
+        build: |section, base_dir| {
+            let config = parse_or_default(section)?;
+            Ok(Backend::tokens(icp_acr::Acr::new(config, base_dir)?))
+        },
+    },
+    #[cfg(feature = "gcp")]
+    Entry {
+        name: "gcp",
+        default_patterns: icp_gcp::DEFAULT_PATTERNS,
+        build: |section, base_dir| {
+            let config = parse_or_default(section)?;
+            Ok(Backend::tokens(icp_gcp::Gcp::new(config, base_dir)?))
+        },
+    },
 ];
 
-/// A configured backend.
+/// A backend's own `Config` from its rule section, or its default when there is none.
+#[cfg_attr(
+    not(any(feature = "ecr", feature = "acr", feature = "gcp")),
+    allow(dead_code, reason = "built without a cloud backend")
+)]
+fn parse_or_default<T: serde::de::DeserializeOwned + Default>(
+    section: Option<Value>,
+) -> anyhow::Result<T> {
+    Ok(section
+        .map(serde_json::from_value)
+        .transpose()?
+        .unwrap_or_default())
+}
+
+/// The built-in backend called `name`, or why there is none.
+pub fn find(name: &str) -> anyhow::Result<&'static Entry> {
+    if let Some(entry) = TABLE.iter().find(|entry| entry.name == name) {
+        return Ok(entry);
+    }
+    if NAMES.contains(&name) {
+        anyhow::bail!("provider {name:?} is not built into this binary (cargo feature {name:?})")
+    }
+    anyhow::bail!(
+        "unknown provider {name:?}: expected one of {}",
+        NAMES.join(", ")
+    )
+}
+
+/// The key of a backend's settings in a rule: its name in camelCase, `dockerConfig` for
+/// `docker-config`.
+pub fn section_key(name: &str) -> String {
+    let mut words = name.split('-');
+    let first = words.next().unwrap_or_default().to_owned();
+    words.fold(first, |mut key, word| {
+        let mut chars = word.chars();
+        key.extend(chars.next().map(|c| c.to_ascii_uppercase()));
+        key.push_str(chars.as_str());
+        key
+    })
+}
+
+/// A configured backend of one of the two kinds.
 pub enum Backend {
     /// Answers from static material with a whole `auth` map.
-    #[cfg_attr(
-        not(feature = "docker-config"),
-        allow(dead_code, reason = "built without docker-config")
-    )]
-    Static(Box<dyn StaticProvider>),
+    Static(Box<dyn DynStaticBackend>),
     /// Fetches one short-lived token per registry from a cloud.
-    #[cfg_attr(
-        not(any(feature = "ecr", feature = "acr", feature = "gcp")),
-        allow(dead_code, reason = "built without a cloud backend")
-    )]
-    Token(Box<dyn TokenProvider>),
+    Token(Box<dyn DynTokenBackend>),
 }
 
 impl Backend {
+    /// A backend answering from static material.
+    pub fn statics(backend: impl icp_core::Provider + 'static) -> Backend {
+        Backend::Static(Box::new(backend))
+    }
+
+    /// A backend fetching tokens.
+    pub fn tokens(backend: impl icp_core::TokenSource + 'static) -> Backend {
+        Backend::Token(Box::new(backend))
+    }
+
     /// Reads every file the backend will read, as `check-config` wants; no network.
     pub fn check(&self) -> anyhow::Result<()> {
         match self {
-            Backend::Static(provider) => provider.check(),
-            Backend::Token(source) => source.check(),
+            Backend::Static(backend) => backend.check(),
+            Backend::Token(backend) => backend.check(),
         }
     }
 
@@ -47,21 +147,21 @@ impl Backend {
     pub fn serves(&self, image: &ImageRef) -> bool {
         match self {
             Backend::Static(_) => true,
-            Backend::Token(source) => source.serves(image),
+            Backend::Token(backend) => backend.serves(image),
         }
     }
 }
 
 /// [`icp_core::Provider`] with its error made an `anyhow::Error`, so backends of
 /// different crates fit in one [`Backend`].
-pub trait StaticProvider {
+pub trait DynStaticBackend {
     /// See [`icp_core::Provider::provide`].
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials>;
     /// See [`icp_core::Provider::check`].
     fn check(&self) -> anyhow::Result<()>;
 }
 
-impl<P: icp_core::Provider> StaticProvider for P {
+impl<B: icp_core::Provider> DynStaticBackend for B {
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials> {
         Ok(icp_core::Provider::provide(self, request)?)
     }
@@ -71,7 +171,7 @@ impl<P: icp_core::Provider> StaticProvider for P {
 }
 
 /// [`icp_core::TokenSource`] with its error made an `anyhow::Error`.
-pub trait TokenProvider {
+pub trait DynTokenBackend {
     /// See [`icp_core::TokenSource::serves`].
     fn serves(&self, image: &ImageRef) -> bool;
     /// See [`icp_core::TokenSource::token_key`].
@@ -84,7 +184,7 @@ pub trait TokenProvider {
     fn check(&self) -> anyhow::Result<()>;
 }
 
-impl<T: icp_core::TokenSource> TokenProvider for T {
+impl<B: icp_core::TokenSource> DynTokenBackend for B {
     fn serves(&self, image: &ImageRef) -> bool {
         icp_core::TokenSource::serves(self, image)
     }
@@ -102,83 +202,20 @@ impl<T: icp_core::TokenSource> TokenProvider for T {
     }
 }
 
-/// The key of a provider's section in a rule: `dockerConfig` for `docker-config`.
-pub fn section_key(provider: &str) -> &str {
-    match provider {
-        "docker-config" => "dockerConfig",
-        other => other,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_backend_is_named() {
+        for entry in TABLE {
+            assert!(NAMES.contains(&entry.name), "{}", entry.name);
+        }
     }
-}
 
-/// Builds the backend `provider` from its rule section (`None` when the rule has none).
-/// Relative paths resolve against `base_dir`. Cheap: files are read at fetch time, or by
-/// [`Backend::check`].
-pub fn build(provider: &str, section: Option<Value>, base_dir: &Path) -> anyhow::Result<Backend> {
-    match provider {
-        #[cfg(feature = "docker-config")]
-        "docker-config" => {
-            let section = section.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the docker-config provider needs a dockerConfig section with a path"
-                )
-            })?;
-            let config = parse_section(section)?;
-            Ok(Backend::Static(Box::new(
-                icp_docker_config::DockerConfig::new(config, base_dir),
-            )))
-        }
-        #[cfg(feature = "gcp")]
-        "gcp" => {
-            let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            Ok(Backend::Token(Box::new(icp_gcp::Gcp::new(
-                config, base_dir,
-            )?)))
-        }
-        #[cfg(feature = "acr")]
-        "acr" => {
-            let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            Ok(Backend::Token(Box::new(icp_acr::Acr::new(
-                config, base_dir,
-            )?)))
-        }
-        #[cfg(feature = "ecr")]
-        "ecr" => {
-            let config = section.map(parse_section).transpose()?.unwrap_or_default();
-            Ok(Backend::Token(Box::new(icp_ecr::Ecr::new(
-                config, base_dir,
-            )?)))
-        }
-        other => match PROVIDERS.iter().find(|(name, _)| *name == other) {
-            Some((name, feature)) => {
-                anyhow::bail!(
-                    "provider {name:?} is not built into this binary (cargo feature {feature:?})"
-                )
-            }
-            None => {
-                let known: Vec<&str> = PROVIDERS.iter().map(|(name, _)| *name).collect();
-                anyhow::bail!(
-                    "unknown provider {other:?}: expected one of {}",
-                    known.join(", ")
-                )
-            }
-        },
+    #[test]
+    fn section_keys_are_camel_case_names() {
+        let keys: Vec<String> = NAMES.iter().map(|name| section_key(name)).collect();
+        assert_eq!(keys, ["dockerConfig", "ecr", "acr", "gcp"]);
     }
-}
-
-/// Deserialises a provider section into the backend's own `Config` type.
-fn parse_section<T: serde::de::DeserializeOwned>(section: Value) -> anyhow::Result<T> {
-    Ok(serde_json::from_value(section)?)
-}
-
-/// The embedded default rules, one per built-in cloud backend that serves well-known
-/// registry hosts with no configuration: `(provider, matchImages)`.
-pub fn default_rules() -> Vec<(&'static str, &'static [&'static str])> {
-    vec![
-        #[cfg(feature = "ecr")]
-        ("ecr", icp_ecr::DEFAULT_PATTERNS),
-        #[cfg(feature = "acr")]
-        ("acr", icp_acr::DEFAULT_PATTERNS),
-        #[cfg(feature = "gcp")]
-        ("gcp", icp_gcp::DEFAULT_PATTERNS),
-    ]
 }

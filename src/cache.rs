@@ -27,8 +27,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use icp_core::{Secret, Token, TokenKey};
 use sha2::{Digest, Sha256};
 
-use crate::plugin::SAFETY_MARGIN;
-
+/// What is taken off a token's remaining lifetime before anyone may use it: a cached
+/// token is served only while more than this remains, and the `cacheDuration` the
+/// kubelet gets is what remains less this, so the kubelet never uses a token in its last
+/// minutes.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// The environment variable that names the token cache directory.
+pub const DIR_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR";
 /// The longest a process waits for another's fetch of the same token before it fetches
 /// itself. Backends bound a fetch well below this, so waiting and then fetching still
 /// ends inside the kubelet's one-minute limit.
@@ -38,9 +43,51 @@ const MAX_ENTRY_SIZE: u64 = 64 * 1024;
 /// Version of the entry format; entries of another version are misses.
 const FORMAT: u32 = 1;
 
+/// The `cache` section of a rules file.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Whether tokens are cached on disk at all.
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+    /// The cache directory; relative to the rules file.
+    pub dir: Option<PathBuf>,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings {
+            enabled: true,
+            dir: None,
+        }
+    }
+}
+
+/// The token cache directory in force, or `None` when caching is off: off with
+/// `--no-cache` or the rules file's `cache.enabled: false`; else `flag` (`--cache-dir`),
+/// else the environment's [`DIR_VARIABLE`] (for drop-in modes, which take no such flag,
+/// and the kubelet's `env:` entries), else the rules file's `cache.dir`, else
+/// [`default_dir`].
+pub fn dir(settings: &CacheSettings, flag: Option<&Path>, no_cache: bool) -> Option<PathBuf> {
+    if no_cache || !settings.enabled {
+        return None;
+    }
+    let from_env = std::env::var_os(DIR_VARIABLE)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    flag.map(Path::to_owned)
+        .or(from_env)
+        .or_else(|| settings.dir.clone())
+        .or_else(default_dir)
+}
+
 /// The default cache directory: `/var/cache/image-credential-provider` for root, else
 /// under `$XDG_CACHE_HOME` or `~/.cache`.
-pub fn default_dir() -> Option<PathBuf> {
+fn default_dir() -> Option<PathBuf> {
     if euid() == 0 {
         return Some(PathBuf::from("/var/cache/image-credential-provider"));
     }

@@ -1,18 +1,6 @@
-//! `image-credential-provider`: a kubelet image credential provider exec plugin.
-//!
-//! The main path, top to bottom: parse the command line; in plugin mode read one
-//! `CredentialProviderRequest` from stdin ([`protocol`]), load the rules ([`config`]),
-//! find the first rule that serves the image and ask its backend ([`plugin`],
-//! [`backends`]), and write one `CredentialProviderResponse` to stdout. Any error is one
-//! line on stderr and a non-zero exit, with nothing on stdout.
-
-mod backends;
-mod cache;
-mod dropin;
-mod duration;
-mod plugin;
-mod protocol;
-mod rules;
+//! `image-credential-provider`'s command line: plugin mode (no subcommand), `get`,
+//! `check-config` and `cache`, or a drop-in mode when the binary is run under an official
+//! provider's name. The work is done by the library (`src/lib.rs`).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -22,8 +10,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::protocol::{ApiVersion, Request};
-use crate::rules::Rules;
+use image_credential_provider::protocol::{ApiVersion, Request};
+use image_credential_provider::rules::{self, Rules};
+use image_credential_provider::{cache, dropin, duration, exit, logging, plugin};
 
 /// A kubelet image credential provider for ECR, ACR, GCR / Artifact Registry and docker
 /// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
@@ -83,39 +72,36 @@ fn main() -> ExitCode {
     if let Some(code) = dropin::dispatch(&args) {
         return code;
     }
-    let mut cli = match Cli::try_parse_from(&args) {
+    let cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
-    init_logging(cli.verbose);
-    match cli.command.take() {
-        None => {
-            finish(load_rules(&cli).and_then(|rules| serve_stdin(&rules, cli.cache_dir(&rules))))
-        }
-        Some(Command::Get { image, api_version }) => finish(get(&cli, &image, &api_version)),
-        Some(Command::CheckConfig) => check_config(cli.config),
-        Some(Command::Cache { action }) => finish(cache_command(&cli, action)),
+    logging::init(cli.verbose);
+    match &cli.command {
+        None => exit::finish(load_rules(&cli).and_then(|rules| {
+            let cache_dir = cli.cache_dir(&rules);
+            plugin::serve(
+                std::io::stdin().lock(),
+                std::io::stdout().lock(),
+                &rules,
+                cache_dir.as_deref(),
+            )
+        })),
+        Some(Command::Get { image, api_version }) => exit::finish(get(&cli, image, api_version)),
+        Some(Command::CheckConfig) => check_config(cli.config.as_deref()),
+        Some(Command::Cache { action }) => exit::finish(cache_command(&cli, action)),
     }
 }
 
 impl Cli {
     /// The token cache directory in force, or `None` when caching is off.
     fn cache_dir(&self, rules: &Rules) -> Option<PathBuf> {
-        if self.no_cache {
-            return None;
-        }
-        rules.cache_dir(self.cache_dir.as_deref())
+        cache::dir(&rules.cache, self.cache_dir.as_deref(), self.no_cache)
     }
 }
 
 fn load_rules(cli: &Cli) -> anyhow::Result<Rules> {
     Ok(rules::load(cli.config.as_deref(), false)?)
-}
-
-/// Plugin mode: one request from stdin, one response to stdout.
-pub(crate) fn serve_stdin(rules: &Rules, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let request = protocol::read_request(std::io::stdin().lock())?;
-    respond(&request, rules, cache_dir)
 }
 
 fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
@@ -128,19 +114,16 @@ fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
         service_account_annotations: Default::default(),
     };
     let rules = load_rules(cli)?;
-    respond(&request, &rules, cli.cache_dir(&rules))
+    let cache_dir = cli.cache_dir(&rules);
+    plugin::respond(
+        &request,
+        std::io::stdout().lock(),
+        &rules,
+        cache_dir.as_deref(),
+    )
 }
 
-fn respond(request: &Request, rules: &Rules, cache_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let response = plugin::answer(request, rules, cache_dir.as_deref())?;
-    let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(response.to_json().as_bytes())
-        .and_then(|()| stdout.flush())
-        .context("writing the response to stdout")
-}
-
-fn cache_command(cli: &Cli, action: CacheAction) -> anyhow::Result<()> {
+fn cache_command(cli: &Cli, action: &CacheAction) -> anyhow::Result<()> {
     let rules = load_rules(cli)?;
     let dir = cli
         .cache_dir(&rules)
@@ -179,12 +162,12 @@ fn cache_command(cli: &Cli, action: CacheAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_config(path: Option<PathBuf>) -> ExitCode {
+fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     let Some(path) = path else {
         eprintln!("error: check-config needs --config FILE");
         return ExitCode::from(2);
     };
-    match rules::load(Some(&path), true) {
+    match rules::load(Some(path), true) {
         Ok(rules) => {
             println!(
                 "{}: {} rules, no problems",
@@ -197,18 +180,6 @@ fn check_config(path: Option<PathBuf>) -> ExitCode {
             for problem in &problems.problems {
                 eprintln!("error: {}: {problem}", problems.origin);
             }
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Exit 0 on success; otherwise the error and its causes as one line on stderr, exit 1.
-pub(crate) fn finish(result: anyhow::Result<()>) -> ExitCode {
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            let line = format!("{error:#}").replace(['\n', '\r'], " ");
-            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }
@@ -228,47 +199,4 @@ fn usage_error(error: &clap::Error) -> ExitCode {
     let first = rendered.lines().next().unwrap_or("error: invalid usage");
     eprintln!("{first} (see --help)");
     ExitCode::from(2)
-}
-
-/// Logs of this project's crates at the level `-v` asks for. Other crates (SDKs, HTTP
-/// and TLS stacks) are silent by default, so an error stays one line, and with `-v` log
-/// warnings only: no library's debug output, which may carry headers or bodies, ever
-/// reaches stderr.
-fn init_logging(verbosity: u8) {
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let level = match verbosity {
-        0 => tracing::Level::WARN,
-        1 => tracing::Level::INFO,
-        2 => tracing::Level::DEBUG,
-        _ => tracing::Level::TRACE,
-    };
-    let ours = [
-        "image_credential_provider",
-        "icp_core",
-        "icp_docker_auth",
-        "icp_docker_config",
-        "icp_http",
-        "icp_ecr",
-        "icp_acr",
-        "icp_gcp",
-    ];
-    let others = if verbosity == 0 {
-        tracing_subscriber::filter::LevelFilter::OFF
-    } else {
-        tracing_subscriber::filter::LevelFilter::WARN
-    };
-    let filter = ours.into_iter().fold(
-        tracing_subscriber::filter::Targets::new().with_default(others),
-        |filter, target| filter.with_target(target, level),
-    );
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_target(false)
-                .without_time(),
-        )
-        .with(filter)
-        .init();
 }

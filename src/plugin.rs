@@ -1,23 +1,49 @@
-//! From a request to a response: find the rule, ask its backend, work out how long the
-//! kubelet may cache the answer.
+//! From a request to a response: read the request, find the rule, ask its backend, work
+//! out how long the kubelet may cache the answer, write the response.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use icp_core::{AuthEntry, ImageRef, Token};
 
-use crate::backends::{Backend, TokenProvider};
-use crate::cache::Cache;
-use crate::protocol::{Request, Response};
+use crate::backends::{Backend, DynTokenBackend};
+use crate::cache::{Cache, SAFETY_MARGIN};
+use crate::protocol::{self, Request, Response};
 use crate::rules::{Rule, Rules};
 
-/// What is taken off a token's remaining lifetime before it becomes the cache duration,
-/// so the kubelet never uses a token in its last minutes.
-pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// The cache duration of credentials with no expiry (docker config files) when the rule
 /// sets none: a changed file is picked up within this time.
 pub const STATIC_CACHE_DURATION: Duration = Duration::from_secs(5 * 60);
+
+/// Plugin mode, as the kubelet runs it: one `CredentialProviderRequest` read from
+/// `input`, one `CredentialProviderResponse` written to `output`, with tokens shared
+/// through the cache at `cache_dir` (none when caching is off). Nothing is written on
+/// error.
+pub fn serve(
+    input: impl Read,
+    output: impl Write,
+    rules: &Rules,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let request = protocol::read_request(input)?;
+    respond(&request, output, rules, cache_dir)
+}
+
+/// Answers `request` on `output`; nothing is written on error.
+pub fn respond(
+    request: &Request,
+    mut output: impl Write,
+    rules: &Rules,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let response = answer(request, rules, cache_dir)?;
+    output
+        .write_all(response.to_json().as_bytes())
+        .and_then(|()| output.flush())
+        .context("writing the response")
+}
 
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
 /// caching is off).
@@ -36,7 +62,7 @@ pub fn answer(
         tracing::info!(image = %image.name(), rules = %rules.origin, "no rule matches; answering with no credentials");
         return Ok(Response::empty(request.api_version));
     };
-    tracing::info!(image = %image.name(), rule = rule.index, provider = %rule.provider, "rule matched");
+    tracing::info!(image = %image.name(), rule = rule.index, provider = %rule.backend_name, "rule matched");
     let core_request = icp_core::Request {
         image: &image,
         cache_key_type: rule.cache_key_type,
@@ -44,8 +70,8 @@ pub fn answer(
         service_account_annotations: &request.service_account_annotations,
     };
     let (auth, lifetime) = match &rule.backend {
-        Backend::Static(provider) => {
-            let credentials = provider
+        Backend::Static(backend) => {
+            let credentials = backend
                 .provide(&core_request)
                 .with_context(|| backend_failed(rule))?;
             let unbounded = rule.cache_duration.unwrap_or(STATIC_CACHE_DURATION);
@@ -54,10 +80,10 @@ pub fn answer(
                 remaining(credentials.expires_at, unbounded),
             )
         }
-        Backend::Token(source) => {
-            let token = shared_fetch(rule, source.as_ref(), &core_request, cache_dir)?;
+        Backend::Token(backend) => {
+            let token = shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
             let lifetime = token_lifetime(&token);
-            (token_auth(&token, source.patterns(&image)), lifetime)
+            (token_auth(&token, backend.patterns(&image)), lifetime)
         }
     };
     let cache_duration = match (auth.is_empty(), rule.cache_duration) {
@@ -78,31 +104,31 @@ pub fn answer(
 /// waited for) and stored there.
 fn shared_fetch(
     rule: &Rule,
-    source: &dyn TokenProvider,
+    backend: &dyn DynTokenBackend,
     request: &icp_core::Request<'_>,
     cache_dir: Option<&Path>,
 ) -> anyhow::Result<Token> {
-    let fetch = || source.fetch(request).with_context(|| backend_failed(rule));
+    let fetch = || backend.fetch(request).with_context(|| backend_failed(rule));
     let Some(cache) = cache_dir.and_then(Cache::open) else {
         return fetch();
     };
-    let key = source
+    let key = backend
         .token_key(request.image)
         .with_context(|| backend_failed(rule))?;
-    if let Some(token) = cache.get(&rule.provider, &key) {
+    if let Some(token) = cache.get(&rule.backend_name, &key) {
         return Ok(token);
     }
-    let _lock = cache.lock(&rule.provider, &key);
-    if let Some(token) = cache.get(&rule.provider, &key) {
+    let _lock = cache.lock(&rule.backend_name, &key);
+    if let Some(token) = cache.get(&rule.backend_name, &key) {
         return Ok(token);
     }
     let token = fetch()?;
-    cache.put(&rule.provider, &key, &token);
+    cache.put(&rule.backend_name, &key, &token);
     Ok(token)
 }
 
 fn backend_failed(rule: &Rule) -> String {
-    format!("{} backend (rule {})", rule.provider, rule.index)
+    format!("{} backend (rule {})", rule.backend_name, rule.index)
 }
 
 /// How long the kubelet may cache a token: what remains of its life less the safety

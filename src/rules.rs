@@ -22,13 +22,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use icp_core::{CacheKeyType, Pattern};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::backends::{self, Backend, PROVIDERS};
+use crate::backends::{self, Backend};
+use crate::cache::CacheSettings;
 use crate::duration;
 
-/// The environment variable that names the token cache directory.
-pub const CACHE_DIR_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR";
 /// Largest rules file read.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// The fields of a rule other than provider sections.
@@ -44,38 +43,15 @@ pub struct Rules {
     pub cache: CacheSettings,
 }
 
-/// The `cache` section of a rules file.
-#[derive(Debug, Clone, serde::Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CacheSettings {
-    /// Whether tokens are cached on disk at all.
-    #[serde(default = "enabled")]
-    pub enabled: bool,
-    /// The cache directory; relative to the rules file. Default: see [`crate::cache::default_dir`].
-    pub dir: Option<PathBuf>,
-}
-
-fn enabled() -> bool {
-    true
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings {
-            enabled: true,
-            dir: None,
-        }
-    }
-}
-
 /// One rule.
 pub struct Rule {
     /// Position in the file, from 0, for logs.
     pub index: usize,
     /// `matchImages`: the rule applies to an image any of these match.
     pub patterns: Vec<Pattern>,
-    /// The provider name, for logs.
-    pub provider: String,
+    /// The name of the backend (the rule's `provider` field), for logs and the token
+    /// cache.
+    pub backend_name: String,
     /// The backend that serves the images.
     pub backend: Backend,
     /// `cacheDuration`: caps the cache duration derived from a token's expiry, and is the
@@ -86,23 +62,6 @@ pub struct Rule {
 }
 
 impl Rules {
-    /// The token cache directory: `flag` (`--cache-dir`), else the environment's
-    /// [`CACHE_DIR_VARIABLE`] (for drop-in modes, which take no such flag, and the
-    /// kubelet's `env:` entries), else the file's `cache.dir`, else the default; `None`
-    /// when the file turns caching off.
-    pub fn cache_dir(&self, flag: Option<&Path>) -> Option<PathBuf> {
-        if !self.cache.enabled {
-            return None;
-        }
-        let from_env = std::env::var_os(CACHE_DIR_VARIABLE)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        flag.map(Path::to_owned)
-            .or(from_env)
-            .or_else(|| self.cache.dir.clone())
-            .or_else(crate::cache::default_dir)
-    }
-
     /// The first rule that serves `image`: one of its patterns matches the image's name
     /// and its backend accepts the image.
     pub fn find(&self, image: &icp_core::ImageRef) -> Option<&Rule> {
@@ -186,29 +145,65 @@ fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
     }
 }
 
-/// The rules with no `--config`: one rule per built-in cloud backend for its
-/// well-known registry hosts.
+/// The rules with no `--config`: one rule per built-in backend that serves well-known
+/// registry hosts with no configuration, in [`backends::TABLE`] order.
 pub fn embedded() -> Rules {
-    let rules = backends::default_rules()
-        .into_iter()
+    let rules = backends::TABLE
+        .iter()
+        .filter(|entry| !entry.default_patterns.is_empty())
         .enumerate()
-        .map(|(index, (provider, patterns))| Rule {
-            index,
-            patterns: patterns
-                .iter()
-                .map(|p| Pattern::parse(p).expect("embedded patterns are valid"))
-                .collect(),
-            provider: provider.to_owned(),
-            backend: backends::build(provider, Some(Value::Object(Map::new())), Path::new("."))
-                .expect("embedded rules build with default settings"),
-            cache_duration: None,
-            cache_key_type: CacheKeyType::Registry,
+        .map(|(index, entry)| {
+            let backend = (entry.build)(None, Path::new("."))
+                .expect("embedded rules build with default settings");
+            Rule::new(index, entry.name, entry.default_patterns, backend)
+                .expect("embedded patterns are valid")
         })
         .collect();
     Rules {
         origin: "embedded default".to_owned(),
         rules,
         cache: CacheSettings::default(),
+    }
+}
+
+impl Rule {
+    /// A rule for `patterns` served by `backend` (named `backend_name`), with the
+    /// defaults of a rules file rule that sets neither `cacheDuration` nor
+    /// `cacheKeyType`: as the drop-in modes and the embedded rules make them.
+    pub fn new(
+        index: usize,
+        backend_name: &str,
+        patterns: &[impl AsRef<str>],
+        backend: Backend,
+    ) -> Result<Rule, icp_core::PatternError> {
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::parse(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cache_key_type = if patterns.iter().any(Pattern::has_path) {
+            CacheKeyType::Image
+        } else {
+            CacheKeyType::Registry
+        };
+        Ok(Rule {
+            index,
+            patterns,
+            backend_name: backend_name.to_owned(),
+            backend,
+            cache_duration: None,
+            cache_key_type,
+        })
+    }
+}
+
+impl Rules {
+    /// Rules that are not read from a file: `origin` says where they come from.
+    pub fn new(origin: &str, rules: Vec<Rule>) -> Rules {
+        Rules {
+            origin: origin.to_owned(),
+            rules,
+            cache: CacheSettings::default(),
+        }
     }
 }
 
@@ -368,24 +363,25 @@ fn rule(
     };
     let section = provider
         .as_deref()
-        .and_then(|p| fields.remove(backends::section_key(p)));
+        .and_then(|p| fields.remove(&backends::section_key(p)));
     for key in fields.keys() {
-        if PROVIDERS
-            .iter()
-            .any(|(name, _)| backends::section_key(name) == key)
-        {
+        let sections = || {
+            backends::NAMES
+                .iter()
+                .map(|name| backends::section_key(name))
+        };
+        if sections().any(|section| &section == key) {
             let provider = provider.as_deref().unwrap_or("unset");
             problems.push(format!(
                 "{}: a section for another provider (this rule's provider is {provider})",
                 at(key)
             ));
         } else {
-            let mut expected: Vec<&str> = RULE_FIELDS.to_vec();
-            expected.extend(
-                PROVIDERS
-                    .iter()
-                    .map(|(name, _)| backends::section_key(name)),
-            );
+            let expected: Vec<String> = RULE_FIELDS
+                .iter()
+                .map(|field| field.to_string())
+                .chain(sections())
+                .collect();
             problems.push(format!(
                 "{}: unknown field (expected one of {})",
                 at(key),
@@ -398,9 +394,10 @@ fn rule(
     let field = if section.is_some() {
         backends::section_key(&provider)
     } else {
-        "provider"
+        "provider".to_owned()
     };
-    let backend = backends::build(&provider, section, base_dir)
+    let backend = backends::find(&provider)
+        .and_then(|entry| (entry.build)(section, base_dir))
         .and_then(|backend| {
             if check {
                 backend.check().map(|()| backend)
@@ -408,12 +405,12 @@ fn rule(
                 Ok(backend)
             }
         })
-        .map_err(|e| problems.push(format!("{}: {e:#}", at(field))))
+        .map_err(|e| problems.push(format!("{}: {e:#}", at(&field))))
         .ok()?;
     (problems.len() == before).then_some(Rule {
         index,
         patterns,
-        provider,
+        backend_name: provider,
         backend,
         cache_duration,
         cache_key_type,

@@ -18,227 +18,54 @@
 //! (username `00000000-0000-0000-0000-000000000000`) as in the other modes, so that the
 //! long-lived secret never reaches the kubelet, the container runtime or a mirror.
 
-use std::collections::BTreeMap;
-use std::ffi::OsString;
-use std::path::{Path, PathBuf};
-use std::process::ExitCode;
+use std::path::Path;
 
-use crate::rules::{self, Rules};
+use anyhow::Context;
 
-/// The program name this mode answers to.
-pub const PROGRAM: &str = "acr-credential-provider";
+use super::{Mode, args};
+use crate::backends::Backend;
+use crate::rules::{Rule, Rules};
 
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Action {
-    /// Answer the request on stdin.
-    Serve {
-        azure_config: PathBuf,
-        mirrors: String,
-        verbosity: u8,
+/// The mode.
+pub const MODE: Mode = Mode {
+    program: "acr-credential-provider",
+    flags: &[args::Flag {
+        name: "registry-mirror",
+        short: Some("r"),
+    }],
+    usage: "  acr-credential-provider configFile [flags] < CredentialProviderRequest\n\n\
+            Flags:\n  -h, --help                     help for acr-credential-provider\n  \
+            -r, --registry-mirror string   mirror:loginserver pairs, comma-separated: images on the mirror get\n                                 \
+            the login server's credentials\n  \
+            -v, --v LEVEL                  log verbosity (klog levels)\n      \
+            --version                  version for acr-credential-provider\n",
+    check: |parsed| match parsed.positional.as_slice() {
+        [] => Err("the azure.json config file is not provided".to_owned()),
+        [_] => Ok(()),
+        [_, extra, ..] => Err(format!(
+            "unexpected argument {}: give one azure.json path",
+            icp_core::quote(extra)
+        )),
     },
-    /// Print the version.
-    Version,
-    /// Print the usage.
-    Help,
-}
+    serve: |parsed| {
+        let azure_config = Path::new(&parsed.positional[0]);
+        super::serve(&rules(azure_config, parsed.all("registry-mirror"))?)
+    },
+};
 
-/// Runs the drop-in with the command line `args` (the program name first).
-pub fn run(args: &[OsString]) -> ExitCode {
-    match parse_args(args.get(1..).unwrap_or_default()) {
-        Ok(Action::Serve {
-            azure_config,
-            mirrors,
-            verbosity,
-        }) => {
-            crate::init_logging(verbosity);
-            super::serve(rules(&azure_config, &mirrors))
-        }
-        Ok(Action::Version) => {
-            println!(
-                "{PROGRAM} version v{} (image-credential-provider)",
-                env!("CARGO_PKG_VERSION")
-            );
-            ExitCode::SUCCESS
-        }
-        Ok(Action::Help) => {
-            print!("{}", usage());
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            eprintln!("error: {message} (see {PROGRAM} --help)");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// The one rule of this mode: the ACR backend configured from `azure.json` and the
-/// mirrors, for the login servers of its cloud and the mirror hosts.
-fn rules(azure_config: &Path, mirrors: &str) -> anyhow::Result<Rules> {
-    let registry_mirrors: BTreeMap<String, String> = icp_acr::parse_registry_mirrors(mirrors)?;
-    let section = icp_acr::Config {
-        azure_config: Some(azure_config.to_owned()),
-        registry_mirrors: registry_mirrors.clone(),
-        ..icp_acr::Config::default()
-    };
-    let patterns = icp_acr::Acr::new(section, Path::new("."))?.match_patterns();
-    let document = serde_json::json!({
-        "rules": [{
-            "matchImages": patterns,
-            "provider": "acr",
-            "acr": { "azureConfig": azure_config, "registryMirrors": registry_mirrors },
-        }]
-    });
-    Ok(rules::from_value(document, Path::new("."), PROGRAM, false)?)
-}
-
-fn parse_args(args: &[OsString]) -> Result<Action, String> {
-    let mut azure_config = None;
-    let mut mirrors = String::new();
-    let mut verbosity = 0;
-    let mut args = args.iter().map(|a| {
-        a.to_str()
-            .map(str::to_owned)
-            .ok_or_else(|| "arguments must be UTF-8".to_owned())
-    });
-    while let Some(arg) = args.next() {
-        let arg = arg?;
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) if name.starts_with('-') => {
-                (name.to_owned(), Some(value.to_owned()))
-            }
-            _ => (arg.clone(), None),
-        };
-        let mut value = |flag: &str| match inline.clone() {
-            Some(value) => Ok(value),
-            None => args
-                .next()
-                .unwrap_or_else(|| Err(format!("{flag} needs a value"))),
-        };
-        match name.as_str() {
-            "--version" => return Ok(Action::Version),
-            "-h" | "--help" => return Ok(Action::Help),
-            "-r" | "--registry-mirror" => {
-                let value = value(&name)?;
-                if !mirrors.is_empty() && !value.is_empty() {
-                    mirrors.push(',');
-                }
-                mirrors.push_str(&value);
-            }
-            "-v" | "--v" => {
-                let level = value(&name)?;
-                let level: u8 = level
-                    .parse()
-                    .map_err(|_| format!("verbosity {level:?} is not a number"))?;
-                verbosity = match level {
-                    0..=1 => 0,
-                    2..=3 => 1,
-                    _ => 2,
-                };
-            }
-            flag if flag.starts_with('-') && flag.len() > 1 => {
-                return Err(format!("unknown flag {flag:?}"));
-            }
-            _ => {
-                if azure_config.replace(PathBuf::from(&arg)).is_some() {
-                    return Err(format!(
-                        "unexpected argument {arg:?}: give one azure.json path"
-                    ));
-                }
-            }
-        }
-    }
-    let azure_config =
-        azure_config.ok_or_else(|| "the azure.json config file is not provided".to_owned())?;
-    Ok(Action::Serve {
-        azure_config,
-        mirrors,
-        verbosity,
-    })
-}
-
-fn usage() -> String {
-    format!(
-        "ACR credential provider for kubelet (image-credential-provider in drop-in mode)\n\n\
-         Usage:\n  {PROGRAM} configFile [flags] < CredentialProviderRequest\n\n\
-         Flags:\n  -h, --help                     help for {PROGRAM}\n  \
-         -r, --registry-mirror string   mirror:loginserver pairs, comma-separated: images on the mirror get\n                                 \
-         the login server's credentials\n  \
-         -v, --v LEVEL                  log verbosity (klog levels)\n      \
-         --version                  version for {PROGRAM}\n"
-    )
+/// The one rule of this mode: the ACR backend of `azure.json` and the mirrors, for the
+/// login servers of its cloud and the mirror hosts.
+fn rules(azure_config: &Path, registry_mirrors: &[String]) -> anyhow::Result<Rules> {
+    let backend = icp_acr::Acr::from_command_line(azure_config, registry_mirrors)?;
+    let patterns = backend.match_patterns();
+    let rule = Rule::new(0, "acr", &patterns, Backend::tokens(backend))
+        .context("a registry mirror is not a valid image pattern")?;
+    Ok(Rules::new(MODE.program, vec![rule]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(args: &[&str]) -> Result<Action, String> {
-        parse_args(&args.iter().map(OsString::from).collect::<Vec<_>>())
-    }
-
-    fn serve(path: &str, mirrors: &str, verbosity: u8) -> Result<Action, String> {
-        Ok(Action::Serve {
-            azure_config: PathBuf::from(path),
-            mirrors: mirrors.to_owned(),
-            verbosity,
-        })
-    }
-
-    #[test]
-    fn takes_the_official_arguments() {
-        assert_eq!(
-            parse(&["/etc/kubernetes/azure.json"]),
-            serve("/etc/kubernetes/azure.json", "", 0)
-        );
-        assert_eq!(
-            parse(&[
-                "azure.json",
-                "--registry-mirror=m.example:a.azurecr.io",
-                "--v=4"
-            ]),
-            serve("azure.json", "m.example:a.azurecr.io", 2)
-        );
-        assert_eq!(
-            parse(&[
-                "-r",
-                "m.example:a.azurecr.io",
-                "--registry-mirror",
-                "n.example:b.azurecr.io",
-                "azure.json",
-                "-v",
-                "2"
-            ]),
-            serve(
-                "azure.json",
-                "m.example:a.azurecr.io,n.example:b.azurecr.io",
-                1
-            )
-        );
-        assert_eq!(parse(&["--version"]), Ok(Action::Version));
-        assert_eq!(parse(&["--help"]), Ok(Action::Help));
-        assert!(parse(&[]).unwrap_err().contains("not provided"));
-        assert!(
-            parse(&["a.json", "b.json"])
-                .unwrap_err()
-                .contains("unexpected argument")
-        );
-        assert!(
-            parse(&["a.json", "--registry-mirror"])
-                .unwrap_err()
-                .contains("needs a value")
-        );
-        assert!(
-            parse(&["a.json", "--config", "x"])
-                .unwrap_err()
-                .contains("unknown flag")
-        );
-        assert!(
-            parse(&["a.json", "--v=high"])
-                .unwrap_err()
-                .contains("not a number")
-        );
-    }
 
     #[test]
     fn the_rule_serves_the_clouds_registries_and_the_mirrors() {
@@ -249,7 +76,7 @@ mod tests {
             r#"{"cloud": "AzureUSGovernmentCloud", "useManagedIdentityExtension": true}"#,
         )
         .unwrap();
-        let rules = rules(&azure_json, "mirror.example:myacr.azurecr.us").unwrap();
+        let rules = rules(&azure_json, &["mirror.example:myacr.azurecr.us".to_owned()]).unwrap();
         let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
         for served in [
             "myacr.azurecr.us/app",
@@ -272,9 +99,26 @@ mod tests {
     }
 
     fn rules_error(path: &Path, mirrors: &str) -> String {
-        match rules(path, mirrors) {
+        match rules(path, &[mirrors.to_owned()]) {
             Ok(_) => panic!("rules should not build"),
             Err(error) => format!("{error:#}"),
         }
+    }
+
+    #[test]
+    fn takes_one_azure_json() {
+        let check = |positional: &[&str]| {
+            (MODE.check)(&args::Parsed {
+                positional: positional.iter().map(|a| a.to_string()).collect(),
+                ..args::Parsed::default()
+            })
+        };
+        assert!(check(&[]).unwrap_err().contains("not provided"));
+        assert!(check(&["a.json"]).is_ok());
+        assert!(
+            check(&["a.json", "b.json"])
+                .unwrap_err()
+                .contains("unexpected argument")
+        );
     }
 }

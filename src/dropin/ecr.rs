@@ -13,120 +13,46 @@
 //! provider would send it a token for the default region. A rules file with `ecr.region`
 //! opts such hosts in.
 
-use std::ffi::OsString;
 use std::path::Path;
-use std::process::ExitCode;
 
-use crate::rules::{self, Rules};
+use anyhow::Context;
 
-/// The program name this mode answers to.
-pub const PROGRAM: &str = "ecr-credential-provider";
+use super::Mode;
+use crate::backends::Backend;
+use crate::rules::{Rule, Rules};
 
-/// Runs the drop-in with the command line `args` (the program name first).
-pub fn run(args: &[OsString]) -> ExitCode {
-    let verbosity = match parse_args(args.get(1..).unwrap_or_default()) {
-        Ok(Action::Serve { verbosity }) => verbosity,
-        Ok(Action::Version) => {
-            println!(
-                "{PROGRAM} version v{} (image-credential-provider)",
-                env!("CARGO_PKG_VERSION")
-            );
-            return ExitCode::SUCCESS;
-        }
-        Ok(Action::Help) => {
-            print!("{}", usage());
-            return ExitCode::SUCCESS;
-        }
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    crate::init_logging(verbosity);
-    super::serve(rules())
-}
+/// The mode.
+pub const MODE: Mode = Mode {
+    program: "ecr-credential-provider",
+    flags: &[],
+    usage: "  ecr-credential-provider [flags] < CredentialProviderRequest\n\n\
+            Flags:\n  -h, --help      help for ecr-credential-provider\n  \
+            -v, --v LEVEL   log verbosity (klog levels)\n      \
+            --version   version for ecr-credential-provider\n",
+    check: |parsed| match parsed.positional.first() {
+        Some(extra) => Err(format!("unexpected argument {}", icp_core::quote(extra))),
+        None => Ok(()),
+    },
+    serve: |_| super::serve(&rules()?),
+};
 
-/// The one rule of this mode: the embedded ECR rule.
+/// The one rule of this mode: the ECR backend with the environment's settings for the
+/// ECR registry hosts.
 fn rules() -> anyhow::Result<Rules> {
-    let document = serde_json::json!({
-        "rules": [{ "matchImages": icp_ecr::DEFAULT_PATTERNS, "provider": "ecr" }]
-    });
-    Ok(rules::from_value(document, Path::new("/"), PROGRAM, false)?)
-}
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-enum Action {
-    /// Answer the request on stdin, logging at this verbosity (as `-v` counts).
-    Serve { verbosity: u8 },
-    /// Print the version.
-    Version,
-    /// Print the usage.
-    Help,
-}
-
-fn parse_args(args: &[OsString]) -> Result<Action, String> {
-    let mut verbosity = 0;
-    let mut args = args.iter().map(|a| a.to_string_lossy().into_owned());
-    while let Some(arg) = args.next() {
-        let level = match arg.as_str() {
-            "--version" => return Ok(Action::Version),
-            "-h" | "--help" => return Ok(Action::Help),
-            "-v" | "--v" => args.next().ok_or_else(|| format!("{arg} needs a level"))?,
-            _ => match arg.strip_prefix("--v=").or_else(|| arg.strip_prefix("-v=")) {
-                Some(level) => level.to_owned(),
-                None => return Err(format!("unknown argument {arg:?} (see {PROGRAM} --help)")),
-            },
-        };
-        let level: u8 = level
-            .parse()
-            .map_err(|_| format!("verbosity {level:?} is not a number"))?;
-        verbosity = klog_to_verbosity(level);
-    }
-    Ok(Action::Serve { verbosity })
-}
-
-/// klog levels 0-1 log warnings, 2-3 what was served, 4 and up details.
-fn klog_to_verbosity(level: u8) -> u8 {
-    match level {
-        0..=1 => 0,
-        2..=3 => 1,
-        _ => 2,
-    }
-}
-
-fn usage() -> String {
-    format!(
-        "ECR credential provider for kubelet (image-credential-provider in drop-in mode)\n\n\
-         Usage:\n  {PROGRAM} [flags] < CredentialProviderRequest\n\n\
-         Flags:\n  -h, --help      help for {PROGRAM}\n  -v, --v LEVEL   log verbosity (klog levels)\n      \
-         --version   version for {PROGRAM}\n"
+    let backend = icp_ecr::Ecr::new(icp_ecr::Config::default(), Path::new("/"))?;
+    let rule = Rule::new(
+        0,
+        "ecr",
+        icp_ecr::DEFAULT_PATTERNS,
+        Backend::tokens(backend),
     )
+    .context("the ECR patterns")?;
+    Ok(Rules::new(MODE.program, vec![rule]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn parse(args: &[&str]) -> Result<Action, String> {
-        parse_args(&args.iter().map(OsString::from).collect::<Vec<_>>())
-    }
-
-    #[test]
-    fn takes_no_arguments_or_the_ones_of_the_official_provider() {
-        assert_eq!(parse(&[]), Ok(Action::Serve { verbosity: 0 }));
-        assert_eq!(parse(&["--version"]), Ok(Action::Version));
-        assert_eq!(parse(&["-h"]), Ok(Action::Help));
-        assert_eq!(parse(&["--v=4"]), Ok(Action::Serve { verbosity: 2 }));
-        assert_eq!(parse(&["-v", "2"]), Ok(Action::Serve { verbosity: 1 }));
-        assert!(parse(&["--v"]).unwrap_err().contains("needs a level"));
-        assert!(parse(&["--v=high"]).unwrap_err().contains("not a number"));
-        assert!(
-            parse(&["--config", "x"])
-                .unwrap_err()
-                .contains("unknown argument \"--config\"")
-        );
-    }
 
     #[test]
     fn the_rule_serves_ecr_hosts_only() {

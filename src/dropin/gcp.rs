@@ -9,204 +9,124 @@
 //! - `dockercfg`, `dockercfg-url`: the docker config in the instance attribute
 //!   `google-dockercfg`, or at the URL in `google-dockercfg-url`, for whatever image the
 //!   kubelet asks about (its own `matchImages` chose this plugin).
-//!
-//! `--v` is klog's verbosity: 0 logs warnings, 1 to 3 which rule served, 4 and 5 details.
-//! Flags take the forms pflag accepts: `--authFlow=x`, `--authFlow x`, `-a x`, `--v=3`,
-//! `-v 3`.
 
-use std::ffi::OsString;
-use std::process::ExitCode;
+use std::path::Path;
 
 use anyhow::Context;
-use serde_json::json;
 
-/// The program name this mode answers to.
-pub const PROGRAM: &str = "auth-provider-gcp";
+use super::{Mode, args};
+use crate::backends::Backend;
+use crate::rules::{Rule, Rules};
+use crate::{cache, plugin, protocol};
 
-/// The official provider's `--authFlow` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AuthFlow {
-    Gcr,
-    Dockercfg,
-    DockercfgUrl,
-}
-
-/// What the command line asks for.
-#[derive(Debug, PartialEq, Eq)]
-struct Options {
-    flow: AuthFlow,
-    verbosity: u8,
-}
-
-/// Runs the drop-in with `args` (program name first).
-pub fn run(args: &[OsString]) -> ExitCode {
-    let options = match parse(args.get(1..).unwrap_or_default()) {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!(
-                "error: {message} (usage: {PROGRAM} get-credentials [--authFlow=gcr|dockercfg|dockercfg-url] [--v=N])"
-            );
-            return ExitCode::from(2);
+/// The mode.
+pub const MODE: Mode = Mode {
+    program: "auth-provider-gcp",
+    flags: &[args::Flag {
+        name: "authFlow",
+        short: Some("a"),
+    }],
+    usage: "  auth-provider-gcp get-credentials [flags] < CredentialProviderRequest\n\n\
+            Flags:\n  -a, --authFlow string   gcr, dockercfg or dockercfg-url (default \"gcr\")\n  \
+            -h, --help              help for auth-provider-gcp\n  \
+            -v, --v LEVEL           log verbosity (klog levels)\n      \
+            --version           version for auth-provider-gcp\n",
+    check: |parsed| {
+        match parsed.positional.as_slice() {
+            [] => return Err("missing command get-credentials".to_owned()),
+            [command] if command == "get-credentials" => {}
+            [command] => return Err(format!("unknown command {}", icp_core::quote(command))),
+            [_, extra, ..] => {
+                return Err(format!("unexpected argument {}", icp_core::quote(extra)));
+            }
         }
-    };
-    crate::init_logging(options.verbosity);
-    crate::finish(answer(options.flow))
+        source(parsed).map(drop)
+    },
+    serve,
+};
+
+/// The source `--authFlow` asks for; `gcr` by default.
+fn source(parsed: &args::Parsed) -> Result<icp_gcp::Source, String> {
+    let flow = parsed.last("authFlow").unwrap_or("gcr");
+    icp_gcp::Source::from_auth_flow(flow).ok_or_else(|| {
+        format!(
+            "unknown --authFlow {} (expected gcr, dockercfg or dockercfg-url)",
+            icp_core::quote(flow)
+        )
+    })
 }
 
-fn answer(flow: AuthFlow) -> anyhow::Result<()> {
-    let request = crate::protocol::read_request(std::io::stdin().lock())?;
-    let (patterns, source) = match flow {
-        AuthFlow::Gcr => (
-            icp_gcp::DEFAULT_PATTERNS
-                .iter()
-                .map(|p| p.to_string())
-                .collect(),
-            "metadata",
-        ),
-        AuthFlow::Dockercfg | AuthFlow::DockercfgUrl => {
-            // The docker config names its own registries: the rule covers exactly the
-            // registry of the image the kubelet asks about.
-            let image = icp_core::ImageRef::parse(&request.image).with_context(|| {
+fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
+    let source = source(parsed).map_err(anyhow::Error::msg)?;
+    let request = protocol::read_request(std::io::stdin().lock())?;
+    let rules = rules(source, &request.image)?;
+    let cache_dir = cache::dir(&rules.cache, None, false);
+    plugin::respond(
+        &request,
+        std::io::stdout().lock(),
+        &rules,
+        cache_dir.as_deref(),
+    )
+}
+
+/// The one rule of this mode: Google's registry hosts for the metadata server's token,
+/// or, for the dockercfg flows, the registry of the image asked about (the docker config
+/// names its own registries).
+fn rules(source: icp_gcp::Source, image: &str) -> anyhow::Result<Rules> {
+    let patterns = match source {
+        icp_gcp::Source::Dockercfg | icp_gcp::Source::DockercfgUrl => {
+            let image = icp_core::ImageRef::parse(image).with_context(|| {
                 format!(
-                    "request image {:?} is not a valid image reference",
-                    request.image
+                    "request image {} is not a valid image reference",
+                    icp_core::quote(image)
                 )
             })?;
-            let source = if flow == AuthFlow::Dockercfg {
-                "dockercfg"
-            } else {
-                "dockercfgUrl"
-            };
-            (vec![image.registry().to_owned()], source)
+            vec![image.registry().to_owned()]
         }
+        _ => icp_gcp::DEFAULT_PATTERNS
+            .iter()
+            .map(|p| p.to_string())
+            .collect(),
     };
-    let document = json!({
-        "rules": [{ "matchImages": patterns, "provider": "gcp", "gcp": { "source": source } }],
-    });
-    let rules = crate::rules::from_value(document, std::path::Path::new("."), PROGRAM, false)?;
-    let cache_dir = rules.cache_dir(None);
-    crate::respond(&request, &rules, cache_dir)
-}
-
-/// Parses the arguments after the program name.
-fn parse(args: &[OsString]) -> Result<Options, String> {
-    let mut options = Options {
-        flow: AuthFlow::Gcr,
-        verbosity: 0,
+    let config = icp_gcp::Config {
+        source,
+        ..icp_gcp::Config::default()
     };
-    let mut command = None;
-    let mut args = args.iter().map(|a| {
-        a.to_str()
-            .ok_or_else(|| "arguments must be UTF-8".to_owned())
-    });
-    while let Some(arg) = args.next() {
-        let arg = arg?;
-        let Some(flag) = arg
-            .strip_prefix("--")
-            .or_else(|| arg.strip_prefix('-'))
-            .filter(|_| arg.len() > 1)
-        else {
-            if command.replace(arg).is_some() {
-                return Err(format!("unexpected argument {arg:?}"));
-            }
-            continue;
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (flag, None),
-        };
-        let mut value = || match inline.clone() {
-            Some(value) => Ok(value),
-            None => args
-                .next()
-                .transpose()?
-                .map(str::to_owned)
-                .ok_or_else(|| format!("flag {arg:?} needs a value")),
-        };
-        match name {
-            "authFlow" | "a" => {
-                options.flow = match value()?.as_str() {
-                    "gcr" => AuthFlow::Gcr,
-                    "dockercfg" => AuthFlow::Dockercfg,
-                    "dockercfg-url" => AuthFlow::DockercfgUrl,
-                    other => {
-                        return Err(format!(
-                            "unknown --authFlow {other:?} (expected gcr, dockercfg or dockercfg-url)"
-                        ));
-                    }
-                }
-            }
-            "v" => {
-                let level: u32 = value()?
-                    .parse()
-                    .map_err(|_| format!("flag {arg:?} needs a number"))?;
-                options.verbosity = match level {
-                    0 => 0,
-                    1..=3 => 1,
-                    4..=5 => 2,
-                    _ => 3,
-                };
-            }
-            _ => return Err(format!("unknown flag {arg:?}")),
-        }
-    }
-    match command {
-        Some("get-credentials") => Ok(options),
-        Some(other) => Err(format!("unknown command {other:?}")),
-        None => Err("missing command get-credentials".to_owned()),
-    }
+    let backend = icp_gcp::Gcp::new(config, Path::new("."))?;
+    let rule = Rule::new(0, "gcp", &patterns, Backend::tokens(backend))
+        .context("the image's registry is not a valid image pattern")?;
+    Ok(Rules::new(MODE.program, vec![rule]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parsed(args: &[&str]) -> Result<Options, String> {
-        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        parse(&args)
+    fn check(args: &[&str]) -> Result<(), String> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        match args::parse(&args, MODE.flags)? {
+            args::Action::Serve(parsed) => (MODE.check)(&parsed),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
-    fn accepts_the_official_flags_in_pflag_forms() {
-        let gcr = Options {
-            flow: AuthFlow::Gcr,
-            verbosity: 0,
-        };
-        assert_eq!(parsed(&["get-credentials"]), Ok(gcr));
-        assert_eq!(
-            parsed(&["get-credentials", "--v=3"]),
-            Ok(Options {
-                flow: AuthFlow::Gcr,
-                verbosity: 1
-            })
-        );
-        assert_eq!(
-            parsed(&["--authFlow=dockercfg", "get-credentials", "-v", "5"]),
-            Ok(Options {
-                flow: AuthFlow::Dockercfg,
-                verbosity: 2
-            })
-        );
-        assert_eq!(
-            parsed(&["get-credentials", "--authFlow", "dockercfg-url"]),
-            Ok(Options {
-                flow: AuthFlow::DockercfgUrl,
-                verbosity: 0
-            })
-        );
-        assert_eq!(
-            parsed(&["get-credentials", "-a", "gcr", "--v", "0"]),
-            Ok(Options {
-                flow: AuthFlow::Gcr,
-                verbosity: 0
-            })
-        );
-    }
-
-    #[test]
-    fn refuses_what_the_official_provider_refuses() {
+    fn takes_the_official_command_and_flows() {
+        for args in [
+            &["get-credentials"][..],
+            &["--authFlow=dockercfg", "get-credentials", "-v", "5"],
+            &["get-credentials", "--authFlow", "dockercfg-url"],
+            &["get-credentials", "-a", "gcr", "--v", "0"],
+        ] {
+            assert_eq!(check(args), Ok(()), "{args:?}");
+        }
         for (args, expected) in [
             (&[][..], "missing command get-credentials"),
+            (&["get-token"], "unknown command \"get-token\""),
+            (
+                &["get-credentials", "extra"],
+                "unexpected argument \"extra\"",
+            ),
             (
                 &["get-credentials", "--authFlow=ecr"],
                 "unknown --authFlow \"ecr\" (expected gcr, dockercfg or dockercfg-url)",
@@ -215,21 +135,19 @@ mod tests {
                 &["get-credentials", "--authFlow"],
                 "flag \"--authFlow\" needs a value",
             ),
-            (
-                &["get-credentials", "--v=high"],
-                "flag \"--v=high\" needs a number",
-            ),
-            (
-                &["get-credentials", "--cloud-config=/x"],
-                "unknown flag \"--cloud-config=/x\"",
-            ),
-            (&["get-token"], "unknown command \"get-token\""),
-            (
-                &["get-credentials", "extra"],
-                "unexpected argument \"extra\"",
-            ),
         ] {
-            assert_eq!(parsed(args).unwrap_err(), expected, "{args:?}");
+            assert_eq!(check(args).unwrap_err(), expected, "{args:?}");
         }
+    }
+
+    #[test]
+    fn the_auth_flows_choose_the_source_and_the_patterns() {
+        let gcr = rules(icp_gcp::Source::Metadata, "gcr.io/p/app").unwrap();
+        let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
+        assert!(gcr.find(&image("us-docker.pkg.dev/p/r/app")).is_some());
+        assert!(gcr.find(&image("registry.example/app")).is_none());
+        let dockercfg = rules(icp_gcp::Source::Dockercfg, "registry.example/app").unwrap();
+        assert!(dockercfg.find(&image("registry.example/app")).is_some());
+        assert!(dockercfg.find(&image("gcr.io/p/app")).is_none());
     }
 }

@@ -32,6 +32,7 @@ mod jwt;
 mod registry;
 mod retry;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
@@ -39,7 +40,8 @@ use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
 
 pub use aad::IMDS_ENDPOINT_ENV;
 pub use cloud::Cloud;
-pub use config::{Config, IdentityKind, parse_registry_mirrors};
+use config::parse_registry_mirrors;
+pub use config::{Config, IdentityKind};
 pub use error::Error;
 pub use host::DEFAULT_PATTERNS;
 pub use retry::Limits;
@@ -75,6 +77,26 @@ impl Acr {
             limits: Limits::default(),
             unusable,
         })
+    }
+
+    /// The backend the official `acr-credential-provider` command line asks for: the
+    /// identity and cloud of its `azure.json` (read here; a relative path is taken from
+    /// the working directory, as the official provider does), and the
+    /// `--registry-mirror` values, each `mirror:loginserver[,...]`.
+    pub fn from_command_line(
+        azure_config: &Path,
+        registry_mirrors: &[String],
+    ) -> Result<Acr, Error> {
+        let mut mirrors = BTreeMap::new();
+        for value in registry_mirrors {
+            mirrors.extend(parse_registry_mirrors(value)?);
+        }
+        let config = Config {
+            azure_config: Some(azure_config.to_owned()),
+            registry_mirrors: mirrors,
+            ..Config::default()
+        };
+        Acr::new(config, Path::new("."))
     }
 
     /// The same backend with other time and retry bounds.

@@ -51,6 +51,17 @@ pub enum Source {
 }
 
 impl Source {
+    /// The source the official `auth-provider-gcp`'s `--authFlow` value asks for: `gcr`,
+    /// `dockercfg` or `dockercfg-url`.
+    pub fn from_auth_flow(flow: &str) -> Option<Source> {
+        match flow {
+            "gcr" => Some(Source::Metadata),
+            "dockercfg" => Some(Source::Dockercfg),
+            "dockercfg-url" => Some(Source::DockercfgUrl),
+            _ => None,
+        }
+    }
+
     /// The name of the source as written in the rules file.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,205 @@
+//! The library's serve path in-process, as the kubelet drives it, against fake backends:
+//! the protocol and the dispatch without spawning the binary or reaching any cloud.
+
+mod common;
+
+use std::cell::Cell;
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use icp_core::{Credentials, ImageRef, Request, Secret, Token, TokenKey};
+use image_credential_provider::backends::Backend;
+use image_credential_provider::rules::{Rule, Rules};
+use image_credential_provider::serve;
+
+use common::{API_VERSIONS, kubelet, request};
+
+/// A token backend that counts its fetches and answers with a token living `lifetime`.
+struct FakeTokens {
+    lifetime: Option<Duration>,
+    fetches: std::rc::Rc<Cell<usize>>,
+    fail: bool,
+}
+
+#[derive(Debug)]
+struct FakeError;
+
+impl fmt::Display for FakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the fake cloud refused")
+    }
+}
+
+impl std::error::Error for FakeError {}
+
+impl icp_core::TokenSource for FakeTokens {
+    type Error = FakeError;
+
+    /// Every host of the rule's pattern but one, as a strict host check refuses a
+    /// look-alike.
+    fn serves(&self, image: &ImageRef) -> bool {
+        image.host() != "evil.fake.example"
+    }
+
+    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, FakeError> {
+        Ok(TokenKey {
+            identity: "fake-identity".into(),
+            scope: image.host().into(),
+        })
+    }
+
+    fn fetch(&self, _: &Request<'_>) -> Result<Token, FakeError> {
+        self.fetches.set(self.fetches.get() + 1);
+        if self.fail {
+            return Err(FakeError);
+        }
+        Ok(Token {
+            username: "fake-user".into(),
+            password: Secret::new("fake-token"),
+            expires_at: self.lifetime.map(|l| SystemTime::now() + l),
+        })
+    }
+}
+
+/// A static backend with one entry under the image's registry.
+struct FakeStatic;
+
+impl icp_core::Provider for FakeStatic {
+    type Error = FakeError;
+
+    fn provide(&self, request: &Request<'_>) -> Result<Credentials, FakeError> {
+        Ok(Credentials {
+            auth: vec![icp_core::AuthEntry {
+                pattern: request.image.registry().to_owned(),
+                username: "static-user".into(),
+                password: Secret::new("static-password"),
+            }],
+            expires_at: None,
+        })
+    }
+}
+
+fn token_rules(lifetime: Option<Duration>, fail: bool) -> (Rules, std::rc::Rc<Cell<usize>>) {
+    let fetches = std::rc::Rc::new(Cell::new(0));
+    let backend = Backend::tokens(FakeTokens {
+        lifetime,
+        fetches: fetches.clone(),
+        fail,
+    });
+    let rules = Rules::new(
+        "test",
+        vec![
+            Rule::new(0, "fake", &["*.fake.example"], backend).unwrap(),
+            Rule::new(
+                1,
+                "static",
+                &["static.example"],
+                Backend::statics(FakeStatic),
+            )
+            .unwrap(),
+        ],
+    );
+    (rules, fetches)
+}
+
+fn serve_text(
+    rules: &Rules,
+    input: &str,
+    cache: Option<&std::path::Path>,
+) -> (anyhow::Result<()>, String) {
+    let mut output = Vec::new();
+    let result = serve(input.as_bytes(), &mut output, rules, cache);
+    (result, String::from_utf8(output).unwrap())
+}
+
+#[test]
+fn answers_every_version_from_a_token_backend_as_the_kubelet_reads_it() {
+    let (rules, fetches) = token_rules(Some(Duration::from_secs(3600)), false);
+    for version in API_VERSIONS {
+        let input = request(version, "r.fake.example/team/app");
+        let (result, output) = serve_text(&rules, &input, None);
+        result.unwrap();
+        let response: serde_json::Value = serde_json::from_str(&output).unwrap();
+        assert_eq!(response["apiVersion"], version);
+        assert_eq!(response["cacheKeyType"], "Registry");
+        // One hour less the five minute safety margin, give or take the test's own time.
+        let duration = response["cacheDuration"].as_str().unwrap();
+        assert!(
+            duration.starts_with("54m") || duration == "55m0s",
+            "{duration}"
+        );
+        assert_eq!(response["auth"]["r.fake.example"]["username"], "fake-user");
+        assert_eq!(response["auth"]["r.fake.example"]["password"], "fake-token");
+        let observed = kubelet::read(version, "r.fake.example/team/app", 0, &output).unwrap();
+        assert_eq!(
+            observed.credentials,
+            [("fake-user".to_owned(), "fake-token".to_owned())]
+        );
+    }
+    assert_eq!(
+        fetches.get(),
+        API_VERSIONS.len(),
+        "no cache: one fetch per request"
+    );
+}
+
+#[test]
+fn the_shared_cache_serves_the_second_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (rules, fetches) = token_rules(Some(Duration::from_secs(3600)), false);
+    let input = request(API_VERSIONS[0], "r.fake.example/app");
+    for _ in 0..3 {
+        let (result, output) = serve_text(&rules, &input, Some(&cache));
+        result.unwrap();
+        assert!(output.contains("fake-token"), "{output}");
+    }
+    assert_eq!(fetches.get(), 1);
+}
+
+#[test]
+fn dispatches_by_rule_and_answers_no_rule_with_nothing() {
+    let (rules, fetches) = token_rules(None, false);
+    let (result, output) = serve_text(
+        &rules,
+        &request(API_VERSIONS[1], "static.example/app"),
+        None,
+    );
+    result.unwrap();
+    assert!(output.contains("static-password"), "{output}");
+    assert!(output.contains("\"cacheDuration\":\"5m0s\""), "{output}");
+    // A token with no stated expiry is answered but never cached by the kubelet.
+    let (result, output) = serve_text(
+        &rules,
+        &request(API_VERSIONS[0], "r.fake.example/app"),
+        None,
+    );
+    result.unwrap();
+    assert!(output.contains("\"cacheDuration\":\"0s\""), "{output}");
+    // A look-alike host the backend refuses matches the rule's pattern but is not served.
+    let (result, output) = serve_text(&rules, &request(API_VERSIONS[0], "quay.io/team/app"), None);
+    result.unwrap();
+    assert!(output.contains("\"auth\":{}"), "{output}");
+    assert_eq!(fetches.get(), 1);
+}
+
+#[test]
+fn a_backend_failure_or_a_bad_request_writes_nothing() {
+    let (rules, fetches) = token_rules(Some(Duration::from_secs(3600)), true);
+    let (result, output) = serve_text(
+        &rules,
+        &request(API_VERSIONS[0], "r.fake.example/app"),
+        None,
+    );
+    let message = format!("{:#}", result.unwrap_err());
+    assert!(message.contains("fake backend (rule 0)"), "{message}");
+    assert!(message.contains("the fake cloud refused"), "{message}");
+    assert_eq!(output, "");
+    assert_eq!(fetches.get(), 1);
+    for bad in ["", "{", "[]", r#"{"kind":"CredentialProviderRequest"}"#] {
+        let (result, output) = serve_text(&rules, bad, None);
+        assert!(result.is_err(), "{bad:?}");
+        assert_eq!(output, "", "{bad:?}");
+    }
+    assert_eq!(fetches.get(), 1);
+}
