@@ -20,15 +20,17 @@ use image_credential_provider::{cache, dropin, duration, exit, logging, plugin};
 #[derive(Parser)]
 #[command(name = "image-credential-provider", version)]
 struct Cli {
-    /// Rules file (YAML or JSON); without it, the embedded default rules.
+    /// Rules file (YAML or JSON); without it, the embedded default rules (check-config
+    /// needs one).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Logs on stderr: -v which rule and backend served and for how long, -vv details.
     /// Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// The token cache directory shared by plugin processes (default: the rules file's
-    /// cache.dir, else /var/cache/image-credential-provider for root, else
+    /// The token cache directory shared by plugin processes (default: the environment's
+    /// IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir, else
+    /// /var/cache/image-credential-provider for root, else
     /// $XDG_CACHE_HOME/image-credential-provider).
     #[arg(long, global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
@@ -50,9 +52,11 @@ enum Command {
         #[arg(long, default_value = "v1", value_parser = ["v1", "v1beta1", "v1alpha1"])]
         api_version: String,
     },
-    /// Check a rules file (--config FILE) and list every problem in it.
+    /// Check a rules file (--config FILE) and list every problem in it, reading every
+    /// file it names.
     CheckConfig,
     /// Show or empty the token cache.
+    #[command(subcommand_required = true, arg_required_else_help = false)]
     Cache {
         #[command(subcommand)]
         action: CacheAction,
@@ -164,16 +168,11 @@ fn cache_command(cli: &Cli, action: &CacheAction) -> anyhow::Result<()> {
 
 fn check_config(path: Option<&std::path::Path>) -> ExitCode {
     let Some(path) = path else {
-        eprintln!("error: check-config needs --config FILE");
-        return ExitCode::from(2);
+        return exit::usage("check-config needs --config FILE", "--help");
     };
     match rules::load(Some(path), true) {
         Ok(rules) => {
-            println!(
-                "{}: {} rules, no problems",
-                path.display(),
-                rules.rules.len()
-            );
+            println!("{}: {} rules, no problems", rules.origin, rules.rules.len());
             ExitCode::SUCCESS
         }
         Err(problems) => {
@@ -195,8 +194,25 @@ fn usage_error(error: &clap::Error) -> ExitCode {
         print!("{error}");
         return ExitCode::SUCCESS;
     }
-    let rendered = error.render().to_string();
-    let first = rendered.lines().next().unwrap_or("error: invalid usage");
-    eprintln!("{first} (see --help)");
-    ExitCode::from(2)
+    exit::usage(&usage_message(&error.render().to_string()), "--help")
+}
+
+/// The longest usage error message, so that a huge argument it quotes stays short.
+const MAX_USAGE_MESSAGE: usize = 200;
+
+/// clap's rendered error as one line: its first paragraph (the error and the details it
+/// lists on the lines below, such as the missing arguments), without its `error:`
+/// prefix, cut at [`MAX_USAGE_MESSAGE`] characters.
+fn usage_message(rendered: &str) -> String {
+    let paragraph: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.is_empty())
+        .collect();
+    let line = paragraph.join(" ");
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
+    match line.char_indices().nth(MAX_USAGE_MESSAGE) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_owned(),
+    }
 }

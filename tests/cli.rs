@@ -317,3 +317,33 @@ fn a_registry_scoped_answer_stays_right_for_every_image_the_kubelet_reuses_it_fo
     assert_eq!(reuse("registry.example.com/team/app"), [team, host.clone()]);
     assert_eq!(reuse("registry.example.com/elsewhere"), [host]);
 }
+
+#[test]
+fn usage_errors_name_what_is_missing_in_one_short_line() {
+    Plugin::new(["get"])
+        .run()
+        .assert_error(2, "required arguments were not provided: <IMAGE>");
+    Plugin::new(["cache"])
+        .run()
+        .assert_error(2, "requires a subcommand");
+    let huge = "a".repeat(100_000);
+    let run = Plugin::new(["get", "x", &huge]).run();
+    run.assert_error(2, "unexpected argument");
+    assert!(run.stderr.len() < 300, "{} bytes", run.stderr.len());
+}
+
+#[test]
+fn help_says_where_the_cache_and_the_rules_come_from() {
+    let help = Plugin::new(["--help"]).run();
+    assert!(
+        help.stdout
+            .contains("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir"),
+        "{}",
+        help.stdout
+    );
+    assert!(
+        help.stdout.contains("check-config needs one"),
+        "{}",
+        help.stdout
+    );
+}

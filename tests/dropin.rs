@@ -1,0 +1,84 @@
+//! The three drop-in modes read their command lines one way: the official programs'
+//! `--help` and `--version`, klog's `-v` at any level, and one usage line for the rest.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{API_VERSIONS, Plugin, request};
+
+/// The binary under `name`, as a symlink in `dir`.
+fn drop_in(dir: &Path, name: &str) -> PathBuf {
+    let link = dir.join(name);
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_image-credential-provider"), &link).unwrap();
+    link
+}
+
+/// Each program with the arguments that make it serve.
+fn programs(dir: &Path) -> Vec<(PathBuf, Vec<String>)> {
+    let azure_json = dir.join("azure.json");
+    std::fs::write(
+        &azure_json,
+        r#"{"cloud":"AzurePublicCloud","useManagedIdentityExtension":true}"#,
+    )
+    .unwrap();
+    vec![
+        (drop_in(dir, "ecr-credential-provider"), vec![]),
+        (
+            drop_in(dir, "acr-credential-provider"),
+            vec![azure_json.display().to_string()],
+        ),
+        (
+            drop_in(dir, "auth-provider-gcp"),
+            vec!["get-credentials".to_owned()],
+        ),
+    ]
+}
+
+#[test]
+fn every_drop_in_answers_help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    for (program, _) in programs(dir.path()) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        for flag in ["--help", "-h"] {
+            let run = Plugin::at(&program, [flag]).run();
+            assert_eq!(run.code, 0, "{name} {flag}: {}", run.stderr);
+            assert!(run.stdout.contains("Usage:"), "{name}: {}", run.stdout);
+            assert!(run.stdout.contains("--v LEVEL"), "{name}: {}", run.stdout);
+        }
+        let run = Plugin::at(&program, ["--version"]).run();
+        assert_eq!(run.code, 0, "{name}: {}", run.stderr);
+        assert!(
+            run.stdout.starts_with(&format!("{name} version v")),
+            "{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn every_drop_in_takes_any_klog_level_and_refuses_unknown_flags_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    for (program, args) in programs(dir.path()) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        for level in ["--v=0", "--v=2", "--v=5", "--v=300"] {
+            let mut all = args.clone();
+            all.push(level.to_owned());
+            // An image none of the three serves: answered with nothing, no network.
+            let run = Plugin::at(&program, &all)
+                .stdin(request(API_VERSIONS[0], "registry.example/app"))
+                .run();
+            assert_eq!(run.json()["auth"], serde_json::json!({}), "{name} {level}");
+        }
+        let mut all = args.clone();
+        all.push("--no-such-flag".to_owned());
+        Plugin::at(&program, &all)
+            .run()
+            .assert_error(2, "unknown argument \"--no-such-flag\": no such flag");
+        let mut all = args.clone();
+        all.push("--v=high".to_owned());
+        Plugin::at(&program, &all)
+            .run()
+            .assert_error(2, "verbosity \"high\" is not a number");
+    }
+}
