@@ -430,6 +430,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "docker-config")]
     fn lists_every_problem_with_rule_and_field() {
         let found = problems(
             r#"
@@ -476,6 +477,21 @@ cache: {enabled: false, size: 3}
     }
 
     #[test]
+    #[cfg(not(feature = "docker-config"))]
+    fn a_backend_left_out_names_its_cargo_feature() {
+        let found = problems(
+            "rules:\n- {matchImages: [a.example], provider: docker-config, dockerConfig: {path: c.json}}\n",
+        );
+        assert_eq!(
+            found,
+            [
+                "rules[0].dockerConfig: provider \"docker-config\" is not built into this binary (cargo feature \"docker-config\")"
+            ]
+        );
+    }
+
+    #[test]
+    #[cfg(feature = "docker-config")]
     fn default_cache_key_type_follows_the_patterns() {
         let value: Value = serde_yaml_ng::from_str(
             "rules:\n- {matchImages: [a.example], provider: docker-config, dockerConfig: {path: c.json}}\n\

@@ -35,13 +35,13 @@ pub struct Parsed {
     pub positional: Vec<String>,
 }
 
+#[cfg_attr(
+    not(any(feature = "acr", feature = "gcp")),
+    allow(dead_code, reason = "the acr and gcp drop-in modes read flag values")
+)]
 impl Parsed {
-    /// The last value given for the flag `name`, as pflag keeps it.
-    pub fn last(&self, name: &str) -> Option<&str> {
-        self.values.get(name)?.last().map(String::as_str)
-    }
-
-    /// Every value given for the flag `name`.
+    /// Every value given for the flag `name`, in order; a flag that takes one value keeps
+    /// the last, as pflag does.
     pub fn all(&self, name: &str) -> &[String] {
         self.values.get(name).map_or(&[], Vec::as_slice)
     }
@@ -157,8 +157,8 @@ mod tests {
         ]);
         assert_eq!(parsed.positional, ["azure.json"]);
         assert_eq!(parsed.all("registry-mirror"), ["a:b", "c:d", "e:f", "g:h"]);
-        assert_eq!(parsed.last("authFlow"), Some("dockercfg"));
-        assert_eq!(parsed.last("missing"), None);
+        assert_eq!(parsed.all("authFlow"), ["gcr", "dockercfg"]);
+        assert!(parsed.all("missing").is_empty());
         assert_eq!(served(&["--", "-x"]).positional, ["-x"]);
     }
 

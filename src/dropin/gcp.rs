@@ -47,7 +47,7 @@ pub const MODE: Mode = Mode {
 
 /// The source `--authFlow` asks for; `gcr` by default.
 fn source(parsed: &args::Parsed) -> Result<icp_gcp::Source, String> {
-    let flow = parsed.last("authFlow").unwrap_or("gcr");
+    let flow = parsed.all("authFlow").last().map_or("gcr", String::as_str);
     icp_gcp::Source::from_auth_flow(flow).ok_or_else(|| {
         format!(
             "unknown --authFlow {} (expected gcr, dockercfg or dockercfg-url)",
