@@ -166,3 +166,74 @@ fn an_unmatched_image_is_an_accepted_empty_answer() {
         assert_eq!(run.json()["cacheDuration"], "0s");
     }
 }
+
+#[test]
+fn the_service_account_model_agrees_with_every_case() {
+    use common::kubelet::service_account::{Kubelet, Pod, TokenAttributes, claims};
+    let cases = cases("service_account_cases.json");
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 12);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let config = &case["providerConfig"];
+        let attributes = config
+            .get("tokenAttributes")
+            .filter(|a| a.is_object())
+            .map(TokenAttributes::from_json);
+        let mut model = Kubelet::new(config["apiVersion"].as_str().unwrap(), attributes);
+        let answer = &case["pluginAnswer"];
+        for (index, lookup) in case["lookups"].as_array().unwrap().iter().enumerate() {
+            let at = format!("{name}, lookup {index}");
+            let image = lookup["image"].as_str().unwrap();
+            let pod = Pod::from_json(&lookup["pod"]);
+            // The fake plugin of the case: its answer, the token echoed if it says so.
+            let outcome = model.pull(image, pod.as_ref(), |sent| {
+                let password = match (answer["echoToken"].as_bool(), &sent.token) {
+                    (Some(true), Some(token)) => token.clone(),
+                    _ => "fake-pass".to_owned(),
+                };
+                let response = serde_json::json!({
+                    "apiVersion": config["apiVersion"],
+                    "kind": "CredentialProviderResponse",
+                    "cacheKeyType": answer["cacheKeyType"],
+                    "cacheDuration": answer["cacheDuration"],
+                    "auth": {answer["authKey"].as_str().unwrap(): {"username": "fake-user", "password": password}},
+                });
+                (0, response.to_string())
+            });
+            assert_eq!(outcome.plugin_ran, lookup["pluginRan"], "{at}");
+            assert_eq!(outcome.token_requested, lookup["tokenRequested"], "{at}");
+            assert_eq!(!outcome.credentials.is_empty(), lookup["found"], "{at}");
+            if let Some(expected) = lookup["credentials"].as_array() {
+                let expected: Vec<(String, String)> = expected
+                    .iter()
+                    .map(|c| {
+                        let field = |f: &str| c[f].as_str().unwrap().to_owned();
+                        (field("username"), field("password"))
+                    })
+                    .collect();
+                if answer["echoToken"].as_bool() != Some(true) {
+                    assert_eq!(outcome.credentials, expected, "{at}");
+                }
+            }
+            let received = &lookup["pluginReceived"];
+            match &outcome.sent {
+                None => assert!(received.is_null(), "{at}: the plugin should have run"),
+                Some(sent) => {
+                    assert_eq!(
+                        sent.token.is_some(),
+                        received["hasServiceAccountToken"],
+                        "{at}"
+                    );
+                    let annotations = serde_json::to_value(&sent.annotations).unwrap();
+                    assert_eq!(annotations, received["serviceAccountAnnotations"], "{at}");
+                    if let Some(token) = &sent.token {
+                        let claims = claims(token);
+                        assert_eq!(claims["sub"], received["tokenSub"], "{at}");
+                        assert_eq!(claims["aud"], received["tokenAud"], "{at}");
+                    }
+                }
+            }
+        }
+    }
+}

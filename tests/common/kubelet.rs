@@ -2,6 +2,8 @@
 //! model: `tests/conformance.rs` checks the model against every case the kubelet's own
 //! code gives, and then every answer of ours against the model.
 
+pub mod service_account;
+
 use icp_core::pattern::urls_match_str;
 use serde_json::Value;
 
