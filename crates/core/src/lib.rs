@@ -9,7 +9,8 @@
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
 //! - [`provider`]: the traits a backend implements, and the credentials it answers with;
 //! - [`quote`]: input quoted in messages, escaped and cut short;
-//! - [`secret`]: a string that never shows itself in logs or debug output.
+//! - [`secret`]: a string that never shows itself in logs or debug output;
+//! - [`service_account`]: the pulling pod's service account, read from its token.
 
 pub mod image;
 pub mod io;
@@ -17,6 +18,7 @@ pub mod pattern;
 pub mod provider;
 pub mod quote;
 pub mod secret;
+pub mod service_account;
 
 pub use image::{ImageError, ImageRef};
 pub use pattern::{Pattern, PatternError};
@@ -25,3 +27,4 @@ pub use provider::{
 };
 pub use quote::quote;
 pub use secret::Secret;
+pub use service_account::{ServiceAccount, ServiceAccountError};
