@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use base64::Engine;
-use icp_core::Secret;
+use icp_core::{Secret, quote};
 use serde_json::{Map, Value};
 
 use crate::keyring::normalize_key;
@@ -63,6 +63,30 @@ pub struct Entry {
     pub password: Secret,
 }
 
+/// A docker config key (or any server string) as messages show it: userinfo such as
+/// `robot:hunter2@` masked, then quoted and cut short with [`icp_core::quote`].
+pub fn quote_key(key: &str) -> String {
+    let scheme_end = key
+        .find("://")
+        .filter(|&i| {
+            let scheme = &key.as_bytes()[..i];
+            scheme.first().is_some_and(u8::is_ascii_alphabetic)
+                && scheme
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        })
+        .map_or(0, |i| i + 3);
+    // Everything up to the last '@' may be userinfo, however the rest is written.
+    match key[scheme_end..].rfind('@') {
+        Some(at) => quote(&format!(
+            "{}***{}",
+            &key[..scheme_end],
+            &key[scheme_end + at..]
+        )),
+        None => quote(key),
+    }
+}
+
 /// Reads and parses the file at `path`; see [`parse`].
 pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
     parse(&read_capped(path)?, &path.display().to_string())
@@ -95,9 +119,9 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Erro
     let mut out = BTreeMap::new();
     for (key, entry) in entries {
         let place = if prefix.is_empty() {
-            format!("{key:?}")
+            quote_key(key)
         } else {
-            format!("{prefix}[{key:?}]")
+            format!("{prefix}[{}]", quote_key(key))
         };
         let Value::Object(entry) = entry else {
             if prefix.is_empty() {
@@ -112,16 +136,29 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Erro
             tracing::debug!(entry = %place, "docker config entry has no username and password; skipped");
             continue;
         };
-        let normalised = match normalize_key(key) {
-            Ok(normalised) => normalised,
-            Err(error) => {
-                tracing::warn!(entry = %place, %error, "docker config key is not a registry the kubelet accepts; skipped");
-                continue;
-            }
-        };
-        out.entry(normalised).or_insert(credential);
+        if let Some(normalised) = usable_key(key, &place) {
+            out.entry(normalised).or_insert(credential);
+        }
     }
     Ok(out)
+}
+
+/// The normalised form of `key`, or `None` (with a warning naming `place`) when the
+/// kubelet would not accept it.
+fn usable_key(key: &str, place: &str) -> Option<String> {
+    match normalize_key(key) {
+        Ok(normalised) => Some(normalised),
+        Err(error) => {
+            // A key with userinfo may carry a password the kubelet's URL parser quotes.
+            let reason = if key.contains('@') {
+                "not a URL the kubelet accepts".to_owned()
+            } else {
+                quote(&error.to_string())
+            };
+            tracing::warn!(entry = %place, %reason, "docker config key is not a registry the kubelet accepts; skipped");
+            None
+        }
+    }
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
@@ -255,6 +292,39 @@ mod tests {
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
             assert!(!message.contains("hunter2"), "{message:?} leaks a secret");
         }
+    }
+
+    #[test]
+    fn keys_in_errors_are_cut_short_and_lose_their_userinfo() {
+        let huge = format!("registry.example/{}", "a".repeat(3_000_000));
+        let message = load_str(&format!(r#"{{"auths": {{"{huge}": {{"auth": "!"}}}}}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("(3000017 bytes)"), "{message}");
+        assert!(message.ends_with(".auth: not valid base64"), "{message}");
+
+        for key in [
+            "https://robot:hunter2@registry.example.com",
+            "robot:hunter2@registry.example.com/team",
+            "https://robot:hun/ter2@registry.example.com",
+            "https://robot:hunter2@@registry.example.com",
+        ] {
+            for content in [
+                format!(r#"{{"auths": {{"{key}": {{"auth": "!"}}}}}}"#),
+                format!(r#"{{"{key}": {{"auth": "!"}}}}"#),
+            ] {
+                let message = load_str(&content).unwrap_err().to_string();
+                assert!(message.contains("***@registry.example.com"), "{message}");
+                assert!(
+                    !message.contains("hunter2") && !message.contains("robot"),
+                    "{message}"
+                );
+                assert!(!message.contains("ter2"), "{message}");
+            }
+        }
+        assert_eq!(quote_key("quay.io/a@b"), "\"***@b\"");
+        assert_eq!(quote_key("https://quay.io"), "\"https://quay.io\"");
     }
 
     #[test]
