@@ -51,7 +51,7 @@ impl Provider for DockerConfig {
     }
 
     fn provide(&self, request: &Request<'_>) -> Result<Credentials, Error> {
-        let entries = file::load(&self.path)?;
+        let entries = file::load(&self.path)?.auths;
         let mut keys = keyring::select(
             entries.keys().map(String::as_str),
             request.image,
