@@ -1,7 +1,8 @@
 //! End to end against a real registry: Debian's `docker-registry` on 127.0.0.1 with
 //! htpasswd auth and TLS from a test CA, a tiny image pushed with `skopeo`, and the
 //! plugin's answer for it turned into an auth file that `skopeo inspect` must get in
-//! with, and must not get in with once the password is wrong.
+//! with, and must not get in with once the password is wrong: with the password in the
+//! docker config file, and with it only in `pass`, behind `docker-credential-pass`.
 
 mod common;
 
@@ -11,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::pass::PassStore;
 use common::{API_VERSIONS, Plugin, request};
 use sha2::{Digest, Sha256};
 
@@ -233,26 +235,28 @@ fn auth_file(dir: &Path, response: &serde_json::Value, password_override: Option
     path
 }
 
-#[test]
-fn the_plugin_answer_opens_a_real_registry_and_a_wrong_password_does_not() {
+/// A registry holding `team/tiny:v1`, pushed with the password, and the test directory.
+struct Setup {
+    dir: tempfile::TempDir,
+    registry: Registry,
+    image: String,
+}
+
+fn setup() -> Setup {
     for tool in ["docker-registry", "skopeo", "htpasswd", "openssl", "tar"] {
         require(tool);
     }
     let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path();
-    make_tls(dir);
-    let registry = start_registry(dir);
-    let layout = make_image(dir);
-    let certs = dir.join("certs");
-    let certs = certs.to_str().unwrap();
+    make_tls(dir.path());
+    let registry = start_registry(dir.path());
+    let layout = make_image(dir.path());
     let image = format!("{}/team/tiny", registry.address);
-
     let push = skopeo(
-        dir,
+        dir.path(),
         &[
             "copy",
             "--dest-cert-dir",
-            certs,
+            dir.path().join("certs").to_str().unwrap(),
             "--dest-creds",
             &format!("{USER}:{PASSWORD}"),
             &format!("oci:{}:v1", layout.display()),
@@ -264,51 +268,117 @@ fn the_plugin_answer_opens_a_real_registry_and_a_wrong_password_does_not() {
         "push failed: {}",
         String::from_utf8_lossy(&push.stderr)
     );
+    Setup {
+        dir,
+        registry,
+        image,
+    }
+}
 
-    std::fs::write(dir.join("config.json"), serde_json::json!({"auths": {registry.address.clone(): {"username": USER, "password": PASSWORD}}}).to_string()).unwrap();
+/// `skopeo inspect` of the image with `authfile`.
+fn inspect(setup: &Setup, authfile: &Path) -> std::process::Output {
+    let dir = setup.dir.path();
+    skopeo(
+        dir,
+        &[
+            "inspect",
+            "--cert-dir",
+            dir.join("certs").to_str().unwrap(),
+            "--authfile",
+            authfile.to_str().unwrap(),
+            &format!("docker://{}:v1", setup.image),
+        ],
+    )
+}
+
+/// Asserts that the plugin's credentials in `response` open the registry, and that the
+/// same answer with a wrong password does not.
+fn assert_opens(setup: &Setup, response: &serde_json::Value) {
+    let dir = setup.dir.path();
+    let good = inspect(setup, &auth_file(dir, response, None));
+    assert!(
+        good.status.success(),
+        "inspect with the plugin's credentials failed: {}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert!(String::from_utf8_lossy(&good.stdout).contains("\"Digest\""));
+    let bad = inspect(setup, &auth_file(dir, response, Some("wrong-password")));
+    assert!(
+        !bad.status.success(),
+        "inspect with a wrong password succeeded"
+    );
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("unauthorized") || stderr.contains("authentication required"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_plugin_answer_opens_a_real_registry_and_a_wrong_password_does_not() {
+    let setup = setup();
+    let dir = setup.dir.path();
+    let address = &setup.registry.address;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::json!({"auths": {address.clone(): {"username": USER, "password": PASSWORD}}})
+            .to_string(),
+    )
+    .unwrap();
     std::fs::write(
         dir.join("rules.yaml"),
-        format!("rules:\n  - matchImages: [\"{}\"]\n    provider: docker-config\n    dockerConfig: {{path: config.json}}\n", registry.address),
+        format!("rules:\n  - matchImages: [\"{address}\"]\n    provider: docker-config\n    dockerConfig: {{path: config.json}}\n"),
     )
     .unwrap();
 
     for version in API_VERSIONS {
         let run = Plugin::new(["--config".as_ref(), dir.join("rules.yaml").as_os_str()])
-            .stdin(request(version, &image))
+            .stdin(request(version, &setup.image))
             .run();
         let response = run.json();
         assert_eq!(response["apiVersion"], version);
         assert!(!run.stderr.contains(PASSWORD));
+        assert_opens(&setup, &response);
+    }
+}
 
-        let inspect = |authfile: &Path| {
-            skopeo(
-                dir,
-                &[
-                    "inspect",
-                    "--cert-dir",
-                    certs,
-                    "--authfile",
-                    authfile.to_str().unwrap(),
-                    &format!("docker://{image}:v1"),
-                ],
-            )
-        };
-        let good = inspect(&auth_file(dir, &response, None));
-        assert!(
-            good.status.success(),
-            "inspect with the plugin's credentials failed: {}",
-            String::from_utf8_lossy(&good.stderr)
-        );
-        assert!(String::from_utf8_lossy(&good.stdout).contains("\"Digest\""));
-        let bad = inspect(&auth_file(dir, &response, Some("wrong-password")));
-        assert!(
-            !bad.status.success(),
-            "inspect with a wrong password succeeded"
-        );
-        let stderr = String::from_utf8_lossy(&bad.stderr);
-        assert!(
-            stderr.contains("unauthorized") || stderr.contains("authentication required"),
-            "{stderr}"
-        );
+#[test]
+fn a_password_kept_only_in_pass_opens_the_real_registry() {
+    let store = PassStore::new();
+    let setup = setup();
+    let dir = setup.dir.path();
+    let address = &setup.registry.address;
+    // What `docker login 127.0.0.1:<port>` stores with credsStore "pass".
+    store.store(address, USER, PASSWORD);
+    for (name, config) in [
+        (
+            "helpers.json",
+            serde_json::json!({"credHelpers": {address.clone(): "pass"}}),
+        ),
+        (
+            "store.json",
+            serde_json::json!({"credsStore": "pass", "auths": {address.clone(): {}}}),
+        ),
+    ] {
+        std::fs::write(dir.join(name), config.to_string()).unwrap();
+        std::fs::write(
+            dir.join("rules.yaml"),
+            format!("rules:\n  - matchImages: [\"{address}\"]\n    provider: docker-config\n    dockerConfig: {{path: {name}}}\n"),
+        )
+        .unwrap();
+        let mut plugin = Plugin::new(["--config".as_ref(), dir.join("rules.yaml").as_os_str()])
+            .stdin(request(API_VERSIONS[0], &setup.image));
+        for (key, value) in store.env() {
+            plugin = plugin.env(key, value);
+        }
+        let run = plugin.run();
+        let response = run.json();
+        assert_eq!(run.stderr, "");
+        assert_eq!(response["auth"][address]["password"], PASSWORD, "{name}");
+        assert_opens(&setup, &response);
+    }
+    for file in ["helpers.json", "store.json", "rules.yaml"] {
+        let content = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(!content.contains(PASSWORD), "{file} holds the password");
     }
 }

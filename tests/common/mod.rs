@@ -5,6 +5,7 @@
 
 pub mod fake_aws;
 pub mod kubelet;
+pub mod pass;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,13 +1,14 @@
-//! Reading a docker `config.json` or legacy `.dockercfg` into normalised entries.
+//! Reading a docker `config.json` or legacy `.dockercfg`: inline credentials under
+//! normalised keys, and the credential helpers it names (`credHelpers`, `credsStore`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use base64::Engine;
-use icp_core::Secret;
+use icp_core::{Secret, quote};
 use serde_json::{Map, Value};
 
-use crate::keyring::normalize_key;
+use crate::keyring::{self, normalize_key};
 
 /// Largest docker config file read; a larger one is refused rather than read whole.
 pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
@@ -52,6 +53,18 @@ pub enum Error {
         /// What is wrong there.
         problem: &'static str,
     },
+    /// A credential helper name that is not a bare name; such a helper is never run.
+    #[error(
+        "docker config {origin}: {place}: {name} is not a bare credential helper name (letters, digits, '.', '_', '-')"
+    )]
+    HelperName {
+        /// The file, or wherever else the config came from.
+        origin: String,
+        /// Where in the file, as in `credHelpers["quay.io"]`.
+        place: String,
+        /// The name, quoted and cut short.
+        name: String,
+    },
 }
 
 /// One usable entry of a docker config: a normalised key and its credential.
@@ -63,16 +76,100 @@ pub struct Entry {
     pub password: Secret,
 }
 
-/// Reads and parses the file at `path`; see [`parse`].
-pub fn load(path: &Path) -> Result<BTreeMap<String, Entry>, Error> {
-    parse(&read_capped(path)?, &path.display().to_string())
+/// Everything of a docker config that says where credentials come from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Contents {
+    /// Inline credentials (`auths`, or a legacy file's top level) by normalised key.
+    pub auths: BTreeMap<String, Entry>,
+    /// `credHelpers`: the helper name for a registry, keyed as [`keyring::registry_key`]
+    /// keys registries. An empty name sends the registry back to `auths`, as in docker.
+    ///
+    /// [`keyring::registry_key`]: crate::keyring::registry_key
+    pub cred_helpers: BTreeMap<String, String>,
+    /// `credsStore`: the helper for every registry `credHelpers` does not name; `None`
+    /// when unset or empty.
+    pub creds_store: Option<String>,
 }
 
-/// Parses a docker config that came from `origin` (named in errors). Entries are keyed by
+impl Contents {
+    /// The helper docker asks for credentials of `registry` (a key as in
+    /// [`Contents::cred_helpers`]): its `credHelpers` entry, else `credsStore`. `None`
+    /// means `auths` serve it.
+    pub fn helper_for(&self, registry: &str) -> Option<&str> {
+        match self.cred_helpers.get(registry) {
+            Some(name) => Some(name.as_str()).filter(|name| !name.is_empty()),
+            None => self.creds_store.as_deref(),
+        }
+    }
+
+    /// Every helper the file names, once each, sorted.
+    pub fn helpers(&self) -> BTreeSet<&str> {
+        self.cred_helpers
+            .values()
+            .map(String::as_str)
+            .chain(self.creds_store.as_deref())
+            .filter(|name| !name.is_empty())
+            .collect()
+    }
+}
+
+/// Longest credential helper name accepted.
+pub const MAX_HELPER_NAME: usize = 100;
+
+/// Whether `name` may name a credential helper (the program `docker-credential-<name>`):
+/// a bare name of ASCII letters, digits, `.`, `_` and `-`, never a path.
+pub fn is_helper_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HELPER_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// A docker config key (or any server string) as messages show it: userinfo such as
+/// `robot:hunter2@` masked, then quoted and cut short with [`icp_core::quote`].
+pub fn quote_key(key: &str) -> String {
+    let scheme_end = key
+        .find("://")
+        .filter(|&i| {
+            let scheme = &key.as_bytes()[..i];
+            scheme.first().is_some_and(u8::is_ascii_alphabetic)
+                && scheme
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(b))
+        })
+        .map_or(0, |i| i + 3);
+    // Everything up to the last '@' may be userinfo, however the rest is written.
+    match key[scheme_end..].rfind('@') {
+        Some(at) => quote(&format!(
+            "{}***{}",
+            &key[..scheme_end],
+            &key[scheme_end + at..]
+        )),
+        None => quote(key),
+    }
+}
+
+/// Reads and parses the file at `path`; see [`parse_contents`].
+pub fn load(path: &Path) -> Result<Contents, Error> {
+    parse_contents(&read_capped(path)?, &path.display().to_string())
+}
+
+/// The inline credentials of a docker config that came from `origin`; see
+/// [`parse_contents`]. For configs whose helpers must never run (those a server sent).
+pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Error> {
+    parse_contents(bytes, origin).map(|contents| contents.auths)
+}
+
+/// Parses a docker config that came from `origin` (named in errors).
+///
+/// A file with `auths`, `credHelpers` or `credsStore` at top level is a `config.json`;
+/// any other is a legacy `.dockercfg` with its entries at top level. Entries are keyed by
 /// normalised key; where two keys normalise to the same one, the first in sorted order of
 /// the written keys wins, as with the kubelet's first try. Entries without a username or
-/// password (identity tokens, credential helpers) are left out.
-pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Error> {
+/// password (identity tokens, registries kept in a helper) are left out of `auths`. A
+/// helper name that is not a bare name is an error.
+pub fn parse_contents(bytes: &[u8], origin: &str) -> Result<Contents, Error> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| Error::Json {
         origin: origin.to_owned(),
         line: e.line(),
@@ -87,21 +184,25 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Erro
     let Value::Object(top) = value else {
         return Err(shape("top level".into(), "expected a JSON object"));
     };
+    let config_json = ["auths", CRED_HELPERS, CREDS_STORE]
+        .iter()
+        .any(|field| top.contains_key(*field));
     let (entries, prefix) = match top.get("auths") {
-        Some(Value::Object(auths)) => (auths, "auths"),
+        Some(Value::Object(auths)) => (Some(auths), "auths"),
         Some(_) => return Err(shape("auths".into(), "expected an object of registries")),
-        None => (&top, ""),
+        None if config_json => (None, "auths"),
+        None => (Some(&top), ""),
     };
-    let mut out = BTreeMap::new();
-    for (key, entry) in entries {
+    let mut contents = Contents::default();
+    for (key, entry) in entries.into_iter().flatten() {
         let place = if prefix.is_empty() {
-            format!("{key:?}")
+            quote_key(key)
         } else {
-            format!("{prefix}[{key:?}]")
+            format!("{prefix}[{}]", quote_key(key))
         };
         let Value::Object(entry) = entry else {
             if prefix.is_empty() {
-                // config.json keys other than "auths" (credsStore, HttpHeaders, ...).
+                // A legacy file holds nothing but registries; skip whatever else is there.
                 continue;
             }
             return Err(shape(place, "expected an object"));
@@ -112,16 +213,95 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<BTreeMap<String, Entry>, Erro
             tracing::debug!(entry = %place, "docker config entry has no username and password; skipped");
             continue;
         };
-        let normalised = match normalize_key(key) {
-            Ok(normalised) => normalised,
-            Err(error) => {
-                tracing::warn!(entry = %place, %error, "docker config key is not a registry the kubelet accepts; skipped");
-                continue;
-            }
+        if let Some(normalised) = usable_key(key, &place) {
+            contents.auths.entry(normalised).or_insert(credential);
+        }
+    }
+    if config_json {
+        contents.cred_helpers = cred_helpers(&top, origin)?;
+        contents.creds_store = match top.get(CREDS_STORE) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) if name.is_empty() => None,
+            Some(Value::String(name)) => Some(helper_name(name, CREDS_STORE.into(), origin)?),
+            Some(_) => return Err(shape(CREDS_STORE.into(), "expected a helper name")),
         };
-        out.entry(normalised).or_insert(credential);
+    }
+    Ok(contents)
+}
+
+const CRED_HELPERS: &str = "credHelpers";
+const CREDS_STORE: &str = "credsStore";
+
+/// `credHelpers`, keyed by registry. Keys that are not a plain registry (a path, a
+/// pattern) could never match an image's registry, in docker or here: skipped.
+fn cred_helpers(top: &Map<String, Value>, origin: &str) -> Result<BTreeMap<String, String>, Error> {
+    let shape = |place: String, problem| Error::Shape {
+        origin: origin.to_owned(),
+        place,
+        problem,
+    };
+    let helpers = match top.get(CRED_HELPERS) {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(helpers)) => helpers,
+        Some(_) => {
+            return Err(shape(
+                CRED_HELPERS.into(),
+                "expected an object of registries to helper names",
+            ));
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (key, name) in helpers {
+        let place = format!("{CRED_HELPERS}[{}]", quote_key(key));
+        let name = match name {
+            Value::String(name) if name.is_empty() => String::new(),
+            Value::String(name) => helper_name(name, place.clone(), origin)?,
+            _ => return Err(shape(place, "expected a helper name")),
+        };
+        let Some(normalised) = usable_key(key, &place) else {
+            continue;
+        };
+        match keyring::plain_registry(&normalised) {
+            Some(registry) => {
+                out.entry(registry.to_owned()).or_insert(name);
+            }
+            None => {
+                tracing::warn!(entry = %place, "credHelpers key is not a registry host (no path, no pattern); skipped");
+            }
+        }
     }
     Ok(out)
+}
+
+/// `name` when it is a bare helper name; an error naming `place` otherwise.
+fn helper_name(name: &str, place: String, origin: &str) -> Result<String, Error> {
+    if is_helper_name(name) {
+        Ok(name.to_owned())
+    } else {
+        Err(Error::HelperName {
+            origin: origin.to_owned(),
+            place,
+            name: quote(name),
+        })
+    }
+}
+
+/// The normalised form of `key`, or `None` (with a warning naming `place`) when the
+/// kubelet would not accept it.
+fn usable_key(key: &str, place: &str) -> Option<String> {
+    match normalize_key(key) {
+        Ok(normalised) => Some(normalised),
+        Err(error) => {
+            // A key with userinfo may carry a password the kubelet's URL parser quotes.
+            let reason = if key.contains('@') {
+                "not a URL the kubelet accepts".to_owned()
+            } else {
+                quote(&error.to_string())
+            };
+            tracing::warn!(entry = %place, %reason, "docker config key is not a registry the kubelet accepts; skipped");
+            None
+        }
+    }
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
@@ -194,7 +374,7 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn load_str(content: &str) -> Result<BTreeMap<String, Entry>, Error> {
+    fn load_str(content: &str) -> Result<Contents, Error> {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(content.as_bytes()).unwrap();
         load(file.path())
@@ -208,7 +388,8 @@ mod tests {
                 "quay.io": {"username": "robot", "password": "s3cret"},
                 "ghcr.io": {"identitytoken": "x"}}, "credsStore": "desktop"}"#,
         )
-        .unwrap();
+        .unwrap()
+        .auths;
         assert_eq!(
             entries.keys().collect::<Vec<_>>(),
             ["index.docker.io", "quay.io"]
@@ -220,7 +401,8 @@ mod tests {
         let legacy = load_str(
             r#"{"https://registry.example/v1/": {"auth": "dXNlcjpwYXNzOndvcmQ=", "email": "a@b"}}"#,
         )
-        .unwrap();
+        .unwrap()
+        .auths;
         assert_eq!(legacy.keys().collect::<Vec<_>>(), ["registry.example"]);
     }
 
@@ -255,6 +437,123 @@ mod tests {
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
             assert!(!message.contains("hunter2"), "{message:?} leaks a secret");
         }
+    }
+
+    #[test]
+    fn reads_credential_helpers_as_docker_does() {
+        let contents = load_str(
+            r#"{"credHelpers": {"https://index.docker.io/v1/": "pass", "quay.io": "ecr-login",
+                "registry.example:5000": "", "quay.io/team": "x", "*.example": "x"},
+                "credsStore": "desktop.exe"}"#,
+        )
+        .unwrap();
+        assert!(contents.auths.is_empty());
+        assert_eq!(
+            contents.cred_helpers.iter().collect::<Vec<_>>(),
+            [
+                (&"index.docker.io".to_owned(), &"pass".to_owned()),
+                (&"quay.io".to_owned(), &"ecr-login".to_owned()),
+                (&"registry.example:5000".to_owned(), &String::new()),
+            ]
+        );
+        assert_eq!(contents.helper_for("index.docker.io"), Some("pass"));
+        assert_eq!(contents.helper_for("quay.io"), Some("ecr-login"));
+        assert_eq!(contents.helper_for("registry.example:5000"), None);
+        assert_eq!(contents.helper_for("ghcr.io"), Some("desktop.exe"));
+        assert_eq!(
+            contents.helpers().into_iter().collect::<Vec<_>>(),
+            ["desktop.exe", "ecr-login", "pass"]
+        );
+
+        // A config.json holding only helpers is not a legacy file of two registries.
+        let only = load_str(r#"{"credsStore": ""}"#).unwrap();
+        assert_eq!(only, Contents::default());
+    }
+
+    #[test]
+    fn helper_names_are_bare_names() {
+        for name in ["pass", "ecr-login", "desktop.exe", "my_helper-2"] {
+            assert!(is_helper_name(name), "{name}");
+        }
+        let long = "x".repeat(MAX_HELPER_NAME + 1);
+        for name in [
+            "../pass",
+            "/usr/bin/pass",
+            "a/b",
+            "pass x",
+            "pass;id",
+            "",
+            &long,
+        ] {
+            assert!(!is_helper_name(name), "{name}");
+        }
+        let cases = [
+            (
+                r#"{"credsStore": "../../bin/sh"}"#,
+                "credsStore: \"../../bin/sh\" is not a bare",
+            ),
+            (
+                r#"{"credHelpers": {"quay.io": "a/b"}}"#,
+                "credHelpers[\"quay.io\"]: \"a/b\" is not",
+            ),
+            (
+                r#"{"credHelpers": {"quay.io": 1}}"#,
+                "credHelpers[\"quay.io\"]: expected a helper name",
+            ),
+            (
+                r#"{"credHelpers": ["pass"]}"#,
+                "credHelpers: expected an object",
+            ),
+            (
+                r#"{"credsStore": {}}"#,
+                "credsStore: expected a helper name",
+            ),
+        ];
+        for (content, expected) in cases {
+            let message = load_str(content).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+        }
+        let message = load_str(&format!(
+            r#"{{"credsStore": "{}/x"}}"#,
+            "a".repeat(3_000_000)
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+    }
+
+    #[test]
+    fn keys_in_errors_are_cut_short_and_lose_their_userinfo() {
+        let huge = format!("registry.example/{}", "a".repeat(3_000_000));
+        let message = load_str(&format!(r#"{{"auths": {{"{huge}": {{"auth": "!"}}}}}}"#))
+            .unwrap_err()
+            .to_string();
+        assert!(message.len() < 400, "{} bytes", message.len());
+        assert!(message.contains("(3000017 bytes)"), "{message}");
+        assert!(message.ends_with(".auth: not valid base64"), "{message}");
+
+        for key in [
+            "https://robot:hunter2@registry.example.com",
+            "robot:hunter2@registry.example.com/team",
+            "https://robot:hun/ter2@registry.example.com",
+            "https://robot:hunter2@@registry.example.com",
+        ] {
+            for content in [
+                format!(r#"{{"auths": {{"{key}": {{"auth": "!"}}}}}}"#),
+                format!(r#"{{"credHelpers": {{"{key}": "a b"}}}}"#),
+                format!(r#"{{"{key}": {{"auth": "!"}}}}"#),
+            ] {
+                let message = load_str(&content).unwrap_err().to_string();
+                assert!(message.contains("***@registry.example.com"), "{message}");
+                assert!(
+                    !message.contains("hunter2") && !message.contains("robot"),
+                    "{message}"
+                );
+                assert!(!message.contains("ter2"), "{message}");
+            }
+        }
+        assert_eq!(quote_key("quay.io/a@b"), "\"***@b\"");
+        assert_eq!(quote_key("https://quay.io"), "\"https://quay.io\"");
     }
 
     #[test]

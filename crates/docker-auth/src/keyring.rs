@@ -8,6 +8,44 @@ use icp_core::{CacheKeyType, ImageRef, PatternError};
 /// (`https://index.docker.io/v1/` becomes this).
 pub const DOCKER_HUB_KEY: &str = "index.docker.io";
 
+/// The server docker sends a credential helper for Docker Hub, and stores Docker Hub
+/// credentials under.
+pub const DOCKER_HUB_SERVER: &str = "https://index.docker.io/v1/";
+
+/// An image's registry as docker config keys name it: Docker Hub (`docker.io`) as
+/// [`DOCKER_HUB_KEY`], any other registry as itself.
+pub fn registry_key(registry: &str) -> &str {
+    if registry == icp_core::image::DOCKER_HUB {
+        DOCKER_HUB_KEY
+    } else {
+        registry
+    }
+}
+
+/// The server string docker sends a credential helper for the registry `key` (a
+/// [`registry_key`]): [`DOCKER_HUB_SERVER`] for Docker Hub, the registry's host and port
+/// for any other, as `docker login` stores them.
+pub fn helper_server(key: &str) -> &str {
+    if key == DOCKER_HUB_KEY {
+        DOCKER_HUB_SERVER
+    } else {
+        key
+    }
+}
+
+/// The [`registry_key`] a normalised key names when it is a plain registry (a host and
+/// an optional port, as an image reference writes them), `None` for a key with a path, a
+/// pattern, or anything else no image's registry can equal.
+pub fn plain_registry(key: &str) -> Option<String> {
+    if key.contains('/') {
+        return None;
+    }
+    let image = ImageRef::parse(&format!("{key}/x")).ok()?;
+    let registry = registry_key(image.registry());
+    (registry == key || (registry == DOCKER_HUB_KEY && key == icp_core::image::DOCKER_HUB))
+        .then(|| registry.to_owned())
+}
+
 /// Normalises a docker config key as the kubelet's `BasicDockerKeyring.Add` does: the
 /// scheme is dropped, and a path of `/v1/...` or `/v2/...` loses its version prefix, so
 /// `https://index.docker.io/v1/` becomes `index.docker.io` and `https://quay.io/v2/team`
@@ -135,6 +173,27 @@ mod tests {
             ["registry.example/team", "registry.example"]
         );
         assert_eq!(select(keys, &image, CacheKeyType::Global).len(), 4);
+    }
+
+    #[test]
+    fn plain_registries_are_hosts_with_an_optional_port() {
+        let cases = [
+            ("quay.io", Some("quay.io")),
+            ("registry.example:5000", Some("registry.example:5000")),
+            ("localhost:5000", Some("localhost:5000")),
+            ("docker.io", Some(DOCKER_HUB_KEY)),
+            (DOCKER_HUB_KEY, Some(DOCKER_HUB_KEY)),
+            ("quay.io/team", None),
+            ("*.quay.io", None),
+            ("Quay.io", Some("Quay.io")),
+            ("quay", None),
+        ];
+        for (key, expected) in cases {
+            assert_eq!(plain_registry(key).as_deref(), expected, "{key}");
+        }
+        assert_eq!(helper_server(DOCKER_HUB_KEY), DOCKER_HUB_SERVER);
+        assert_eq!(helper_server("quay.io"), "quay.io");
+        assert_eq!(registry_key("docker.io"), DOCKER_HUB_KEY);
     }
 
     #[test]

@@ -1,0 +1,335 @@
+//! Docker credential helpers: the programs `docker-credential-<name>` that docker asks
+//! for credentials with `get` (the server on stdin, `{"ServerURL","Username","Secret"}` on
+//! stdout) and `list` (`{"<server>": "<username>", ...}` on stdout).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::Duration;
+
+use icp_core::{Secret, quote};
+use icp_docker_auth::Entry;
+use icp_docker_auth::file::{is_helper_name, quote_key};
+
+use crate::child::{self, Failure, MAX_STDOUT};
+
+/// Longest one helper call may take before the helper, and whatever it started in its
+/// process group, is killed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What docker-credential-helpers print on stdout (with a non-zero exit) when the store
+/// holds nothing for the server.
+const NOT_FOUND: &str = "credentials not found in native keychain";
+
+/// The username of an identity token, which only docker's own login flow can use.
+const IDENTITY_TOKEN_USER: &str = "<token>";
+
+/// A helper call that failed. The message names the program and the call; it never holds
+/// the helper's stdout, and its stderr only as a short excerpt on one line.
+#[derive(Debug, thiserror::Error)]
+#[error("docker-credential-{helper}{call}: {problem}")]
+pub struct Error {
+    helper: String,
+    call: Call,
+    problem: Problem,
+}
+
+/// Which call failed.
+#[derive(Debug)]
+enum Call {
+    /// Looking the program up.
+    Locate,
+    /// `get` for a server.
+    Get(String),
+    /// `list`.
+    List,
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Call::Locate => Ok(()),
+            Call::Get(server) => write!(f, " get for {}", quote_key(server)),
+            Call::List => f.write_str(" list"),
+        }
+    }
+}
+
+/// What went wrong in a call.
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("not a bare helper name; never run")]
+    NotBare,
+    #[error("not found on PATH")]
+    NotOnPath,
+    #[error("not found in {0}")]
+    NotInDir(PathBuf),
+    #[error("cannot start: {0}")]
+    Spawn(std::io::Error),
+    #[error("no answer within {0:?}; killed it and what it started")]
+    Timeout(Duration),
+    #[error("printed more than {MAX_STDOUT} bytes")]
+    TooMuchOutput,
+    #[error("cannot wait for it: {0}")]
+    Wait(std::io::Error),
+    #[error("failed ({status}){}", stderr_excerpt(.stderr))]
+    Failed { status: ExitStatus, stderr: Vec<u8> },
+    #[error(
+        "answered with something other than the expected JSON (not shown: it may hold a secret)"
+    )]
+    Malformed,
+}
+
+/// `; stderr: "..."` with the start of `stderr` on one line, or nothing when it is empty.
+fn stderr_excerpt(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = text.trim();
+    if text.is_empty() {
+        String::new()
+    } else {
+        format!("; stderr: {}", quote(text))
+    }
+}
+
+/// One credential helper, found.
+#[derive(Debug, Clone)]
+pub struct Helper {
+    name: String,
+    program: PathBuf,
+}
+
+impl Helper {
+    /// Finds `docker-credential-<name>` in `dir`, or without one in the absolute
+    /// directories of `PATH` (relative ones are never searched). `name` must be a bare
+    /// helper name; the file must be an executable file.
+    pub fn locate(name: &str, dir: Option<&Path>) -> Result<Helper, Error> {
+        let error = |problem| Error {
+            helper: if is_helper_name(name) {
+                name.to_owned()
+            } else {
+                quote(name)
+            },
+            call: Call::Locate,
+            problem,
+        };
+        if !is_helper_name(name) {
+            // The file parser refuses such names already; this keeps a path from ever running.
+            return Err(error(Problem::NotBare));
+        }
+        let file = format!("docker-credential-{name}");
+        let found = |dir: &Path| Some(dir.join(&file)).filter(|path| is_executable(path));
+        let program = match dir {
+            Some(dir) => found(dir).ok_or_else(|| error(Problem::NotInDir(dir.to_owned())))?,
+            None => std::env::var_os("PATH")
+                .iter()
+                .flat_map(std::env::split_paths)
+                .filter(|dir| dir.is_absolute())
+                .find_map(|dir| found(&dir))
+                .ok_or_else(|| error(Problem::NotOnPath))?,
+        };
+        Ok(Helper {
+            name: name.to_owned(),
+            program,
+        })
+    }
+
+    /// The helper's name, as in `pass`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Asks the helper for the credential of `server`, within `timeout`. `None` when it
+    /// holds none: it said "credentials not found", or answered an empty username and
+    /// secret, or an identity token the kubelet cannot use.
+    pub fn get(&self, server: &str, timeout: Duration) -> Result<Option<Entry>, Error> {
+        let call = || Call::Get(server.to_owned());
+        tracing::debug!(helper = %self.name, server = %quote_key(server), "asking credential helper");
+        let output = self.run("get", server.as_bytes(), timeout, call)?;
+        if !output.status.success() {
+            if String::from_utf8_lossy(&output.stdout).trim() == NOT_FOUND {
+                tracing::info!(helper = %self.name, server = %quote_key(server), "credential helper holds no credentials for the server");
+                return Ok(None);
+            }
+            return Err(self.error(call(), failed(output)));
+        }
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(rename = "Username")]
+            username: String,
+            #[serde(rename = "Secret")]
+            secret: String,
+        }
+        let answer: Answer = serde_json::from_slice(&output.stdout)
+            .map_err(|_| self.error(call(), Problem::Malformed))?;
+        if answer.username.is_empty() && answer.secret.is_empty() {
+            tracing::info!(helper = %self.name, server = %quote_key(server), "credential helper holds no credentials for the server");
+            return Ok(None);
+        }
+        if answer.username == IDENTITY_TOKEN_USER {
+            tracing::info!(helper = %self.name, server = %quote_key(server), "credential helper answered an identity token, which the kubelet cannot use; skipped");
+            return Ok(None);
+        }
+        Ok(Some(Entry {
+            username: answer.username,
+            password: Secret::new(answer.secret),
+        }))
+    }
+
+    /// Asks the helper which servers it holds credentials for, within `timeout`.
+    pub fn list(&self, timeout: Duration) -> Result<Vec<String>, Error> {
+        tracing::debug!(helper = %self.name, "listing credential helper");
+        let output = self.run("list", b"", timeout, || Call::List)?;
+        if !output.status.success() {
+            return Err(self.error(Call::List, failed(output)));
+        }
+        let servers: BTreeMap<String, String> = serde_json::from_slice(&output.stdout)
+            .map_err(|_| self.error(Call::List, Problem::Malformed))?;
+        Ok(servers.into_keys().collect())
+    }
+
+    fn run(
+        &self,
+        action: &str,
+        input: &[u8],
+        timeout: Duration,
+        call: impl Fn() -> Call,
+    ) -> Result<child::Output, Error> {
+        child::run(&self.program, action, input, timeout).map_err(|failure| {
+            let problem = match failure {
+                Failure::Spawn(error) => Problem::Spawn(error),
+                Failure::Timeout => Problem::Timeout(timeout),
+                Failure::TooMuchOutput => Problem::TooMuchOutput,
+                Failure::Wait(error) => Problem::Wait(error),
+            };
+            self.error(call(), problem)
+        })
+    }
+
+    fn error(&self, call: Call, problem: Problem) -> Error {
+        Error {
+            helper: self.name.clone(),
+            call,
+            problem,
+        }
+    }
+}
+
+fn failed(output: child::Output) -> Problem {
+    Problem::Failed {
+        status: output.status,
+        stderr: output.stderr,
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn helper(dir: &Path, name: &str, body: &str) -> Helper {
+        let path = dir.join(format!("docker-credential-{name}"));
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Helper::locate(name, Some(dir)).unwrap()
+    }
+
+    fn get(helper: &Helper) -> Result<Option<Entry>, Error> {
+        helper.get("registry.example", Duration::from_secs(5))
+    }
+
+    #[test]
+    fn answers_and_the_ways_of_holding_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let found = helper(
+            dir.path(),
+            "found",
+            r#"read -r s; [ "$1 $s" = "get registry.example" ] || exit 9
+echo '{"ServerURL":"registry.example","Username":"robot","Secret":"hunter2"}'"#,
+        );
+        let entry = get(&found).unwrap().unwrap();
+        assert_eq!(
+            (entry.username.as_str(), entry.password.expose()),
+            ("robot", "hunter2")
+        );
+        for body in [
+            "echo 'credentials not found in native keychain'; exit 1",
+            r#"echo '{"ServerURL":"registry.example","Username":"","Secret":""}'"#,
+            r#"echo '{"ServerURL":"registry.example","Username":"<token>","Secret":"hunter2"}'"#,
+        ] {
+            assert!(
+                get(&helper(dir.path(), "none", body)).unwrap().is_none(),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn failures_name_the_helper_and_never_show_stdout() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "echo hunter2; echo 'bad gpg key' >&2; printf 'second line' >&2; exit 3",
+                "docker-credential-h get for \"registry.example\": failed (exit status: 3); stderr: \"bad gpg key\\nsecond line\"",
+            ),
+            (
+                r#"echo '{"Username":"robot","Secret":"hunter2"'"#,
+                "answered with something other than the expected JSON",
+            ),
+            (
+                r#"echo '{"Username":"robot","Secret":["hunter2"]}'"#,
+                "expected JSON",
+            ),
+            ("kill -9 $$", "failed (signal: 9 (SIGKILL))"),
+        ];
+        for (body, expected) in cases {
+            let message = get(&helper(dir.path(), "h", body)).unwrap_err().to_string();
+            assert!(message.contains(expected), "{message:?} lacks {expected:?}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        let hang = helper(dir.path(), "h", "sleep 300");
+        let message = hang
+            .get("registry.example", Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "docker-credential-h get for \"registry.example\": no answer within 300ms; killed it and what it started"
+        );
+    }
+
+    #[test]
+    fn lists_servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = helper(
+            dir.path(),
+            "store",
+            r#"[ "$1" = list ] && echo '{"quay.io":"robot","https://index.docker.io/v1/":"me"}'"#,
+        );
+        assert_eq!(
+            store.list(Duration::from_secs(5)).unwrap(),
+            ["https://index.docker.io/v1/", "quay.io"]
+        );
+    }
+
+    #[test]
+    fn only_bare_names_in_the_directory_or_on_path_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let message = Helper::locate("absent", Some(dir.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("docker-credential-absent: not found in "),
+            "{message}"
+        );
+        std::fs::write(dir.path().join("docker-credential-plain"), "").unwrap();
+        assert!(Helper::locate("plain", Some(dir.path())).is_err());
+        assert!(Helper::locate("../x", Some(dir.path())).is_err());
+        assert!(Helper::locate("surely-absent-helper", None).is_err());
+    }
+}
