@@ -223,8 +223,11 @@ fn has_custom_endpoint(sdk: &SdkConfig, service_id: &str) -> bool {
             .is_some_and(|config| config.load_config(key).is_some())
 }
 
+/// The expiry ECR states, bounded by [`icp_core::expiry`]; `None` when it is no time a
+/// clock holds.
 fn to_system_time(time: &aws_sdk_ecr::primitives::DateTime) -> Option<SystemTime> {
-    SystemTime::try_from(*time).ok()
+    let stated = SystemTime::try_from(*time).ok()?;
+    Some(icp_core::expiry::at(stated, SystemTime::now()))
 }
 
 /// Decodes an authorization token, base64 of `user:password`, into a [`Token`].
@@ -285,12 +288,17 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_the_one_aws_states() {
-        let stated = DateTime::from_secs(1_900_000_000);
+    fn expiry_is_the_one_aws_states_within_a_day() {
+        let in_twelve_hours = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 12 * 3600;
+        let stated = DateTime::from_secs(in_twelve_hours as i64);
         let expires_at = to_system_time(&stated).unwrap();
         assert_eq!(
             expires_at,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+            SystemTime::UNIX_EPOCH + Duration::from_secs(in_twelve_hours)
         );
         let fractional = DateTime::from_fractional_secs(1_420_070_400, 0.5);
         assert_eq!(
@@ -299,6 +307,15 @@ mod tests {
         );
         let token = decode("ECR", &STANDARD.encode("AWS:p"), Some(expires_at)).unwrap();
         assert_eq!(token.expires_at, Some(expires_at));
+        for far in [
+            DateTime::from_secs(100_000_000_000),
+            DateTime::from_secs(i64::MAX),
+        ] {
+            if let Some(bounded) = to_system_time(&far) {
+                let left = bounded.duration_since(SystemTime::now()).unwrap();
+                assert!(left <= icp_core::expiry::MAX_LIFETIME, "{far}");
+            }
+        }
     }
 
     #[test]

@@ -24,16 +24,26 @@ fn ecr_env(fake: &Fake) -> TestEnv {
     ])
 }
 
+/// Seconds since the epoch, `hours` from now.
+fn in_hours(hours: u64) -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + hours * 3600
+}
+
 #[test]
 fn signs_with_the_host_region_and_returns_the_stated_expiry() {
-    let fake = Fake::start(|_, _| ecr_answer("AWS:ecr-password", 1_900_000_000));
+    let expires = in_hours(12);
+    let fake = Fake::start(move |_, _| ecr_answer("AWS:ecr-password", expires));
     let _env = ecr_env(&fake);
     let token = fetch(&backend(Config::default()), IMAGE).unwrap();
     assert_eq!(token.username, "AWS");
     assert_eq!(token.password.expose(), "ecr-password");
     assert_eq!(
         token.expires_at,
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(expires))
     );
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
@@ -203,8 +213,34 @@ fn a_missing_expiry_is_none_not_an_error() {
 }
 
 #[test]
+fn an_expiry_centuries_away_is_bounded_to_a_day() {
+    for stated in ["1e11", "100000000000", "9223372036854775807", "1e300"] {
+        let token = support::base64("AWS:p");
+        let body = format!(
+            r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
+        );
+        let fake = Fake::start(move |_, _| Reply::Respond(200, support::AMZ_JSON, body.clone()));
+        let _env = ecr_env(&fake);
+        let before = SystemTime::now();
+        match fetch(&backend(Config::default()), IMAGE) {
+            Ok(token) => {
+                if let Some(expires_at) = token.expires_at {
+                    let left = expires_at.duration_since(before).unwrap();
+                    assert!(
+                        left <= icp_core::expiry::MAX_LIFETIME + Duration::from_secs(5),
+                        "{stated}: {left:?}"
+                    );
+                }
+            }
+            Err(err) => panic!("{stated}: {err}"),
+        }
+    }
+}
+
+#[test]
 fn ecr_public_asks_ecr_public_in_us_east_1() {
-    let fake = Fake::start(|request, _| {
+    let expires = in_hours(1);
+    let fake = Fake::start(move |request, _| {
         if request.header("x-amz-target") != Some("SpencerFrontendService.GetAuthorizationToken") {
             return aws_error(400, "UnknownOperationException", "unexpected operation");
         }
@@ -213,7 +249,7 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
             200,
             support::AMZ_JSON,
             format!(
-                r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":1900000000.5}}}}"#
+                r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":{expires}.5}}}}"#
             ),
         )
     });
@@ -230,7 +266,7 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
         );
         assert_eq!(
             token.expires_at,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_500))
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(expires * 1000 + 500))
         );
     }
     let requests = fake.requests();
