@@ -119,8 +119,12 @@ pub(crate) fn serve_stdin(rules: &Rules, cache_dir: Option<PathBuf>) -> anyhow::
 }
 
 fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
-    let image = icp_core::ImageRef::parse(image)
-        .with_context(|| format!("image {image:?} is not a valid image reference"))?;
+    let image = icp_core::ImageRef::parse(image).with_context(|| {
+        format!(
+            "image {} is not a valid image reference",
+            icp_core::quote(image)
+        )
+    })?;
     let request = Request {
         api_version: ApiVersion::from_short(api_version).context("unknown API version")?,
         image: image.name(),
