@@ -10,6 +10,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_ecr::config::interceptors::InterceptorContext;
+use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
 use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -160,7 +162,7 @@ async fn fetch_private(
         config = config.use_fips(target.fips || sdk.use_fips().unwrap_or(false));
         config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
     }
-    let client = aws_sdk_ecr::Client::from_conf(config.build());
+    let client = aws_sdk_ecr::Client::from_conf(config.retry_classifier(TooManyRequests).build());
     let output = client
         .get_authorization_token()
         .send()
@@ -190,7 +192,8 @@ async fn fetch_public(
     if !has_custom_endpoint(sdk, "ECR PUBLIC") {
         config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
     }
-    let client = aws_sdk_ecrpublic::Client::from_conf(config.build());
+    let client =
+        aws_sdk_ecrpublic::Client::from_conf(config.retry_classifier(TooManyRequests).build());
     let output = client
         .get_authorization_token()
         .send()
@@ -205,6 +208,25 @@ async fn fetch_public(
         detail: "no authorizationToken",
     })?;
     decode(SERVICE, token, data.expires_at().and_then(to_system_time))
+}
+
+/// Makes an HTTP 429 that carries no AWS error code (a proxy's or load balancer's) count
+/// as throttling, retried within [`Limits::max_attempts`] as AWS's own throttling codes
+/// are; the SDK alone would give up on it at once.
+#[derive(Debug)]
+struct TooManyRequests;
+
+impl ClassifyRetry for TooManyRequests {
+    fn classify_retry(&self, context: &InterceptorContext) -> RetryAction {
+        match context.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP 429 without an AWS error code"
+    }
 }
 
 /// Whether `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>` or a profile's `endpoint_url`

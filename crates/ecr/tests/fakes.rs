@@ -143,12 +143,64 @@ fn no_credentials_is_named_and_sends_nothing() {
     let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_ECR", &fake.url)]);
     let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
     assert!(matches!(err, Error::NoCredentials(_)), "{err}");
-    assert!(
-        err.to_string().starts_with("no AWS credentials found"),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        "no AWS credentials found (looked in: environment variables, shared config and \
+         credentials files, web identity token file, ECS/EKS container endpoint, EC2 instance metadata)"
     );
-    assert!(!err.to_string().contains('\n'));
     assert_eq!(fake.count(), 0);
+}
+
+#[test]
+fn errors_without_an_aws_code_name_the_http_status_and_429_is_retried() {
+    let private = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app";
+    let public = "public.ecr.aws/team/app";
+    let cases = [
+        (
+            private,
+            "ECR",
+            429,
+            "throttled by ECR (gave up after 3 attempts): HTTP 429 with no AWS error code",
+        ),
+        (
+            private,
+            "ECR",
+            503,
+            "ECR error: HTTP 503 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            429,
+            "throttled by ECR Public (gave up after 3 attempts): HTTP 429 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            503,
+            "ECR Public error: HTTP 503 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            500,
+            "ECR Public error: HTTP 500 with no AWS error code",
+        ),
+    ];
+    for (image, endpoint, status, expected) in cases {
+        for (content_type, body) in [("text/plain", ""), ("text/html", "<html>busy</html>")] {
+            let fake = Fake::start(move |_, _| Reply::Respond(status, content_type, body.into()));
+            let variable = format!("AWS_ENDPOINT_URL_{endpoint}");
+            let _env = TestEnv::new(&[STATIC_KEYS[0], STATIC_KEYS[1], (&variable, &fake.url)]);
+            let err = fetch(&backend(Config::default()), image).unwrap_err();
+            assert_eq!(err.to_string(), expected, "{image} {status} {content_type}");
+            assert_eq!(
+                fake.count(),
+                3,
+                "{image} {status}: every attempt of the budget"
+            );
+        }
+    }
 }
 
 #[test]
