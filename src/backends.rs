@@ -97,7 +97,8 @@ pub fn find(name: &str) -> anyhow::Result<&'static Entry> {
         anyhow::bail!("provider {name:?} is not built into this binary (cargo feature {name:?})")
     }
     anyhow::bail!(
-        "unknown provider {name:?}: expected one of {}",
+        "unknown provider {}: expected one of {}",
+        icp_core::quote(name),
         NAMES.join(", ")
     )
 }

@@ -7,24 +7,33 @@
 //! - one file per key, `<hash>.json`, served while the token has more than the safety
 //!   margin left; the key is stored in the file and checked, so a collision or a foreign
 //!   file is a miss, as is anything corrupt, truncated, not owned by this user, readable by
-//!   others, or reached through a symlink;
+//!   others, reached through a symlink, or claiming an expiry further away than
+//!   [`expiry::MAX_LIFETIME`];
 //! - single flight: a process that misses takes an exclusive lock on `<hash>.lock`, looks
 //!   again, and only then fetches; the others wait on the lock (for at most
 //!   [`LOCK_WAIT`], then fetch themselves) and read what the holder wrote. A holder that
 //!   dies releases its lock with its file descriptors;
-//! - the directory is 0700 and entries 0600, written atomically (temporary file, fsync,
-//!   rename). A directory that is not a directory of this user's is replaced.
+//! - entries are 0600, written atomically (temporary file, fsync, rename).
 //!
-//! Nothing here is fatal: a cache that cannot be used is logged at `-v` and the plugin
-//! answers uncached.
+//! The directory is the plugin's own when it creates it (0700, missing parents 0755 as
+//! `mkdir -p` makes them). A directory that already exists is used as it is, and only if
+//! it can be trusted: a real directory (not a symlink), owned by the running user, and
+//! writable by no one else. A shared sticky directory such as `/tmp` is refused too:
+//! other users could plant files under the names of entries and locks, which the plugin
+//! could then neither use nor replace. Nothing here ever deletes, empties or changes the
+//! mode of a directory or file the plugin did not create: `clear` removes only
+//! well-formed entries of this user, their lock files and leftover temporary files.
+//!
+//! Nothing here is fatal to an answer: a cache that cannot be used is logged at `-v` and
+//! the plugin answers uncached; `cache list` and `cache clear` report it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use icp_core::{Secret, Token, TokenKey};
+use icp_core::{Secret, Token, TokenKey, expiry};
 use sha2::{Digest, Sha256};
 
 /// What is taken off a token's remaining lifetime before anyone may use it: a cached
@@ -148,18 +157,14 @@ pub struct Lock {
 }
 
 impl Cache {
-    /// Opens the cache at `dir`, creating it 0700, tightening its mode, or replacing what
-    /// is there when it is not a directory of this user's. `None` when it cannot be used.
-    pub fn open(dir: &Path) -> Option<Cache> {
-        match prepare_dir(dir) {
-            Ok(()) => Some(Cache {
-                dir: dir.to_owned(),
-            }),
-            Err(error) => {
-                tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached");
-                None
-            }
-        }
+    /// Opens the cache at `dir`: creates it 0700 (and missing parents 0755) when it does
+    /// not exist, else uses it as it is if it can be trusted (see the module
+    /// documentation). The error says why it cannot be used; nothing is changed then.
+    pub fn open(dir: &Path) -> io::Result<Cache> {
+        prepare_dir(dir)?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+        })
     }
 
     fn file_stem(backend: &str, key: &TokenKey) -> String {
@@ -186,7 +191,10 @@ impl Cache {
                     && entry.identity == key.identity
                     && entry.scope == key.scope =>
             {
-                let expires_at = UNIX_EPOCH + Duration::from_secs(entry.expires_at);
+                let Some(expires_at) = entry.expiry(SystemTime::now()) else {
+                    tracing::info!(path = %path.display(), "cache entry ignored: implausible expiry");
+                    return None;
+                };
                 let left = expires_at
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
@@ -230,7 +238,9 @@ impl Cache {
                     pause = (pause * 2).min(Duration::from_millis(50));
                 }
                 Err(fs::TryLockError::WouldBlock) => {
-                    tracing::warn!(backend, scope = %key.scope, "another plugin process held the token lock for {}s; fetching without it", LOCK_WAIT.as_secs());
+                    // Info, not a warning: the fetch goes on and its own outcome is what
+                    // the one line at default verbosity reports.
+                    tracing::info!(backend, scope = %key.scope, "another plugin process held the token lock for {}s; fetching without it", LOCK_WAIT.as_secs());
                     return None;
                 }
                 Err(fs::TryLockError::Error(error)) => {
@@ -278,22 +288,21 @@ impl Cache {
     /// Every sound entry, for `cache list`.
     pub fn list(&self) -> io::Result<Vec<Summary>> {
         let mut summaries = Vec::new();
+        let now = SystemTime::now();
         for item in fs::read_dir(&self.dir)? {
             let path = item?.path();
-            let Some(stem) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
+            let Some(stem) = entry_stem(&path, ".json") else {
                 continue;
             };
-            if let Ok(entry) = read_entry(&path) {
+            if let Ok(entry) = read_entry(&path)
+                && let Some(expires_at) = entry.expiry(now)
+            {
                 summaries.push(Summary {
                     key: stem.to_owned(),
                     backend: entry.backend,
                     scope: entry.scope,
                     identity: entry.identity,
-                    expires_at: UNIX_EPOCH + Duration::from_secs(entry.expires_at),
+                    expires_at,
                 });
             }
         }
@@ -302,50 +311,143 @@ impl Cache {
         Ok(summaries)
     }
 
-    /// Removes every entry and leftover temporary file; lock files stay, as a process may
-    /// hold one. Returns how many entries were removed.
+    /// Removes every well-formed entry of this user (named and shaped as [`Cache::put`]
+    /// writes them, owned by this user, in this entry format), with its lock file; lock
+    /// files left without an entry and leftover temporary files of this cache go too.
+    /// Nothing else in the directory is touched. A process that still holds a removed
+    /// lock keeps it on the removed file, so at worst two processes fetch at once.
+    /// Returns how many entries were removed.
     pub fn clear(&self) -> io::Result<usize> {
         let mut removed = 0;
         for item in fs::read_dir(&self.dir)? {
             let path = item?.path();
-            let name = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default();
-            if name.ends_with(".json") || name.starts_with(".tmp-") {
-                fs::remove_file(&path)?;
-                removed += usize::from(name.ends_with(".json"));
+            if let Some(stem) = entry_stem(&path, ".json") {
+                if read_entry(&path).is_ok() {
+                    remove_if_present(&path)?;
+                    let lock = self.dir.join(format!("{stem}.lock"));
+                    if is_own_empty_file(&lock) {
+                        remove_if_present(&lock)?;
+                    }
+                    removed += 1;
+                }
+            } else if let Some(stem) = entry_stem(&path, ".lock") {
+                let entry = self.dir.join(format!("{stem}.json"));
+                if !entry.exists() && is_own_empty_file(&path) {
+                    remove_if_present(&path)?;
+                }
+            } else if is_temporary_name(&path) && is_own_file(&path) {
+                remove_if_present(&path)?;
             }
         }
         Ok(removed)
     }
 }
 
+impl Entry {
+    /// When the entry's token expires; `None` when that is no time a clock holds, or
+    /// further away than any token is taken to live: a corrupt entry, never an answer.
+    fn expiry(&self, now: SystemTime) -> Option<SystemTime> {
+        let expires_at = UNIX_EPOCH.checked_add(Duration::from_secs(self.expires_at))?;
+        let latest = now.checked_add(expiry::MAX_LIFETIME)?;
+        (expires_at <= latest).then_some(expires_at)
+    }
+}
+
+/// The hash in `path`'s file name when it is `<hash><suffix>` as this cache names files:
+/// 32 lowercase hex digits.
+fn entry_stem<'a>(path: &'a Path, suffix: &str) -> Option<&'a str> {
+    path.file_name()?
+        .to_str()?
+        .strip_suffix(suffix)
+        .filter(|stem| is_stem(stem))
+}
+
+fn is_stem(text: &str) -> bool {
+    text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Whether `path` is named as [`write_atomically`] names its temporary files:
+/// `.tmp-<hash>-<pid>-<nanos>`.
+fn is_temporary_name(path: &Path) -> bool {
+    let Some(rest) = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix(".tmp-"))
+    else {
+        return false;
+    };
+    let mut parts = rest.split('-');
+    let digits = |part: Option<&str>| {
+        part.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    };
+    parts.next().is_some_and(is_stem)
+        && digits(parts.next())
+        && digits(parts.next())
+        && parts.next().is_none()
+}
+
+/// Whether `path` is a regular file (not a symlink) of this user's.
+fn is_own_file(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|meta| meta.is_file() && meta.uid() == euid())
+}
+
+/// Whether `path` is an empty regular file of this user's, as lock files are.
+fn is_own_empty_file(path: &Path) -> bool {
+    fs::symlink_metadata(path)
+        .is_ok_and(|meta| meta.is_file() && meta.uid() == euid() && meta.len() == 0)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Creates `dir` (0700, missing parents 0755) or checks that the one there can be trusted.
 fn prepare_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(meta) if meta.is_dir() && meta.uid() == euid() => {
-            if meta.mode() & 0o077 != 0 {
-                tracing::info!(dir = %dir.display(), "token cache directory was open to others; made 0700");
-                fs::set_permissions(dir, fs::Permissions::from_mode(0o700))?;
-            }
-            return Ok(());
-        }
-        Ok(meta) => {
-            tracing::info!(dir = %dir.display(), "token cache path is not a directory of this user's; replacing it");
-            if meta.is_dir() {
-                fs::remove_dir_all(dir)?
-            } else {
-                fs::remove_file(dir)?
-            }
-        }
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = dir.parent() {
-                fs::create_dir_all(parent)?;
-            }
-        }
+        Ok(meta) => return trusted(&meta),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
-    fs::DirBuilder::new().mode(0o700).create(dir)
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        // Another process may have created it first; then it must pass the same checks.
+        Err(error) if error.kind() != io::ErrorKind::AlreadyExists => Err(error),
+        _ => trusted(&fs::symlink_metadata(dir)?),
+    }
+}
+
+/// Whether an existing cache directory can be trusted: a directory, not a symlink, owned
+/// by the running user and writable by no one else. The error says which it is not.
+fn trusted(meta: &fs::Metadata) -> io::Result<()> {
+    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+    if meta.file_type().is_symlink() {
+        return refuse("it is a symbolic link; name the directory itself".to_owned());
+    }
+    if !meta.is_dir() {
+        return refuse("it is not a directory".to_owned());
+    }
+    if meta.uid() != euid() {
+        return refuse(format!(
+            "it is owned by uid {}, not by the running user (uid {})",
+            meta.uid(),
+            euid()
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by others (mode {:o}); use a directory only this user can write to",
+            meta.mode() & 0o7777
+        ));
+    }
+    Ok(())
 }
 
 /// Reads an entry without following a symlink, and only if it is a regular file of this
@@ -376,23 +478,15 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
 }
 
 fn open_lock_file(path: &Path) -> io::Result<File> {
-    let open = || {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-    };
-    let file = match open() {
-        Ok(file) => file,
-        Err(_) => {
-            // A symlink or something else in the way: replace it.
-            fs::remove_file(path)?;
-            open()?
-        }
-    };
+    // A symlink or anything else in the way makes the open fail; it is left alone, and
+    // the caller fetches without the lock.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() || meta.uid() != euid() {
         return Err(io::Error::new(
@@ -430,6 +524,7 @@ fn write_atomically(dir: &Path, stem: &str, content: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn key(scope: &str) -> TokenKey {
         TokenKey {
@@ -540,18 +635,87 @@ mod tests {
     }
 
     #[test]
-    fn a_directory_open_to_others_is_tightened_and_a_file_in_the_way_replaced() {
+    fn an_untrusted_directory_is_refused_and_left_as_it_is() {
         let root = tempfile::tempdir().unwrap();
-        let dir = root.path().join("c");
-        fs::create_dir(&dir).unwrap();
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).unwrap();
-        Cache::open(&dir).unwrap();
-        assert_eq!(fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
-        let in_the_way = root.path().join("f");
-        fs::write(&in_the_way, "x").unwrap();
-        Cache::open(&in_the_way).unwrap();
-        assert!(fs::metadata(&in_the_way).unwrap().is_dir());
-        assert!(Cache::open(Path::new("/proc/self/no-such-cache")).is_none());
+        let open_to_all = root.path().join("c");
+        fs::create_dir(&open_to_all).unwrap();
+        for mode in [0o777, 0o1777, 0o775, 0o757] {
+            fs::set_permissions(&open_to_all, fs::Permissions::from_mode(mode)).unwrap();
+            let error = Cache::open(&open_to_all).unwrap_err();
+            assert!(error.to_string().contains("writable by others"), "{error}");
+            assert_eq!(fs::metadata(&open_to_all).unwrap().mode() & 0o7777, mode);
+        }
+        let file = root.path().join("f");
+        fs::write(&file, "x").unwrap();
+        let error = Cache::open(&file).unwrap_err();
+        assert!(error.to_string().contains("not a directory"), "{error}");
+        assert_eq!(fs::read(&file).unwrap(), b"x");
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(root.path(), &link).unwrap();
+        let error = Cache::open(&link).unwrap_err();
+        assert!(error.to_string().contains("symbolic link"), "{error}");
+        assert!(Cache::open(Path::new("/proc/self/no-such-cache")).is_err());
+    }
+
+    #[test]
+    fn a_new_directory_is_private_and_an_existing_one_keeps_its_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let nested = root.path().join("a/b/c");
+        Cache::open(&nested).unwrap();
+        assert_eq!(fs::metadata(&nested).unwrap().mode() & 0o777, 0o700);
+        let readable = root.path().join("r");
+        fs::create_dir(&readable).unwrap();
+        fs::set_permissions(&readable, fs::Permissions::from_mode(0o755)).unwrap();
+        Cache::open(&readable).unwrap();
+        assert_eq!(fs::metadata(&readable).unwrap().mode() & 0o777, 0o755);
+    }
+
+    #[test]
+    fn clear_removes_only_its_own_entries_locks_and_temporary_files() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        cache.put("ecr", &key("s"), &token(3600));
+        drop(cache.lock("ecr", &key("s")));
+        let stem = Cache::file_stem("ecr", &key("s"));
+        fs::write(root.path().join(format!(".tmp-{stem}-12-34")), "x").unwrap();
+        fs::write(root.path().join(format!("{}.lock", "0".repeat(32))), "").unwrap();
+        let keep = [
+            "azure.json",
+            "config.json",
+            ".tmp-notes",
+            "0123456789abcdef0123456789abcdef.json",
+            "fedcba9876543210fedcba9876543210.lock",
+        ];
+        for name in keep {
+            fs::write(root.path().join(name), "{\"keep\": true}").unwrap();
+        }
+        assert_eq!(cache.clear().unwrap(), 1);
+        let mut left: Vec<String> = fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut expected = keep.map(str::to_owned).to_vec();
+        expected.sort();
+        assert_eq!(left, expected);
+    }
+
+    #[test]
+    fn a_huge_or_far_expiry_is_a_miss_not_a_crash() {
+        let root = tempfile::tempdir().unwrap();
+        let cache = Cache::open(root.path()).unwrap();
+        let path = entry_path(&cache, "s");
+        let far = SystemTime::now() + expiry::MAX_LIFETIME + Duration::from_secs(3600);
+        let far = far.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        for expires_at in [u64::MAX, i64::MAX as u64, 1 << 40, far] {
+            cache.put("ecr", &key("s"), &token(3600));
+            let mut entry: serde_json::Value =
+                serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+            entry["expiresAt"] = expires_at.into();
+            fs::write(&path, entry.to_string()).unwrap();
+            assert!(cache.get("ecr", &key("s")).is_none(), "{expires_at}");
+            assert!(cache.list().unwrap().is_empty(), "{expires_at}");
+        }
     }
 
     #[test]

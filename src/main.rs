@@ -109,8 +109,12 @@ fn load_rules(cli: &Cli) -> anyhow::Result<Rules> {
 }
 
 fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
-    let image = icp_core::ImageRef::parse(image)
-        .with_context(|| format!("image {image:?} is not a valid image reference"))?;
+    let image = icp_core::ImageRef::parse(image).with_context(|| {
+        format!(
+            "image {} is not a valid image reference",
+            icp_core::quote(image)
+        )
+    })?;
     let request = Request {
         api_version: ApiVersion::from_short(api_version).context("unknown API version")?,
         image: image.name(),

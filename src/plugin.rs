@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use icp_core::{AuthEntry, ImageRef, Token};
+use icp_core::{AuthEntry, ImageRef, Token, expiry};
 
 use crate::backends::{Backend, DynTokenBackend};
 use crate::cache::{Cache, SAFETY_MARGIN};
@@ -109,7 +109,11 @@ fn shared_fetch(
     cache_dir: Option<&Path>,
 ) -> anyhow::Result<Token> {
     let fetch = || backend.fetch(request).with_context(|| backend_failed(rule));
-    let Some(cache) = cache_dir.and_then(Cache::open) else {
+    let Some(cache) = cache_dir.and_then(|dir| {
+        Cache::open(dir)
+            .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
+            .ok()
+    }) else {
         return fetch();
     };
     let key = backend
@@ -132,10 +136,13 @@ fn backend_failed(rule: &Rule) -> String {
 }
 
 /// How long the kubelet may cache a token: what remains of its life less the safety
-/// margin, or nothing when the cloud gave no expiry.
+/// margin, never more than any token is taken to live ([`expiry::MAX_LIFETIME`]), or
+/// nothing when the cloud gave no expiry.
 pub fn token_lifetime(token: &Token) -> Duration {
     match token.expires_at {
-        Some(at) => remaining(Some(at), Duration::ZERO).saturating_sub(SAFETY_MARGIN),
+        Some(at) => remaining(Some(at), Duration::ZERO)
+            .min(expiry::MAX_LIFETIME)
+            .saturating_sub(SAFETY_MARGIN),
         None => Duration::ZERO,
     }
 }
@@ -192,5 +199,14 @@ mod tests {
         assert_eq!(token_lifetime(&token(Some(60))), Duration::ZERO);
         assert_eq!(token_lifetime(&token(Some(-3600))), Duration::ZERO);
         assert_eq!(token_lifetime(&token(None)), Duration::ZERO);
+        let far = Token {
+            expires_at: SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(1 << 40)),
+            ..token(None)
+        };
+        assert_eq!(
+            token_lifetime(&far),
+            expiry::MAX_LIFETIME - SAFETY_MARGIN,
+            "a token from any backend is bounded"
+        );
     }
 }

@@ -16,13 +16,20 @@
 //! The file is YAML or JSON. It is read into a `serde_json::Value` and checked field by
 //! field, so that `check-config` can list every problem with the rule and field it is in.
 //! Relative paths in provider sections resolve against the rules file's directory.
+//!
+//! Reading refuses what a parser would otherwise let pass or choke on: a key given twice
+//! in one mapping (which would silently win), and nesting deeper than [`MAX_DEPTH`]
+//! (which the YAML parser pays for at every token, quadratically in all), checked before
+//! the YAML is parsed whole. A kubelet `CredentialProviderConfig` given in place of a
+//! rules file is recognised and said to be one.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use icp_core::{CacheKeyType, Pattern};
-use serde_json::Value;
+use icp_core::{CacheKeyType, Pattern, quote};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::backends::{self, Backend};
 use crate::cache::CacheSettings;
@@ -32,6 +39,14 @@ use crate::duration;
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// The fields of a rule other than provider sections.
 const RULE_FIELDS: &[&str] = &["matchImages", "provider", "cacheDuration", "cacheKeyType"];
+/// Most levels of nested mappings and lists a rules file may have; it needs five.
+pub const MAX_DEPTH: usize = 32;
+/// Longest problem line, whatever a parser or backend put in it.
+const MAX_PROBLEM_CHARS: usize = 400;
+/// The problem of a kubelet `CredentialProviderConfig` given as the rules file.
+const KUBELET_CONFIG: &str = "this is a kubelet CredentialProviderConfig (kubelet.config.k8s.io), not a rules file: \
+     it goes to the kubelet's --image-credential-provider-config, and this plugin takes a rules file \
+     through the provider's args: [\"--config\", FILE] (or no --config, for the embedded default rules)";
 
 /// The rules in force.
 pub struct Rules {
@@ -102,6 +117,35 @@ impl fmt::Display for Problems {
 
 impl std::error::Error for Problems {}
 
+impl Problems {
+    /// The problems of `origin`, each made one line of at most [`MAX_PROBLEM_CHARS`]
+    /// characters, so no input quoted by a parser or backend floods stderr.
+    fn new(origin: &str, problems: Vec<String>) -> Problems {
+        Problems {
+            origin: origin.to_owned(),
+            problems: problems.into_iter().map(one_line).collect(),
+        }
+    }
+}
+
+fn one_line(problem: String) -> String {
+    let line = problem.replace(['\n', '\r'], " ");
+    match line.char_indices().nth(MAX_PROBLEM_CHARS) {
+        Some((cut, _)) => format!("{}... (cut, {} bytes)", &line[..cut], line.len()),
+        None => line,
+    }
+}
+
+/// A field name as a problem shows it: as it is when it is a plain name, else quoted.
+fn field_name(key: &str) -> String {
+    let plain = !key.is_empty()
+        && key.len() <= 64
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b));
+    if plain { key.to_owned() } else { quote(key) }
+}
+
 /// Loads the rules file at `path`, or the embedded default when there is none. With
 /// `check`, files the backends read are read too.
 pub fn load(path: Option<&Path>, check: bool) -> Result<Rules, Problems> {
@@ -113,10 +157,7 @@ pub fn load(path: Option<&Path>, check: bool) -> Result<Rules, Problems> {
 
 fn load_file(path: &Path, check: bool) -> Result<Rules, Problems> {
     let origin = path.display().to_string();
-    let fail = |problem: String| Problems {
-        origin: origin.clone(),
-        problems: vec![problem],
-    };
+    let fail = |problem: String| Problems::new(&origin, vec![problem]);
     let text = read_capped(path).map_err(fail)?;
     let value = parse_document(path, &text).map_err(fail)?;
     let base_dir = path
@@ -131,7 +172,7 @@ fn read_capped(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 
-/// JSON by extension `.json` or a leading `{`, YAML otherwise.
+/// JSON by extension `.json` or a leading `{`, YAML otherwise; see [`Document`].
 fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
     let is_json = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => true,
@@ -139,10 +180,174 @@ fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
         _ => text.trim_start().starts_with('{'),
     };
     if is_json {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
+        serde_json::from_str::<Document>(text)
+            .map(|d| d.0)
+            .map_err(|e| format!("invalid JSON: {e}"))
     } else {
-        serde_yaml_ng::from_str(text).map_err(|e| format!("invalid YAML: {e}"))
+        yaml_depth(text).map_err(|e| format!("invalid YAML: {e}"))?;
+        serde_yaml_ng::from_str::<Document>(text)
+            .map(|d| d.0)
+            .map_err(|e| format!("invalid YAML: {e}"))
     }
+}
+
+/// A YAML or JSON document as a `serde_json::Value`, refusing a key given twice in one
+/// mapping and mappings or lists nested more than [`MAX_DEPTH`] deep.
+struct Document(Value);
+
+impl<'de> serde::Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Document, D::Error> {
+        Level(1).deserialize(deserializer).map(Document)
+    }
+}
+
+/// A value at one depth of a [`Document`], the top being 1.
+#[derive(Clone, Copy)]
+struct Level(usize);
+
+impl Level {
+    /// The depth of a collection's items; an error when the collection itself is too deep.
+    fn items<E: de::Error>(self) -> Result<Level, E> {
+        if self.0 > MAX_DEPTH {
+            Err(E::custom(format!(
+                "nested more than {MAX_DEPTH} levels deep"
+            )))
+        } else {
+            Ok(Level(self.0 + 1))
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Level {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Level {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML or JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let items = self.items()?;
+        let mut values = Vec::new();
+        while let Some(value) = seq.next_element_seed(items)? {
+            values.push(value);
+        }
+        Ok(Value::Array(values))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let items = self.items()?;
+        let mut fields = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if fields.contains_key(&key) {
+                return Err(de::Error::custom(format!("duplicate key {}", quote(&key))));
+            }
+            let value = map.next_value_seed(items)?;
+            fields.insert(key, value);
+        }
+        Ok(Value::Object(fields))
+    }
+}
+
+/// Refuses YAML nested more than [`MAX_DEPTH`] deep before it is parsed whole. The YAML
+/// parser's work per token grows with the depth of open flow collections, so a megabyte
+/// of `[` takes minutes; this pass runs the same parser event by event and stops at the
+/// first level too deep. Syntax errors are left to the parse proper, which reports them
+/// with their position.
+fn yaml_depth(text: &str) -> Result<(), String> {
+    use std::mem::MaybeUninit;
+
+    // The parser holds pointers into itself, so it lives on the heap and never moves.
+    let mut storage: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>> = Box::new_uninit();
+    let parser = storage.as_mut_ptr();
+    // SAFETY: `parser` points to memory that lives until the end of this function, and is
+    // initialised here before any other use; `text` outlives the parser.
+    unsafe {
+        if unsafe_libyaml::yaml_parser_initialize(parser).fail {
+            return Err("cannot start the YAML parser".to_owned());
+        }
+        unsafe_libyaml::yaml_parser_set_encoding(parser, unsafe_libyaml::YAML_UTF8_ENCODING);
+        unsafe_libyaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
+    }
+    let mut depth = 0usize;
+    let result = loop {
+        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
+        // SAFETY: the parser is initialised; an event it produced is read, then deleted
+        // exactly once.
+        let (kind, mark) = unsafe {
+            if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
+                break Ok(());
+            }
+            let event = event.as_mut_ptr();
+            let found = ((*event).type_, (*event).start_mark);
+            unsafe_libyaml::yaml_event_delete(event);
+            found
+        };
+        match kind {
+            unsafe_libyaml::YAML_SEQUENCE_START_EVENT
+            | unsafe_libyaml::YAML_MAPPING_START_EVENT => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    break Err(format!(
+                        "nested more than {MAX_DEPTH} levels deep at line {} column {}",
+                        mark.line + 1,
+                        mark.column + 1
+                    ));
+                }
+            }
+            unsafe_libyaml::YAML_SEQUENCE_END_EVENT | unsafe_libyaml::YAML_MAPPING_END_EVENT => {
+                depth = depth.saturating_sub(1);
+            }
+            unsafe_libyaml::YAML_STREAM_END_EVENT => break Ok(()),
+            _ => {}
+        }
+    };
+    // SAFETY: initialised above and not used after this.
+    unsafe { unsafe_libyaml::yaml_parser_delete(parser) };
+    result
 }
 
 /// The rules with no `--config`: one rule per built-in backend that serves well-known
@@ -218,6 +423,7 @@ pub fn from_value(
     let mut rules = Vec::new();
     let mut cache = CacheSettings::default();
     match value {
+        Value::Object(top) if is_kubelet_config(&top) => problems.push(KUBELET_CONFIG.to_owned()),
         Value::Object(mut top) => {
             if let Some(section) = top.remove("cache") {
                 match serde_json::from_value::<CacheSettings>(section) {
@@ -245,8 +451,9 @@ pub fn from_value(
                 None => problems.push("rules: missing".to_owned()),
             }
             problems.extend(
-                top.keys()
-                    .map(|key| format!("{key}: unknown field (expected rules, cache)")),
+                top.keys().map(|key| {
+                    format!("{}: unknown field (expected rules, cache)", field_name(key))
+                }),
             );
         }
         _ => problems.push("expected a mapping with a rules list".to_owned()),
@@ -258,11 +465,17 @@ pub fn from_value(
             cache,
         })
     } else {
-        Err(Problems {
-            origin: origin.to_owned(),
-            problems,
-        })
+        Err(Problems::new(origin, problems))
     }
+}
+
+/// Whether a document is the kubelet's `CredentialProviderConfig` rather than rules.
+fn is_kubelet_config(top: &Map<String, Value>) -> bool {
+    top.get("kind").and_then(Value::as_str) == Some("CredentialProviderConfig")
+        || top
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with("kubelet.config.k8s.io/"))
 }
 
 fn rule(
@@ -286,7 +499,7 @@ fn rule(
             .filter_map(|(j, item)| {
                 let parsed = match item {
                     Value::String(text) => {
-                        Pattern::parse(text).map_err(|e| format!("{text:?}: {e}"))
+                        Pattern::parse(text).map_err(|e| format!("{}: {e}", quote(text)))
                     }
                     _ => Err("expected a string".to_owned()),
                 };
@@ -335,8 +548,9 @@ fn rule(
             "Global" => CacheKeyType::Global,
             _ => {
                 problems.push(format!(
-                    "{}: {text:?} is not one of Image, Registry, Global",
-                    at("cacheKeyType")
+                    "{}: {} is not one of Image, Registry, Global",
+                    at("cacheKeyType"),
+                    quote(&text)
                 ));
                 CacheKeyType::Registry
             }
@@ -373,8 +587,9 @@ fn rule(
         if sections().any(|section| &section == key) {
             let provider = provider.as_deref().unwrap_or("unset");
             problems.push(format!(
-                "{}: a section for another provider (this rule's provider is {provider})",
-                at(key)
+                "{}: a section for another provider (this rule's provider is {})",
+                at(key),
+                field_name(provider)
             ));
         } else {
             let expected: Vec<String> = RULE_FIELDS
@@ -384,7 +599,7 @@ fn rule(
                 .collect();
             problems.push(format!(
                 "{}: unknown field (expected one of {})",
-                at(key),
+                at(&field_name(key)),
                 expected.join(", ")
             ));
         }
@@ -422,7 +637,7 @@ mod tests {
     use super::*;
 
     fn problems(yaml: &str) -> Vec<String> {
-        let value: Value = serde_yaml_ng::from_str(yaml).unwrap();
+        let value = parse("r.yaml", yaml).unwrap();
         match from_value(value, Path::new("/nonexistent"), "test", true) {
             Ok(_) => Vec::new(),
             Err(problems) => problems.problems,
@@ -474,6 +689,126 @@ cache: {enabled: false, size: 3}
             );
         }
         assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    fn parse(name: &str, text: &str) -> Result<Value, String> {
+        parse_document(Path::new(name), text)
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_in_yaml_and_json() {
+        let rule =
+            "{matchImages: [a.example], provider: docker-config, dockerConfig: {path: c.json}}";
+        let yaml = [
+            format!("rules:\n- {rule}\nrules:\n- {rule}\n"),
+            "rules:\n- matchImages: [a.example]\n  provider: ecr\n  provider: acr\n".to_owned(),
+            "cache: {dir: a, dir: b}\nrules: []\n".to_owned(),
+            "rules: []\n\"rules\": []\n".to_owned(),
+        ];
+        for text in yaml {
+            let error = parse("r.yaml", &text).unwrap_err();
+            assert!(
+                error.starts_with("invalid YAML: ") && error.contains("duplicate key"),
+                "{error}"
+            );
+        }
+        let json = r#"{"rules": [{"matchImages": ["a.example"], "provider": "docker-config",
+            "dockerConfig": {"path": "c.json"}, "cacheDuration": "1m", "cacheDuration": "2h"}]}"#;
+        let error = parse("r.json", json).unwrap_err();
+        assert!(
+            error.starts_with("invalid JSON: duplicate key \"cacheDuration\" at line 2"),
+            "{error}"
+        );
+        let fine = parse("r.yaml", "rules:\n- {a: 1, b: {a: 2}}\n- {a: 3}\n").unwrap();
+        assert_eq!(fine["rules"][1]["a"], 3);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_before_the_yaml_is_parsed() {
+        let depth = MAX_DEPTH + 1;
+        let cases = [
+            ("r.yaml", "[".repeat(1_048_000)),
+            ("r.yaml", "{a: ".repeat(100_000)),
+            ("r.yaml", "- ".repeat(100_000)),
+            (
+                "r.yaml",
+                format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+            ),
+            ("r.json", "[".repeat(1_048_000)),
+            (
+                "r.json",
+                format!("{}1{}", "[".repeat(depth), "]".repeat(depth)),
+            ),
+        ];
+        for (name, text) in cases {
+            let error = parse(name, &text).unwrap_err();
+            assert!(
+                error.contains(&format!("nested more than {MAX_DEPTH} levels deep")),
+                "{name}: {error}"
+            );
+        }
+        let deepest = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        parse("r.yaml", &deepest).unwrap();
+        parse("r.json", &deepest).unwrap();
+        let aliased = format!(
+            "a: &a {}1{}\nb: [*a, [*a]]\n",
+            "[".repeat(MAX_DEPTH - 2),
+            "]".repeat(MAX_DEPTH - 2)
+        );
+        assert!(
+            parse("r.yaml", &aliased)
+                .unwrap_err()
+                .contains("levels deep")
+        );
+    }
+
+    #[test]
+    fn a_kubelet_config_is_named_as_one() {
+        let kubelet = "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n\
+                       providers:\n  - name: image-credential-provider\n    matchImages: [\"*.example\"]\n";
+        let value = parse("kubelet.yaml", kubelet).unwrap();
+        let problems = from_value(value, Path::new("."), "test", true)
+            .err()
+            .unwrap()
+            .problems;
+        assert_eq!(problems.len(), 1, "{problems:#?}");
+        assert!(
+            problems[0].starts_with("this is a kubelet CredentialProviderConfig"),
+            "{problems:#?}"
+        );
+    }
+
+    #[test]
+    fn problems_quote_only_a_short_excerpt_of_the_input() {
+        let huge = "x".repeat(1 << 20);
+        let value = serde_json::json!({
+            "rules": [
+                {
+                    "matchImages": [format!("{huge}?")],
+                    "provider": "docker-config",
+                    "dockerConfig": {"path": "c.json"},
+                    "cacheKeyType": huge,
+                    "cacheDuration": huge,
+                    huge.clone(): 1,
+                },
+                {"matchImages": ["a.example"], "provider": huge},
+            ],
+            "cache": {"enabled": huge},
+            huge.clone(): 2,
+        });
+        let found = match from_value(value, Path::new("/nonexistent"), "test", false) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.problems,
+        };
+        assert_eq!(found.len(), 7, "{found:#?}");
+        for problem in &found {
+            assert!(
+                problem.len() < 600,
+                "{} bytes: {}",
+                problem.len(),
+                &problem[..200]
+            );
+        }
     }
 
     #[test]

@@ -242,7 +242,12 @@ fn failures_are_one_line_naming_the_cause() {
             "http://127.0.0.1:9",
         )
         .run();
-    run.assert_error(1, "cannot reach IMDS: cannot connect to 127.0.0.1:9");
+    run.assert_error(
+        1,
+        "no Azure credentials: no managed identity: cannot reach IMDS (not on an Azure VM, or IMDS \
+         unreachable; else configure acr.identity, an azure.json, or AZURE_FEDERATED_TOKEN_FILE with \
+         AZURE_CLIENT_ID and AZURE_TENANT_ID): cannot connect to 127.0.0.1:9",
+    );
 }
 
 #[test]
@@ -364,4 +369,46 @@ fn drop_in_takes_azure_json_and_registry_mirrors() {
         "{}",
         run.stdout
     );
+}
+
+#[test]
+fn a_port_that_is_no_tcp_port_is_an_invalid_image_and_causes_no_request() {
+    let world = World::new();
+    let catch_all = rules_file(&world, "{}", "['*.azurecr.io:99999', '*.azurecr.io:65536']");
+    for image in ["myacr.azurecr.io:99999/app", "myacr.azurecr.io:65536/app"] {
+        for rules in [None, Some(catch_all.as_path())] {
+            let mut args = vec!["--no-cache".to_owned()];
+            if let Some(rules) = rules {
+                args.extend(["--config".to_owned(), rules.display().to_string()]);
+            }
+            let run = plugin(&world, args)
+                .stdin(request(API_VERSIONS[0], image))
+                .run();
+            run.assert_error(1, "is not a valid image reference");
+        }
+    }
+    assert_eq!(world.request_count(), 0);
+}
+
+#[test]
+fn a_refresh_token_claiming_centuries_is_cached_for_a_day_at_most() {
+    let world = World::new();
+    for exp in ["100000000000", "32503680000", "1e300"] {
+        *world.knobs.refresh_token.lock().unwrap() = Some(jwt(&format!(r#"{{"exp":{exp}}}"#)));
+        let run = get(&world, "myacr.azurecr.io/app", None).run();
+        if exp == "1e300" {
+            run.assert_error(1, "the JWT exp claim is out of range");
+            continue;
+        }
+        let observed = common::kubelet::read(
+            API_VERSIONS[0],
+            "myacr.azurecr.io/app",
+            run.code,
+            &run.stdout,
+        )
+        .unwrap_or_else(|e| panic!("{exp}: the kubelet refuses the answer: {e}"));
+        assert_eq!(observed.credentials.len(), 1);
+        let cache = seconds(&run.json()["cacheDuration"]);
+        assert!(cache <= 24 * 3600, "{exp}: {cache}s");
+    }
 }

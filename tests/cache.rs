@@ -129,12 +129,16 @@ fn a_fetcher_killed_while_holding_the_lock_does_not_wedge_the_others() {
     assert_eq!(fake.ecr_calls(), 2);
 }
 
-/// The one entry file in `cache`.
+/// The one entry file in `cache`: `<32 hex digits>.json`.
 fn entry(cache: &Path) -> PathBuf {
     let entries: Vec<PathBuf> = std::fs::read_dir(cache)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            name.strip_suffix(".json")
+                .is_some_and(|stem| stem.len() == 32 && stem.bytes().all(|b| b.is_ascii_hexdigit()))
+        })
         .collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries.into_iter().next().unwrap()
@@ -417,4 +421,212 @@ fn the_cache_directory_comes_from_the_flag_the_environment_or_the_rules_file() {
 
     get(&["--config", from_file.to_str().unwrap()], Path::new(""));
     entry(&root.path().join("from-file"));
+}
+
+/// A directory the running user does not own, holding a file that is not the plugin's.
+fn foreign_directory(root: &Path) -> PathBuf {
+    assert!(
+        running_as_root(),
+        "handing a directory to another user needs root (CI runs as root)"
+    );
+    let dir = root.join("foreign");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("data.txt"), "x").unwrap();
+    std::os::unix::fs::chown(dir.join("data.txt"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+    dir
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_directory_of_another_user_is_refused_and_never_deleted_however_it_is_named() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let root = tempfile::tempdir().unwrap();
+    let dir = foreign_directory(root.path());
+    let rules = root.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "rules:\n- matchImages: [\"*.dkr.ecr.*.amazonaws.com\"]\n  provider: ecr\ncache: {{dir: {}}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let image = format!("{}/app", registry(false));
+    let by_flag = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--cache-dir", dir.to_str().unwrap()]);
+        Plugin::new(all)
+    };
+    let by_env =
+        |args: &[&str]| Plugin::new(args.to_vec()).env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", &dir);
+    let by_rules = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--config", rules.to_str().unwrap()]);
+        Plugin::new(all).env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", "")
+    };
+    type Way<'a> = &'a dyn Fn(&[&str]) -> Plugin;
+    let ways: [Way; 3] = [&by_flag, &by_env, &by_rules];
+    for way in ways {
+        for action in ["list", "clear"] {
+            way(&["cache", action])
+                .run()
+                .assert_error(1, "owned by uid 65534, not by the running user");
+        }
+        let run = way(&["get", &image, "-v"])
+            .env("AWS_ACCESS_KEY_ID", "AKIAFAKECACHETEST")
+            .env("AWS_SECRET_ACCESS_KEY", "fake-secret-access-key")
+            .env("AWS_ENDPOINT_URL_ECR", &fake.url)
+            .run();
+        run.json();
+        assert!(
+            run.stderr.contains("token cache unusable"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(names(&dir), ["data.txt"], "nothing added or removed");
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!((meta.uid(), meta.mode() & 0o7777), (65534, 0o755));
+    }
+}
+
+#[test]
+fn clear_removes_cached_tokens_and_nothing_else() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("kubernetes");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for name in [
+        "azure.json",
+        "config.json",
+        "registry-auth.json",
+        "notes.lock",
+    ] {
+        std::fs::write(dir.join(name), "{\"auths\": {}}").unwrap();
+    }
+    ecr(
+        &fake,
+        Some(&dir),
+        &["get", &format!("{}/app", registry(false))],
+    )
+    .run()
+    .json();
+    entry(&dir);
+    let clear = Plugin::new(["cache", "clear", "--cache-dir", dir.to_str().unwrap()]).run();
+    assert_eq!(clear.code, 0, "{}", clear.stderr);
+    assert!(clear.stdout.contains("removed 1 "), "{}", clear.stdout);
+    assert_eq!(
+        names(&dir),
+        [
+            "azure.json",
+            "config.json",
+            "notes.lock",
+            "registry-auth.json"
+        ]
+    );
+    assert_eq!(
+        std::fs::metadata(&dir).unwrap().mode() & 0o777,
+        0o755,
+        "an existing directory keeps its mode"
+    );
+}
+
+#[test]
+fn a_directory_others_can_write_is_refused_and_keeps_its_mode() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let root = tempfile::tempdir().unwrap();
+    let image = format!("{}/app", registry(false));
+    for mode in [0o1777, 0o777, 0o770] {
+        let dir = root.path().join(format!("shared-{mode:o}"));
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let run = ecr(&fake, Some(&dir), &["get", &image, "-v"]).run();
+        run.json();
+        assert!(run.stderr.contains("writable by others"), "{}", run.stderr);
+        Plugin::new(["cache", "list", "--cache-dir", dir.to_str().unwrap()])
+            .run()
+            .assert_error(1, "writable by others");
+        assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o7777, mode);
+        assert!(names(&dir).is_empty(), "nothing written to {mode:o}");
+    }
+}
+
+#[test]
+fn an_entry_with_a_huge_expiry_is_a_miss_for_get_and_list() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let cache = tempfile::tempdir().unwrap();
+    let image = format!("{}/app", registry(false));
+    for (n, expires_at) in [u64::MAX, 1 << 62, 100_000_000_000].into_iter().enumerate() {
+        ecr(&fake, Some(cache.path()), &["get", &image])
+            .run()
+            .json();
+        let path = entry(cache.path());
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        value["expiresAt"] = serde_json::json!(expires_at);
+        std::fs::write(&path, value.to_string()).unwrap();
+        let list = Plugin::new([
+            "cache",
+            "list",
+            "--cache-dir",
+            cache.path().to_str().unwrap(),
+        ])
+        .run();
+        assert_eq!((list.code, list.stderr.as_str()), (0, ""), "{expires_at}");
+        assert_eq!(
+            list.stdout.lines().count(),
+            1,
+            "only the header: {}",
+            list.stdout
+        );
+        let run = ecr(&fake, Some(cache.path()), &["get", &image]).run();
+        assert_eq!(
+            run.json()["auth"][registry(false)]["password"],
+            password(n + 2),
+            "{expires_at}: a miss, fetched again"
+        );
+        let seconds: u64 = run.json()["cacheDuration"]
+            .as_str()
+            .unwrap()
+            .split('h')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(seconds <= 24, "{}", run.stdout);
+    }
+}
+
+#[test]
+fn a_waiter_that_gives_up_on_the_lock_says_one_line_at_most() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let cache = tempfile::tempdir().unwrap();
+    let image = format!("{}/app", registry(false));
+    ecr(&fake, Some(cache.path()), &["get", &image])
+        .run()
+        .json();
+    let stored = entry(cache.path());
+    let lock = stored.with_extension("lock");
+    std::fs::remove_file(&stored).unwrap();
+    // This test holds the lock the whole time, as a stuck fetcher would.
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
+    let fails = ecr(&fake, Some(cache.path()), &["get", &image])
+        .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9");
+    let succeeds = ecr(&fake, Some(cache.path()), &["get", &image]);
+    let failing = std::thread::spawn(move || fails.run());
+    let run = succeeds.run();
+    assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{}", run.stdout);
+    failing.join().unwrap().assert_error(1, "cannot reach ECR");
+    drop(held);
 }

@@ -347,3 +347,139 @@ fn help_says_where_the_cache_and_the_rules_come_from() {
         help.stdout
     );
 }
+
+#[test]
+fn oversized_input_is_quoted_as_a_short_excerpt_once() {
+    // An argument is at most 128 KiB (Linux); a request on stdin up to 1 MiB.
+    for size in [100_000, 1_000_000] {
+        let tag = format!("registry.example.com/app:{}", "t".repeat(size));
+        let digest = format!("registry.example.com/app@sha256:{}", "z".repeat(size));
+        for image in [tag, digest] {
+            if size < 128 * 1024 {
+                let run = with_rules(&["get", &image]).run();
+                run.assert_error(1, "is not a valid image reference");
+                assert!(
+                    run.stderr.len() < 500,
+                    "{} bytes on stderr",
+                    run.stderr.len()
+                );
+            }
+            let input = serde_json::json!({"kind": "CredentialProviderRequest", "apiVersion": API_VERSIONS[0], "image": image});
+            let run = with_rules(&[]).stdin(input.to_string()).run();
+            run.assert_error(1, "is not a valid image reference");
+            assert!(
+                run.stderr.len() < 500,
+                "{} bytes on stderr",
+                run.stderr.len()
+            );
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(400 * 1024);
+    let rules = rules_file(
+        dir.path(),
+        &format!(
+            "rules:\n- {{matchImages: [\"{huge}?\"], provider: docker-config, dockerConfig: {{path: c}}, cacheDuration: {huge}}}\n"
+        ),
+    );
+    let run = Plugin::new(["--config".as_ref(), rules.as_os_str()])
+        .stdin(request(API_VERSIONS[0], "r.example/app"))
+        .run();
+    run.assert_error(1, "rules[0].matchImages[0]");
+    assert!(
+        run.stderr.len() < 500,
+        "{} bytes on stderr",
+        run.stderr.len()
+    );
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+    ])
+    .run();
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.len() < 1000,
+        "{} bytes on stderr",
+        run.stderr.len()
+    );
+}
+
+#[test]
+fn a_key_given_twice_is_refused_at_load_and_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"auths": {}}"#).unwrap();
+    let rule =
+        "{matchImages: [r.example], provider: docker-config, dockerConfig: {path: config.json}}";
+    let yaml = dir.path().join("twice.yaml");
+    std::fs::write(&yaml, format!("rules:\n- {rule}\nrules:\n- {rule}\n")).unwrap();
+    let json = dir.path().join("twice.json");
+    std::fs::write(
+        &json,
+        r#"{"rules": [{"matchImages": ["r.example"], "provider": "docker-config",
+           "dockerConfig": {"path": "config.json"}, "cacheDuration": "1m", "cacheDuration": "2h"}]}"#,
+    )
+    .unwrap();
+    for (path, key) in [(&yaml, "\"rules\""), (&json, "\"cacheDuration\"")] {
+        let expected = format!("duplicate key {key}");
+        Plugin::new(["--config".as_ref(), path.as_os_str()])
+            .stdin(request(API_VERSIONS[0], "r.example/app"))
+            .run()
+            .assert_error(1, &expected);
+        Plugin::new([
+            "check-config".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ])
+        .run()
+        .assert_error(1, &expected);
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        ("deep.yaml", "[".repeat(1_048_000)),
+        ("deep.yml", "{a: ".repeat(200_000)),
+        ("deep.json", "[".repeat(1_048_000)),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        Plugin::new(["--config".as_ref(), path.as_os_str()])
+            .stdin(request(API_VERSIONS[0], "r.example/app"))
+            .run()
+            .assert_error(1, "nested more than 32 levels deep");
+        Plugin::new([
+            "check-config".as_ref(),
+            "--config".as_ref(),
+            path.as_os_str(),
+        ])
+        .run()
+        .assert_error(1, "nested more than 32 levels deep");
+    }
+}
+
+#[test]
+fn the_kubelets_own_config_given_as_rules_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("credential-provider-config.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n  \
+         - name: image-credential-provider\n    apiVersion: credentialprovider.kubelet.k8s.io/v1\n    \
+         matchImages: [\"registry.example.com\"]\n    defaultCacheDuration: \"10m\"\n",
+    )
+    .unwrap();
+    Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        path.as_os_str(),
+    ])
+    .run()
+    .assert_error(1, "is a kubelet CredentialProviderConfig");
+    Plugin::new(["--config".as_ref(), path.as_os_str()])
+        .stdin(request(API_VERSIONS[0], "registry.example.com/app"))
+        .run()
+        .assert_error(1, "not a rules file");
+}

@@ -237,3 +237,54 @@ fn the_service_account_model_agrees_with_every_case() {
         }
     }
 }
+
+#[test]
+fn the_kubelet_model_reads_durations_as_gos_parse_duration() {
+    let accepted = [
+        ("0", 0),
+        ("-0", 0),
+        ("+0", 0),
+        ("10m", 600_000_000_000),
+        ("-1m", -60_000_000_000),
+        ("1h0m0s", 3_600_000_000_000),
+        ("1.5h", 5_400_000_000_000),
+        (".5s", 500_000_000),
+        ("1.s", 1_000_000_000),
+        ("1\u{b5}s", 1_000),
+        ("2562047h47m16.854775807s", i64::MAX),
+        ("2562047h47m16s", 9_223_372_036_000_000_000),
+        ("9223372036854775807ns", i64::MAX),
+        ("-9223372036854775808ns", i64::MIN),
+        ("-2562047h47m16.854775808s", i64::MIN),
+    ];
+    for (text, nanos) in accepted {
+        assert_eq!(kubelet::go_duration_nanos(text), Some(nanos), "{text}");
+    }
+    for refused in [
+        "",
+        "+",
+        "10",
+        "1d",
+        "10 minutes",
+        ".",
+        ".s",
+        "s",
+        "1e3s",
+        "2562047h47m16.854775808s",
+        "9223372036854775808ns",
+        "2562048h",
+        "27278871h25m32s",
+        "-9223372036854775809ns",
+        "99999999999999999999h",
+    ] {
+        assert!(!kubelet::go_duration(refused), "{refused:?}");
+    }
+    let response = |duration: &str| {
+        format!(
+            r#"{{"apiVersion":"{}","kind":"CredentialProviderResponse","cacheKeyType":"Image","cacheDuration":"{duration}","auth":{{}}}}"#,
+            API_VERSIONS[0]
+        )
+    };
+    assert!(kubelet::read(API_VERSIONS[0], "a.io/b", 0, &response("2562047h47m16s")).is_ok());
+    assert!(kubelet::read(API_VERSIONS[0], "a.io/b", 0, &response("27278871h25m32s")).is_err());
+}

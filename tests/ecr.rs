@@ -181,6 +181,28 @@ fn the_cache_duration_is_what_remains_of_the_token_less_five_minutes() {
 }
 
 #[test]
+fn an_expiry_centuries_away_is_answered_with_a_duration_the_kubelet_reads() {
+    for stated in ["1e11", "100000000000", "9.2e18"] {
+        let fake = Fake::start(move |_, _| {
+            let token = server::base64("AWS:p");
+            Reply::Respond(
+                200,
+                server::AMZ_JSON,
+                format!(
+                    r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
+                ),
+            )
+        });
+        let run = get_from_fake(&fake, IMAGE, &[]);
+        let observed = common::kubelet::read(API_VERSIONS[0], IMAGE, run.code, &run.stdout)
+            .unwrap_or_else(|e| panic!("{stated}: the kubelet refuses the answer: {e}"));
+        assert_eq!(observed.credentials, [("AWS".to_owned(), "p".to_owned())]);
+        let cached = seconds(run.json()["cacheDuration"].as_str().unwrap());
+        assert!(cached <= 24 * 3600, "{stated}: {cached}s");
+    }
+}
+
+#[test]
 fn ecr_public_through_the_binary() {
     let fake = Fake::start(|request, _| {
         let token = server::base64("AWS:public-password");
@@ -207,7 +229,15 @@ fn errors_are_one_line_naming_the_cause() {
     let no_credentials = Plugin::new(["get", IMAGE, "--no-cache"])
         .env("AWS_ENDPOINT_URL_ECR", "http://127.0.0.1:9")
         .run();
-    no_credentials.assert_error(1, "no AWS credentials found");
+    no_credentials.assert_error(
+        1,
+        "no AWS credentials found (looked in: environment variables,",
+    );
+    assert!(
+        no_credentials.stderr.len() < 250,
+        "one short line: {}",
+        no_credentials.stderr
+    );
 
     let throttling = Fake::start(|_, _| aws_error(400, "ThrottlingException", "Rate exceeded"));
     get_from_fake(&throttling, IMAGE, &[])

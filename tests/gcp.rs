@@ -400,3 +400,46 @@ fn drop_in_refuses_unknown_flags_in_one_line() {
         .run()
         .assert_error(2, "unknown command \"credentials\"");
 }
+
+#[test]
+fn a_token_claiming_centuries_is_answered_with_a_duration_the_kubelet_reads() {
+    for expires_in in [
+        "18446744073709551615",
+        "9223372036854775808",
+        "100000000000",
+    ] {
+        let metadata = FakeServer::http(move |request| {
+            let reply = match request.path() {
+                "/computeMetadata/v1/instance/service-accounts/default/scopes" => {
+                    Reply::status(200).body("https://www.googleapis.com/auth/cloud-platform\n")
+                }
+                "/computeMetadata/v1/instance/service-accounts/default/token" => Reply::json(
+                    200,
+                    format!(r#"{{"access_token":"ya29.forever","expires_in":{expires_in}}}"#),
+                ),
+                _ => Reply::status(404),
+            };
+            reply.header("Metadata-Flavor", "Google")
+        });
+        for cache in [false, true] {
+            let args: &[&str] = if cache {
+                &["get", "gcr.io/project/app"]
+            } else {
+                &["--no-cache", "get", "gcr.io/project/app"]
+            };
+            let run = Plugin::new(args)
+                .env("GCE_METADATA_HOST", metadata.address().to_string())
+                .run();
+            let observed =
+                common::kubelet::read(API_VERSIONS[0], "gcr.io/project/app", run.code, &run.stdout)
+                    .unwrap_or_else(|e| panic!("{expires_in}: {e}: {}", run.stderr));
+            assert_eq!(
+                observed.credentials,
+                [("oauth2accesstoken".to_owned(), "ya29.forever".to_owned())]
+            );
+            let duration = run.json()["cacheDuration"].as_str().unwrap().to_owned();
+            let hours: u64 = duration.split('h').next().unwrap().parse().unwrap();
+            assert!(hours < 24, "{expires_in}: {duration}");
+        }
+    }
+}

@@ -137,32 +137,105 @@ fn docker_hub_image(image: &str) -> bool {
     }
 }
 
-/// Whether Go's `time.ParseDuration` accepts `text` (negative durations included).
-fn go_duration(text: &str) -> bool {
-    let rest = text.strip_prefix(['-', '+']).unwrap_or(text);
-    if rest == "0" {
-        return true;
+/// Whether Go's `time.ParseDuration` accepts `text` (negative durations included): a
+/// port of its algorithm, so a duration beyond an int64 of nanoseconds
+/// (`2562047h47m16.854775807s`) is refused as the kubelet refuses it.
+pub fn go_duration(text: &str) -> bool {
+    go_duration_nanos(text).is_some()
+}
+
+/// The nanoseconds Go's `time.ParseDuration` reads in `text`, or `None` where it fails.
+pub fn go_duration_nanos(text: &str) -> Option<i64> {
+    const OVERFLOW: u64 = 1 << 63;
+    let negative = text.starts_with('-');
+    let mut s = text.strip_prefix(['-', '+']).unwrap_or(text);
+    if s == "0" {
+        return Some(0);
     }
-    let mut rest = rest;
-    if rest.is_empty() {
-        return false;
+    if s.is_empty() {
+        return None;
     }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit() && c != '.')
-            .unwrap_or(rest.len());
-        if digits == 0 || rest[..digits] == *"." {
-            return false;
+    let mut total: u64 = 0;
+    while !s.is_empty() {
+        if !(s.starts_with('.') || s.starts_with(|c: char| c.is_ascii_digit())) {
+            return None;
         }
-        rest = &rest[digits..];
-        let unit = ["ns", "us", "\u{b5}s", "\u{3bc}s", "ms", "s", "m", "h"]
-            .into_iter()
-            .filter(|u| rest.starts_with(u))
-            .max_by_key(|u| u.len());
-        match unit {
-            Some(unit) => rest = &rest[unit.len()..],
-            None => return false,
+        // leadingInt
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let mut v: u64 = 0;
+        for d in s[..digits].bytes() {
+            if v > OVERFLOW / 10 {
+                return None;
+            }
+            v = v * 10 + u64::from(d - b'0');
+            if v > OVERFLOW {
+                return None;
+            }
+        }
+        let pre = digits != 0;
+        s = &s[digits..];
+        // leadingFraction
+        let (mut f, mut scale, mut post) = (0u64, 1f64, false);
+        if let Some(rest) = s.strip_prefix('.') {
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
+            let mut overflow = false;
+            for d in rest[..digits].bytes() {
+                if overflow {
+                    continue;
+                }
+                if f > (OVERFLOW - 1) / 10 {
+                    overflow = true;
+                    continue;
+                }
+                let y = f * 10 + u64::from(d - b'0');
+                if y > OVERFLOW {
+                    overflow = true;
+                    continue;
+                }
+                f = y;
+                scale *= 10.0;
+            }
+            post = digits != 0;
+            s = &rest[digits..];
+        }
+        if !pre && !post {
+            return None;
+        }
+        let unit_end = s
+            .find(|c: char| c == '.' || c.is_ascii_digit())
+            .unwrap_or(s.len());
+        let unit: u64 = match &s[..unit_end] {
+            "ns" => 1,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            _ => return None,
+        };
+        s = &s[unit_end..];
+        if v > OVERFLOW / unit {
+            return None;
+        }
+        v *= unit;
+        if f > 0 {
+            v += (f as f64 * (unit as f64 / scale)) as u64;
+            if v > OVERFLOW {
+                return None;
+            }
+        }
+        total = total.checked_add(v)?;
+        if total > OVERFLOW {
+            return None;
         }
     }
-    true
+    if negative {
+        Some((total as i64).wrapping_neg())
+    } else if total > OVERFLOW - 1 {
+        None
+    } else {
+        Some(total as i64)
+    }
 }

@@ -18,6 +18,9 @@ use crate::retry::Call;
 pub const IMDS_ENDPOINT_ENV: &str = "IMAGE_CREDENTIAL_PROVIDER_AZURE_IMDS_ENDPOINT";
 
 const IMDS_ENDPOINT: &str = "http://169.254.169.254";
+/// What to check when IMDS cannot be reached for a managed identity.
+const MANAGED_IDENTITY_HINT: &str = "not on an Azure VM, or IMDS unreachable; else configure \
+     acr.identity, an azure.json, or AZURE_FEDERATED_TOKEN_FILE with AZURE_CLIENT_ID and AZURE_TENANT_ID";
 const IMDS_API_VERSION: &str = "2018-02-01";
 const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
@@ -62,7 +65,8 @@ pub async fn access_token(
                     || Request::get(url.clone()).header("Metadata", "true"),
                     |s| matches!(s, 404 | 410 | 429 | 500..=599),
                 )
-                .await?;
+                .await
+                .map_err(no_managed_identity)?;
             if response.status == 400
                 && crate::retry::error_detail(&response.body)
                     .to_ascii_lowercase()
@@ -172,6 +176,19 @@ fn parse_token(call: &Call<'_>, response: &Response) -> Result<Secret, Error> {
     match token.access_token {
         Some(token) if !token.is_empty() => Ok(Secret::new(token)),
         _ => Err(bad("the token response has no access_token")),
+    }
+}
+
+/// IMDS out of reach means no managed identity here: said so, with what to configure.
+fn no_managed_identity(error: Error) -> Error {
+    match error {
+        Error::Network { service, cause } if service == "IMDS" => Error::NoCredentials(format!(
+            "no managed identity: cannot reach IMDS ({MANAGED_IDENTITY_HINT}): {cause}"
+        )),
+        Error::Timeout(service) if service == "IMDS" => Error::NoCredentials(format!(
+            "no managed identity: IMDS did not answer in time ({MANAGED_IDENTITY_HINT})"
+        )),
+        other => other,
     }
 }
 

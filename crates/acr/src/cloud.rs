@@ -1,5 +1,7 @@
 //! The Azure clouds: where each one's Azure AD is, and its registries' DNS suffix.
 
+use icp_core::quote;
+
 /// The audience of the Azure AD token the registry exchanges, in every known cloud.
 pub const REGISTRY_AUDIENCE: &str = "https://containerregistry.azure.net";
 
@@ -85,7 +87,7 @@ pub fn normalise_authority(url: &str) -> Result<String, String> {
         .get(..8)
         .filter(|scheme| scheme.eq_ignore_ascii_case("https://"))
         .map(|_| &url[8..])
-        .ok_or_else(|| format!("authority host {url:?} is not an https:// URL"))?;
+        .ok_or_else(|| format!("authority host {} is not an https:// URL", quote(url)))?;
     let host = rest.split('/').next().unwrap_or_default();
     let host_ok = !host.is_empty()
         && host
@@ -94,7 +96,8 @@ pub fn normalise_authority(url: &str) -> Result<String, String> {
         && !rest.contains(['?', '#', '@', ' ']);
     if !host_ok {
         return Err(format!(
-            "authority host {url:?} is not a plain https:// URL"
+            "authority host {} is not a plain https:// URL",
+            quote(url)
         ));
     }
     Ok(format!("https://{}/", rest.trim_end_matches('/')))

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use icp_core::Secret;
+use icp_core::{Secret, quote};
 use serde::Deserialize;
 
 use crate::Error;
@@ -84,7 +84,8 @@ pub fn parse_registry_mirrors(value: &str) -> Result<BTreeMap<String, String>, E
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
         let (mirror, target) = entry.split_once(':').ok_or_else(|| {
             Error::Config(format!(
-                "registry mirror {entry:?} is not mirror:loginserver"
+                "registry mirror {} is not mirror:loginserver",
+                quote(entry)
             ))
         })?;
         mirrors.insert(mirror.trim().to_owned(), target.trim().to_owned());
@@ -195,12 +196,15 @@ pub fn resolve(
     for (mirror, target) in &config.registry_mirrors {
         if !is_valid_suffix(mirror) && !is_single_label(mirror) {
             return Err(Error::Config(format!(
-                "registry mirror {mirror:?} is not a lowercase host name"
+                "registry mirror {} is not a lowercase host name",
+                quote(mirror)
             )));
         }
         if cloud.cloud_of(target).is_none() {
             return Err(Error::Config(format!(
-                "registry mirror {mirror:?} points at {target:?}, which is not an ACR login server of the configured cloud"
+                "registry mirror {} points at {}, which is not an ACR login server of the configured cloud",
+                quote(mirror),
+                quote(target)
             )));
         }
         mirrors.insert(mirror.clone(), target.clone());
@@ -271,7 +275,7 @@ fn resolve_cloud(
         return Ok(CloudChoice::Fixed(cloud));
     }
     let unknown = || {
-        let reason = format!("unknown cloud {name:?}");
+        let reason = format!("unknown cloud {}", quote(name));
         match (from_file, &config.azure_config) {
             (true, Some(path)) => Error::AzureConfig {
                 path: path.display().to_string(),
@@ -309,12 +313,17 @@ fn custom_cloud(
     let suffix = suffix.trim().trim_start_matches('.');
     if !is_valid_suffix(suffix) {
         return Err(format!(
-            "registry suffix {suffix:?} is not a lowercase DNS suffix"
+            "registry suffix {} is not a lowercase DNS suffix",
+            quote(suffix)
         ));
     }
     let audience = match audience {
-        Some(audience) => normalise_authority(audience)
-            .map_err(|_| format!("registry audience {audience:?} is not an https:// URL"))?,
+        Some(audience) => normalise_authority(audience).map_err(|_| {
+            format!(
+                "registry audience {} is not an https:// URL",
+                quote(audience)
+            )
+        })?,
         None => REGISTRY_AUDIENCE.to_owned(),
     };
     Ok(CloudChoice::Fixed(Cloud {
@@ -377,7 +386,10 @@ fn resolve_identity(
         if is_valid_id(id) {
             Ok(())
         } else {
-            Err(Error::Config(format!("client id {id:?} is not a valid id")))
+            Err(Error::Config(format!(
+                "client id {} is not a valid id",
+                quote(id)
+            )))
         }
     };
     let check_tenant = |tenant: &String| {
@@ -385,7 +397,8 @@ fn resolve_identity(
             Ok(())
         } else {
             Err(Error::Config(format!(
-                "tenant id {tenant:?} is not a valid tenant"
+                "tenant id {} is not a valid tenant",
+                quote(tenant)
             )))
         }
     };
@@ -424,7 +437,8 @@ fn resolve_identity(
                 && !is_valid_id(id)
             {
                 return Err(Error::Config(format!(
-                    "managed identity id {id:?} is not a valid id"
+                    "managed identity id {} is not a valid id",
+                    quote(id)
                 )));
             }
             if let Some(tenant) = &tenant_id {

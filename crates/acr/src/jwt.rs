@@ -1,7 +1,7 @@
 //! The `exp` claim of a JWT, read without verifying the signature: the registry that
 //! issued the token checks it; we only need to know how long to cache it.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -24,15 +24,13 @@ pub fn expiry(token: &str) -> Result<SystemTime, &'static str> {
         .get("exp")
         .and_then(serde_json::Value::as_f64)
         .ok_or("the JWT has no numeric exp claim")?;
-    if !(0.0..=1e11).contains(&exp) {
-        return Err("the JWT exp claim is out of range");
-    }
-    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(exp as u64))
+    icp_core::expiry::from_unix_seconds(exp.trunc()).ok_or("the JWT exp claim is out of range")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn jwt(claims: &str) -> String {
         format!(

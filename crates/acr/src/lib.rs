@@ -173,9 +173,11 @@ impl Acr {
             service: login_server.to_owned(),
             reason: reason.to_owned(),
         };
-        let expires_at = jwt::expiry(refresh_token.expose())
+        let stated = jwt::expiry(refresh_token.expose())
             .map_err(|reason| bad(&format!("malformed refresh token: {reason}")))?;
-        if expires_at <= SystemTime::now() {
+        let now = SystemTime::now();
+        let expires_at = icp_core::expiry::at(stated, now);
+        if expires_at <= now {
             return Err(bad("the refresh token has already expired"));
         }
         Ok(Token {

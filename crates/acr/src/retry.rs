@@ -1,7 +1,7 @@
 //! Sending one request within the fetch's budget: bounded attempts, `Retry-After`, and
 //! the mapping of failures to one-line errors.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use icp_http::{Client, Request, Response};
 
@@ -69,7 +69,7 @@ impl Call<'_> {
                 .connect_timeout(self.limits.connect.min(remaining));
             let wait = match self.client.send(request).await {
                 Ok(response) if retry_on(response.status) && attempt < self.limits.attempts => {
-                    match retry_after(&response) {
+                    match response.retry_after(SystemTime::now()) {
                         Some(wait) if wait > self.limits.max_wait => return Ok(response),
                         Some(wait) => wait,
                         None => backoff(attempt),
@@ -128,16 +128,6 @@ fn prefixed(detail: &str) -> String {
 /// Exponential backoff: 0.5 s, 1 s, 2 s, ...
 fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(500u64 << attempt.saturating_sub(1).min(4))
-}
-
-/// A `Retry-After` in seconds (an HTTP date is ignored, the default backoff applies).
-fn retry_after(response: &Response) -> Option<Duration> {
-    response
-        .header("retry-after")?
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .map(Duration::from_secs)
 }
 
 /// A short, single-line description of an error body from Azure AD, IMDS or ACR: the

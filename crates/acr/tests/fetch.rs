@@ -529,6 +529,36 @@ fn persistent_throttling_is_a_throttling_error() {
 }
 
 #[test]
+fn a_retry_after_given_as_an_http_date_is_honoured() {
+    let world = World::new();
+    // A date beyond what the fetch may wait: give up at once, as for seconds.
+    *world.knobs.retry_after.lock().unwrap() = Some("Fri, 01 Jan 2100 00:00:00 GMT".into());
+    world
+        .knobs
+        .exchange_throttle
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "throttled by myacr.azurecr.io; try again later"
+    );
+    assert_eq!(
+        world.registry_requests("myacr.azurecr.io").len(),
+        2,
+        "the challenge and one exchange"
+    );
+    // A date already past: try again at once.
+    world
+        .knobs
+        .exchange_throttle
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    *world.knobs.retry_after.lock().unwrap() = Some("Thu, 01 Jan 1970 00:00:00 GMT".into());
+    let token = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap();
+    assert_refresh_token(&token, "imds:system");
+    assert_eq!(world.registry_requests("myacr.azurecr.io").len(), 5);
+}
+
+#[test]
 fn a_registry_that_does_not_answer_times_out() {
     let world = World::new();
     *world.knobs.registry_delay.lock().unwrap() = Duration::from_secs(30);
@@ -550,7 +580,7 @@ fn a_registry_that_does_not_answer_times_out() {
 }
 
 #[test]
-fn an_unreachable_imds_is_a_network_error() {
+fn an_unreachable_imds_says_there_is_no_managed_identity_and_what_to_configure() {
     let world = World::new();
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -568,10 +598,14 @@ fn an_unreachable_imds_is_a_network_error() {
         "myacr.azurecr.io/app",
     )
     .unwrap_err();
-    assert!(matches!(error, Error::Network { .. }), "{error}");
+    assert!(matches!(error, Error::NoCredentials(_)), "{error}");
+    let message = error.to_string();
     assert!(
-        error.to_string().starts_with("cannot reach IMDS"),
-        "{error}"
+        message.starts_with(
+            "no Azure credentials: no managed identity: cannot reach IMDS (not on an Azure VM"
+        ) && message.contains("acr.identity")
+            && message.contains("AZURE_FEDERATED_TOKEN_FILE"),
+        "{message}"
     );
 }
 

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use crate::quote;
+
 /// The registry of images that name none.
 pub const DOCKER_HUB: &str = "docker.io";
 /// The legacy name of Docker Hub, normalised to [`DOCKER_HUB`].
@@ -14,8 +16,8 @@ pub const DOCKER_HUB_LEGACY: &str = "index.docker.io";
 /// Longest repository name (domain and path) the reference grammar allows.
 pub const NAME_MAX: usize = 255;
 
-/// Why a string is not an image reference. The offending input is never echoed whole;
-/// callers name it themselves if they choose to.
+/// Why a string is not an image reference. The offending part is quoted with
+/// [`crate::quote`], so a huge or hostile reference never floods a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ImageError {
     /// The reference is the empty string.
@@ -24,20 +26,20 @@ pub enum ImageError {
     /// The repository name is over [`NAME_MAX`] characters.
     #[error("repository name is longer than {NAME_MAX} characters")]
     TooLong,
-    /// The registry domain is not a valid host, IP address or port.
-    #[error("invalid registry domain {0:?}")]
+    /// The registry domain is not a valid host, IP address or port (1 to 65535).
+    #[error("invalid registry domain {}", quote(.0))]
     Domain(String),
     /// A path component breaks the grammar (lowercase letters, digits and separators).
-    #[error("invalid repository path component {0:?}")]
+    #[error("invalid repository path component {}", quote(.0))]
     Path(String),
     /// The path has uppercase letters.
     #[error("repository path must be lowercase")]
     Uppercase,
     /// The tag breaks the grammar.
-    #[error("invalid tag {0:?}")]
+    #[error("invalid tag {}", quote(.0))]
     Tag(String),
     /// The digest breaks the grammar.
-    #[error("invalid digest {0:?}")]
+    #[error("invalid digest {}", quote(.0))]
     Digest(String),
     /// The name is a bare 64-character hex string, which references an image ID.
     #[error("repository name cannot be a 64-character hexadecimal ID")]
@@ -113,7 +115,8 @@ impl ImageRef {
         split_port(&self.domain).0
     }
 
-    /// The port, when the reference names one.
+    /// The port, when the reference names one; [`ImageRef::parse`] refuses any port that is
+    /// not a number from 1 to 65535, so a port that is there is always returned.
     pub fn port(&self) -> Option<u16> {
         split_port(&self.domain).1.and_then(|p| p.parse().ok())
     }
@@ -197,8 +200,10 @@ fn split_domain(name: &str) -> (&str, &str) {
 fn validate_domain(domain: &str) -> Result<(), ImageError> {
     let bad = || ImageError::Domain(domain.to_owned());
     let (host, port) = split_port(domain);
+    // The grammar allows any digits, but a port that is no TCP port names no registry,
+    // and a host check must never read it as "no port".
     if let Some(port) = port
-        && (port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()))
+        && !(port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok_and(|p| p > 0))
     {
         return Err(bad());
     }
@@ -423,6 +428,28 @@ mod tests {
         );
         let image = ImageRef::parse("[::1]:5000/app").unwrap();
         assert_eq!((image.host(), image.port()), ("[::1]", Some(5000)));
+        let image = ImageRef::parse("registry.example:65535/app").unwrap();
+        assert_eq!(image.port(), Some(65535));
+    }
+
+    #[test]
+    fn errors_quote_a_short_excerpt_of_the_offending_part() {
+        let long_tag = "t".repeat(1 << 20);
+        let digest = format!("sha256:{}", "z".repeat(1 << 20));
+        for reference in [
+            format!("registry.example/app:{long_tag}"),
+            format!("registry.example/app@{digest}"),
+        ] {
+            let message = ImageRef::parse(&reference).unwrap_err().to_string();
+            assert!(message.len() < 200, "{} bytes", message.len());
+        }
+        assert_eq!(
+            ImageRef::parse("a.io/app:bad\ntag")
+                .unwrap_err()
+                .to_string(),
+            "invalid tag \"bad\\ntag\"",
+            "a line break in the input stays escaped on one line"
+        );
     }
 
     #[test]
@@ -449,6 +476,10 @@ mod tests {
             "registry.example/app@sha256",
             "registry.example:port/app",
             "registry.example:123456/app",
+            "registry.example:99999/app",
+            "registry.example:65536/app",
+            "registry.example:0/app",
+            "registry.example:+80/app",
             "-registry.example/app",
             "registry..example/app",
             "registry.example/a b",

@@ -4,6 +4,7 @@
 //! way `grep-matcher` is for ripgrep: it holds no cloud SDK, no HTTP client and no async
 //! runtime, only
 //!
+//! - [`expiry`]: a token's expiry from what its cloud states, bounded;
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
 //! - [`io`]: reading files and streams whole, up to a limit;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
@@ -12,6 +13,7 @@
 //! - [`secret`]: a string that never shows itself in logs or debug output;
 //! - [`service_account`]: the pulling pod's service account, read from its token.
 
+pub mod expiry;
 pub mod image;
 pub mod io;
 pub mod pattern;

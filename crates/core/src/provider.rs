@@ -97,8 +97,10 @@ pub struct Token {
     pub username: String,
     /// The token itself.
     pub password: Secret,
-    /// When the token expires as the cloud stated it; `None` when it did not say, which
-    /// the binary treats as already expired (answer, but let nothing cache it).
+    /// When the token expires as the cloud stated it, bounded by
+    /// [`expiry::MAX_LIFETIME`](crate::expiry::MAX_LIFETIME) (backends build it with
+    /// [`crate::expiry`]); `None` when the cloud did not say, which the binary treats as
+    /// already expired (answer, but let nothing cache it).
     pub expires_at: Option<SystemTime>,
 }
 

@@ -1,5 +1,6 @@
 //! The `ecr:` section of a rule in the rules file.
 
+use icp_core::quote;
 use serde::Deserialize;
 
 use crate::Error;
@@ -39,13 +40,17 @@ impl Config {
         if let Some(region) = &self.region
             && Partition::of_region(region).is_none()
         {
-            return invalid(format!("ecr.region {region:?} is not an AWS region name"));
+            return invalid(format!(
+                "ecr.region {} is not an AWS region name",
+                quote(region)
+            ));
         }
         if let Some(arn) = &self.role_arn
             && !is_role_arn(arn)
         {
             return invalid(format!(
-                "ecr.roleArn {arn:?} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)"
+                "ecr.roleArn {} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)",
+                quote(arn)
             ));
         }
         if let Some(name) = &self.role_session_name {
@@ -55,7 +60,8 @@ impl Config {
             let allowed = |c: char| c.is_ascii_alphanumeric() || "=,.@_-".contains(c);
             if !(2..=64).contains(&name.len()) || !name.chars().all(allowed) {
                 return invalid(format!(
-                    "ecr.roleSessionName {name:?} must be 2 to 64 characters of letters, digits and =,.@_-"
+                    "ecr.roleSessionName {} must be 2 to 64 characters of letters, digits and =,.@_-",
+                    quote(name)
                 ));
             }
         }

@@ -18,8 +18,9 @@ pub enum Error {
         "{0} is not an ECR registry host (a rule must set ecr.region to use ECR tokens for it)"
     )]
     NotServed(String),
-    /// No source of the default credential chain had credentials.
-    #[error("no AWS credentials found: {0}")]
+    /// No source of the default credential chain had credentials: the sources it looked
+    /// in.
+    #[error("no AWS credentials found (looked in: {0})")]
     NoCredentials(String),
     /// A credential source was configured but failed for a reason other than the ones below.
     #[error("AWS credentials could not be loaded: {0}")]
@@ -79,6 +80,13 @@ pub enum Error {
 /// What a network failure below a credential provider is attributed to.
 const CREDENTIAL_SOURCE: &str = "the AWS credential source";
 
+/// The sources of the AWS default credential chain, in the order it tries them.
+const CREDENTIAL_SOURCES: &str = "environment variables, shared config and credentials files, \
+     web identity token file, ECS/EKS container endpoint, EC2 instance metadata";
+
+/// Longest part of an AWS error message quoted in an error.
+const MAX_MESSAGE_CHARS: usize = 200;
+
 /// AWS error codes that mean "slow down".
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
@@ -130,13 +138,24 @@ pub(crate) fn one_line(err: &(dyn StdError + 'static)) -> String {
     messages.join(": ")
 }
 
-/// `code: message` of an AWS error, or what is known of it.
-fn code_and_message(code: Option<&str>, message: Option<&str>) -> String {
-    match (code, message) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        (None, Some(message)) => message.to_owned(),
-        (None, None) => "no error code".to_owned(),
+/// `code: message` of an AWS error; without a code, the HTTP status says what it was.
+/// The message is cut short and kept on one line.
+fn code_and_message(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> String {
+    let message = message.map(|m| {
+        let line = m.split_whitespace().collect::<Vec<_>>().join(" ");
+        match line.char_indices().nth(MAX_MESSAGE_CHARS) {
+            Some((cut, _)) => format!("{}...", &line[..cut]),
+            None => line,
+        }
+    });
+    let what = match (code, status) {
+        (Some(code), _) => code.to_owned(),
+        (None, Some(status)) => format!("HTTP {status} with no AWS error code"),
+        (None, None) => "no AWS error code".to_owned(),
+    };
+    match message {
+        Some(message) if !message.is_empty() => format!("{what}: {message}"),
+        _ => what,
     }
 }
 
@@ -148,7 +167,7 @@ fn from_code(
     message: Option<&str>,
     status: Option<u16>,
 ) -> Error {
-    let detail = code_and_message(code, message);
+    let detail = code_and_message(code, message, status);
     match code {
         Some(code) if THROTTLING_CODES.contains(&code) => Error::Throttled {
             service,
@@ -177,7 +196,7 @@ fn classify_chain(
         if let Some(credentials) = err.downcast_ref::<CredentialsError>() {
             match credentials {
                 CredentialsError::CredentialsNotLoaded(_) => {
-                    return Some(Error::NoCredentials(one_line(credentials)));
+                    return Some(Error::NoCredentials(CREDENTIAL_SOURCES.to_owned()));
                 }
                 CredentialsError::ProviderTimedOut(timed_out) => {
                     let limit = seconds(timed_out.timeout_duration());
@@ -236,6 +255,9 @@ where
     E: ProvideErrorMetadata + StdError + 'static,
 {
     use aws_sdk_ecr::error::SdkError;
+    let status = err
+        .raw_response()
+        .map(|response| response.status().as_u16());
     if let SdkError::TimeoutError(_) = &err {
         return Error::Timeout(format!(
             "{service} GetAuthorizationToken did not finish in time ({} per attempt, {} in all)",
@@ -245,19 +267,17 @@ where
     }
     if let SdkError::ServiceError(service_error) = &err {
         let e = service_error.err();
-        let status = service_error.raw().status().as_u16();
-        return from_code(
-            service,
-            limits.max_attempts,
-            e.code(),
-            e.message(),
-            Some(status),
-        );
+        return from_code(service, limits.max_attempts, e.code(), e.message(), status);
     }
     if let Some(named) = classify_chain(service, limits, &err) {
         return named;
     }
     match err {
+        // An error status with a body that is no AWS error (a proxy's or load balancer's
+        // page, or nothing): named by its status, as throttling, refusal or a failure.
+        SdkError::ResponseError(_) if status.is_some_and(|s| !(200..300).contains(&s)) => {
+            from_code(service, limits.max_attempts, None, None, status)
+        }
         SdkError::ResponseError(_) => Error::BadResponse {
             service,
             detail: "the answer could not be parsed",
@@ -306,16 +326,25 @@ mod tests {
         ));
         let server = from_code("ECR", 3, Some("ServerException"), Some("boom"), Some(500));
         assert_eq!(server.to_string(), "ECR error: ServerException: boom");
+        assert_eq!(
+            from_code("ECR", 3, None, None, Some(503)).to_string(),
+            "ECR error: HTTP 503 with no AWS error code"
+        );
+        assert_eq!(
+            from_code("ECR Public", 3, None, None, Some(429)).to_string(),
+            "throttled by ECR Public (gave up after 3 attempts): HTTP 429 with no AWS error code"
+        );
+        let long = from_code("ECR", 3, Some("X"), Some(&"m\n".repeat(10_000)), Some(500));
+        assert!(long.to_string().len() < 300, "{long}");
     }
 
     #[test]
     fn credential_errors_are_found_among_the_causes() {
         let limits = crate::Limits::default();
         let not_loaded = CredentialsError::not_loaded("no providers in chain provided credentials");
-        assert!(matches!(
-            classify_chain("ECR", &limits, &not_loaded),
-            Some(Error::NoCredentials(_))
-        ));
+        let found = classify_chain("ECR", &limits, &not_loaded).unwrap();
+        assert!(matches!(found, Error::NoCredentials(_)));
+        assert!(found.to_string().len() < 200, "{found}");
         let timed_out = CredentialsError::provider_timed_out(Duration::from_secs(5));
         let Some(Error::Timeout(message)) = classify_chain("ECR", &limits, &timed_out) else {
             panic!()

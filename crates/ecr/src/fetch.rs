@@ -10,6 +10,8 @@ use aws_config::sts::AssumeRoleProvider;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sdk_ecr::config::interceptors::InterceptorContext;
+use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
 use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -160,7 +162,7 @@ async fn fetch_private(
         config = config.use_fips(target.fips || sdk.use_fips().unwrap_or(false));
         config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
     }
-    let client = aws_sdk_ecr::Client::from_conf(config.build());
+    let client = aws_sdk_ecr::Client::from_conf(config.retry_classifier(TooManyRequests).build());
     let output = client
         .get_authorization_token()
         .send()
@@ -190,7 +192,8 @@ async fn fetch_public(
     if !has_custom_endpoint(sdk, "ECR PUBLIC") {
         config = config.use_dual_stack(target.dual_stack || sdk.use_dual_stack().unwrap_or(false));
     }
-    let client = aws_sdk_ecrpublic::Client::from_conf(config.build());
+    let client =
+        aws_sdk_ecrpublic::Client::from_conf(config.retry_classifier(TooManyRequests).build());
     let output = client
         .get_authorization_token()
         .send()
@@ -205,6 +208,25 @@ async fn fetch_public(
         detail: "no authorizationToken",
     })?;
     decode(SERVICE, token, data.expires_at().and_then(to_system_time))
+}
+
+/// Makes an HTTP 429 that carries no AWS error code (a proxy's or load balancer's) count
+/// as throttling, retried within [`Limits::max_attempts`] as AWS's own throttling codes
+/// are; the SDK alone would give up on it at once.
+#[derive(Debug)]
+struct TooManyRequests;
+
+impl ClassifyRetry for TooManyRequests {
+    fn classify_retry(&self, context: &InterceptorContext) -> RetryAction {
+        match context.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP 429 without an AWS error code"
+    }
 }
 
 /// Whether `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>` or a profile's `endpoint_url`
@@ -223,8 +245,11 @@ fn has_custom_endpoint(sdk: &SdkConfig, service_id: &str) -> bool {
             .is_some_and(|config| config.load_config(key).is_some())
 }
 
+/// The expiry ECR states, bounded by [`icp_core::expiry`]; `None` when it is no time a
+/// clock holds.
 fn to_system_time(time: &aws_sdk_ecr::primitives::DateTime) -> Option<SystemTime> {
-    SystemTime::try_from(*time).ok()
+    let stated = SystemTime::try_from(*time).ok()?;
+    Some(icp_core::expiry::at(stated, SystemTime::now()))
 }
 
 /// Decodes an authorization token, base64 of `user:password`, into a [`Token`].
@@ -285,12 +310,17 @@ mod tests {
     }
 
     #[test]
-    fn expiry_is_the_one_aws_states() {
-        let stated = DateTime::from_secs(1_900_000_000);
+    fn expiry_is_the_one_aws_states_within_a_day() {
+        let in_twelve_hours = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 12 * 3600;
+        let stated = DateTime::from_secs(in_twelve_hours as i64);
         let expires_at = to_system_time(&stated).unwrap();
         assert_eq!(
             expires_at,
-            SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+            SystemTime::UNIX_EPOCH + Duration::from_secs(in_twelve_hours)
         );
         let fractional = DateTime::from_fractional_secs(1_420_070_400, 0.5);
         assert_eq!(
@@ -299,6 +329,15 @@ mod tests {
         );
         let token = decode("ECR", &STANDARD.encode("AWS:p"), Some(expires_at)).unwrap();
         assert_eq!(token.expires_at, Some(expires_at));
+        for far in [
+            DateTime::from_secs(100_000_000_000),
+            DateTime::from_secs(i64::MAX),
+        ] {
+            if let Some(bounded) = to_system_time(&far) {
+                let left = bounded.duration_since(SystemTime::now()).unwrap();
+                assert!(left <= icp_core::expiry::MAX_LIFETIME, "{far}");
+            }
+        }
     }
 
     #[test]

@@ -24,16 +24,26 @@ fn ecr_env(fake: &Fake) -> TestEnv {
     ])
 }
 
+/// Seconds since the epoch, `hours` from now.
+fn in_hours(hours: u64) -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + hours * 3600
+}
+
 #[test]
 fn signs_with_the_host_region_and_returns_the_stated_expiry() {
-    let fake = Fake::start(|_, _| ecr_answer("AWS:ecr-password", 1_900_000_000));
+    let expires = in_hours(12);
+    let fake = Fake::start(move |_, _| ecr_answer("AWS:ecr-password", expires));
     let _env = ecr_env(&fake);
     let token = fetch(&backend(Config::default()), IMAGE).unwrap();
     assert_eq!(token.username, "AWS");
     assert_eq!(token.password.expose(), "ecr-password");
     assert_eq!(
         token.expires_at,
-        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000))
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(expires))
     );
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
@@ -133,12 +143,64 @@ fn no_credentials_is_named_and_sends_nothing() {
     let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_ECR", &fake.url)]);
     let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
     assert!(matches!(err, Error::NoCredentials(_)), "{err}");
-    assert!(
-        err.to_string().starts_with("no AWS credentials found"),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        "no AWS credentials found (looked in: environment variables, shared config and \
+         credentials files, web identity token file, ECS/EKS container endpoint, EC2 instance metadata)"
     );
-    assert!(!err.to_string().contains('\n'));
     assert_eq!(fake.count(), 0);
+}
+
+#[test]
+fn errors_without_an_aws_code_name_the_http_status_and_429_is_retried() {
+    let private = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app";
+    let public = "public.ecr.aws/team/app";
+    let cases = [
+        (
+            private,
+            "ECR",
+            429,
+            "throttled by ECR (gave up after 3 attempts): HTTP 429 with no AWS error code",
+        ),
+        (
+            private,
+            "ECR",
+            503,
+            "ECR error: HTTP 503 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            429,
+            "throttled by ECR Public (gave up after 3 attempts): HTTP 429 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            503,
+            "ECR Public error: HTTP 503 with no AWS error code",
+        ),
+        (
+            public,
+            "ECR_PUBLIC",
+            500,
+            "ECR Public error: HTTP 500 with no AWS error code",
+        ),
+    ];
+    for (image, endpoint, status, expected) in cases {
+        for (content_type, body) in [("text/plain", ""), ("text/html", "<html>busy</html>")] {
+            let fake = Fake::start(move |_, _| Reply::Respond(status, content_type, body.into()));
+            let variable = format!("AWS_ENDPOINT_URL_{endpoint}");
+            let _env = TestEnv::new(&[STATIC_KEYS[0], STATIC_KEYS[1], (&variable, &fake.url)]);
+            let err = fetch(&backend(Config::default()), image).unwrap_err();
+            assert_eq!(err.to_string(), expected, "{image} {status} {content_type}");
+            assert_eq!(
+                fake.count(),
+                3,
+                "{image} {status}: every attempt of the budget"
+            );
+        }
+    }
 }
 
 #[test]
@@ -203,8 +265,34 @@ fn a_missing_expiry_is_none_not_an_error() {
 }
 
 #[test]
+fn an_expiry_centuries_away_is_bounded_to_a_day() {
+    for stated in ["1e11", "100000000000", "9223372036854775807", "1e300"] {
+        let token = support::base64("AWS:p");
+        let body = format!(
+            r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
+        );
+        let fake = Fake::start(move |_, _| Reply::Respond(200, support::AMZ_JSON, body.clone()));
+        let _env = ecr_env(&fake);
+        let before = SystemTime::now();
+        match fetch(&backend(Config::default()), IMAGE) {
+            Ok(token) => {
+                if let Some(expires_at) = token.expires_at {
+                    let left = expires_at.duration_since(before).unwrap();
+                    assert!(
+                        left <= icp_core::expiry::MAX_LIFETIME + Duration::from_secs(5),
+                        "{stated}: {left:?}"
+                    );
+                }
+            }
+            Err(err) => panic!("{stated}: {err}"),
+        }
+    }
+}
+
+#[test]
 fn ecr_public_asks_ecr_public_in_us_east_1() {
-    let fake = Fake::start(|request, _| {
+    let expires = in_hours(1);
+    let fake = Fake::start(move |request, _| {
         if request.header("x-amz-target") != Some("SpencerFrontendService.GetAuthorizationToken") {
             return aws_error(400, "UnknownOperationException", "unexpected operation");
         }
@@ -213,7 +301,7 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
             200,
             support::AMZ_JSON,
             format!(
-                r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":1900000000.5}}}}"#
+                r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":{expires}.5}}}}"#
             ),
         )
     });
@@ -230,7 +318,7 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
         );
         assert_eq!(
             token.expires_at,
-            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_900_000_000_500))
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(expires * 1000 + 500))
         );
     }
     let requests = fake.requests();

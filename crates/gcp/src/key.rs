@@ -111,7 +111,8 @@ impl CredentialFile {
                 token_uri,
             })),
             Some(other) => Err(bad(format!(
-                "credential type {other:?} is not supported (use \"service_account\" or \"authorized_user\")"
+                "credential type {} is not supported (use \"service_account\" or \"authorized_user\")",
+                icp_core::quote(other)
             ))),
             None => Err(bad("no \"type\"".to_owned())),
         }

@@ -303,7 +303,8 @@ fn check_account(account: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Config(format!(
-            "serviceAccount {account:?} is not an email or alias"
+            "serviceAccount {} is not an email or alias",
+            icp_core::quote(account)
         )))
     }
 }

@@ -52,8 +52,8 @@ impl Metadata {
             Ok(())
         } else {
             Err(Error::Config(format!(
-                "GCE_METADATA_HOST {:?} is not a host[:port]",
-                self.host
+                "GCE_METADATA_HOST {} is not a host[:port]",
+                icp_core::quote(&self.host)
             )))
         }
     }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use icp_core::{Secret, Token};
+use icp_core::{Secret, Token, expiry};
 use serde::Deserialize;
 
 use crate::Error;
@@ -18,7 +18,7 @@ struct Answer {
 
 /// The token in a token answer (`{"access_token": ..., "expires_in": ...}`) from
 /// `endpoint`, asked for at `asked_at`: it expires `expires_in` seconds after the
-/// question, which errs on the early side.
+/// question, which errs on the early side, bounded by [`icp_core::expiry`].
 pub fn parse(body: &[u8], asked_at: SystemTime, endpoint: &str) -> Result<Token, Error> {
     let bad = |problem: &str| Error::BadAnswer {
         endpoint: endpoint.to_owned(),
@@ -35,7 +35,7 @@ pub fn parse(body: &[u8], asked_at: SystemTime, endpoint: &str) -> Result<Token,
         password: Secret::new(access_token),
         expires_at: answer
             .expires_in
-            .map(|seconds| asked_at + Duration::from_secs(seconds)),
+            .map(|seconds| expiry::after(asked_at, Duration::from_secs(seconds))),
     })
 }
 
@@ -57,6 +57,16 @@ mod tests {
         assert_eq!(token.expires_at, Some(asked_at + Duration::from_secs(3599)));
         let token = parse(br#"{"access_token":"ya29.x"}"#, asked_at, "e").unwrap();
         assert_eq!(token.expires_at, None);
+    }
+
+    #[test]
+    fn a_huge_expires_in_is_bounded_not_a_crash() {
+        let asked_at = SystemTime::now();
+        for seconds in [u64::MAX, 1 << 63, 100 * 365 * 86400] {
+            let body = format!(r#"{{"access_token":"ya29.x","expires_in":{seconds}}}"#);
+            let token = parse(body.as_bytes(), asked_at, "e").unwrap();
+            assert_eq!(token.expires_at, Some(asked_at + expiry::MAX_LIFETIME));
+        }
     }
 
     #[test]

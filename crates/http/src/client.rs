@@ -112,7 +112,10 @@ impl Client {
             }
             let config = self.tls_config()?;
             let name = ServerName::try_from(target.host.clone()).map_err(|_| {
-                Error::Url(format!("{:?} is not a valid TLS server name", target.host))
+                Error::Url(format!(
+                    "{} is not a valid TLS server name",
+                    icp_core::quote(&target.host)
+                ))
             })?;
             let tls = tokio_rustls::TlsConnector::from(config)
                 .connect(name, tcp)

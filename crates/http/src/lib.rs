@@ -46,6 +46,7 @@
 //! ```
 
 mod client;
+mod date;
 mod error;
 mod form;
 mod message;
@@ -56,6 +57,7 @@ pub mod testing;
 mod tls;
 
 pub use client::{Client, Options};
+pub use date::parse_http_date;
 pub use error::Error;
 pub use form::form_encode;
 pub use hyper::Method;

@@ -1,6 +1,6 @@
 //! Requests and responses: a method, a URL, headers and a body of bytes.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use hyper::Method;
 
@@ -115,6 +115,18 @@ impl Response {
             .map(|(_, v)| v.as_str())
     }
 
+    /// How long the `Retry-After` header asks to wait, seen at `now`: its seconds, or
+    /// the time until its HTTP date (nothing for a date already past); `None` when there
+    /// is no such header or it is neither.
+    pub fn retry_after(&self, now: SystemTime) -> Option<Duration> {
+        let value = self.header("retry-after")?.trim();
+        if let Ok(seconds) = value.parse::<u64>() {
+            return Some(Duration::from_secs(seconds));
+        }
+        let at = crate::parse_http_date(value)?;
+        Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+
     /// Every value of the header `name` (any case), in the order received.
     pub fn header_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
@@ -131,5 +143,38 @@ impl std::fmt::Debug for Response {
             .field("status", &self.status)
             .field("body_len", &self.body.len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_retry_after(value: &str) -> Response {
+        Response {
+            status: 429,
+            headers: vec![("retry-after".to_owned(), value.to_owned())],
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            with_retry_after(" 120 ").retry_after(now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            with_retry_after("Sun, 06 Nov 1994 09:49:37 GMT").retry_after(now),
+            Some(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            with_retry_after("Sun, 06 Nov 1994 07:49:37 GMT").retry_after(now),
+            Some(Duration::ZERO),
+            "a date already past"
+        );
+        assert_eq!(with_retry_after("soon").retry_after(now), None);
+        assert_eq!(with_retry_after("-5").retry_after(now), None);
     }
 }

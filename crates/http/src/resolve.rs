@@ -28,7 +28,8 @@ impl Overrides {
     pub(crate) fn parse(value: &str) -> Result<Overrides, Error> {
         let mut entries = Vec::new();
         for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad = |why: &str| Error::Resolve(format!("entry {entry:?}: {why}"));
+            let bad =
+                |why: &str| Error::Resolve(format!("entry {}: {why}", icp_core::quote(entry)));
             let mut parts = entry.splitn(3, ':');
             let host = parts
                 .next()
