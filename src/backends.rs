@@ -126,12 +126,12 @@ pub enum Backend {
 
 impl Backend {
     /// A backend answering from static material.
-    pub fn statics(backend: impl icp_core::Provider + 'static) -> Backend {
+    pub fn statics(backend: impl icp_core::StaticBackend + 'static) -> Backend {
         Backend::Static(Box::new(backend))
     }
 
     /// A backend fetching tokens.
-    pub fn tokens(backend: impl icp_core::TokenSource + 'static) -> Backend {
+    pub fn tokens(backend: impl icp_core::TokenBackend + 'static) -> Backend {
         Backend::Token(Box::new(backend))
     }
 
@@ -153,53 +153,53 @@ impl Backend {
     }
 }
 
-/// [`icp_core::Provider`] with its error made an `anyhow::Error`, so backends of
+/// [`icp_core::StaticBackend`] with its error made an `anyhow::Error`, so backends of
 /// different crates fit in one [`Backend`].
 pub trait DynStaticBackend {
-    /// See [`icp_core::Provider::provide`].
+    /// See [`icp_core::StaticBackend::provide`].
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials>;
-    /// See [`icp_core::Provider::check`].
+    /// See [`icp_core::StaticBackend::check`].
     fn check(&self) -> anyhow::Result<()>;
 }
 
-impl<B: icp_core::Provider> DynStaticBackend for B {
+impl<B: icp_core::StaticBackend> DynStaticBackend for B {
     fn provide(&self, request: &Request<'_>) -> anyhow::Result<Credentials> {
-        Ok(icp_core::Provider::provide(self, request)?)
+        Ok(icp_core::StaticBackend::provide(self, request)?)
     }
     fn check(&self) -> anyhow::Result<()> {
-        Ok(icp_core::Provider::check(self)?)
+        Ok(icp_core::StaticBackend::check(self)?)
     }
 }
 
-/// [`icp_core::TokenSource`] with its error made an `anyhow::Error`.
+/// [`icp_core::TokenBackend`] with its error made an `anyhow::Error`.
 pub trait DynTokenBackend {
-    /// See [`icp_core::TokenSource::serves`].
+    /// See [`icp_core::TokenBackend::serves`].
     fn serves(&self, image: &ImageRef) -> bool;
-    /// See [`icp_core::TokenSource::token_key`].
-    fn token_key(&self, image: &ImageRef) -> anyhow::Result<TokenKey>;
-    /// See [`icp_core::TokenSource::fetch`].
+    /// See [`icp_core::TokenBackend::token_key`].
+    fn token_key(&self, request: &Request<'_>) -> anyhow::Result<TokenKey>;
+    /// See [`icp_core::TokenBackend::fetch`].
     fn fetch(&self, request: &Request<'_>) -> anyhow::Result<Token>;
-    /// See [`icp_core::TokenSource::patterns`].
+    /// See [`icp_core::TokenBackend::patterns`].
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
-    /// See [`icp_core::TokenSource::check`].
+    /// See [`icp_core::TokenBackend::check`].
     fn check(&self) -> anyhow::Result<()>;
 }
 
-impl<B: icp_core::TokenSource> DynTokenBackend for B {
+impl<B: icp_core::TokenBackend> DynTokenBackend for B {
     fn serves(&self, image: &ImageRef) -> bool {
-        icp_core::TokenSource::serves(self, image)
+        icp_core::TokenBackend::serves(self, image)
     }
-    fn token_key(&self, image: &ImageRef) -> anyhow::Result<TokenKey> {
-        Ok(icp_core::TokenSource::token_key(self, image)?)
+    fn token_key(&self, request: &Request<'_>) -> anyhow::Result<TokenKey> {
+        Ok(icp_core::TokenBackend::token_key(self, request)?)
     }
     fn fetch(&self, request: &Request<'_>) -> anyhow::Result<Token> {
-        Ok(icp_core::TokenSource::fetch(self, request)?)
+        Ok(icp_core::TokenBackend::fetch(self, request)?)
     }
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
-        icp_core::TokenSource::patterns(self, image)
+        icp_core::TokenBackend::patterns(self, image)
     }
     fn check(&self) -> anyhow::Result<()> {
-        Ok(icp_core::TokenSource::check(self)?)
+        Ok(icp_core::TokenBackend::check(self)?)
     }
 }
 

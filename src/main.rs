@@ -118,8 +118,7 @@ fn get(cli: &Cli, image: &str, api_version: &str) -> anyhow::Result<()> {
     let request = Request {
         api_version: ApiVersion::from_short(api_version).context("unknown API version")?,
         image: image.name(),
-        service_account_token: None,
-        service_account_annotations: Default::default(),
+        service_account: None,
     };
     let rules = load_rules(cli)?;
     let cache_dir = cli.cache_dir(&rules);

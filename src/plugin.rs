@@ -66,8 +66,7 @@ pub fn answer(
     let core_request = icp_core::Request {
         image: &image,
         cache_key_type: rule.cache_key_type,
-        service_account_token: request.service_account_token.as_ref(),
-        service_account_annotations: &request.service_account_annotations,
+        service_account: request.service_account.as_ref(),
     };
     let (auth, lifetime) = match &rule.backend {
         Backend::Static(backend) => {
@@ -117,7 +116,7 @@ fn shared_fetch(
         return fetch();
     };
     let key = backend
-        .token_key(request.image)
+        .token_key(request)
         .with_context(|| backend_failed(rule))?;
     if let Some(token) = cache.get(&rule.backend_name, &key) {
         return Ok(token);

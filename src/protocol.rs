@@ -12,7 +12,7 @@ use std::io::Read;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use icp_core::{AuthEntry, CacheKeyType, Secret, quote};
+use icp_core::{AuthEntry, CacheKeyType, Secret, ServiceAccount, quote};
 use serde::ser::{SerializeMap, SerializeStruct};
 use serde_json::Value;
 
@@ -70,10 +70,9 @@ pub struct Request {
     pub api_version: ApiVersion,
     /// The image, as the kubelet sends it: `registry.example/team/app`, no tag or digest.
     pub image: String,
-    /// The pod's service account token (v1 only).
-    pub service_account_token: Option<Secret>,
-    /// Annotations of the pod's service account the kubelet passes on (v1 only).
-    pub service_account_annotations: BTreeMap<String, String>,
+    /// The pod's service account, read from the token the kubelet sends in
+    /// service-account-token mode (v1 only), with the annotations it passes on.
+    pub service_account: Option<ServiceAccount>,
 }
 
 /// Reads one request from `input`, refusing more than [`MAX_REQUEST_SIZE`] bytes.
@@ -160,11 +159,14 @@ fn parse_request(value: &Value) -> anyhow::Result<Request> {
             .collect::<anyhow::Result<_>>()?,
         Some(_) => bail!("request field serviceAccountAnnotations must be an object of strings"),
     };
+    let service_account = service_account_token
+        .map(|token| ServiceAccount::from_token(token, service_account_annotations))
+        .transpose()
+        .context("request serviceAccountToken is not a Kubernetes service account token")?;
     Ok(Request {
         api_version,
         image,
-        service_account_token,
-        service_account_annotations,
+        service_account,
     })
 }
 
@@ -260,15 +262,25 @@ mod tests {
         }
     }
 
+    /// A projected token's shape: header, claims naming team-a/app, signature.
+    const TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.\
+        eyJrdWJlcm5ldGVzLmlvIjp7Im5hbWVzcGFjZSI6InRlYW0tYSIsInNlcnZpY2VhY2NvdW50Ijp7Im5hbWUiOiJhcHAiLCJ1aWQiOiJ1MSJ9fX0.\
+        c2ln";
+
     #[test]
     fn keeps_service_account_fields_and_ignores_unknown_ones() {
-        let request = read(
-            r#"{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1",
-                "image":"a.io/b","serviceAccountToken":"tok3n","serviceAccountAnnotations":{"x":"y"},"future":1}"#,
-        )
+        let request = read(&format!(
+            r#"{{"kind":"CredentialProviderRequest","apiVersion":"credentialprovider.kubelet.k8s.io/v1",
+                "image":"a.io/b","serviceAccountToken":"{TOKEN}","serviceAccountAnnotations":{{"x":"y"}},"future":1}}"#,
+        ))
         .unwrap();
-        assert_eq!(request.service_account_token.unwrap().expose(), "tok3n");
-        assert_eq!(request.service_account_annotations["x"], "y");
+        let account = request.service_account.unwrap();
+        assert_eq!(account.token.expose(), TOKEN);
+        assert_eq!(
+            (account.to_string(), account.uid.as_str()),
+            ("team-a/app".to_owned(), "u1")
+        );
+        assert_eq!(account.annotations["x"], "y");
     }
 
     #[test]
@@ -287,6 +299,10 @@ mod tests {
             (
                 format!(r#"{{"kind":"CredentialProviderRequest","apiVersion":"{v1}","image":"a.io/b","serviceAccountToken":{{"t":"tok3n"}}}}"#),
                 "serviceAccountToken must be a string",
+            ),
+            (
+                format!(r#"{{"kind":"CredentialProviderRequest","apiVersion":"{v1}","image":"a.io/b","serviceAccountToken":"tok3n"}}"#),
+                "serviceAccountToken is not a Kubernetes service account token: the service account token is not a JWT",
             ),
         ];
         for (text, expected) in cases {

@@ -32,7 +32,7 @@ impl fmt::Display for FakeError {
 
 impl std::error::Error for FakeError {}
 
-impl icp_core::TokenSource for FakeTokens {
+impl icp_core::TokenBackend for FakeTokens {
     type Error = FakeError;
 
     /// Every host of the rule's pattern but one, as a strict host check refuses a
@@ -41,10 +41,10 @@ impl icp_core::TokenSource for FakeTokens {
         image.host() != "evil.fake.example"
     }
 
-    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, FakeError> {
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, FakeError> {
         Ok(TokenKey {
             identity: "fake-identity".into(),
-            scope: image.host().into(),
+            scope: request.image.host().into(),
         })
     }
 
@@ -64,7 +64,7 @@ impl icp_core::TokenSource for FakeTokens {
 /// A static backend with one entry under the image's registry.
 struct FakeStatic;
 
-impl icp_core::Provider for FakeStatic {
+impl icp_core::StaticBackend for FakeStatic {
     type Error = FakeError;
 
     fn provide(&self, request: &Request<'_>) -> Result<Credentials, FakeError> {

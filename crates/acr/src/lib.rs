@@ -22,11 +22,11 @@
 //! and retry policy, and the three token requests needed here are small.
 
 mod aad;
-pub mod challenge;
-pub mod cloud;
+mod challenge;
+mod cloud;
 mod config;
 mod error;
-pub mod host;
+mod host;
 mod identity;
 mod jwt;
 mod registry;
@@ -36,10 +36,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
+use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
 
-pub use aad::IMDS_ENDPOINT_ENV;
-pub use cloud::Cloud;
+use cloud::Cloud;
 use config::parse_registry_mirrors;
 pub use config::{Config, IdentityKind};
 pub use error::Error;
@@ -188,7 +187,7 @@ impl Acr {
     }
 }
 
-impl TokenSource for Acr {
+impl TokenBackend for Acr {
     type Error = Error;
 
     /// Reads the files the identity reads at each fetch (a federated token file, a client
@@ -204,7 +203,8 @@ impl TokenSource for Acr {
         self.target(image).is_some()
     }
 
-    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
+        let image = request.image;
         if let Some(reason) = &self.unusable {
             return Err(Error::Environment(reason.clone()));
         }
@@ -294,7 +294,7 @@ mod tests {
         ] {
             assert!(!backend.serves(&image(refused)), "{refused}");
             assert!(matches!(
-                backend.token_key(&image(refused)),
+                backend.token_key(&icp_core::Request::new(&image(refused))),
                 Err(Error::NotServed(_))
             ));
         }
@@ -303,14 +303,20 @@ mod tests {
     #[test]
     fn token_keys_share_a_registry_and_name_the_identity() {
         let backend = acr(r#"{"registryMirrors": {"mirror.example": "myacr.azurecr.io"}}"#);
-        let direct = backend.token_key(&image("myacr.azurecr.io/a")).unwrap();
+        let direct = backend
+            .token_key(&icp_core::Request::new(&image("myacr.azurecr.io/a")))
+            .unwrap();
         assert_eq!(
             direct,
-            backend.token_key(&image("myacr.azurecr.io/b:2")).unwrap()
+            backend
+                .token_key(&icp_core::Request::new(&image("myacr.azurecr.io/b:2")))
+                .unwrap()
         );
         assert_eq!(
             direct,
-            backend.token_key(&image("mirror.example/a")).unwrap()
+            backend
+                .token_key(&icp_core::Request::new(&image("mirror.example/a")))
+                .unwrap()
         );
         assert_eq!(direct.scope, "myacr.azurecr.io");
         assert_eq!(
@@ -319,15 +325,19 @@ mod tests {
         );
         assert_ne!(
             direct,
-            backend.token_key(&image("other.azurecr.io/a")).unwrap()
+            backend
+                .token_key(&icp_core::Request::new(&image("other.azurecr.io/a")))
+                .unwrap()
         );
-        let china = backend.token_key(&image("myacr.azurecr.cn/a")).unwrap();
+        let china = backend
+            .token_key(&icp_core::Request::new(&image("myacr.azurecr.cn/a")))
+            .unwrap();
         assert_eq!(
             china.identity,
             "acr:managed-identity:system:authority=https://login.chinacloudapi.cn/"
         );
         let user = acr(r#"{"clientId": "c1"}"#)
-            .token_key(&image("myacr.azurecr.io/a"))
+            .token_key(&icp_core::Request::new(&image("myacr.azurecr.io/a")))
             .unwrap();
         assert_ne!(user.identity, direct.identity);
     }

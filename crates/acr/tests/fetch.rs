@@ -3,11 +3,10 @@
 
 mod world;
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use icp_acr::{Acr, Config, Error, Limits, USERNAME};
-use icp_core::{CacheKeyType, ImageRef, Request, Token, TokenSource};
+use icp_core::{ImageRef, Request, Token, TokenBackend};
 use icp_http::testing::Reply;
 use world::*;
 
@@ -28,13 +27,7 @@ fn fetch_with(
     let _env = set_env(&env);
     let backend = Acr::new(config, world.dir())?.with_limits(limits);
     let image = ImageRef::parse(image).unwrap();
-    let annotations = BTreeMap::new();
-    backend.fetch(&Request {
-        image: &image,
-        cache_key_type: CacheKeyType::Registry,
-        service_account_token: None,
-        service_account_annotations: &annotations,
-    })
+    backend.fetch(&Request::new(&image))
 }
 
 /// Builds the backend with the environment lock held, so no other test's variables leak in.
@@ -332,7 +325,13 @@ fn mirrors_get_the_login_server_token() {
         backend.patterns(&image),
         ["mirror.example", "myacr.azurecr.io"]
     );
-    assert_eq!(backend.token_key(&image).unwrap().scope, "myacr.azurecr.io");
+    assert_eq!(
+        backend
+            .token_key(&icp_core::Request::new(&image))
+            .unwrap()
+            .scope,
+        "myacr.azurecr.io"
+    );
 }
 
 #[test]

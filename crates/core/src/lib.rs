@@ -4,29 +4,29 @@
 //! way `grep-matcher` is for ripgrep: it holds no cloud SDK, no HTTP client and no async
 //! runtime, only
 //!
+//! - [`backend`]: the traits a backend implements, and the credentials it answers with;
 //! - [`expiry`]: a token's expiry from what its cloud states, bounded;
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
 //! - [`io`]: reading files and streams whole, up to a limit;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
-//! - [`provider`]: the traits a backend implements, and the credentials it answers with;
 //! - [`quote`]: input quoted in messages, escaped and cut short;
 //! - [`secret`]: a string that never shows itself in logs or debug output;
 //! - [`service_account`]: the pulling pod's service account, read from its token.
 
+pub mod backend;
 pub mod expiry;
 pub mod image;
 pub mod io;
 pub mod pattern;
-pub mod provider;
 pub mod quote;
 pub mod secret;
 pub mod service_account;
 
+pub use backend::{
+    AuthEntry, CacheKeyType, Credentials, Request, StaticBackend, Token, TokenBackend, TokenKey,
+};
 pub use image::{ImageError, ImageRef};
 pub use pattern::{Pattern, PatternError};
-pub use provider::{
-    AuthEntry, CacheKeyType, Credentials, Provider, Request, Token, TokenKey, TokenSource,
-};
 pub use quote::quote;
 pub use secret::Secret;
 pub use service_account::{ServiceAccount, ServiceAccountError};

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use icp_core::{AuthEntry, CacheKeyType, Credentials, Provider, Request};
+use icp_core::{AuthEntry, CacheKeyType, Credentials, Request, StaticBackend};
 use icp_docker_auth::file::{Contents, quote_key};
 use icp_docker_auth::{Entry, file, keyring};
 
@@ -150,7 +150,7 @@ impl DockerConfig {
     }
 }
 
-impl Provider for DockerConfig {
+impl StaticBackend for DockerConfig {
     type Error = Error;
 
     /// Reads and parses the file, and finds every helper it names (without running any).
@@ -323,12 +323,9 @@ mod tests {
         cache_key_type: CacheKeyType,
     ) -> Map<String, String> {
         let image = ImageRef::parse(image).unwrap();
-        let annotations = Map::new();
         let request = Request {
-            image: &image,
             cache_key_type,
-            service_account_token: None,
-            service_account_annotations: &annotations,
+            ..Request::new(&image)
         };
         backend
             .provide(&request)

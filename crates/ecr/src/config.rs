@@ -36,7 +36,7 @@ pub const DEFAULT_ROLE_SESSION_NAME: &str = "image-credential-provider";
 impl Config {
     /// Checks every field; the error names the field and what is wrong with it.
     pub(crate) fn validate(&self) -> Result<(), Error> {
-        let invalid = |message: String| Err(Error::InvalidConfig(message));
+        let invalid = |message: String| Err(Error::Config(message));
         if let Some(region) = &self.region
             && Partition::of_region(region).is_none()
         {

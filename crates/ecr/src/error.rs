@@ -12,7 +12,7 @@ use aws_sdk_ecr::error::{ConnectorError, ProvideErrorMetadata};
 pub enum Error {
     /// The rule's `ecr:` section is wrong.
     #[error("invalid ecr config: {0}")]
-    InvalidConfig(String),
+    Config(String),
     /// The image's host is not an ECR registry host and the rule names no region.
     #[error(
         "{0} is not an ECR registry host (a rule must set ecr.region to use ECR tokens for it)"
@@ -58,7 +58,7 @@ pub enum Error {
     /// The service answered with an error other than the ones above (5xx after retries,
     /// a client error).
     #[error("{service} error: {detail}")]
-    Service {
+    Status {
         /// The AWS service that answered.
         service: &'static str,
         /// AWS's error code and message.
@@ -181,7 +181,7 @@ fn from_code(
             detail,
         },
         _ if status == Some(403) || status == Some(401) => Error::AccessDenied { service, detail },
-        _ => Error::Service { service, detail },
+        _ => Error::Status { service, detail },
     }
 }
 
@@ -282,7 +282,7 @@ where
             service,
             detail: "the answer could not be parsed",
         },
-        other => Error::Service {
+        other => Error::Status {
             service,
             detail: one_line(&other),
         },

@@ -197,14 +197,6 @@ impl EcrHost {
         })
     }
 
-    /// The region the token is fetched in.
-    pub fn region(&self) -> &str {
-        match self {
-            EcrHost::Private { region, .. } => region,
-            EcrHost::Public { .. } => PUBLIC_REGION,
-        }
-    }
-
     /// What one token is good for: every host of the same account and region (and FIPS
     /// or not) shares it; ECR Public has one token for both its names.
     pub fn scope(&self) -> String {

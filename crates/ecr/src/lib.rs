@@ -1,6 +1,6 @@
 //! Amazon ECR and ECR Public registry tokens for `image-credential-provider`.
 //!
-//! [`Ecr`] is a [`TokenSource`]: it validates an image's host strictly as an ECR registry
+//! [`Ecr`] is a [`TokenBackend`]: it validates an image's host strictly as an ECR registry
 //! host of some partition ([`host`]), keys the token on the account and region and on the
 //! caller's identity (role, token file and profile names, never a secret), and fetches it
 //! with `GetAuthorizationToken` using the AWS default credential chain — environment,
@@ -11,20 +11,21 @@
 //! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC` and `AWS_ENDPOINT_URL_STS`
 //! variables are honoured, as the AWS SDKs do.
 
-pub mod config;
-pub mod error;
+mod config;
+mod error;
 mod fetch;
-pub mod host;
+mod host;
 mod identity;
 
 use std::path::Path;
 
-use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
+use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
 
 pub use config::Config;
 pub use error::Error;
 pub use fetch::Limits;
-pub use host::{DEFAULT_PATTERNS, EcrHost, Partition};
+pub use host::DEFAULT_PATTERNS;
+use host::{EcrHost, Partition};
 
 /// The ECR backend of one rule.
 #[derive(Debug, Clone)]
@@ -79,14 +80,15 @@ impl Ecr {
     }
 }
 
-impl TokenSource for Ecr {
+impl TokenBackend for Ecr {
     type Error = Error;
 
     fn serves(&self, image: &ImageRef) -> bool {
         self.resolve(image).is_some()
     }
 
-    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
+        let image = request.image;
         let scope = match self.resolved(image)? {
             Resolved::Ecr(host) => host.scope(),
             Resolved::Proxy { region, partition } => {
@@ -168,7 +170,7 @@ mod tests {
         )));
         assert!(!strict.serves(&image("proxy.corp.example/app")));
         let message = strict
-            .token_key(&image("proxy.corp.example/app"))
+            .token_key(&icp_core::Request::new(&image("proxy.corp.example/app")))
             .unwrap_err()
             .to_string();
         assert!(
@@ -182,14 +184,18 @@ mod tests {
         });
         assert!(proxied.serves(&image("proxy.corp.example:5000/app")));
         let key = proxied
-            .token_key(&image("proxy.corp.example:5000/app"))
+            .token_key(&icp_core::Request::new(&image(
+                "proxy.corp.example:5000/app",
+            )))
             .unwrap();
         assert_eq!(
             key.scope,
             "ecr:aws:eu-central-1:via:proxy.corp.example:5000"
         );
         let key = proxied
-            .token_key(&image("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app"))
+            .token_key(&icp_core::Request::new(&image(
+                "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app",
+            )))
             .unwrap();
         assert_eq!(
             key.scope, "ecr:aws:eu-west-1:123456789012",
@@ -201,13 +207,19 @@ mod tests {
     fn every_host_of_an_account_and_region_shares_a_key() {
         let backend = ecr(Config::default());
         let a = backend
-            .token_key(&image("123456789012.dkr.ecr.us-west-2.amazonaws.com/a"))
+            .token_key(&icp_core::Request::new(&image(
+                "123456789012.dkr.ecr.us-west-2.amazonaws.com/a",
+            )))
             .unwrap();
         let b = backend
-            .token_key(&image("123456789012.dkr-ecr.us-west-2.on.aws/b/c:v2"))
+            .token_key(&icp_core::Request::new(&image(
+                "123456789012.dkr-ecr.us-west-2.on.aws/b/c:v2",
+            )))
             .unwrap();
         assert_eq!(a, b);
-        let public = backend.token_key(&image("public.ecr.aws/x/y")).unwrap();
+        let public = backend
+            .token_key(&icp_core::Request::new(&image("public.ecr.aws/x/y")))
+            .unwrap();
         assert_ne!(a.scope, public.scope);
     }
 
@@ -219,7 +231,7 @@ mod tests {
         };
         assert!(matches!(
             Ecr::new(config, Path::new("/")),
-            Err(Error::InvalidConfig(_))
+            Err(Error::Config(_))
         ));
     }
 }

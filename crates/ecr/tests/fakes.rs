@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use icp_core::{ImageRef, TokenSource};
+use icp_core::{ImageRef, TokenBackend};
 use icp_ecr::{Config, Error};
 use support::{Fake, Reply, TestEnv, aws_error, backend, ecr_answer, fetch, quick_limits};
 
@@ -524,20 +524,17 @@ fn look_alike_hosts_are_not_served_and_cause_no_request() {
         "ecr-public.aws.com.evil.example/app",
     ];
     let backend = backend(Config::default());
-    let annotations = Default::default();
     for reference in hostile {
         let image = ImageRef::parse(reference).unwrap();
         assert!(!backend.serves(&image), "{reference} must not be served");
         assert!(
-            matches!(backend.token_key(&image), Err(Error::NotServed(_))),
+            matches!(
+                backend.token_key(&icp_core::Request::new(&image)),
+                Err(Error::NotServed(_))
+            ),
             "{reference}"
         );
-        let request = icp_core::Request {
-            image: &image,
-            cache_key_type: icp_core::CacheKeyType::Registry,
-            service_account_token: None,
-            service_account_annotations: &annotations,
-        };
+        let request = icp_core::Request::new(&image);
         assert!(
             matches!(backend.fetch(&request), Err(Error::NotServed(_))),
             "{reference}"

@@ -51,7 +51,7 @@ pub fn lookup(config: &[u8], origin: &str, image: &ImageRef) -> Result<Token, Er
 pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), Error> {
     let shown = url.split(['?', '#']).next().unwrap_or_default().to_owned();
     if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return Err(Error::BadAnswer {
+        return Err(Error::BadResponse {
             endpoint: format!("instance attribute {DOCKERCFG_URL_ATTRIBUTE}"),
             problem: "not an http:// or https:// URL".into(),
         });
@@ -65,7 +65,7 @@ pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), E
     let response = retry::send_to(client, RETRY, &endpoint, request).await?;
     match response.status {
         200 => Ok((response.body, shown)),
-        status @ (401 | 403) => Err(Error::Denied {
+        status @ (401 | 403) => Err(Error::AccessDenied {
             endpoint,
             status,
             detail: String::new(),

@@ -48,7 +48,7 @@ pub enum Error {
     MissingScope(String),
     /// The endpoint refused the credentials (HTTP 400, 401 or 403).
     #[error("access denied by {endpoint}: HTTP {status}{detail}")]
-    Denied {
+    AccessDenied {
         /// Which endpoint.
         endpoint: String,
         /// The status code.
@@ -72,7 +72,7 @@ pub enum Error {
     },
     /// No answer from the endpoint.
     #[error("request to {endpoint} failed: {cause}")]
-    Http {
+    Network {
         /// Which endpoint.
         endpoint: String,
         /// Why; part of the message, so not also a `source()`.
@@ -80,7 +80,7 @@ pub enum Error {
     },
     /// The endpoint's answer is not what it should be.
     #[error("invalid answer from {endpoint}: {problem}")]
-    BadAnswer {
+    BadResponse {
         /// Which endpoint.
         endpoint: String,
         /// What is wrong with it.

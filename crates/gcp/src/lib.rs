@@ -15,7 +15,7 @@
 //!   attribute `google-dockercfg`, or at the URL in `google-dockercfg-url`.
 //!
 //! The binary uses [`Config`], [`Gcp::new`], [`Gcp::check`], [`DEFAULT_PATTERNS`] and the
-//! [`TokenSource`] implementation; [`Gcp::with_environment`] lets tests pass their own
+//! [`TokenBackend`] implementation; [`Gcp::with_environment`] lets tests pass their own
 //! [`Environment`].
 //!
 //! Every request goes through [`icp_http`] with short timeouts and a few retries, and a
@@ -37,7 +37,7 @@ mod token;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use icp_core::{ImageRef, Request, Token, TokenKey, TokenSource};
+use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
 
 pub use config::{Config, Environment, Source};
 pub use error::Error;
@@ -218,7 +218,7 @@ fn service_account_key(path: &Path) -> Credential {
     }
 }
 
-impl TokenSource for Gcp {
+impl TokenBackend for Gcp {
     type Error = Error;
 
     /// Whether the backend can fetch at all, as far as can be told without the network:
@@ -244,7 +244,8 @@ impl TokenSource for Gcp {
     /// A Google token serves every Google registry: scope [`GOOGLE_SCOPE`], identity the
     /// metadata server and service account, or the credential file and its account. A
     /// docker config's entry is per image.
-    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Error> {
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
+        let image = request.image;
         let google = |identity: String| TokenKey {
             identity,
             scope: GOOGLE_SCOPE.to_owned(),

@@ -133,7 +133,7 @@ impl Metadata {
                     host: self.host.clone(),
                     cause,
                 },
-                cause => Error::Http {
+                cause => Error::Network {
                     endpoint: self.endpoint(),
                     cause,
                 },
@@ -149,7 +149,7 @@ impl Metadata {
             429 => Err(Error::Throttled {
                 endpoint: self.endpoint(),
             }),
-            status @ (401 | 403) => Err(Error::Denied {
+            status @ (401 | 403) => Err(Error::AccessDenied {
                 endpoint: self.endpoint(),
                 status,
                 detail: String::new(),

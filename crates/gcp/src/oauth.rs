@@ -68,7 +68,7 @@ async fn exchange(
     let response = retry::send_to(client, RETRY, &endpoint, request).await?;
     match response.status {
         200 => token::parse(&response.body, asked_at, &endpoint),
-        status @ (400 | 401 | 403) => Err(Error::Denied {
+        status @ (400 | 401 | 403) => Err(Error::AccessDenied {
             endpoint,
             status,
             detail: oauth_detail(&response.body),

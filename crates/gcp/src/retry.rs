@@ -48,7 +48,7 @@ pub async fn send(
     }
 }
 
-/// [`send`], with a failure to get any answer told as [`Error::Http`] naming `endpoint`.
+/// [`send`], with a failure to get any answer told as [`Error::Network`] naming `endpoint`.
 pub async fn send_to(
     client: &Client,
     retry: Retry,
@@ -57,7 +57,7 @@ pub async fn send_to(
 ) -> Result<Response, Error> {
     send(client, retry, build)
         .await
-        .map_err(|cause| Error::Http {
+        .map_err(|cause| Error::Network {
             endpoint: endpoint.to_owned(),
             cause,
         })

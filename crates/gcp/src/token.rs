@@ -20,7 +20,7 @@ struct Answer {
 /// `endpoint`, asked for at `asked_at`: it expires `expires_in` seconds after the
 /// question, which errs on the early side, bounded by [`icp_core::expiry`].
 pub fn parse(body: &[u8], asked_at: SystemTime, endpoint: &str) -> Result<Token, Error> {
-    let bad = |problem: &str| Error::BadAnswer {
+    let bad = |problem: &str| Error::BadResponse {
         endpoint: endpoint.to_owned(),
         problem: problem.to_owned(),
     };

@@ -5,7 +5,7 @@ mod fakes;
 use std::path::Path;
 
 use fakes::{Instance, MetadataFake, environment, request};
-use icp_core::{ImageRef, TokenSource};
+use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp, Source};
 use icp_http::testing::{FakeServer, Reply};
 
@@ -58,7 +58,7 @@ fn google_dockercfg_attribute() {
         error.to_string(),
         "docker config from instance attribute google-dockercfg: it has no entry for quay.io"
     );
-    let key = gcp.token_key(&registry).unwrap();
+    let key = gcp.token_key(&icp_core::Request::new(&registry)).unwrap();
     assert_eq!(
         key.identity,
         format!("gcp:google-dockercfg:{}", metadata.host())
@@ -151,7 +151,7 @@ fn a_dockercfg_url_that_fails_is_reported_by_status() {
         .fetch(&request(&image("registry.example/app")))
         .unwrap_err();
     assert!(
-        matches!(error, Error::Denied { status: 403, .. }),
+        matches!(error, Error::AccessDenied { status: 403, .. }),
         "{error}"
     );
 }

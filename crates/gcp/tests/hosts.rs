@@ -8,7 +8,7 @@ use std::path::Path;
 use fakes::{
     Accounts, Instance, MetadataFake, TestKey, TokenFake, environment, request, write_key_file,
 };
-use icp_core::{ImageRef, TokenSource};
+use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Environment, Gcp, Source};
 
 const GOOGLE: &[&str] = &[
@@ -62,14 +62,21 @@ fn metadata_tokens_go_to_google_hosts_only() {
         assert_eq!(get(&gcp, reference), None, "{reference}");
     }
     assert_eq!(metadata.request_count(), 0);
-    let first = gcp.token_key(&ImageRef::parse(GOOGLE[0]).unwrap()).unwrap();
+    let first = gcp
+        .token_key(&icp_core::Request::new(
+            &ImageRef::parse(GOOGLE[0]).unwrap(),
+        ))
+        .unwrap();
     for reference in GOOGLE {
         assert!(
             get(&gcp, reference).is_some_and(|t| t.starts_with("ya29.metadata-default-")),
             "{reference}"
         );
         assert_eq!(
-            gcp.token_key(&ImageRef::parse(reference).unwrap()).unwrap(),
+            gcp.token_key(&icp_core::Request::new(
+                &ImageRef::parse(reference).unwrap()
+            ))
+            .unwrap(),
             first,
             "{reference}"
         );

@@ -5,7 +5,7 @@ mod fakes;
 use std::time::{Duration, SystemTime};
 
 use fakes::{Account, Instance, MetadataFake, environment, request};
-use icp_core::{ImageRef, TokenSource};
+use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp};
 use icp_http::testing::{FakeServer, Reply};
 
@@ -170,7 +170,7 @@ fn a_refusal_is_access_denied() {
         .fetch(&request(&image()))
         .unwrap_err();
     assert!(
-        matches!(error, Error::Denied { status: 403, .. }),
+        matches!(error, Error::AccessDenied { status: 403, .. }),
         "{error}"
     );
     assert_eq!(metadata.request_count(), 2);
@@ -200,7 +200,7 @@ fn a_hung_server_times_out_without_retrying() {
         .fetch(&request(&image()))
         .unwrap_err();
     assert!(
-        matches!(error, Error::Http { ref cause, .. } if cause.is_timeout()),
+        matches!(error, Error::Network { ref cause, .. } if cause.is_timeout()),
         "{error}"
     );
     assert!(error.to_string().contains("timed out"), "{error}");
@@ -269,7 +269,9 @@ fn the_fake_requires_the_metadata_flavor_header() {
 fn token_key_is_one_per_metadata_server_and_account() {
     let metadata = MetadataFake::start(Instance::gke_node());
     let default = gcp(&metadata, Config::default());
-    let key = default.token_key(&image()).unwrap();
+    let key = default
+        .token_key(&icp_core::Request::new(&image()))
+        .unwrap();
     assert_eq!(
         key.identity,
         format!("gcp:metadata:{}:default", metadata.host())
@@ -277,7 +279,9 @@ fn token_key_is_one_per_metadata_server_and_account() {
     assert_eq!(key.scope, "google");
     assert_eq!(
         default
-            .token_key(&ImageRef::parse("gcr.io/p/a").unwrap())
+            .token_key(&icp_core::Request::new(
+                &ImageRef::parse("gcr.io/p/a").unwrap()
+            ))
             .unwrap(),
         key
     );
@@ -288,7 +292,10 @@ fn token_key_is_one_per_metadata_server_and_account() {
             ..Config::default()
         },
     );
-    assert_ne!(named.token_key(&image()).unwrap(), key);
+    assert_ne!(
+        named.token_key(&icp_core::Request::new(&image())).unwrap(),
+        key
+    );
     assert_eq!(metadata.request_count(), 0);
 }
 

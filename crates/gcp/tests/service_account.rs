@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use fakes::{Accounts, Instance, MetadataFake, TestKey, TokenFake, request, write_key_file};
-use icp_core::{ImageRef, TokenSource};
+use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Environment, Error, Gcp, Source};
 
 const EMAIL: &str = "puller@project.iam.gserviceaccount.com";
@@ -70,7 +70,7 @@ fn google_application_credentials_names_the_key_when_the_rule_does_not() {
         gcp.fetch(&request(&image())).unwrap().password.expose(),
         "ya29.key-0"
     );
-    let key = gcp.token_key(&image()).unwrap();
+    let key = gcp.token_key(&icp_core::Request::new(&image())).unwrap();
     assert_eq!(
         key.identity,
         format!("gcp:key:{}:{EMAIL}:kid-1", path.display())
@@ -89,7 +89,7 @@ fn an_assertion_signed_with_another_key_is_refused() {
         Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
-        matches!(error, Error::Denied { status: 400, .. }),
+        matches!(error, Error::AccessDenied { status: 400, .. }),
         "{error}"
     );
     assert_eq!(
@@ -180,7 +180,12 @@ fn a_missing_key_file_fails_the_rule_not_the_rules_file() {
     let expected =
         "no credentials: source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS";
     assert_eq!(gcp.check().unwrap_err().to_string(), expected);
-    assert_eq!(gcp.token_key(&image()).unwrap_err().to_string(), expected);
+    assert_eq!(
+        gcp.token_key(&icp_core::Request::new(&image()))
+            .unwrap_err()
+            .to_string(),
+        expected
+    );
     assert_eq!(
         gcp.fetch(&request(&image())).unwrap_err().to_string(),
         expected
@@ -288,7 +293,7 @@ fn application_default_credentials_use_gclouds_authorized_user_file() {
     assert_eq!(token.password.expose(), "ya29.user-0");
     assert!(token.expires_at.is_some());
     assert_eq!(metadata.request_count(), 0);
-    let key = gcp.token_key(&image()).unwrap();
+    let key = gcp.token_key(&icp_core::Request::new(&image())).unwrap();
     assert_eq!(
         key.identity,
         format!(

@@ -6,12 +6,11 @@
 
 pub mod server;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use icp_core::{CacheKeyType, ImageRef, Request, Token, TokenSource};
+use icp_core::{ImageRef, Request, Token, TokenBackend};
 use icp_ecr::{Config, Ecr, Error, Limits};
 
 pub use server::*;
@@ -41,13 +40,7 @@ pub fn backend(config: Config) -> Ecr {
 pub fn fetch(backend: &Ecr, image: &str) -> Result<Token, Error> {
     let image = ImageRef::parse(image).unwrap();
     assert!(backend.serves(&image), "{image} should be served");
-    let annotations = BTreeMap::new();
-    let request = Request {
-        image: &image,
-        cache_key_type: CacheKeyType::Registry,
-        service_account_token: None,
-        service_account_annotations: &annotations,
-    };
+    let request = Request::new(&image);
     backend.fetch(&request)
 }
 

@@ -409,13 +409,7 @@ fn check_assertion(
 
 /// The kubelet's request for `image`, as the binary hands it to a backend.
 pub fn request(image: &icp_core::ImageRef) -> icp_core::Request<'_> {
-    static NO_ANNOTATIONS: BTreeMap<String, String> = BTreeMap::new();
-    icp_core::Request {
-        image,
-        cache_key_type: icp_core::CacheKeyType::Registry,
-        service_account_token: None,
-        service_account_annotations: &NO_ANNOTATIONS,
-    }
+    icp_core::Request::new(image)
 }
 
 /// An environment that points at `metadata` and names no credential file.

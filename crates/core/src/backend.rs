@@ -2,19 +2,18 @@
 //!
 //! There are two kinds of backend:
 //!
-//! - a [`Provider`] answers from static material (a docker `config.json`) with a whole
+//! - a [`StaticBackend`] answers from static material (a docker `config.json`) with a whole
 //!   `auth` map, patterns and all;
-//! - a [`TokenSource`] fetches one short-lived token for a registry from a cloud. The
+//! - a [`TokenBackend`] fetches one short-lived token for a registry from a cloud. The
 //!   binary asks it first, without any I/O, which token an image needs ([`TokenKey`]), so
 //!   that a cache shared by every plugin process can answer before any client is built.
 //!
 //! Both are synchronous. A backend that talks to the network builds its own runtime and
-//! clients inside [`TokenSource::fetch`], so nothing of the kind is paid for on a cache hit.
+//! clients inside [`TokenBackend::fetch`], so nothing of the kind is paid for on a cache hit.
 
-use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use crate::{ImageRef, Secret};
+use crate::{ImageRef, Secret, ServiceAccount};
 
 /// What the kubelet keys its cache of a response on (`cacheKeyType`), and so which images
 /// it will reuse the response's `auth` map for.
@@ -47,10 +46,20 @@ pub struct Request<'a> {
     /// Which images the kubelet will reuse the answer for, so a backend can include every
     /// entry those images need.
     pub cache_key_type: CacheKeyType,
-    /// The pod's service account token, when the kubelet sends one (v1, KEP-4412).
-    pub service_account_token: Option<&'a Secret>,
-    /// The service account's annotations the kubelet was told to pass on.
-    pub service_account_annotations: &'a BTreeMap<String, String>,
+    /// The pulling pod's service account, its token and the annotations the kubelet
+    /// passed on, when the kubelet sends a token (v1, KEP-4412).
+    pub service_account: Option<&'a ServiceAccount>,
+}
+
+impl<'a> Request<'a> {
+    /// A request for `image` with no service account, keyed by registry: as `get` asks.
+    pub fn new(image: &'a ImageRef) -> Request<'a> {
+        Request {
+            image,
+            cache_key_type: CacheKeyType::Registry,
+            service_account: None,
+        }
+    }
 }
 
 /// A username and password under the pattern the kubelet should use them for.
@@ -65,7 +74,7 @@ pub struct AuthEntry {
     pub password: Secret,
 }
 
-/// The answer of a [`Provider`]: `auth` entries, most specific pattern first.
+/// The answer of a [`StaticBackend`]: `auth` entries, most specific pattern first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     /// The entries, in the order the kubelet will try them.
@@ -75,7 +84,7 @@ pub struct Credentials {
 }
 
 /// A backend that answers from static material with a whole `auth` map.
-pub trait Provider {
+pub trait StaticBackend {
     /// What can go wrong; its message must never contain a credential.
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -111,14 +120,16 @@ pub struct Token {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TokenKey {
     /// The identity the token is fetched as: a fingerprint of the role, client id, key
-    /// file or token file path, never of a secret value.
+    /// file or token file path, never of a secret value. A token fetched with a pod's
+    /// service account starts with [`ServiceAccount::key`] (namespace, name, uid and the
+    /// annotation values used), so no other service account is ever served it.
     pub identity: String,
     /// What the token is good for: for ECR the account and region, for ACR the registry.
     pub scope: String,
 }
 
 /// A backend that fetches one short-lived token per registry from a cloud.
-pub trait TokenSource {
+pub trait TokenBackend {
     /// What can go wrong; its message must never contain a credential.
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -126,10 +137,12 @@ pub trait TokenSource {
     /// host, so a look-alike never causes a token request. No I/O.
     fn serves(&self, image: &ImageRef) -> bool;
 
-    /// Which token `image` needs. No I/O. Called only for images [`serves`] accepts.
+    /// Which token `request` needs: for the image's registry, as the identity the fetch
+    /// would use (the node's, or the pod's service account's when the backend uses it).
+    /// No I/O. Called only for images [`serves`] accepts.
     ///
-    /// [`serves`]: TokenSource::serves
-    fn token_key(&self, image: &ImageRef) -> Result<TokenKey, Self::Error>;
+    /// [`serves`]: TokenBackend::serves
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Self::Error>;
 
     /// Fetches the token for `request.image` from the cloud, within a bounded time.
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Self::Error>;
