@@ -17,7 +17,9 @@ pub struct Entry {
     /// serves with no configuration; empty for a backend that needs configuration.
     pub default_patterns: &'static [&'static str],
     /// Builds the backend from a rule's section (`None` when the rule has none), relative
-    /// paths resolved against the rules file's directory.
+    /// paths resolved against the rules file's directory. No network; what it reads is
+    /// the backend constructor's to say (ACR reads `azure.json`, Google a key file, ECR
+    /// and docker-config nothing until asked).
     pub build: fn(Option<Value>, &Path) -> anyhow::Result<Backend>,
 }
 
