@@ -12,7 +12,7 @@ use image_credential_provider::backends::Backend;
 use image_credential_provider::rules::{Rule, Rules};
 use image_credential_provider::serve;
 
-use common::{API_VERSIONS, kubelet, request};
+use common::{API_VERSIONS, kubelet, pod, request, service_account_request};
 
 /// A token backend that counts its fetches and answers with a token living `lifetime`.
 struct FakeTokens {
@@ -41,9 +41,12 @@ impl icp_core::TokenBackend for FakeTokens {
         image.host() != "evil.fake.example"
     }
 
+    /// The node's identity, or the pod's service account with its `role` annotation.
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, FakeError> {
         Ok(TokenKey {
-            identity: "fake-identity".into(),
+            identity: request
+                .service_account
+                .map_or("node".to_owned(), |account| account.key(&["role"])),
             scope: request.image.host().into(),
         })
     }
@@ -202,4 +205,59 @@ fn a_backend_failure_or_a_bad_request_writes_nothing() {
         assert_eq!(output, "", "{bad:?}");
     }
     assert_eq!(fetches.get(), 1);
+}
+
+#[test]
+fn tokens_are_shared_by_pods_of_one_service_account_and_by_no_one_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (rules, fetches) = token_rules(Some(Duration::from_secs(3600)), false);
+    let image = "r.fake.example/app";
+    let mut tokens = Vec::new();
+    let mut serve_pod = |pod: &common::kubelet::service_account::Pod| {
+        let (input, token) = service_account_request(image, pod, "fake-audience");
+        tokens.push(token);
+        let (result, output) = serve_text(&rules, &input, Some(&cache));
+        result.unwrap();
+        assert!(output.contains("fake-token"), "{output}");
+        fetches.get()
+    };
+    let role = [("role", "arn:a")];
+    assert_eq!(serve_pod(&pod("team-a", "web-1", "app", &role)), 1);
+    assert_eq!(
+        serve_pod(&pod("team-a", "web-2", "app", &role)),
+        1,
+        "same account"
+    );
+    assert_eq!(
+        serve_pod(&pod("team-b", "web-1", "app", &role)),
+        2,
+        "same name, other namespace"
+    );
+    assert_eq!(
+        serve_pod(&pod("team-a", "batch", "batch", &role)),
+        3,
+        "other account"
+    );
+    assert_eq!(
+        serve_pod(&pod("team-a", "web-3", "app", &[("role", "arn:b")])),
+        4,
+        "same account, other annotation value"
+    );
+    assert_eq!(serve_pod(&pod("team-a", "web-4", "app", &role)), 4);
+    // No token, nor any part of one, is in the cache's file names or entries.
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        let content = std::fs::read_to_string(&path).unwrap_or_default();
+        for token in &tokens {
+            for part in token.split('.') {
+                let name = path.file_name().unwrap().to_string_lossy();
+                assert!(
+                    !name.contains(part) && !content.contains(part),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
+    }
 }

@@ -166,3 +166,50 @@ impl Run {
             .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {:?}", self.stdout))
     }
 }
+
+/// A pod `name` in `namespace` running as service account `account` (uid
+/// `<namespace>-<account>-uid`) with `annotations`.
+pub fn pod(
+    namespace: &str,
+    name: &str,
+    account: &str,
+    annotations: &[(&str, &str)],
+) -> kubelet::service_account::Pod {
+    kubelet::service_account::Pod {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        uid: format!("{namespace}-{name}-uid"),
+        service_account: Some(kubelet::service_account::ServiceAccount {
+            name: account.to_owned(),
+            uid: format!("{namespace}-{account}-uid"),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }),
+    }
+}
+
+/// The v1 request the kubelet writes for `image` in service-account-token mode: `pod`'s
+/// own projected token for `audience`, and all of its service account's annotations
+/// (give the pod only those the kubelet config would pass on). Returns the request and
+/// the token.
+pub fn service_account_request(
+    image: &str,
+    pod: &kubelet::service_account::Pod,
+    audience: &str,
+) -> (String, String) {
+    let account = pod
+        .service_account
+        .as_ref()
+        .expect("a pod with a service account");
+    let token = kubelet::service_account::projected_token(pod, account, audience);
+    let request = serde_json::json!({
+        "kind": "CredentialProviderRequest",
+        "apiVersion": API_VERSIONS[0],
+        "image": image,
+        "serviceAccountToken": token,
+        "serviceAccountAnnotations": account.annotations,
+    });
+    (format!("{request}\n"), token)
+}
