@@ -13,6 +13,12 @@
 //! in the request's apiVersion. Images on other registries get an answer with no
 //! credentials.
 //!
+//! In the kubelet's service-account-token mode, as with the official provider, a pod whose
+//! service account has `kubernetes.azure.com/acr-client-id` and
+//! `kubernetes.azure.com/acr-tenant-id` pulls as that application, its token the client
+//! assertion; a token with neither annotation falls back to `azure.json`'s identity, where
+//! the official provider fails.
+//!
 //! One deliberate difference: with a service principal the official provider answers with
 //! the client id and secret themselves; this one exchanges them for an ACR refresh token
 //! (username `00000000-0000-0000-0000-000000000000`) as in the other modes, so that the

@@ -29,13 +29,15 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-/// An Azure AD access token for `cloud`'s registry audience, as `identity`.
+/// An Azure AD access token for `cloud`'s registry audience, as `identity`; a workload
+/// identity's client assertion goes to `assertion_authority`.
 pub async fn access_token(
     client: &icp_http::Client,
     limits: &crate::Limits,
     deadline: std::time::Instant,
     identity: &Identity,
     cloud: &Cloud,
+    assertion_authority: &str,
 ) -> Result<Secret, Error> {
     match identity {
         Identity::Managed { id, .. } => {
@@ -83,19 +85,15 @@ pub async fn access_token(
             client_id,
             tenant_id,
             token_file,
-            authority_host,
         } => {
             let assertion = read_secret_file(token_file, "federated token")?;
-            let authority = authority_host.as_deref().unwrap_or(&cloud.authority_host);
-            let scope = cloud.registry_scope();
-            let form = [
-                ("client_id", client_id.as_str()),
-                ("scope", scope.as_str()),
-                ("grant_type", "client_credentials"),
-                ("client_assertion_type", ASSERTION_TYPE),
-                ("client_assertion", assertion.expose()),
-            ];
-            aad_token(client, limits, deadline, authority, tenant_id, &form).await
+            let federated = Federated {
+                authority: assertion_authority,
+                tenant_id,
+                client_id,
+                assertion: &assertion,
+            };
+            client_assertion(client, limits, deadline, &federated, cloud).await
         }
         Identity::ServicePrincipal {
             client_id,
@@ -124,6 +122,49 @@ pub async fn access_token(
             .await
         }
     }
+}
+
+/// A workload identity federation: a Kubernetes service account token (read from a file,
+/// or the pod's own in service-account-token mode) as the client assertion of an
+/// application.
+pub struct Federated<'a> {
+    /// The Azure AD authority, an `https://` URL ending in `/`.
+    pub authority: &'a str,
+    /// The tenant, checked as a path segment.
+    pub tenant_id: &'a str,
+    /// The application (client) id.
+    pub client_id: &'a str,
+    /// The service account token.
+    pub assertion: &'a Secret,
+}
+
+/// An Azure AD access token for `cloud`'s registry audience by client assertion
+/// (`client_credentials` with a `jwt-bearer` assertion) at
+/// `<authority><tenant>/oauth2/v2.0/token`.
+pub async fn client_assertion(
+    client: &icp_http::Client,
+    limits: &crate::Limits,
+    deadline: std::time::Instant,
+    federated: &Federated<'_>,
+    cloud: &Cloud,
+) -> Result<Secret, Error> {
+    let scope = cloud.registry_scope();
+    let form = [
+        ("client_id", federated.client_id),
+        ("scope", scope.as_str()),
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", ASSERTION_TYPE),
+        ("client_assertion", federated.assertion.expose()),
+    ];
+    aad_token(
+        client,
+        limits,
+        deadline,
+        federated.authority,
+        federated.tenant_id,
+        &form,
+    )
+    .await
 }
 
 async fn aad_token(

@@ -11,6 +11,7 @@ use crate::Error;
 use crate::cloud::{Cloud, REGISTRY_AUDIENCE, normalise_authority};
 use crate::host::{is_login_server, is_valid_suffix};
 use crate::identity::{ClientSecret, Identity, ManagedId, is_valid_id, is_valid_tenant};
+use crate::service_account::AnnotationKeys;
 
 /// The `acr:` section of a rule. Every field is optional: with none, the identity is
 /// workload identity when `AZURE_FEDERATED_TOKEN_FILE` is set and the VM's
@@ -55,6 +56,12 @@ pub struct Config {
     /// A custom cloud's registry token audience (default
     /// `https://containerregistry.azure.net`).
     pub registry_audience: Option<String>,
+    /// The service account annotation holding the client id of a pod's own identity, when
+    /// the kubelet sends the pod's token (default `kubernetes.azure.com/acr-client-id`).
+    pub client_id_annotation: Option<String>,
+    /// The service account annotation holding the tenant of a pod's own identity (default
+    /// `kubernetes.azure.com/acr-tenant-id`).
+    pub tenant_id_annotation: Option<String>,
     /// Registry mirrors: mirror host to ACR login server. Images on a mirror get the
     /// credentials of its login server, returned under both names, as the official
     /// provider's `--registry-mirror mirror.example:myacr.azurecr.io` does.
@@ -161,6 +168,11 @@ pub struct Settings {
     pub cloud: CloudChoice,
     /// Mirror host to login server.
     pub mirrors: BTreeMap<String, String>,
+    /// The Azure AD authority of client assertions from `AZURE_AUTHORITY_HOST`, overriding
+    /// the cloud's.
+    pub authority_host: Option<String>,
+    /// The annotations naming a pod's own identity.
+    pub annotations: AnnotationKeys,
 }
 
 impl Settings {
@@ -174,6 +186,8 @@ impl Settings {
             },
             cloud: CloudChoice::BySuffix,
             mirrors: BTreeMap::new(),
+            authority_host: None,
+            annotations: AnnotationKeys::default(),
         }
     }
 }
@@ -209,10 +223,23 @@ pub fn resolve(
         }
         mirrors.insert(mirror.clone(), target.clone());
     }
+    let authority_host = match env("AZURE_AUTHORITY_HOST") {
+        Some(url) => Some(
+            normalise_authority(url.trim())
+                .map_err(|e| Error::Config(format!("AZURE_AUTHORITY_HOST: {e}")))?,
+        ),
+        None => None,
+    };
+    let annotations = AnnotationKeys::resolve(
+        config.client_id_annotation.as_deref(),
+        config.tenant_id_annotation.as_deref(),
+    )?;
     Ok(Settings {
         identity,
         cloud,
         mirrors,
+        authority_host,
+        annotations,
     })
 }
 
@@ -475,18 +502,10 @@ fn resolve_identity(
                             .into(),
                     )
                 })?;
-            let authority_host = match env("AZURE_AUTHORITY_HOST") {
-                Some(url) => Some(
-                    normalise_authority(url.trim())
-                        .map_err(|e| Error::Config(format!("AZURE_AUTHORITY_HOST: {e}")))?,
-                ),
-                None => None,
-            };
             Ok(Identity::Workload {
                 client_id,
                 tenant_id,
                 token_file,
-                authority_host,
             })
         }
         IdentityKind::ServicePrincipal => {
@@ -587,8 +606,11 @@ mod tests {
                 client_id: "app-id".into(),
                 tenant_id: "tenant-id".into(),
                 token_file: "/var/run/secrets/azure/tokens/azure-identity-token".into(),
-                authority_host: Some("https://login.microsoftonline.com/".into()),
             }
+        );
+        assert_eq!(
+            settings.authority_host.as_deref(),
+            Some("https://login.microsoftonline.com/")
         );
         // The rule's fields win, and relative paths are against the rules file's directory.
         let settings =
@@ -640,7 +662,7 @@ mod tests {
             ),
             (
                 r#"{"tenantId": "t", "aadClientId": "app", "useFederatedWorkloadIdentityExtension": true, "aadFederatedTokenFile": "/tok"}"#,
-                Identity::Workload { client_id: "app".into(), tenant_id: "t".into(), token_file: "/tok".into(), authority_host: None },
+                Identity::Workload { client_id: "app".into(), tenant_id: "t".into(), token_file: "/tok".into() },
             ),
         ];
         for (body, expected) in cases {
@@ -749,6 +771,42 @@ mod tests {
                 tenant_id: "t".into(),
                 secret: ClientSecret::File("/rules/secret".into())
             }
+        );
+    }
+
+    #[test]
+    fn annotation_keys_and_the_authority_of_pod_identities() {
+        let settings = resolve_yaml("{}", &no_env).unwrap();
+        assert_eq!(settings.annotations, AnnotationKeys::default());
+        assert_eq!(settings.authority_host, None);
+        let settings = resolve_yaml(
+            r#"{"clientIdAnnotation": "example.com/client", "tenantIdAnnotation": "example.com/tenant"}"#,
+            &|name: &str| {
+                (name == "AZURE_AUTHORITY_HOST").then(|| "https://login.example".to_owned())
+            },
+        )
+        .unwrap();
+        assert_eq!(settings.annotations.client_id, "example.com/client");
+        assert_eq!(settings.annotations.tenant_id, "example.com/tenant");
+        assert_eq!(
+            settings.authority_host.as_deref(),
+            Some("https://login.example/")
+        );
+        for bad in [
+            r#"{"clientIdAnnotation": ""}"#,
+            r#"{"tenantIdAnnotation": "kubernetes.azure.com/acr-client-id"}"#,
+            r#"{"clientIdAnnotation": "not a key"}"#,
+        ] {
+            let error = resolve_yaml(bad, &no_env).unwrap_err();
+            assert!(matches!(error, Error::Config(_)), "{bad}: {error}");
+        }
+        let error = resolve_yaml("{}", &|name: &str| {
+            (name == "AZURE_AUTHORITY_HOST").then(|| "http://login.example".to_owned())
+        })
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("AZURE_AUTHORITY_HOST"),
+            "{error}"
         );
     }
 

@@ -75,6 +75,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A fetch as a pod's own identity failed: names the pod's service account and the
+    /// annotations it was fetched with, then the cause.
+    #[error("service account {account} ({identity}): {error}")]
+    ServiceAccount {
+        /// The service account, `namespace/name`.
+        account: String,
+        /// The annotations used and their values.
+        identity: String,
+        /// The cause (in the message, so not a `source()`).
+        error: Box<Error>,
+    },
     /// The async runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),

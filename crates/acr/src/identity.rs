@@ -43,8 +43,6 @@ pub enum Identity {
         tenant_id: String,
         /// The file holding the federated token.
         token_file: PathBuf,
-        /// The Azure AD authority from `AZURE_AUTHORITY_HOST`, overriding the cloud's.
-        authority_host: Option<String>,
     },
     /// A service principal with a client secret.
     ServicePrincipal {

@@ -13,6 +13,15 @@
 //!    the username `00000000-0000-0000-0000-000000000000` and that token, which expires
 //!    when its `exp` claim says.
 //!
+//! When the kubelet sends the pulling pod's service account token (service-account-token
+//! mode, KEP-4412) and the service account has the annotations
+//! `kubernetes.azure.com/acr-client-id` and `kubernetes.azure.com/acr-tenant-id`
+//! (renamable in the rule), step 2 is done as that pod's own identity instead: the pod's
+//! token is the client assertion of the annotated application in the annotated tenant, as
+//! the official `acr-credential-provider` does. Tokens fetched so are cached per service
+//! account ([`TokenBackend::token_key`]). With neither annotation, or no token, the node's
+//! identity is used.
+//!
 //! The Azure AD token only ever goes to a host that [`host`] strictly recognises as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
 //!
@@ -31,6 +40,7 @@ mod identity;
 mod jwt;
 mod registry;
 mod retry;
+mod service_account;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -44,8 +54,10 @@ pub use config::{Config, IdentityKind};
 pub use error::Error;
 pub use host::DEFAULT_PATTERNS;
 pub use retry::Limits;
+pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
 
 use config::{CloudChoice, Settings};
+use service_account::PodIdentity;
 
 /// The username of every ACR refresh token.
 pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
@@ -129,17 +141,54 @@ impl Acr {
         Some((login_server.to_owned(), cloud))
     }
 
-    fn authority<'a>(&'a self, cloud: &'a Cloud) -> &'a str {
+    /// The Azure AD authority client assertions go to: `AZURE_AUTHORITY_HOST`, else the
+    /// cloud's.
+    fn assertion_authority<'a>(&'a self, cloud: &'a Cloud) -> &'a str {
+        self.settings
+            .authority_host
+            .as_deref()
+            .unwrap_or(&cloud.authority_host)
+    }
+
+    /// The Azure AD authority the node's identity gets its tokens from.
+    fn node_authority<'a>(&'a self, cloud: &'a Cloud) -> &'a str {
         match &self.settings.identity {
-            identity::Identity::Workload {
-                authority_host: Some(host),
-                ..
-            } => host,
+            identity::Identity::Workload { .. } => self.assertion_authority(cloud),
             _ => &cloud.authority_host,
         }
     }
 
-    async fn fetch_async(&self, login_server: &str, cloud: &Cloud) -> Result<Token, Error> {
+    /// The pod's own identity when the request carries a service account token and the
+    /// account has the annotations; `None` for the node's identity.
+    fn pod_identity<'a>(&'a self, request: &Request<'a>) -> Result<Option<PodIdentity<'a>>, Error> {
+        match request.service_account {
+            Some(account) => self.settings.annotations.pod_identity(account),
+            None => Ok(None),
+        }
+    }
+
+    /// The login server and cloud of `request`'s image, and the pod identity it is fetched
+    /// as, if any; no I/O.
+    fn resolve<'a>(
+        &'a self,
+        request: &Request<'a>,
+    ) -> Result<(String, Cloud, Option<PodIdentity<'a>>), Error> {
+        if let Some(reason) = &self.unusable {
+            return Err(Error::Environment(reason.clone()));
+        }
+        let (login_server, cloud) = self
+            .target(request.image)
+            .ok_or_else(|| Error::NotServed(request.image.registry().to_owned()))?;
+        let pod = self.pod_identity(request)?;
+        Ok((login_server, cloud, pod))
+    }
+
+    async fn fetch_async(
+        &self,
+        login_server: &str,
+        cloud: &Cloud,
+        pod: Option<&PodIdentity<'_>>,
+    ) -> Result<Token, Error> {
         let deadline = Instant::now() + self.limits.total;
         let options = icp_http::Options {
             connect_timeout: self.limits.connect,
@@ -155,16 +204,34 @@ impl Acr {
         };
         let registry_call = call(login_server);
         let bearer = registry::challenge(&registry_call, login_server).await?;
-        tracing::debug!(registry = login_server, identity = %self.settings.identity.fingerprint(), "getting an Azure AD token");
-        let access_token = aad::access_token(
-            &client,
-            &self.limits,
-            deadline,
-            &self.settings.identity,
-            cloud,
-        )
-        .await?;
-        let tenant = self.settings.identity.tenant_id();
+        let (access_token, tenant) = match pod {
+            Some(pod) => {
+                tracing::debug!(registry = login_server, service_account = %pod.account, client_id = pod.client_id, tenant = pod.tenant_id, "getting an Azure AD token as the pod's identity");
+                let federated = aad::Federated {
+                    authority: self.assertion_authority(cloud),
+                    tenant_id: pod.tenant_id,
+                    client_id: pod.client_id,
+                    assertion: &pod.account.token,
+                };
+                let token =
+                    aad::client_assertion(&client, &self.limits, deadline, &federated, cloud)
+                        .await?;
+                (token, Some(pod.tenant_id))
+            }
+            None => {
+                tracing::debug!(registry = login_server, identity = %self.settings.identity.fingerprint(), "getting an Azure AD token");
+                let token = aad::access_token(
+                    &client,
+                    &self.limits,
+                    deadline,
+                    &self.settings.identity,
+                    cloud,
+                    self.assertion_authority(cloud),
+                )
+                .await?;
+                (token, self.settings.identity.tenant_id())
+            }
+        };
         let refresh_token =
             registry::exchange(&registry_call, login_server, &bearer, tenant, &access_token)
                 .await?;
@@ -203,37 +270,37 @@ impl TokenBackend for Acr {
         self.target(image).is_some()
     }
 
+    /// The node's identity, or for a pod with its own identity its service account (with
+    /// the annotation values) and the authority: pods of one service account share a
+    /// token, two service accounts never do.
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
-        let image = request.image;
-        if let Some(reason) = &self.unusable {
-            return Err(Error::Environment(reason.clone()));
-        }
-        let (login_server, cloud) = self
-            .target(image)
-            .ok_or_else(|| Error::NotServed(image.registry().to_owned()))?;
-        Ok(TokenKey {
-            identity: format!(
+        let (login_server, cloud, pod) = self.resolve(request)?;
+        let identity = match pod {
+            Some(pod) => pod.cache_identity(self.assertion_authority(&cloud)),
+            None => format!(
                 "acr:{}:authority={}",
                 self.settings.identity.fingerprint(),
-                self.authority(&cloud)
+                self.node_authority(&cloud)
             ),
+        };
+        Ok(TokenKey {
+            identity,
             scope: login_server,
         })
     }
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
-        if let Some(reason) = &self.unusable {
-            return Err(Error::Environment(reason.clone()));
-        }
-        let (login_server, cloud) = self
-            .target(request.image)
-            .ok_or_else(|| Error::NotServed(request.image.registry().to_owned()))?;
+        let (login_server, cloud, pod) = self.resolve(request)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .enable_time()
             .build()
             .map_err(Error::Runtime)?;
-        runtime.block_on(self.fetch_async(&login_server, &cloud))
+        let fetched = runtime.block_on(self.fetch_async(&login_server, &cloud, pod.as_ref()));
+        match pod {
+            Some(pod) => fetched.map_err(|error| pod.context(error)),
+            None => fetched,
+        }
     }
 
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
@@ -340,6 +407,94 @@ mod tests {
             .token_key(&icp_core::Request::new(&image("myacr.azurecr.io/a")))
             .unwrap();
         assert_ne!(user.identity, direct.identity);
+    }
+
+    fn account(
+        namespace: &str,
+        name: &str,
+        annotations: &[(&str, &str)],
+    ) -> icp_core::ServiceAccount {
+        use base64::Engine;
+        let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        let claims = format!(
+            r#"{{"kubernetes.io":{{"namespace":"{namespace}","serviceaccount":{{"name":"{name}","uid":"{name}-uid"}}}}}}"#
+        );
+        let token = format!("{}.{}.{}", encode("{}"), encode(&claims), encode(name));
+        let annotations = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        icp_core::ServiceAccount::from_token(icp_core::Secret::new(token), annotations).unwrap()
+    }
+
+    #[test]
+    fn pods_with_their_own_identity_are_keyed_by_service_account() {
+        let backend = acr("{}");
+        let image = image("myacr.azurecr.io/app");
+        let key = |account: Option<&icp_core::ServiceAccount>| {
+            backend.token_key(&Request {
+                service_account: account,
+                ..Request::new(&image)
+            })
+        };
+        let node = key(None).unwrap();
+        let both = [(CLIENT_ID_ANNOTATION, "c1"), (TENANT_ID_ANNOTATION, "t1")];
+        let app = account("team-a", "app", &both);
+        let own = key(Some(&app)).unwrap();
+        assert_eq!(own.scope, "myacr.azurecr.io");
+        assert_eq!(
+            own.identity,
+            "sa=team-a/app/app-uid;kubernetes.azure.com/acr-client-id=c1;\
+             kubernetes.azure.com/acr-tenant-id=t1;acr-client-assertion;\
+             authority=https://login.microsoftonline.com/"
+        );
+        assert!(!own.identity.contains(app.token.expose()));
+        // Another pod of the account (its own token) shares the key; no one else does.
+        let mut other_pod = app.clone();
+        other_pod.token = icp_core::Secret::new("another.token.value");
+        assert_eq!(key(Some(&other_pod)).unwrap(), own);
+        for other in [
+            account("team-b", "app", &both),
+            account("team-a", "batch", &both),
+            account(
+                "team-a",
+                "app",
+                &[(CLIENT_ID_ANNOTATION, "c2"), (TENANT_ID_ANNOTATION, "t1")],
+            ),
+            account(
+                "team-a",
+                "app",
+                &[(CLIENT_ID_ANNOTATION, "c1"), (TENANT_ID_ANNOTATION, "t2")],
+            ),
+        ] {
+            let other = key(Some(&other)).unwrap();
+            assert_ne!(other, own);
+            assert_ne!(other, node);
+        }
+        // No annotation: the node's identity, and its key.
+        assert_eq!(key(Some(&account("team-a", "app", &[]))).unwrap(), node);
+        let error = key(Some(&account("team-a", "app", &both[..1]))).unwrap_err();
+        assert!(
+            error.to_string().contains("acr-tenant-id is missing"),
+            "{error}"
+        );
+        // A China-cloud registry: that cloud's authority.
+        let china = image_key(&backend, "myacr.azurecr.cn/app", &app);
+        assert!(
+            china
+                .identity
+                .ends_with("authority=https://login.chinacloudapi.cn/")
+        );
+    }
+
+    fn image_key(backend: &Acr, reference: &str, account: &icp_core::ServiceAccount) -> TokenKey {
+        let image = image(reference);
+        backend
+            .token_key(&Request {
+                service_account: Some(account),
+                ..Request::new(&image)
+            })
+            .unwrap()
     }
 
     #[test]

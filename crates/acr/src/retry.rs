@@ -156,17 +156,26 @@ pub fn error_detail(body: &[u8]) -> String {
         .next()
         .unwrap_or_default()
         .to_owned();
-    let message: String = message
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
+    let message: String = message.chars().filter(|c| !c.is_control()).collect();
+    let message = shorten(&message, 200);
     let code: String = code.chars().filter(|c| !c.is_control()).take(60).collect();
     match (code.is_empty(), message.is_empty()) {
         (true, true) => String::new(),
         (false, true) => code,
         (true, false) => message,
         (false, false) => format!("{code}: {message}"),
+    }
+}
+
+/// `text` when it has at most `max` characters; else its sentences that fit (Azure AD
+/// descriptions run on with advice and links), or its first `max` characters.
+fn shorten(text: &str, max: usize) -> String {
+    let Some((cut, _)) = text.char_indices().nth(max) else {
+        return text.to_owned();
+    };
+    match text[..cut].rfind(". ") {
+        Some(end) => text[..=end].to_owned(),
+        None => text[..cut].to_owned(),
     }
 }
 
@@ -197,6 +206,20 @@ mod tests {
             error_detail(format!(r#"{{"error":"{}"}}"#, "x".repeat(500)).as_bytes()).len(),
             60
         );
+        // A long description keeps the sentences that fit, or is cut.
+        let long = format!(
+            r#"{{"error":"invalid_client","error_description":"AADSTS700213: No match for 'a'. {} Trace ID: 1"}}"#,
+            "More advice. ".repeat(30)
+        );
+        let detail = error_detail(long.as_bytes());
+        assert!(detail.starts_with("invalid_client: AADSTS700213: No match for 'a'. More advice."));
+        assert!(
+            detail.ends_with("advice.") && detail.len() <= 218,
+            "{detail}"
+        );
+        let detail =
+            error_detail(format!(r#"{{"error_description":"{}"}}"#, "é".repeat(300)).as_bytes());
+        assert_eq!(detail.chars().count(), 200);
     }
 
     #[test]

@@ -5,8 +5,8 @@ mod world;
 
 use std::time::{Duration, SystemTime};
 
-use icp_acr::{Acr, Config, Error, Limits, USERNAME};
-use icp_core::{ImageRef, Request, Token, TokenBackend};
+use icp_acr::{Acr, CLIENT_ID_ANNOTATION, Config, Error, Limits, TENANT_ID_ANNOTATION, USERNAME};
+use icp_core::{ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
 use icp_http::testing::Reply;
 use world::*;
 
@@ -645,4 +645,305 @@ fn check_reads_the_secret_and_token_files() {
     world.file("sp-secret", SP_SECRET);
     backend(&world, config(&rule)).check().unwrap();
     backend(&world, Config::default()).check().unwrap();
+}
+
+/// `namespace/name`'s service account with its token for Azure AD and `annotations`.
+fn account(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
+    let token = service_account_token(namespace, name, TOKEN_EXCHANGE_AUDIENCE, now() + 3600);
+    account_with(token, annotations)
+}
+
+fn account_with(token: String, annotations: &[(&str, &str)]) -> ServiceAccount {
+    let annotations = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ServiceAccount::from_token(Secret::new(token), annotations).unwrap()
+}
+
+/// Fetches for `image` as `account`'s pod, with the world's environment and `extra`.
+fn fetch_as(
+    world: &World,
+    config: Config,
+    extra: &[(&str, String)],
+    image: &str,
+    account: &ServiceAccount,
+) -> Result<Token, Error> {
+    let mut env = world.env();
+    env.extend(extra.iter().cloned());
+    let _env = set_env(&env);
+    let backend = Acr::new(config, world.dir())?.with_limits(quick_limits());
+    let image = ImageRef::parse(image).unwrap();
+    backend.fetch(&Request {
+        service_account: Some(account),
+        ..Request::new(&image)
+    })
+}
+
+const POD: [(&str, &str); 2] = [
+    (CLIENT_ID_ANNOTATION, POD_CLIENT),
+    (TENANT_ID_ANNOTATION, TENANT),
+];
+
+/// No part of `account`'s token is in `text`.
+fn assert_no_token(text: &str, account: &ServiceAccount) {
+    for part in account.token.expose().split('.') {
+        assert!(!text.contains(part), "{text}");
+    }
+}
+
+#[test]
+fn a_pod_with_both_annotations_is_fetched_for_as_itself() {
+    let world = World::new();
+    let app = account("team-a", "app", &POD);
+    let token = fetch_as(&world, Config::default(), &[], "myacr.azurecr.io/app", &app).unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{POD_CLIENT}@login.microsoftonline.com;sub=system:serviceaccount:team-a:app"),
+    );
+    let aad = world.aad.requests();
+    assert_eq!(aad.len(), 1);
+    assert_eq!(aad[0].path(), format!("/{TENANT}/oauth2/v2.0/token"));
+    assert_eq!(aad[0].form("client_id").as_deref(), Some(POD_CLIENT));
+    assert_eq!(
+        aad[0].form("client_assertion").as_deref(),
+        Some(app.token.expose()),
+        "the pod's token is the assertion"
+    );
+    assert_eq!(
+        aad[0].form("client_assertion_type").as_deref(),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(aad[0].form("scope").as_deref(), Some(SCOPE));
+    assert_eq!(aad[0].form("client_secret"), None);
+    assert_eq!(world.imds.request_count(), 0, "not the node's identity");
+    let registry = world.registry_requests("myacr.azurecr.io");
+    assert_eq!(registry.len(), 2);
+    assert_eq!(registry[1].form("tenant").as_deref(), Some(TENANT));
+    // The other tenant's application, in its tenant.
+    let other = account(
+        "team-a",
+        "app",
+        &[
+            (CLIENT_ID_ANNOTATION, POD_CLIENT_B),
+            (TENANT_ID_ANNOTATION, TENANT_B),
+        ],
+    );
+    let token = fetch_as(
+        &world,
+        Config::default(),
+        &[],
+        "myacr.azurecr.io/app",
+        &other,
+    )
+    .unwrap();
+    assert_refresh_token(
+        &token,
+        &format!(
+            "aad:{POD_CLIENT_B}@login.microsoftonline.com;sub=system:serviceaccount:team-a:app"
+        ),
+    );
+    assert_eq!(
+        world.aad.requests()[1].path(),
+        format!("/{TENANT_B}/oauth2/v2.0/token")
+    );
+}
+
+#[test]
+fn the_pods_identity_goes_to_the_cloud_of_the_image_or_to_azure_authority_host() {
+    let world = World::new();
+    let app = account("team-a", "app", &POD);
+    let token = fetch_as(&world, Config::default(), &[], "myacr.azurecr.cn/app", &app).unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{POD_CLIENT}@login.chinacloudapi.cn;sub=system:serviceaccount:team-a:app"),
+    );
+    let authority = [(
+        "AZURE_AUTHORITY_HOST",
+        "https://login.contoso.example".to_owned(),
+    )];
+    let token = fetch_as(
+        &world,
+        Config::default(),
+        &authority,
+        "myacr.azurecr.io/app",
+        &app,
+    )
+    .unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{POD_CLIENT}@login.contoso.example;sub=system:serviceaccount:team-a:app"),
+    );
+    // Renamed annotation keys: the official ones are then ignored.
+    let renamed = config(
+        r#"{"clientIdAnnotation": "example.com/acr-client", "tenantIdAnnotation": "example.com/acr-tenant"}"#,
+    );
+    let custom = account(
+        "team-a",
+        "app",
+        &[
+            ("example.com/acr-client", POD_CLIENT),
+            ("example.com/acr-tenant", TENANT),
+        ],
+    );
+    fetch_as(
+        &world,
+        renamed.clone(),
+        &[],
+        "myacr.azurecr.io/app",
+        &custom,
+    )
+    .unwrap();
+    assert_eq!(world.aad.request_count(), 3);
+    fetch_as(&world, renamed, &[], "myacr.azurecr.io/app", &app).unwrap();
+    assert_eq!(
+        world.aad.request_count(),
+        3,
+        "the official keys are not read"
+    );
+    assert_eq!(world.imds.request_count(), 1, "the node's identity instead");
+}
+
+#[test]
+fn no_annotation_is_the_node_identity_and_one_is_an_error_before_any_request() {
+    let world = World::new();
+    let bare = account("team-a", "app", &[]);
+    let token = fetch_as(
+        &world,
+        Config::default(),
+        &[],
+        "myacr.azurecr.io/app",
+        &bare,
+    )
+    .unwrap();
+    assert_refresh_token(&token, "imds:system");
+    assert_eq!(world.aad.request_count(), 0);
+    let before = world.request_count();
+    for (annotations, missing) in [
+        (&POD[..1], TENANT_ID_ANNOTATION),
+        (&POD[1..], CLIENT_ID_ANNOTATION),
+    ] {
+        let half = account("team-a", "app", annotations);
+        let error = fetch_as(
+            &world,
+            Config::default(),
+            &[],
+            "myacr.azurecr.io/app",
+            &half,
+        )
+        .unwrap_err();
+        assert!(matches!(error, Error::NoCredentials(_)), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("service account team-a/app: annotation")
+                && message.contains(&format!("{missing} is missing")),
+            "{message}"
+        );
+        assert_no_token(&message, &half);
+    }
+    assert_eq!(world.request_count(), before, "no request at all");
+}
+
+#[test]
+fn azure_ad_refusals_name_the_service_account_and_never_the_token() {
+    let world = World::new();
+    let expired = account_with(
+        service_account_token("team-a", "app", TOKEN_EXCHANGE_AUDIENCE, now() - 60),
+        &POD,
+    );
+    let other_audience = account_with(
+        service_account_token("team-a", "app", "sts.amazonaws.com", now() + 3600),
+        &POD,
+    );
+    let cases = [
+        (
+            account("team-c", "intruder", &POD),
+            "team-c/intruder",
+            "HTTP 400: invalid_client: AADSTS700213: No matching federated identity record found for presented assertion subject 'system:serviceaccount:team-c:intruder'.",
+        ),
+        (other_audience, "team-a/app", "AADSTS700212"),
+        (expired, "team-a/app", "AADSTS700024"),
+        (
+            account(
+                "team-a",
+                "app",
+                &[
+                    (CLIENT_ID_ANNOTATION, POD_CLIENT_B),
+                    (TENANT_ID_ANNOTATION, TENANT),
+                ],
+            ),
+            "team-a/app",
+            "HTTP 400: unauthorized_client: AADSTS700016",
+        ),
+        (
+            account(
+                "team-a",
+                "app",
+                &[
+                    (CLIENT_ID_ANNOTATION, POD_CLIENT),
+                    (TENANT_ID_ANNOTATION, "contoso.onmicrosoft.com"),
+                ],
+            ),
+            "team-a/app",
+            "Azure AD answered HTTP 400: invalid_request: AADSTS90002: Tenant 'contoso.onmicrosoft.com' not found.",
+        ),
+    ];
+    for (account, name, detail) in cases {
+        let error = fetch_as(
+            &world,
+            Config::default(),
+            &[],
+            "myacr.azurecr.io/app",
+            &account,
+        )
+        .unwrap_err();
+        assert!(matches!(error, Error::ServiceAccount { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "service account {name} ({CLIENT_ID_ANNOTATION} = "
+            )),
+            "{message}"
+        );
+        assert!(message.contains(detail), "{detail}: {message}");
+        assert!(
+            !message.contains("Trace ID") && !message.contains('\n'),
+            "{message}"
+        );
+        assert_no_token(&message, &account);
+    }
+    assert_eq!(world.aad.request_count(), 5, "refusals are not retried");
+    assert_eq!(world.imds.request_count(), 0, "no fallback to the node");
+}
+
+#[test]
+fn a_throttling_azure_ad_is_not_waited_for_beyond_the_budget() {
+    let world = World::new();
+    let app = account("team-a", "app", &POD);
+    // Azure AD asks for 60 s: more than a fetch waits.
+    world
+        .knobs
+        .aad_throttle
+        .store(100, std::sync::atomic::Ordering::SeqCst);
+    let error = fetch_as(&world, Config::default(), &[], "myacr.azurecr.io/app", &app).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "service account team-a/app ({CLIENT_ID_ANNOTATION} = {POD_CLIENT}, \
+             {TENANT_ID_ANNOTATION} = {TENANT}): throttled by Azure AD; try again later"
+        )
+    );
+    assert_eq!(world.aad.request_count(), 1);
+    // A short Retry-After is waited for, and the next answer used.
+    *world.knobs.retry_after.lock().unwrap() = Some("1".into());
+    world
+        .knobs
+        .aad_throttle
+        .store(1, std::sync::atomic::Ordering::SeqCst);
+    let token = fetch_as(&world, Config::default(), &[], "myacr.azurecr.io/app", &app).unwrap();
+    assert_refresh_token(
+        &token,
+        &format!("aad:{POD_CLIENT}@login.microsoftonline.com;sub=system:serviceaccount:team-a:app"),
+    );
+    assert_eq!(world.aad.request_count(), 3);
 }
