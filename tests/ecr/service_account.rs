@@ -286,7 +286,7 @@ fn concurrent(aws: &Aws, pods: &[Pod], cache: Option<&Path>) -> Vec<(String, Str
                     let plugin = plugin(&aws.url, cache);
                     let (outcome, run) = pull(&mut kubelet(), IMAGE, pod, Some(aws), plugin);
                     let token = outcome.sent.as_ref().unwrap().token.clone().unwrap();
-                    assert_no_secret(&run.unwrap().stderr, &[token], 0, "stderr");
+                    assert_no_secret(&run.unwrap().stderr, &[token], pods.len(), "stderr");
                     credential(&outcome)
                 })
             })
