@@ -1,7 +1,8 @@
 //! The ECR backend through the built binary: `get` and plugin mode against moto's server
 //! (static keys, web identity, an assumed role from a rule), the cache duration from a
 //! real expiry, ECR Public, errors, look-alike hosts that must cause no token request, a
-//! pull-through proxy rule, and the `ecr-credential-provider` drop-in name.
+//! pull-through proxy rule, and the `ecr-credential-provider` drop-in name; the kubelet's
+//! service-account-token mode in `ecr/service_account.rs`.
 
 mod common;
 #[allow(
@@ -10,6 +11,10 @@ mod common;
 )]
 #[path = "../crates/ecr/tests/support/server.rs"]
 mod server;
+#[path = "ecr/service_account.rs"]
+mod service_account;
+#[path = "../crates/ecr/tests/support/sts.rs"]
+mod sts;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -8,6 +8,11 @@
 //! of the embedded default rule, and answers in the request's apiVersion. It accepts the
 //! klog verbosity flag (`-v N`, `--v=N`) that kubelet configurations sometimes pass.
 //!
+//! In the kubelet's service-account-token mode, a pod's token is exchanged for the role its
+//! service account's `eks.amazonaws.com/ecr-role-arn` annotation names, or, without the
+//! annotation, for the role in `AWS_ECR_ROLE_ARN`, as the official provider does; with
+//! neither, the node's identity is used.
+//!
 //! One deliberate difference: an image whose host is not an ECR registry host (a
 //! pull-through proxy, a look-alike) gets an answer with no credentials, where the official
 //! provider would send it a token for the default region. A rules file with `ecr.region`
@@ -36,10 +41,20 @@ pub const MODE: Mode = Mode {
     serve: |_| super::serve(&rules()?),
 };
 
+/// The variable naming the role a service account token without the role annotation is
+/// exchanged for.
+const DEFAULT_ROLE_VARIABLE: &str = "AWS_ECR_ROLE_ARN";
+
 /// The one rule of this mode: the ECR backend with the environment's settings for the
 /// ECR registry hosts.
 fn rules() -> anyhow::Result<Rules> {
-    let backend = icp_ecr::Ecr::new(icp_ecr::Config::default(), Path::new("/"))?;
+    let mut backend = icp_ecr::Ecr::new(icp_ecr::Config::default(), Path::new("/"))?;
+    if let Some(role) = std::env::var(DEFAULT_ROLE_VARIABLE)
+        .ok()
+        .filter(|role| !role.is_empty())
+    {
+        backend = backend.with_default_role(&role, DEFAULT_ROLE_VARIABLE)?;
+    }
     let rule = Rule::new(
         0,
         "ecr",

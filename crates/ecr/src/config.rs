@@ -14,6 +14,7 @@ use crate::host::Partition;
 ///   region: eu-west-1                                 # only for hosts that are not ECR's
 ///   roleArn: arn:aws:iam::123456789012:role/puller    # assume this role first
 ///   roleSessionName: node-puller
+///   roleArnAnnotation: eks.amazonaws.com/ecr-role-arn # where a service account names its role
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -28,7 +29,15 @@ pub struct Config {
     /// The session name for [`role_arn`](Config::role_arn); defaults to
     /// `image-credential-provider`. Only allowed together with `roleArn`.
     pub role_session_name: Option<String>,
+    /// The service account annotation that names the IAM role a pod's service account
+    /// token is exchanged for (STS `AssumeRoleWithWebIdentity`), when the kubelet sends
+    /// one; defaults to [`ROLE_ANNOTATION`], the official provider's key. A service account
+    /// without it pulls with the node's identity.
+    pub role_arn_annotation: Option<String>,
 }
+
+/// The service account annotation the official provider reads a pod's ECR role from.
+pub const ROLE_ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";
 
 /// The session name an assumed role gets when the rule names none.
 pub const DEFAULT_ROLE_SESSION_NAME: &str = "image-credential-provider";
@@ -65,7 +74,22 @@ impl Config {
                 ));
             }
         }
+        if let Some(key) = &self.role_arn_annotation
+            && !is_annotation_key(key)
+        {
+            return invalid(format!(
+                "ecr.roleArnAnnotation {} is not an annotation key ([prefix/]name: a DNS subdomain prefix, a name of up to 63 letters, digits and -_.)",
+                quote(key)
+            ));
+        }
         Ok(())
+    }
+
+    /// The annotation a service account names its role with.
+    pub(crate) fn role_annotation(&self) -> &str {
+        self.role_arn_annotation
+            .as_deref()
+            .unwrap_or(ROLE_ANNOTATION)
     }
 
     /// The session name to assume [`role_arn`](Config::role_arn) with.
@@ -77,7 +101,7 @@ impl Config {
 }
 
 /// `arn:<partition>:iam::<12 digits>:role/<path/>name`.
-fn is_role_arn(arn: &str) -> bool {
+pub(crate) fn is_role_arn(arn: &str) -> bool {
     let mut parts = arn.splitn(6, ':');
     let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
         parts.next(),
@@ -111,6 +135,34 @@ fn is_role_arn(arn: &str) -> bool {
     known_partition && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) && name_ok
 }
 
+/// A Kubernetes annotation key: an optional DNS subdomain prefix and `/`, then a name of 1
+/// to 63 letters, digits, `-`, `_` and `.` that starts and ends with a letter or digit.
+fn is_annotation_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|prefix| {
+        prefix.len() <= 253
+            && prefix.split('.').all(|label| {
+                (1..=63).contains(&label.len())
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+            })
+    });
+    let alphanumeric = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let name_ok = (1..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && alphanumeric(name.chars().next())
+        && alphanumeric(name.chars().last());
+    prefix_ok && name_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +193,9 @@ mod tests {
             r#"{"region":"us-gov-west-1"}"#,
             r#"{"roleArn":"arn:aws:iam::123456789012:role/team/puller"}"#,
             r#"{"roleArn":"arn:aws-cn:iam::123456789012:role/p","roleSessionName":"node@pool-1"}"#,
+            r#"{"roleArnAnnotation":"eks.amazonaws.com/ecr-role-arn"}"#,
+            r#"{"roleArnAnnotation":"ecr-role"}"#,
+            r#"{"roleArnAnnotation":"platform.example.io/Pull_Role.v2"}"#,
         ];
         for json in valid {
             assert!(config(json).unwrap().validate().is_ok(), "{json}");
@@ -166,6 +221,21 @@ mod tests {
                 "ecr.roleArn",
             ),
             (r#"{"roleSessionName":"abc"}"#, "ecr.roleSessionName"),
+            (r#"{"roleArnAnnotation":""}"#, "ecr.roleArnAnnotation"),
+            (r#"{"roleArnAnnotation":"a b"}"#, "ecr.roleArnAnnotation"),
+            (
+                r#"{"roleArnAnnotation":"Example.io/role"}"#,
+                "ecr.roleArnAnnotation",
+            ),
+            (
+                r#"{"roleArnAnnotation":"example.io/"}"#,
+                "ecr.roleArnAnnotation",
+            ),
+            (r#"{"roleArnAnnotation":"a/b/c"}"#, "ecr.roleArnAnnotation"),
+            (
+                r#"{"roleArnAnnotation":"example.io/-role"}"#,
+                "ecr.roleArnAnnotation",
+            ),
             (
                 r#"{"roleArn":"arn:aws:iam::123456789012:role/p","roleSessionName":"a b"}"#,
                 "ecr.roleSessionName",

@@ -75,6 +75,22 @@ pub enum Error {
     /// The async runtime for the fetch could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A role named for a service account is not an IAM role ARN.
+    #[error("not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)")]
+    InvalidRole,
+    /// Fetching with a pod's service account token failed: which service account, the
+    /// role and where it was named, and the cause (never the token).
+    #[error("service account {account}, {origin} = {role}: {cause}")]
+    ServiceAccount {
+        /// The service account, as `namespace/name`.
+        account: String,
+        /// Where the role was named: `annotation <key>`, or the setting of a default role.
+        origin: String,
+        /// The role ARN, quoted.
+        role: String,
+        /// What went wrong.
+        cause: Box<Error>,
+    },
 }
 
 /// What a network failure below a credential provider is attributed to.
@@ -245,9 +261,11 @@ fn classify_chain(
     None
 }
 
-/// Maps the outcome of a `GetAuthorizationToken` call to an [`Error`].
+/// Maps the failure of an `operation` call (`GetAuthorizationToken`,
+/// `AssumeRoleWithWebIdentity`) to an [`Error`].
 pub(crate) fn from_sdk<E>(
     service: &'static str,
+    operation: &str,
     limits: &crate::Limits,
     err: aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
 ) -> Error
@@ -260,7 +278,7 @@ where
         .map(|response| response.status().as_u16());
     if let SdkError::TimeoutError(_) = &err {
         return Error::Timeout(format!(
-            "{service} GetAuthorizationToken did not finish in time ({} per attempt, {} in all)",
+            "{service} {operation} did not finish in time ({} per attempt, {} in all)",
             seconds(limits.attempt_timeout),
             seconds(limits.operation_timeout)
         ));

@@ -1,6 +1,7 @@
-//! Fetching a token: the AWS default credential chain (and an optional assumed role),
-//! `GetAuthorizationToken` on ECR or ECR Public, and decoding what it answers, all within
-//! a bounded time.
+//! Fetching a token: the AWS default credential chain (and an optional assumed role), or a
+//! pod's service account token exchanged for a role's credentials (STS
+//! `AssumeRoleWithWebIdentity`), then `GetAuthorizationToken` on ECR or ECR Public, and
+//! decoding what it answers, all within a bounded time.
 
 use std::time::{Duration, SystemTime};
 
@@ -19,6 +20,7 @@ use icp_core::{Secret, Token};
 
 use crate::Error;
 use crate::error::{from_sdk, seconds};
+use crate::pod::PodRole;
 
 /// The time limits and retry budget of one fetch.
 ///
@@ -41,8 +43,8 @@ pub struct Limits {
     pub initial_backoff: Duration,
     /// Longest backoff between two attempts.
     pub max_backoff: Duration,
-    /// Longest the credential chain (an assumed role or web identity exchange included)
-    /// may take to produce credentials.
+    /// Longest the credential chain (an assumed role or web identity exchange included),
+    /// or the exchange of a pod's service account token, may take to produce credentials.
     pub credentials_timeout: Duration,
 }
 
@@ -96,8 +98,43 @@ pub(crate) struct Target<'a> {
     pub fips: bool,
     /// Use the dual-stack API endpoint.
     pub dual_stack: bool,
-    /// A role to assume first, and its session name.
-    pub role: Option<(&'a str, &'a str)>,
+    /// Whose credentials to ask with.
+    pub identity: Identity<'a>,
+}
+
+/// Whose credentials a fetch asks with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Identity<'a> {
+    /// The node's: the default credential chain.
+    Node,
+    /// A role assumed (STS `AssumeRole`) with the node's credentials: its ARN and session
+    /// name.
+    NodeRole(&'a str, &'a str),
+    /// A role assumed with a pod's service account token.
+    Pod(PodRole<'a>),
+}
+
+/// What a log line says of an identity: names and ARNs, never a token.
+impl std::fmt::Display for Identity<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Identity::Node => f.write_str("the node's credentials"),
+            Identity::NodeRole(arn, session) => {
+                write!(
+                    f,
+                    "role {arn} (session {session}) assumed with the node's credentials"
+                )
+            }
+            Identity::Pod(pod) => write!(
+                f,
+                "role {} ({}, session {}) assumed with the token of service account {}",
+                pod.role_arn,
+                pod.origin(),
+                pod.session_name(),
+                pod.account
+            ),
+        }
+    }
 }
 
 /// Runs one fetch on a runtime of its own, which is dropped with everything in it.
@@ -130,18 +167,20 @@ async fn fetch_async(target: &Target<'_>, limits: &Limits) -> Result<Token, Erro
         )
         .load()
         .await;
-    let sdk = match target.role {
-        Some((role_arn, session_name)) => {
-            let provider = AssumeRoleProvider::builder(role_arn)
+    let credentials = match target.identity {
+        Identity::Node => None,
+        Identity::NodeRole(role_arn, session_name) => Some(SharedCredentialsProvider::new(
+            AssumeRoleProvider::builder(role_arn)
                 .session_name(session_name)
                 .region(region)
                 .configure(&sdk)
                 .build()
-                .await;
-            sdk.into_builder()
-                .credentials_provider(SharedCredentialsProvider::new(provider))
-                .build()
-        }
+                .await,
+        )),
+        Identity::Pod(pod) => Some(web_identity(&sdk, target, &pod, limits).await?),
+    };
+    let sdk = match credentials {
+        Some(provider) => sdk.into_builder().credentials_provider(provider).build(),
         None => sdk,
     };
     if target.public {
@@ -149,6 +188,64 @@ async fn fetch_async(target: &Target<'_>, limits: &Limits) -> Result<Token, Erro
     } else {
         fetch_private(&sdk, target, limits).await
     }
+}
+
+/// The credentials of the role a pod's service account token is exchanged for, with STS
+/// `AssumeRoleWithWebIdentity` (an unsigned call) at the STS endpoint of the target's region
+/// and partition, FIPS when the target is.
+async fn web_identity(
+    sdk: &SdkConfig,
+    target: &Target<'_>,
+    pod: &PodRole<'_>,
+    limits: &Limits,
+) -> Result<SharedCredentialsProvider, Error> {
+    const SERVICE: &str = "STS";
+    const OPERATION: &str = "AssumeRoleWithWebIdentity";
+    let client = aws_sdk_sts::Client::from_conf(sts_config(sdk, target));
+    let exchange = client
+        .assume_role_with_web_identity()
+        .role_arn(pod.role_arn)
+        .role_session_name(pod.session_name())
+        .web_identity_token(pod.account.token.expose())
+        .send();
+    let output = tokio::time::timeout(limits.credentials_timeout, exchange)
+        .await
+        .map_err(|_| {
+            Error::Timeout(format!(
+                "{SERVICE} {OPERATION} took longer than {}",
+                seconds(limits.credentials_timeout)
+            ))
+        })?
+        .map_err(|e| from_sdk(SERVICE, OPERATION, limits, e))?;
+    let credentials = output.credentials().ok_or(Error::BadResponse {
+        service: SERVICE,
+        detail: "no Credentials",
+    })?;
+    Ok(SharedCredentialsProvider::new(
+        aws_credential_types::Credentials::new(
+            credentials.access_key_id(),
+            credentials.secret_access_key(),
+            Some(credentials.session_token().to_owned()),
+            SystemTime::try_from(*credentials.expiration()).ok(),
+            OPERATION,
+        ),
+    ))
+}
+
+/// The STS client's configuration for `target`: its region, and the FIPS endpoint when the
+/// registry host is a FIPS one (or the environment asks for FIPS), unless an endpoint
+/// override points STS elsewhere. Without credentials: the exchange is unsigned, and the
+/// node's credentials have no part in it.
+fn sts_config(sdk: &SdkConfig, target: &Target<'_>) -> aws_sdk_sts::Config {
+    let mut unsigned = sdk.to_builder();
+    unsigned.set_credentials_provider(None);
+    let mut config = aws_sdk_sts::config::Builder::from(&unsigned.build())
+        .region(Region::new(target.region.clone()))
+        .retry_classifier(TooManyRequests);
+    if !has_custom_endpoint(sdk, "STS") {
+        config = config.use_fips(target.fips || sdk.use_fips().unwrap_or(false));
+    }
+    config.build()
 }
 
 async fn fetch_private(
@@ -167,7 +264,7 @@ async fn fetch_private(
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| from_sdk(SERVICE, limits, e))?;
+        .map_err(|e| from_sdk(SERVICE, "GetAuthorizationToken", limits, e))?;
     let data = output
         .authorization_data()
         .first()
@@ -198,7 +295,7 @@ async fn fetch_public(
         .get_authorization_token()
         .send()
         .await
-        .map_err(|e| from_sdk(SERVICE, limits, e))?;
+        .map_err(|e| from_sdk(SERVICE, "GetAuthorizationToken", limits, e))?;
     let data = output.authorization_data().ok_or(Error::BadResponse {
         service: SERVICE,
         detail: "no authorizationData",

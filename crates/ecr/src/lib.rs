@@ -8,30 +8,42 @@
 //! instance metadata (IMDSv2) — optionally assuming a role first. Every fetch is bounded in
 //! time ([`Limits`]), and every failure is an [`Error`] that names its cause.
 //!
+//! When the kubelet sends the pulling pod's service account token and the service account
+//! names a role in its [`ROLE_ANNOTATION`] (or the backend has a
+//! [default role](Ecr::with_default_role)), the token is exchanged for that role's
+//! credentials (STS `AssumeRoleWithWebIdentity` in the image's region and partition) and
+//! the ECR token is fetched with those; its key then holds the service account and the role,
+//! so no other service account is ever served it. Without such a role the node's identity
+//! is used, as without a token.
+//!
 //! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC` and `AWS_ENDPOINT_URL_STS`
-//! variables are honoured, as the AWS SDKs do.
+//! variables (and `AWS_ENDPOINT_URL`) are honoured, as the AWS SDKs do.
 
 mod config;
 mod error;
 mod fetch;
 mod host;
 mod identity;
+mod pod;
 
 use std::path::Path;
 
 use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
 
-pub use config::Config;
+pub use config::{Config, ROLE_ANNOTATION};
 pub use error::Error;
+use fetch::Identity;
 pub use fetch::Limits;
 pub use host::DEFAULT_PATTERNS;
 use host::{EcrHost, Partition};
+use pod::{DefaultRole, PodRole};
 
 /// The ECR backend of one rule.
 #[derive(Debug, Clone)]
 pub struct Ecr {
     config: Config,
     limits: Limits,
+    default_role: Option<DefaultRole>,
 }
 
 /// Where an image's token comes from.
@@ -53,7 +65,30 @@ impl Ecr {
         Ok(Ecr {
             config,
             limits: Limits::default(),
+            default_role: None,
         })
+    }
+
+    /// Sets the role a service account token is exchanged for when its service account has
+    /// no role annotation, as the official provider takes it from `AWS_ECR_ROLE_ARN`;
+    /// `source` names the setting in messages. Without one, such a pod pulls with the
+    /// node's identity.
+    pub fn with_default_role(
+        mut self,
+        role_arn: &str,
+        source: &'static str,
+    ) -> Result<Self, Error> {
+        if !config::is_role_arn(role_arn) {
+            return Err(Error::Config(format!(
+                "{source} {} is not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)",
+                icp_core::quote(role_arn)
+            )));
+        }
+        self.default_role = Some(DefaultRole {
+            arn: role_arn.to_owned(),
+            source,
+        });
+        Ok(self)
     }
 
     /// Replaces the time limits and retry budget of each fetch.
@@ -78,6 +113,19 @@ impl Ecr {
         self.resolve(image)
             .ok_or_else(|| Error::NotServed(image.registry().to_owned()))
     }
+
+    /// The role the pod's service account token is exchanged for, if the kubelet sent one
+    /// and the service account (or the backend's default) names a role.
+    fn pod_role<'a>(&'a self, request: &Request<'a>) -> Result<Option<PodRole<'a>>, Error> {
+        match request.service_account {
+            Some(account) => PodRole::resolve(
+                account,
+                self.config.role_annotation(),
+                self.default_role.as_ref(),
+            ),
+            None => Ok(None),
+        }
+    }
 }
 
 impl TokenBackend for Ecr {
@@ -95,16 +143,20 @@ impl TokenBackend for Ecr {
                 format!("ecr:{partition}:{region}:via:{}", image.registry())
             }
         };
-        let identity = identity::fingerprint(&self.config, |name| std::env::var(name).ok());
+        let identity = match self.pod_role(request)? {
+            Some(pod) => pod.key(),
+            None => identity::fingerprint(&self.config, |name| std::env::var(name).ok()),
+        };
         Ok(TokenKey { identity, scope })
     }
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
-        let role = self
-            .config
-            .role_arn
-            .as_deref()
-            .map(|arn| (arn, self.config.session_name()));
+        let pod = self.pod_role(request)?;
+        let identity = match (pod, self.config.role_arn.as_deref()) {
+            (Some(pod), _) => Identity::Pod(pod),
+            (None, Some(arn)) => Identity::NodeRole(arn, self.config.session_name()),
+            (None, None) => Identity::Node,
+        };
         let target = match self.resolved(request.image)? {
             Resolved::Ecr(EcrHost::Private {
                 region,
@@ -116,21 +168,21 @@ impl TokenBackend for Ecr {
                 public: false,
                 fips,
                 dual_stack,
-                role,
+                identity,
             },
             Resolved::Ecr(EcrHost::Public { dual_stack }) => fetch::Target {
                 region: host::PUBLIC_REGION.to_owned(),
                 public: true,
                 fips: false,
                 dual_stack,
-                role,
+                identity,
             },
             Resolved::Proxy { region, .. } => fetch::Target {
                 region,
                 public: false,
                 fips: false,
                 dual_stack: false,
-                role,
+                identity,
             },
         };
         tracing::debug!(
@@ -139,10 +191,14 @@ impl TokenBackend for Ecr {
             public = target.public,
             fips = target.fips,
             dual_stack = target.dual_stack,
-            assume_role = role.map(|(arn, _)| arn),
+            identity = %target.identity,
             "fetching an ECR authorization token"
         );
-        fetch::fetch(&target, &self.limits)
+        let fetched = fetch::fetch(&target, &self.limits);
+        match pod {
+            Some(pod) => fetched.map_err(|cause| pod.error(cause)),
+            None => fetched,
+        }
     }
 }
 

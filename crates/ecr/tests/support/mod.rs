@@ -1,16 +1,20 @@
 //! What the ECR crate's integration tests share: a clean AWS environment per test, the
-//! backend with small limits, and the loopback servers of [`server`].
+//! backend with small limits, service accounts as the kubelet passes them, and the loopback
+//! servers of [`server`] and [`sts`].
 
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
 
 pub mod server;
+pub mod sts;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use icp_core::{ImageRef, Request, Token, TokenBackend};
+use base64::Engine;
+use icp_core::{CacheKeyType, ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
 use icp_ecr::{Config, Ecr, Error, Limits};
 
 pub use server::*;
@@ -42,6 +46,46 @@ pub fn fetch(backend: &Ecr, image: &str) -> Result<Token, Error> {
     assert!(backend.serves(&image), "{image} should be served");
     let request = Request::new(&image);
     backend.fetch(&request)
+}
+
+/// Fetches the token for `image` with `account`'s service account token, as the binary
+/// would for a kubelet request that carries one.
+pub fn fetch_as(backend: &Ecr, image: &str, account: &ServiceAccount) -> Result<Token, Error> {
+    let image = ImageRef::parse(image).unwrap();
+    assert!(backend.serves(&image), "{image} should be served");
+    let request = Request {
+        image: &image,
+        cache_key_type: CacheKeyType::Registry,
+        service_account: Some(account),
+    };
+    backend.fetch(&request)
+}
+
+/// A projected service account token for `namespace/name` (uid `<namespace>-<name>-uid`),
+/// shaped as the kubelet's are; `pod` tells pods of one service account apart.
+pub fn projected_token(namespace: &str, name: &str, pod: &str) -> String {
+    let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+    let claims = format!(
+        r#"{{"aud":["sts.amazonaws.com"],"sub":"system:serviceaccount:{namespace}:{name}",
+            "kubernetes.io":{{"namespace":"{namespace}","pod":{{"name":"{pod}","uid":"{pod}-uid"}},
+            "serviceaccount":{{"name":"{name}","uid":"{namespace}-{name}-uid"}}}}}}"#
+    );
+    format!(
+        "{}.{}.{}",
+        encode(r#"{"alg":"RS256","kid":"test"}"#),
+        encode(&claims),
+        encode(&format!("signature-of-{pod}"))
+    )
+}
+
+/// The service account `namespace/name` as the binary reads it from a request carrying
+/// `token` and `annotations`.
+pub fn service_account(token: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ServiceAccount::from_token(Secret::new(token), annotations).unwrap()
 }
 
 static ENV_LOCK: Mutex<()> = Mutex::new(());
