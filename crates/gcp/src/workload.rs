@@ -32,9 +32,9 @@ pub struct Workload {
 #[derive(Debug)]
 pub struct Pod<'a> {
     /// The pod's service account and token.
-    pub account: &'a ServiceAccount,
+    account: &'a ServiceAccount,
     /// The STS audience.
-    pub audience: &'a str,
+    audience: &'a str,
     /// The opt-in annotation, when the rule requires one.
     enable_annotation: Option<&'a str>,
     /// The impersonation annotation and the Google service account it names, checked.
@@ -269,7 +269,7 @@ fn check_annotation_key(key: &str) -> Result<(), String> {
 /// of an IAM Credentials URL. A local part of lowercase letters, digits and hyphens, and a
 /// domain of such labels ending in `gserviceaccount.com`
 /// (`puller@project.iam.gserviceaccount.com`, `123-compute@developer.gserviceaccount.com`).
-pub fn is_service_account_email(email: &str) -> bool {
+fn is_service_account_email(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
