@@ -1,11 +1,15 @@
 //! The Google backend through the built binary: the embedded rule against a loopback
 //! metadata server (`GCE_METADATA_HOST`), key files against a TLS fake of Google's token
 //! endpoint (through `IMAGE_CREDENTIAL_PROVIDER_RESOLVE`), the host table with request
-//! counts, and the `auth-provider-gcp` drop-in.
+//! counts, the `auth-provider-gcp` drop-in, and per-pod identity (`pod_identity`).
 
 mod common;
 #[path = "gcp/fake.rs"]
 mod fake;
+#[path = "gcp/google.rs"]
+mod google;
+#[path = "gcp/pod_identity.rs"]
+mod pod_identity;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! auth-provider-gcp get-credentials [--authFlow=gcr|dockercfg|dockercfg-url] [--v=N]
+//!     [--project-id=P --identity-provider=URL]
 //! ```
 //!
 //! - `gcr` (the default): the metadata server's default service account, for Google's
@@ -9,6 +10,13 @@
 //! - `dockercfg`, `dockercfg-url`: the docker config in the instance attribute
 //!   `google-dockercfg`, or at the URL in `google-dockercfg-url`, for whatever image the
 //!   kubelet asks about (its own `matchImages` chose this plugin).
+//!
+//! With `--project-id` and `--identity-provider` (the `gcr` flow only), a pull for which
+//! the kubelet passes the pod's service account token, from a service account annotated
+//! `iam.gke.io/enable-wi-image-pull: "true"`, uses the pod's own identity: the token is
+//! exchanged at Google STS for the audience
+//! `identitynamespace:<project-id>.svc.id.goog:<identity-provider>`, as the official
+//! provider does (see [`icp_gcp::WorkloadIdentity`]).
 
 use std::path::Path;
 
@@ -22,15 +30,27 @@ use crate::{cache, plugin, protocol};
 /// The mode.
 pub const MODE: Mode = Mode {
     program: "auth-provider-gcp",
-    flags: &[args::Flag {
-        name: "authFlow",
-        short: Some("a"),
-    }],
+    flags: &[
+        args::Flag {
+            name: "authFlow",
+            short: Some("a"),
+        },
+        args::Flag {
+            name: "project-id",
+            short: None,
+        },
+        args::Flag {
+            name: "identity-provider",
+            short: None,
+        },
+    ],
     usage: "  auth-provider-gcp get-credentials [flags] < CredentialProviderRequest\n\n\
-            Flags:\n  -a, --authFlow string   gcr, dockercfg or dockercfg-url (default \"gcr\")\n  \
-            -h, --help              help for auth-provider-gcp\n  \
-            -v, --v LEVEL           log verbosity (klog levels)\n      \
-            --version           version for auth-provider-gcp\n",
+            Flags:\n  -a, --authFlow string            gcr, dockercfg or dockercfg-url (default \"gcr\")\n  \
+            -h, --help                       help for auth-provider-gcp\n      \
+            --identity-provider string   the cluster's workload identity provider (with --project-id)\n      \
+            --project-id string          the project of the workload identity pool (with --identity-provider)\n  \
+            -v, --v LEVEL                    log verbosity (klog levels)\n      \
+            --version                    version for auth-provider-gcp\n",
     check: |parsed| {
         match parsed.positional.as_slice() {
             [] => return Err("missing command get-credentials".to_owned()),
@@ -40,7 +60,15 @@ pub const MODE: Mode = Mode {
                 return Err(format!("unexpected argument {}", icp_core::quote(extra)));
             }
         }
-        source(parsed).map(drop)
+        let source = source(parsed)?;
+        let workload = workload_identity(parsed)?;
+        if workload.is_some() && source != icp_gcp::Source::Metadata {
+            return Err(format!(
+                "--project-id and --identity-provider are for --authFlow gcr, not {}",
+                parsed.all("authFlow").last().map_or("gcr", String::as_str)
+            ));
+        }
+        Ok(())
     },
     serve,
 };
@@ -56,10 +84,25 @@ fn source(parsed: &args::Parsed) -> Result<icp_gcp::Source, String> {
     })
 }
 
+/// The per-pod identity settings `--project-id` and `--identity-provider` give, checked;
+/// `None` without them.
+fn workload_identity(parsed: &args::Parsed) -> Result<Option<icp_gcp::WorkloadIdentity>, String> {
+    let last = |name: &str| parsed.all(name).last().filter(|value| !value.is_empty());
+    let settings = match (last("project-id"), last("identity-provider")) {
+        (None, None) => return Ok(None),
+        (Some(project), Some(provider)) => icp_gcp::WorkloadIdentity::gke(project, provider),
+        (Some(_), None) => return Err("--project-id needs --identity-provider".to_owned()),
+        (None, Some(_)) => return Err("--identity-provider needs --project-id".to_owned()),
+    };
+    settings.sts_audience()?;
+    Ok(Some(settings))
+}
+
 fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
     let source = source(parsed).map_err(anyhow::Error::msg)?;
+    let workload = workload_identity(parsed).map_err(anyhow::Error::msg)?;
     let request = protocol::read_request(std::io::stdin().lock())?;
-    let rules = rules(source, &request.image)?;
+    let rules = rules(source, workload, &request.image)?;
     let cache_dir = cache::dir(&rules.cache, None, false);
     plugin::respond(
         &request,
@@ -69,10 +112,14 @@ fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
     )
 }
 
-/// The one rule of this mode: Google's registry hosts for the metadata server's token,
-/// or, for the dockercfg flows, the registry of the image asked about (the docker config
-/// names its own registries).
-fn rules(source: icp_gcp::Source, image: &str) -> anyhow::Result<Rules> {
+/// The one rule of this mode: Google's registry hosts for the metadata server's token (or
+/// the pod's, with `workload`), or, for the dockercfg flows, the registry of the image
+/// asked about (the docker config names its own registries).
+fn rules(
+    source: icp_gcp::Source,
+    workload: Option<icp_gcp::WorkloadIdentity>,
+    image: &str,
+) -> anyhow::Result<Rules> {
     let patterns = match source {
         icp_gcp::Source::Dockercfg | icp_gcp::Source::DockercfgUrl => {
             let image = icp_core::ImageRef::parse(image).with_context(|| {
@@ -90,6 +137,7 @@ fn rules(source: icp_gcp::Source, image: &str) -> anyhow::Result<Rules> {
     };
     let config = icp_gcp::Config {
         source,
+        workload_identity: workload,
         ..icp_gcp::Config::default()
     };
     let backend = icp_gcp::Gcp::new(config, Path::new("."))?;
@@ -117,6 +165,12 @@ mod tests {
             &["--authFlow=dockercfg", "get-credentials", "-v", "5"],
             &["get-credentials", "--authFlow", "dockercfg-url"],
             &["get-credentials", "-a", "gcr", "--v", "0"],
+            &[
+                "get-credentials",
+                "--project-id=my-project",
+                "--identity-provider",
+                "https://container.googleapis.com/v1/projects/my-project/locations/us-central1/clusters/c1",
+            ],
         ] {
             assert_eq!(check(args), Ok(()), "{args:?}");
         }
@@ -135,6 +189,39 @@ mod tests {
                 &["get-credentials", "--authFlow"],
                 "flag \"--authFlow\" needs a value",
             ),
+            (
+                &["get-credentials", "--project-id=my-project"],
+                "--project-id needs --identity-provider",
+            ),
+            (
+                &["get-credentials", "--identity-provider=https://x.example"],
+                "--identity-provider needs --project-id",
+            ),
+            (
+                &[
+                    "get-credentials",
+                    "--project-id=My Project",
+                    "--identity-provider=https://x.example",
+                ],
+                "project id \"My Project\" is not a Google Cloud project id (6 to 30 lowercase letters, digits and hyphens, starting with a letter)",
+            ),
+            (
+                &[
+                    "get-credentials",
+                    "--project-id=my-project",
+                    "--identity-provider=x.example",
+                ],
+                "identity provider \"x.example\" is not an https:// URL",
+            ),
+            (
+                &[
+                    "get-credentials",
+                    "--authFlow=dockercfg",
+                    "--project-id=my-project",
+                    "--identity-provider=https://x.example",
+                ],
+                "--project-id and --identity-provider are for --authFlow gcr, not dockercfg",
+            ),
         ] {
             assert_eq!(check(args).unwrap_err(), expected, "{args:?}");
         }
@@ -142,11 +229,11 @@ mod tests {
 
     #[test]
     fn the_auth_flows_choose_the_source_and_the_patterns() {
-        let gcr = rules(icp_gcp::Source::Metadata, "gcr.io/p/app").unwrap();
+        let gcr = rules(icp_gcp::Source::Metadata, None, "gcr.io/p/app").unwrap();
         let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
         assert!(gcr.find(&image("us-docker.pkg.dev/p/r/app")).is_some());
         assert!(gcr.find(&image("registry.example/app")).is_none());
-        let dockercfg = rules(icp_gcp::Source::Dockercfg, "registry.example/app").unwrap();
+        let dockercfg = rules(icp_gcp::Source::Dockercfg, None, "registry.example/app").unwrap();
         assert!(dockercfg.find(&image("registry.example/app")).is_some());
         assert!(dockercfg.find(&image("gcr.io/p/app")).is_none());
     }

@@ -23,6 +23,86 @@ pub struct Config {
     /// When not set, the file named by `GOOGLE_APPLICATION_CREDENTIALS`.
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// Per-pod identity: when the kubelet passes the pulling pod's service account token
+    /// (KEP-4412), the token is exchanged at Google's Security Token Service instead of
+    /// using the credentials above, which stay the node's identity for every other pull.
+    /// Not for the `dockercfg` sources.
+    #[serde(default)]
+    pub workload_identity: Option<WorkloadIdentity>,
+}
+
+/// The annotation by which a Kubernetes service account opts in to pulling images with its
+/// own identity, as GKE's `auth-provider-gcp` reads it: its value must be `"true"`.
+pub const ENABLE_ANNOTATION: &str = "iam.gke.io/enable-wi-image-pull";
+
+/// The annotation naming the Google service account a Kubernetes service account acts
+/// as, as GKE's Workload Identity reads it.
+pub const SERVICE_ACCOUNT_ANNOTATION: &str = "iam.gke.io/gcp-service-account";
+
+/// The `gcp.workloadIdentity` section of a rule: how a pod's service account token is
+/// exchanged for a Google access token.
+///
+/// The Security Token Service audience is either `audience` (the full name of a workload
+/// identity pool provider, for a self-managed cluster), or made from `projectId` and
+/// `identityProvider` as GKE's `auth-provider-gcp` makes it from its `--project-id` and
+/// `--identity-provider` flags: `identitynamespace:<projectId>.svc.id.goog:<identityProvider>`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WorkloadIdentity {
+    /// The whole STS audience:
+    /// `//iam.googleapis.com/projects/<number>/locations/global/workloadIdentityPools/<pool>/providers/<provider>`,
+    /// or `identitynamespace:<pool>:<provider>`. Not with `projectId` and `identityProvider`.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// GKE: the project whose workload identity pool (`<projectId>.svc.id.goog`) the
+    /// cluster belongs to. With `identityProvider`.
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// GKE: the cluster's identity provider,
+    /// `https://container.googleapis.com/v1/projects/<project>/locations/<location>/clusters/<cluster>`.
+    /// With `projectId`.
+    #[serde(default)]
+    pub identity_provider: Option<String>,
+    /// The opt-in annotation: only a service account whose annotation is `"true"` pulls
+    /// with its own identity. [`ENABLE_ANNOTATION`] when not set.
+    #[serde(default = "default_enable_annotation")]
+    pub enable_annotation: String,
+    /// The annotation naming a Google service account to impersonate with the exchanged
+    /// token (IAM Credentials `generateAccessToken`); without it the exchanged token
+    /// itself is used. [`SERVICE_ACCOUNT_ANNOTATION`] when not set.
+    #[serde(default = "default_service_account_annotation")]
+    pub service_account_annotation: String,
+    /// Whether a service account must opt in with `enableAnnotation`; `false` exchanges
+    /// every service account token the kubelet passes. `true` when not set.
+    #[serde(default = "default_require_opt_in")]
+    pub require_opt_in: bool,
+}
+
+impl WorkloadIdentity {
+    /// GKE's settings, as `auth-provider-gcp --project-id P --identity-provider I` gives
+    /// them, with the official annotation keys.
+    pub fn gke(project_id: &str, identity_provider: &str) -> WorkloadIdentity {
+        WorkloadIdentity {
+            audience: None,
+            project_id: Some(project_id.to_owned()),
+            identity_provider: Some(identity_provider.to_owned()),
+            enable_annotation: default_enable_annotation(),
+            service_account_annotation: default_service_account_annotation(),
+            require_opt_in: true,
+        }
+    }
+}
+
+fn default_enable_annotation() -> String {
+    ENABLE_ANNOTATION.to_owned()
+}
+
+fn default_service_account_annotation() -> String {
+    SERVICE_ACCOUNT_ANNOTATION.to_owned()
+}
+
+fn default_require_opt_in() -> bool {
+    true
 }
 
 /// Where a rule's credentials come from.

@@ -46,7 +46,8 @@ pub enum Error {
         "service account {0:?} of this instance has no access scope for registries (it needs cloud-platform or devstorage.*)"
     )]
     MissingScope(String),
-    /// The endpoint refused the credentials (HTTP 400, 401 or 403).
+    /// The endpoint refused the credentials (HTTP 400, 401 or 403; also 404 from IAM
+    /// Credentials, for a Google service account that does not exist or is hidden).
     #[error("access denied by {endpoint}: HTTP {status}{detail}")]
     AccessDenied {
         /// Which endpoint.
@@ -98,6 +99,30 @@ pub enum Error {
     /// came from and the entry at fault, never its content.
     #[error("{0}")]
     DockerConfig(icp_docker_auth::Error),
+    /// A fetch with a pod's service account failed. The message names the service
+    /// account (`namespace/name`), the annotations and audience used, and the cause;
+    /// never the token.
+    #[error("service account {account} ({context}): {cause}")]
+    ServiceAccount {
+        /// The Kubernetes service account, `namespace/name`.
+        account: String,
+        /// What was used: annotations and their values, the STS audience.
+        context: String,
+        /// What went wrong; part of the message, so not also a `source()`.
+        cause: Box<Error>,
+    },
+    /// A service account annotation the backend uses holds a value it cannot use.
+    #[error("service account {account}: annotation {annotation} = {value} is {problem}")]
+    Annotation {
+        /// The Kubernetes service account, `namespace/name`.
+        account: String,
+        /// The annotation's key.
+        annotation: String,
+        /// Its value, quoted.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
     /// The whole fetch took longer than its budget.
     #[error("timed out after {0:?} fetching Google credentials")]
     Timeout(Duration),

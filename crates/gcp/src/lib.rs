@@ -14,6 +14,13 @@
 //! - the official provider's `dockercfg` flows: a docker config kept in the instance
 //!   attribute `google-dockercfg`, or at the URL in `google-dockercfg-url`.
 //!
+//! With [`WorkloadIdentity`] settings, a pull for which the kubelet passes the pod's
+//! service account token (KEP-4412) uses the pod's own identity instead, when the service
+//! account opted in: the token is exchanged at Google's Security Token Service, and the
+//! federated token is answered, or used to impersonate the Google service account the
+//! service account names (IAM Credentials). The token cache keys such a token by the
+//! service account, so it is never served to another one.
+//!
 //! The binary uses [`Config`], [`Gcp::new`], [`Gcp::check`], [`DEFAULT_PATTERNS`] and the
 //! [`TokenBackend`] implementation; [`Gcp::with_environment`] lets tests pass their own
 //! [`Environment`].
@@ -27,23 +34,30 @@ mod config;
 mod dockercfg;
 mod error;
 mod host;
+mod iam;
 mod jwt;
 mod key;
 mod metadata;
 mod oauth;
 mod retry;
+mod sts;
+mod timestamp;
 mod token;
+mod workload;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
 
-pub use config::{Config, Environment, Source};
+pub use config::{
+    Config, ENABLE_ANNOTATION, Environment, SERVICE_ACCOUNT_ANNOTATION, Source, WorkloadIdentity,
+};
 pub use error::Error;
 pub use host::{DEFAULT_PATTERNS, is_google_registry};
 use key::CredentialFile;
 use metadata::Metadata;
+use workload::{Pod, Workload};
 
 /// Longest time one fetch may take, every request and retry included: well inside the
 /// kubelet's one-minute limit on the plugin.
@@ -63,6 +77,8 @@ pub const DOCKERCFG_URL_ATTRIBUTE: &str = "google-dockercfg-url";
 pub struct Gcp {
     metadata: Metadata,
     credential: Credential,
+    /// Per-pod identity, when the rule sets it up.
+    workload: Option<Workload>,
 }
 
 /// Where the token comes from, resolved.
@@ -126,6 +142,16 @@ impl Gcp {
                 config.source.as_str()
             )));
         }
+        let workload = match &config.workload_identity {
+            Some(_) if matches!(config.source, Source::Dockercfg | Source::DockercfgUrl) => {
+                return Err(Error::Config(format!(
+                    "workloadIdentity is not for source {}",
+                    config.source.as_str()
+                )));
+            }
+            Some(settings) => Some(Workload::new(settings)?),
+            None => None,
+        };
         let credential = match config.source {
             Source::Metadata => {
                 let account = config
@@ -156,12 +182,25 @@ impl Gcp {
         Ok(Gcp {
             metadata: Metadata::new(env.metadata_host.as_deref()),
             credential,
+            workload,
         })
     }
 
-    async fn fetch_async(&self, image: &ImageRef) -> Result<Token, Error> {
+    /// How `request` is fetched with the pod's own identity, or `None` for the node's:
+    /// no workload identity settings, no service account token, or no opt-in.
+    fn pod<'a>(&'a self, request: &Request<'a>) -> Result<Option<Pod<'a>>, Error> {
+        match (&self.workload, request.service_account) {
+            (Some(workload), Some(account)) => workload.pod(account),
+            _ => Ok(None),
+        }
+    }
+
+    async fn fetch_async(&self, image: &ImageRef, pod: Option<&Pod<'_>>) -> Result<Token, Error> {
         let client = icp_http::Client::new(icp_http::Options::default())
             .map_err(|e| Error::Config(e.to_string()))?;
+        if let Some(pod) = pod {
+            return pod.fetch(&client).await;
+        }
         match &self.credential {
             Credential::Metadata { account } => self.metadata.token(&client, account).await,
             Credential::File(CredentialFile::ServiceAccount(key)) => {
@@ -242,14 +281,18 @@ impl TokenBackend for Gcp {
     }
 
     /// A Google token serves every Google registry: scope [`GOOGLE_SCOPE`], identity the
-    /// metadata server and service account, or the credential file and its account. A
-    /// docker config's entry is per image.
+    /// metadata server and service account, or the credential file and its account; with
+    /// the pod's identity, the service account, the annotation values used, the STS
+    /// audience and the impersonated account. A docker config's entry is per image.
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
         let image = request.image;
         let google = |identity: String| TokenKey {
             identity,
             scope: GOOGLE_SCOPE.to_owned(),
         };
+        if let Some(pod) = self.pod(request)? {
+            return Ok(google(pod.identity()));
+        }
         Ok(match &self.credential {
             Credential::Metadata { account } => {
                 google(format!("gcp:metadata:{}:{account}", self.metadata.host()))
@@ -272,15 +315,23 @@ impl TokenBackend for Gcp {
     }
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
+        let pod = self.pod(request)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(Error::Runtime)?;
         runtime
             .block_on(async {
-                tokio::time::timeout(FETCH_BUDGET, self.fetch_async(request.image)).await
+                tokio::time::timeout(FETCH_BUDGET, self.fetch_async(request.image, pod.as_ref()))
+                    .await
             })
-            .unwrap_or(Err(Error::Timeout(FETCH_BUDGET)))
+            .unwrap_or_else(|_| {
+                let timeout = Error::Timeout(FETCH_BUDGET);
+                Err(match &pod {
+                    Some(pod) => pod.timed_out(timeout),
+                    None => timeout,
+                })
+            })
     }
 }
 

@@ -14,9 +14,12 @@ use crate::{Error, jwt, token};
 /// The grant type of a signed assertion (RFC 7523).
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY: Retry = Retry {
+/// Time to connect to a Google token service (TCP and TLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Time for one request to a Google token service, connection included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries of one request to a Google token service.
+pub const RETRY: Retry = Retry {
     attempts: 3,
     backoff: Duration::from_millis(250),
     unreachable: true,
@@ -59,28 +62,46 @@ async fn exchange(
     form: &[(&str, &str)],
 ) -> Result<Token, Error> {
     let endpoint = format!("the token endpoint {uri}");
-    let request = || {
+    token_answer(client, &endpoint, asked_at, || {
         Request::post(uri)
             .form(form)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
-    };
-    let response = retry::send_to(client, RETRY, &endpoint, request).await?;
+    })
+    .await
+}
+
+/// Sends the token request `build` makes (retried on 429, 5xx and network errors) and
+/// reads the OAuth 2.0 token answer (`access_token`, `expires_in`) or error answer
+/// (`error`, `error_description`) of `endpoint`, as Google's token endpoint and Security
+/// Token Service both give them.
+pub async fn token_answer(
+    client: &Client,
+    endpoint: &str,
+    asked_at: SystemTime,
+    build: impl Fn() -> Request,
+) -> Result<Token, Error> {
+    let response = retry::send_to(client, RETRY, endpoint, build).await?;
     match response.status {
-        200 => token::parse(&response.body, asked_at, &endpoint),
+        200 => token::parse(&response.body, asked_at, endpoint),
         status @ (400 | 401 | 403) => Err(Error::AccessDenied {
-            endpoint,
+            endpoint: endpoint.to_owned(),
             status,
             detail: oauth_detail(&response.body),
         }),
-        429 => Err(Error::Throttled { endpoint }),
-        status => Err(Error::Status { endpoint, status }),
+        429 => Err(Error::Throttled {
+            endpoint: endpoint.to_owned(),
+        }),
+        status => Err(Error::Status {
+            endpoint: endpoint.to_owned(),
+            status,
+        }),
     }
 }
 
 /// `: code (description)` from an OAuth error answer, shortened and printable, or
 /// nothing when the body is not one.
-fn oauth_detail(body: &[u8]) -> String {
+pub fn oauth_detail(body: &[u8]) -> String {
     let Ok(OAuthError {
         error: Some(code),
         error_description,
@@ -88,16 +109,16 @@ fn oauth_detail(body: &[u8]) -> String {
     else {
         return String::new();
     };
-    let clean = |text: &str| {
-        text.chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect::<String>()
-    };
     match error_description {
-        Some(description) => format!(": {} ({})", clean(&code), clean(&description)),
-        None => format!(": {}", clean(&code)),
+        Some(description) => format!(": {} ({})", printable(&code), printable(&description)),
+        None => format!(": {}", printable(&code)),
     }
+}
+
+/// A cloud's error text as a message quotes it: control characters dropped, cut after
+/// 200 characters.
+pub fn printable(text: &str) -> String {
+    text.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
 #[cfg(test)]
