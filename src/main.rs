@@ -10,6 +10,7 @@ mod backends;
 mod cache;
 mod dropin;
 mod duration;
+mod kubelet_config;
 mod plugin;
 mod protocol;
 mod rules;
@@ -61,8 +62,29 @@ enum Command {
         #[arg(long, default_value = "v1", value_parser = ["v1", "v1beta1", "v1alpha1"])]
         api_version: String,
     },
-    /// Check a rules file (--config FILE) and list every problem in it.
-    CheckConfig,
+    /// Check a rules file (--config FILE) and list every problem in it; or judge a kubelet
+    /// CredentialProviderConfig (--kubelet-config) as the kubelet does.
+    CheckConfig {
+        /// A kubelet CredentialProviderConfig file, or a directory of them (Kubernetes 1.34+).
+        #[arg(long, value_name = "FILE|DIR")]
+        kubelet_config: Option<PathBuf>,
+        /// With --kubelet-config and --config: the provider that runs this binary (default:
+        /// the binary's file name).
+        #[arg(long, requires = "kubelet_config")]
+        name: Option<String>,
+    },
+    /// Print the kubelet's CredentialProviderConfig that installs this binary for the rules
+    /// in force, or write it into a kubelet config directory.
+    KubeletConfig {
+        /// The provider name: this binary's file name in the kubelet's bin dir (default: the
+        /// binary's file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write DIR/NAME.yaml instead of printing (a directory given to the kubelet's
+        /// --image-credential-provider-config, Kubernetes 1.34+).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Show or empty the token cache.
     Cache {
         #[command(subcommand)]
@@ -93,7 +115,14 @@ fn main() -> ExitCode {
             finish(load_rules(&cli).and_then(|rules| serve_stdin(&rules, cli.cache_dir(&rules))))
         }
         Some(Command::Get { image, api_version }) => finish(get(&cli, &image, &api_version)),
-        Some(Command::CheckConfig) => check_config(cli.config),
+        Some(Command::CheckConfig {
+            kubelet_config: Some(path),
+            name,
+        }) => kubelet_config::check_command(&path, cli.config.as_deref(), name.as_deref()),
+        Some(Command::CheckConfig { .. }) => check_config(cli.config),
+        Some(Command::KubeletConfig { name, output }) => {
+            kubelet_config::write_command(cli.config.as_deref(), name.as_deref(), output.as_deref())
+        }
         Some(Command::Cache { action }) => finish(cache_command(&cli, action)),
     }
 }

@@ -1,0 +1,208 @@
+//! `kubelet-config`: the kubelet configuration that installs this binary for the rules in
+//! force, one provider entry whose `matchImages` are the rules' patterns (which match as
+//! the kubelet's do), checked as the kubelet would check it before it is printed or
+//! written.
+//!
+//! `defaultCacheDuration` is `0s`: the kubelet uses it only for an answer without a
+//! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
+//! an answer that is not ours to judge; not caching that is the safe choice.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use super::read::{self, Source};
+use super::{
+    CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, PLUGIN_API_VERSIONS,
+    Report, validate,
+};
+use crate::rules::Rules;
+
+/// The first line of every file `kubelet-config` writes; `--output` replaces only files
+/// that start with it.
+const MARKER: &str = "# Written by image-credential-provider kubelet-config";
+/// The `defaultCacheDuration` written (see the module documentation).
+const DEFAULT_CACHE_DURATION: &str = "0s";
+
+/// `kubelet-config [--config RULES] [--name NAME] [--output DIR]`: prints the kubelet
+/// configuration for the rules in force (the embedded default without `rules`), or writes
+/// it to `DIR/NAME.yaml`. Errors are one line on stderr, exit 1.
+pub fn write_command(rules: Option<&Path>, name: Option<&str>, output: Option<&Path>) -> ExitCode {
+    crate::finish(run(rules, name, output))
+}
+
+fn run(rules_path: Option<&Path>, name: Option<&str>, output: Option<&Path>) -> anyhow::Result<()> {
+    let rules = crate::rules::load(rules_path, false)?;
+    let rules_path = rules_path
+        .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
+        .transpose()?;
+    let name = name.map_or_else(super::program_name, str::to_owned);
+    let config = generate(&rules, rules_path.as_deref(), &name)?;
+    let text = render(&config, rules_path.as_deref())?;
+    match output {
+        None => {
+            judge(vec![Source {
+                origin: "the configuration".to_owned(),
+                text: Ok(text.clone()),
+            }])?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing to stdout")
+        }
+        Some(dir) => write_into(dir, &name, &text),
+    }
+}
+
+/// One provider entry named `name` for every pattern of `rules`, run with `--config
+/// rules_path` when there is one.
+fn generate(
+    rules: &Rules,
+    rules_path: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<CredentialProviderConfig> {
+    let mut match_images: Vec<String> = Vec::new();
+    for pattern in rules.rules.iter().flat_map(|rule| &rule.patterns) {
+        if !match_images.iter().any(|m| m == pattern.as_str()) {
+            match_images.push(pattern.as_str().to_owned());
+        }
+    }
+    if match_images.is_empty() {
+        bail!("no rules in force ({}): give --config RULES", rules.origin);
+    }
+    let args = match rules_path {
+        Some(path) => {
+            let path = path
+                .to_str()
+                .with_context(|| format!("rules path {} is not UTF-8", path.display()))?;
+            vec!["--config".to_owned(), path.to_owned()]
+        }
+        None => Vec::new(),
+    };
+    Ok(CredentialProviderConfig {
+        api_version: CONFIG_API_VERSIONS[0].to_owned(),
+        kind: KIND.to_owned(),
+        providers: vec![CredentialProvider {
+            name: name.to_owned(),
+            api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+            match_images,
+            default_cache_duration: Some(DEFAULT_CACHE_DURATION.to_owned()),
+            args,
+            ..CredentialProvider::default()
+        }],
+    })
+}
+
+/// The YAML text, after a comment that says where it comes from.
+fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> anyhow::Result<String> {
+    let yaml = serde_yaml_ng::to_string(config).context("writing YAML")?;
+    let rules = match rules_path {
+        Some(path) => format!("the rules in {}", path.display()),
+        None => "the embedded default rules".to_owned(),
+    };
+    Ok(format!(
+        "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n{yaml}",
+        rules.replace(['\n', '\r'], " ")
+    ))
+}
+
+/// Fails, naming the first problem, unless the kubelet accepts the configuration made of
+/// `sources` (in its reading order).
+fn judge(sources: Vec<Source>) -> anyhow::Result<()> {
+    let mut report = Report::default();
+    let entries = read::decode(&sources, &mut report);
+    let origin = sources.first().map_or("", |s| s.origin.as_str()).to_owned();
+    validate::validate(&origin, &entries, &mut report);
+    match report.errors.split_first() {
+        None => Ok(()),
+        Some((first, [])) => bail!("the kubelet would refuse it: {first}"),
+        Some((first, rest)) => bail!(
+            "the kubelet would refuse it: {first} (and {} more problems)",
+            rest.len()
+        ),
+    }
+}
+
+/// Writes `text` to `dir/name.yaml` atomically, replacing only a file this command wrote,
+/// and only when the kubelet accepts the directory with it.
+fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    // The name is judged before it becomes part of a path.
+    judge(vec![Source {
+        origin: "the configuration".to_owned(),
+        text: Ok(text.to_owned()),
+    }])?;
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => bail!("{} is not a directory", dir.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+        Err(error) => bail!("{}: {error}", dir.display()),
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    if !replaceable(&file)? {
+        bail!(
+            "{} exists and was not written by kubelet-config: remove it, or choose another --name",
+            file.display()
+        );
+    }
+    let mut sources: Vec<Source> = read::directory_files(dir)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| dir.display().to_string())?
+        .into_iter()
+        .filter(|path| *path != file)
+        .map(|path| read::source(&path))
+        .collect();
+    sources.push(Source {
+        origin: file.display().to_string(),
+        text: Ok(text.to_owned()),
+    });
+    sources.sort_by(|a, b| a.origin.cmp(&b.origin));
+    judge(sources).with_context(|| format!("not writing {}", file.display()))?;
+    write_atomically(dir, &file, name, text)
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// Whether `file` may be written: it does not exist, or it is a regular file (not a
+/// symlink) that this command wrote.
+fn replaceable(file: &Path) -> anyhow::Result<bool> {
+    match std::fs::symlink_metadata(file) {
+        Ok(metadata) if metadata.is_file() => {
+            let mut existing = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| f.take(MARKER.len() as u64).read_to_end(&mut existing))
+                .with_context(|| format!("reading {}", file.display()))?;
+            Ok(existing.starts_with(MARKER.as_bytes()))
+        }
+        Ok(_) => Ok(false),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(error) => Err(error).with_context(|| file.display().to_string()),
+    }
+}
+
+/// A temporary file the kubelet does not read (its extension is `.tmp`), synced, then
+/// renamed over `file`.
+fn write_atomically(dir: &Path, file: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let temporary: PathBuf = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&temporary)?;
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()
+}
