@@ -99,15 +99,81 @@ fn generate(
 
 /// The YAML text, after a comment that says where it comes from.
 fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> anyhow::Result<String> {
-    let yaml = serde_yaml_ng::to_string(config).context("writing YAML")?;
+    let value = serde_yaml_ng::to_value(config).context("writing YAML")?;
     let rules = match rules_path {
         Some(path) => format!("the rules in {}", path.display()),
         None => "the embedded default rules".to_owned(),
     };
-    Ok(format!(
-        "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n{yaml}",
+    let mut text = format!(
+        "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n",
         rules.replace(['\n', '\r'], " ")
-    ))
+    );
+    block(&mut text, &value, 0);
+    Ok(text)
+}
+
+/// Appends `value` as block YAML indented by `indent`, the way Kubernetes documents are
+/// written. Field names are plain; every string value is double-quoted (a JSON string is a YAML double-quoted scalar),
+/// so no YAML reader takes one for anything else: the kubelet's reads YAML 1.1, where a
+/// plain `yes`, `on` or `0755` is no string.
+fn block(out: &mut String, value: &serde_yaml_ng::Value, indent: usize) {
+    use serde_yaml_ng::Value;
+    let pad = " ".repeat(indent);
+    match value {
+        Value::Mapping(mapping) if !mapping.is_empty() => {
+            for (key, item) in mapping {
+                out.push_str(&pad);
+                match key.as_str() {
+                    Some(name) if name.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                        out.push_str(name)
+                    }
+                    _ => out.push_str(&scalar(key)),
+                }
+                out.push(':');
+                match item {
+                    Value::Mapping(m) if !m.is_empty() => {
+                        out.push('\n');
+                        block(out, item, indent + 2);
+                    }
+                    Value::Sequence(s) if !s.is_empty() => {
+                        out.push('\n');
+                        block(out, item, indent);
+                    }
+                    _ => {
+                        out.push(' ');
+                        block(out, item, 0);
+                    }
+                }
+            }
+        }
+        Value::Sequence(items) if !items.is_empty() => {
+            for item in items {
+                // The item as if indented two more, its first indent replaced by "- ".
+                let mut nested = String::new();
+                block(&mut nested, item, indent + 2);
+                out.push_str(&pad);
+                out.push_str("- ");
+                out.push_str(nested.trim_start_matches(' '));
+            }
+        }
+        Value::Mapping(_) => out.push_str("{}\n"),
+        Value::Sequence(_) => out.push_str("[]\n"),
+        scalar_value => {
+            out.push_str(&scalar(scalar_value));
+            out.push('\n');
+        }
+    }
+}
+
+/// A scalar as YAML: strings double-quoted, the rest as JSON writes it.
+fn scalar(value: &serde_yaml_ng::Value) -> String {
+    use serde_yaml_ng::Value;
+    match value {
+        Value::String(text) => serde_json::to_string(text).unwrap_or_default(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        _ => "null".to_owned(),
+    }
 }
 
 /// Fails, naming the first problem, unless the kubelet accepts the configuration made of
@@ -205,4 +271,48 @@ fn write_atomically(dir: &Path, file: &Path, name: &str, text: &str) -> std::io:
     }
     written?;
     std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ExecEnvVar, ServiceAccountTokenAttributes};
+    use super::*;
+
+    #[test]
+    fn yaml_quotes_every_string_and_reads_back_the_same() {
+        let config = CredentialProviderConfig {
+            api_version: CONFIG_API_VERSIONS[0].to_owned(),
+            kind: KIND.to_owned(),
+            providers: vec![CredentialProvider {
+                name: "on".to_owned(),
+                api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+                match_images: vec!["*.example".to_owned(), "0755".to_owned()],
+                default_cache_duration: Some("0s".to_owned()),
+                args: vec!["--config".to_owned(), "/a \"b\"\n".to_owned()],
+                env: vec![ExecEnvVar {
+                    name: "NO".to_owned(),
+                    value: "yes".to_owned(),
+                }],
+                token_attributes: Some(ServiceAccountTokenAttributes {
+                    service_account_token_audience: "aud".to_owned(),
+                    cache_type: "Token".to_owned(),
+                    require_service_account: Some(true),
+                    ..ServiceAccountTokenAttributes::default()
+                }),
+            }],
+        };
+        let text = render(&config, None).unwrap();
+        assert!(text.contains("\n- name: \"on\"\n"), "{text}");
+        assert!(text.contains("\n  - \"0755\"\n"), "{text}");
+        assert!(
+            text.contains("\n  - name: \"NO\"\n    value: \"yes\"\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n    requireServiceAccount: true\n"),
+            "{text}"
+        );
+        let read: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
+        assert_eq!(read, serde_yaml_ng::to_value(&config).unwrap());
+    }
 }
