@@ -66,16 +66,22 @@ fn takes(outer: &Token, inner: &Token) -> bool {
     match (outer, inner) {
         (Token::Any, Token::Any | Token::In(_)) => true,
         (Token::In(outer), Token::In(inner)) => inner.iter().all(|&(low, high)| {
-            // Walk the outer ranges in order, extending what they cover from `low` on.
-            let mut sorted = outer.clone();
-            sorted.sort_unstable();
+            // Extend what the outer ranges cover from `low` on, until it stops growing.
             let mut next = low as u32;
-            for (a, b) in sorted {
-                if a as u32 <= next && b as u32 >= next {
-                    next = b as u32 + 1;
+            loop {
+                let before = next;
+                for &(a, b) in outer {
+                    if a as u32 <= next && next <= b as u32 {
+                        next = b as u32 + 1;
+                    }
+                }
+                if low > high || next > high as u32 {
+                    return true;
+                }
+                if next == before {
+                    return false;
                 }
             }
-            low > high || next > high as u32
         }),
         _ => false,
     }

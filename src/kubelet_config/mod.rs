@@ -16,7 +16,7 @@ use std::fmt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 
 pub use write::write_command;
 
@@ -38,7 +38,7 @@ pub const PLUGIN_API_VERSIONS: [&str; 3] = [
 pub const KIND: &str = "CredentialProviderConfig";
 
 /// A `CredentialProviderConfig`; `P` is the type its providers are read as.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(
     rename_all = "camelCase",
     deny_unknown_fields,
@@ -57,7 +57,7 @@ pub struct CredentialProviderConfig<P = CredentialProvider> {
 }
 
 /// One exec plugin: which binary, for which images, speaking which protocol version.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CredentialProvider {
     /// The binary's file name in `--image-credential-provider-bin-dir`.
@@ -73,26 +73,18 @@ pub struct CredentialProvider {
     #[serde(default)]
     pub default_cache_duration: Option<String>,
     /// The plugin's arguments.
-    #[serde(
-        default,
-        deserialize_with = "list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "list")]
     pub args: Vec<String>,
     /// Environment variables added to the kubelet's own for the plugin.
-    #[serde(
-        default,
-        deserialize_with = "list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "list")]
     pub env: Vec<ExecEnvVar>,
     /// Service account tokens for the plugin (`kubelet.config.k8s.io/v1` only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub token_attributes: Option<ServiceAccountTokenAttributes>,
 }
 
 /// An environment variable of a plugin.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExecEnvVar {
     /// The name.
@@ -104,7 +96,7 @@ pub struct ExecEnvVar {
 }
 
 /// Which service account token the kubelet sends the plugin with each request.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAccountTokenAttributes {
     /// The token's audience; required.
@@ -117,18 +109,10 @@ pub struct ServiceAccountTokenAttributes {
     #[serde(default)]
     pub require_service_account: Option<bool>,
     /// Annotations of the service account that must be present and are sent.
-    #[serde(
-        default,
-        deserialize_with = "list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "list")]
     pub required_service_account_annotation_keys: Vec<String>,
     /// Annotations of the service account sent when present.
-    #[serde(
-        default,
-        deserialize_with = "list",
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(default, deserialize_with = "list")]
     pub optional_service_account_annotation_keys: Vec<String>,
 }
 

@@ -6,9 +6,12 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use std::fmt;
+
 use icp_core::quote;
 use serde::Deserialize;
-use serde_yaml_ng::Value;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use super::{
     CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, Entry, KIND, Report,
@@ -65,8 +68,13 @@ pub fn directory_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
             files.push(entry.path());
         }
     }
-    files.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    sort_lexically(&mut files);
     Ok(files)
+}
+
+/// Sorts paths as Go sorts strings: by their bytes.
+pub fn sort_lexically(paths: &mut [PathBuf]) {
+    paths.sort_unstable_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
 }
 
 /// Reads one configuration file.
@@ -121,7 +129,7 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
             return Vec::new();
         }
     };
-    let Value::Mapping(mapping) = &value else {
+    let Value::Object(mapping) = &value else {
         let what = if value.is_null() {
             "is empty"
         } else {
@@ -160,7 +168,7 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
         return Vec::new();
     }
     let v1 = mapping.get("apiVersion").and_then(Value::as_str) == Some(CONFIG_API_VERSIONS[0]);
-    let config: CredentialProviderConfig<Value> = match serde_yaml_ng::from_value(value) {
+    let config: CredentialProviderConfig<Value> = match serde_json::from_value(value) {
         Ok(config) => config,
         Err(error) => {
             report.error(origin, "", error.to_string());
@@ -181,7 +189,7 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
         let provider = if item.is_null() {
             CredentialProvider::default()
         } else {
-            match serde_yaml_ng::from_value(item) {
+            match serde_json::from_value(item) {
                 Ok(provider) => provider,
                 Err(error) => {
                     report.error(origin, at, error.to_string());
@@ -199,27 +207,134 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
 }
 
 /// The document in `text`, and whether more YAML documents follow it. JSON when it starts
-/// with `{`; otherwise YAML, with merge keys applied and duplicate keys refused, as the
-/// kubelet's YAML reader does.
+/// with `{`; otherwise YAML, with merge keys applied. A key given twice in one mapping is an
+/// error, as in the kubelet's strict decoding.
 fn parse_document(text: &str) -> Result<(Value, bool), String> {
     let json = text
         .trim_start_matches(|c: char| c.is_whitespace())
         .starts_with('{');
     if json {
-        let value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+        let Strict::<false>(value) =
+            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
         return Ok((value, false));
     }
     let invalid = |e: serde_yaml_ng::Error| format!("invalid YAML: {e}");
     let mut documents = serde_yaml_ng::Deserializer::from_str(text);
-    let mut value = match documents.next() {
-        Some(document) => Value::deserialize(document).map_err(invalid)?,
+    let value = match documents.next() {
+        Some(document) => Strict::<true>::deserialize(document).map_err(invalid)?.0,
         None => Value::Null,
     };
-    value.apply_merge().map_err(invalid)?;
-    let more = documents
-        .next()
-        .is_some_and(|document| !matches!(Value::deserialize(document), Ok(Value::Null)));
+    let more = documents.next().is_some_and(|document| {
+        !matches!(
+            Strict::<true>::deserialize(document),
+            Ok(Strict(Value::Null))
+        )
+    });
     Ok((value, more))
+}
+
+/// A document read into a [`Value`], refusing a key given twice in one mapping; with
+/// `YAML`, merge keys (`<<: *base`) are applied, explicit keys winning, as Go's YAML does.
+struct Strict<const YAML: bool>(Value);
+
+impl<'de, const YAML: bool> Deserialize<'de> for Strict<YAML> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(StrictVisitor::<YAML>)
+            .map(Strict)
+    }
+}
+
+struct StrictVisitor<const YAML: bool>;
+
+impl<'de, const YAML: bool> Visitor<'de> for StrictVisitor<YAML> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON-like value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom(format!("{v} is not a number JSON has")))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        Strict::<YAML>::deserialize(deserializer).map(|s| s.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Strict(item)) = seq.next_element::<Strict<YAML>>()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut entries = Map::new();
+        let mut merged = Vec::new();
+        while let Some(Strict(key)) = map.next_key::<Strict<YAML>>()? {
+            let Strict(value) = map.next_value::<Strict<YAML>>()?;
+            let key = match key {
+                Value::String(key) if YAML && key == "<<" => {
+                    match value {
+                        Value::Array(sources) => merged.extend(sources),
+                        source => merged.push(source),
+                    }
+                    continue;
+                }
+                Value::String(key) => key,
+                // Go's YAML reader turns other keys into strings.
+                other => other.to_string(),
+            };
+            if entries.contains_key(&key) {
+                return Err(de::Error::custom(format!(
+                    "key {} given twice",
+                    quote(&key)
+                )));
+            }
+            entries.insert(key, value);
+        }
+        for source in merged {
+            let Value::Object(source) = source else {
+                return Err(de::Error::custom("a merge key (<<) takes mappings"));
+            };
+            for (key, value) in source {
+                entries.entry(key).or_insert(value);
+            }
+        }
+        Ok(Value::Object(entries))
+    }
 }
 
 #[cfg(test)]
@@ -238,12 +353,16 @@ mod tests {
     #[test]
     fn yaml_reads_the_first_document_and_refuses_duplicate_keys() {
         let (value, more) = parse_document("a: 1\n---\nb: 2\n").unwrap();
-        assert_eq!(value.get("a"), Some(&Value::from(1)));
+        assert_eq!(value, serde_json::json!({"a": 1}));
         assert!(more);
         assert!(!parse_document("a: 1\n---\n").unwrap().1);
         assert!(parse_document("a: 1\na: 2\n").is_err());
-        assert!(parse_document(r#"{"a": 1, "a": 2}"#).is_err());
-        let (merged, _) = parse_document("base: &b {x: 1}\nm:\n  <<: *b\n").unwrap();
-        assert_eq!(merged["m"]["x"], Value::from(1));
+        assert!(parse_document("a: {b: 1, b: 2}\n").is_err());
+        assert!(parse_document(r#"{"a": [{"b": 1, "b": 2}]}"#).is_err());
+        assert_eq!(parse_document("").unwrap().0, Value::Null);
+        let (merged, _) = parse_document("base: &b {x: 1, y: 2}\nm:\n  <<: *b\n  y: 3\n").unwrap();
+        assert_eq!(merged["m"], serde_json::json!({"x": 1, "y": 3}));
+        let (json, _) = parse_document(r#"{"<<": {"x": 1}}"#).unwrap();
+        assert_eq!(json, serde_json::json!({"<<": {"x": 1}}));
     }
 }

@@ -2,7 +2,7 @@
 //! with service account tokens on, as they are by default since Kubernetes 1.34), and
 //! warnings about `matchImages` entries it accepts that cannot match as they read.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use icp_core::pattern::{SchemelessUrl, check_url};
 use icp_core::quote;
@@ -176,14 +176,13 @@ fn token_attributes(
             }
         }
     }
-    let required: BTreeSet<&String> = required.iter().collect();
-    let both: Vec<String> = optional
-        .iter()
-        .filter(|key| required.contains(key))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .map(|key| quote(key))
-        .collect();
+    let required: HashSet<&String> = required.iter().collect();
+    let mut both: Vec<String> = Vec::new();
+    for key in optional.iter().filter(|key| required.contains(key)) {
+        if !both.contains(&quote(key)) {
+            both.push(quote(key));
+        }
+    }
     if !both.is_empty() {
         report.error(
             file,

@@ -41,7 +41,7 @@ fn run(rules_path: Option<&Path>, name: Option<&str>, output: Option<&Path>) -> 
         .transpose()?;
     let name = name.map_or_else(super::program_name, str::to_owned);
     let config = generate(&rules, rules_path.as_deref(), &name)?;
-    let text = render(&config, rules_path.as_deref())?;
+    let text = render(&config, rules_path.as_deref());
     match output {
         None => {
             judge(vec![Source {
@@ -97,83 +97,73 @@ fn generate(
     })
 }
 
-/// The YAML text, after a comment that says where it comes from.
-fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> anyhow::Result<String> {
-    let value = serde_yaml_ng::to_value(config).context("writing YAML")?;
+/// The YAML text, after a comment that says where it comes from. Every string is
+/// double-quoted (a JSON string is a YAML double-quoted scalar), so no YAML reader takes one
+/// for anything else: the kubelet's reads YAML 1.1, where a plain `yes`, `on` or `0755` is no
+/// string.
+fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> String {
     let rules = match rules_path {
         Some(path) => format!("the rules in {}", path.display()),
         None => "the embedded default rules".to_owned(),
     };
-    let mut text = format!(
+    let mut out = format!(
         "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n",
         rules.replace(['\n', '\r'], " ")
     );
-    block(&mut text, &value, 0);
-    Ok(text)
-}
-
-/// Appends `value` as block YAML indented by `indent`, the way Kubernetes documents are
-/// written. Field names are plain; every string value is double-quoted (a JSON string is a YAML double-quoted scalar),
-/// so no YAML reader takes one for anything else: the kubelet's reads YAML 1.1, where a
-/// plain `yes`, `on` or `0755` is no string.
-fn block(out: &mut String, value: &serde_yaml_ng::Value, indent: usize) {
-    use serde_yaml_ng::Value;
-    let pad = " ".repeat(indent);
-    match value {
-        Value::Mapping(mapping) if !mapping.is_empty() => {
-            for (key, item) in mapping {
-                out.push_str(&pad);
-                match key.as_str() {
-                    Some(name) if name.chars().all(|c| c.is_ascii_alphanumeric()) => {
-                        out.push_str(name)
-                    }
-                    _ => out.push_str(&scalar(key)),
-                }
-                out.push(':');
-                match item {
-                    Value::Mapping(m) if !m.is_empty() => {
-                        out.push('\n');
-                        block(out, item, indent + 2);
-                    }
-                    Value::Sequence(s) if !s.is_empty() => {
-                        out.push('\n');
-                        block(out, item, indent);
-                    }
-                    _ => {
-                        out.push(' ');
-                        block(out, item, 0);
-                    }
-                }
-            }
-        }
-        Value::Sequence(items) if !items.is_empty() => {
+    let q = |text: &str| serde_json::Value::from(text).to_string();
+    let list = |out: &mut String, indent: &str, key: &str, items: &[String]| {
+        if !items.is_empty() {
+            out.push_str(&format!("{indent}{key}:\n"));
             for item in items {
-                // The item as if indented two more, its first indent replaced by "- ".
-                let mut nested = String::new();
-                block(&mut nested, item, indent + 2);
-                out.push_str(&pad);
-                out.push_str("- ");
-                out.push_str(nested.trim_start_matches(' '));
+                out.push_str(&format!("{indent}- {}\n", q(item)));
             }
         }
-        Value::Mapping(_) => out.push_str("{}\n"),
-        Value::Sequence(_) => out.push_str("[]\n"),
-        scalar_value => {
-            out.push_str(&scalar(scalar_value));
-            out.push('\n');
+    };
+    out.push_str(&format!("apiVersion: {}\n", q(&config.api_version)));
+    out.push_str(&format!("kind: {}\nproviders:\n", q(&config.kind)));
+    for provider in &config.providers {
+        out.push_str(&format!("- name: {}\n", q(&provider.name)));
+        out.push_str(&format!("  apiVersion: {}\n", q(&provider.api_version)));
+        list(&mut out, "  ", "matchImages", &provider.match_images);
+        if let Some(duration) = &provider.default_cache_duration {
+            out.push_str(&format!("  defaultCacheDuration: {}\n", q(duration)));
+        }
+        list(&mut out, "  ", "args", &provider.args);
+        if !provider.env.is_empty() {
+            out.push_str("  env:\n");
+            for var in &provider.env {
+                out.push_str(&format!(
+                    "  - name: {}\n    value: {}\n",
+                    q(&var.name),
+                    q(&var.value)
+                ));
+            }
+        }
+        if let Some(attributes) = &provider.token_attributes {
+            out.push_str("  tokenAttributes:\n");
+            out.push_str(&format!(
+                "    serviceAccountTokenAudience: {}\n    cacheType: {}\n",
+                q(&attributes.service_account_token_audience),
+                q(&attributes.cache_type)
+            ));
+            if let Some(required) = attributes.require_service_account {
+                out.push_str(&format!("    requireServiceAccount: {required}\n"));
+            }
+            list(
+                &mut out,
+                "    ",
+                "requiredServiceAccountAnnotationKeys",
+                &attributes.required_service_account_annotation_keys,
+            );
+            list(
+                &mut out,
+                "    ",
+                "optionalServiceAccountAnnotationKeys",
+                &attributes.optional_service_account_annotation_keys,
+            );
         }
     }
-}
-
-/// A scalar as YAML: strings double-quoted, the rest as JSON writes it.
-fn scalar(value: &serde_yaml_ng::Value) -> String {
-    use serde_yaml_ng::Value;
-    match value {
-        Value::String(text) => serde_json::to_string(text).unwrap_or_default(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        _ => "null".to_owned(),
-    }
+    out
 }
 
 /// Fails, naming the first problem, unless the kubelet accepts the configuration made of
@@ -217,18 +207,26 @@ fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
             file.display()
         );
     }
-    let mut sources: Vec<Source> = read::directory_files(dir)
+    let mut files: Vec<PathBuf> = read::directory_files(dir)
         .map_err(anyhow::Error::msg)
-        .with_context(|| dir.display().to_string())?
-        .into_iter()
-        .filter(|path| *path != file)
-        .map(|path| read::source(&path))
+        .with_context(|| dir.display().to_string())?;
+    if !files.contains(&file) {
+        files.push(file.clone());
+        read::sort_lexically(&mut files);
+    }
+    let sources = files
+        .iter()
+        .map(|path| {
+            if *path == file {
+                Source {
+                    origin: file.display().to_string(),
+                    text: Ok(text.to_owned()),
+                }
+            } else {
+                read::source(path)
+            }
+        })
         .collect();
-    sources.push(Source {
-        origin: file.display().to_string(),
-        text: Ok(text.to_owned()),
-    });
-    sources.sort_by(|a, b| a.origin.cmp(&b.origin));
     judge(sources).with_context(|| format!("not writing {}", file.display()))?;
     write_atomically(dir, &file, name, text)
         .with_context(|| format!("writing {}", file.display()))?;
@@ -297,22 +295,32 @@ mod tests {
                     service_account_token_audience: "aud".to_owned(),
                     cache_type: "Token".to_owned(),
                     require_service_account: Some(true),
+                    optional_service_account_annotation_keys: vec!["example.com/a".to_owned()],
                     ..ServiceAccountTokenAttributes::default()
                 }),
             }],
         };
-        let text = render(&config, None).unwrap();
+        let text = render(&config, None);
         assert!(text.contains("\n- name: \"on\"\n"), "{text}");
-        assert!(text.contains("\n  - \"0755\"\n"), "{text}");
-        assert!(
-            text.contains("\n  - name: \"NO\"\n    value: \"yes\"\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("\n    requireServiceAccount: true\n"),
-            "{text}"
-        );
-        let read: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).unwrap();
-        assert_eq!(read, serde_yaml_ng::to_value(&config).unwrap());
+        let read: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let expected = serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1",
+            "kind": "CredentialProviderConfig",
+            "providers": [{
+                "name": "on",
+                "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                "matchImages": ["*.example", "0755"],
+                "defaultCacheDuration": "0s",
+                "args": ["--config", "/a \"b\"\n"],
+                "env": [{"name": "NO", "value": "yes"}],
+                "tokenAttributes": {
+                    "serviceAccountTokenAudience": "aud",
+                    "cacheType": "Token",
+                    "requireServiceAccount": true,
+                    "optionalServiceAccountAnnotationKeys": ["example.com/a"],
+                },
+            }],
+        });
+        assert_eq!(read, expected);
     }
 }
