@@ -3,8 +3,8 @@
 //! that holds only the binary and the files a test puts there, a name resolved through
 //! that root's `/etc/hosts` included.
 //!
-//! The first test builds it (about 5 minutes from cold on 2 cores; a no-op when it is up
-//! to date). Running in an empty root takes `chroot`, so those tests need root, as CI
+//! The first test to need it builds it (about 5 minutes from cold on 2 cores; a no-op when
+//! it is up to date). Running in an empty root takes `chroot`, so those tests need root, as CI
 //! runs them.
 
 mod common;
@@ -17,23 +17,27 @@ use std::time::Duration;
 use common::fake_aws::{FakeAws, password};
 use common::{Run, request, testdata};
 
-/// The static binary, built once per test run by the README's command.
+/// The static binary, built once per test run by the README's command; cargo says where.
 fn static_binary() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
-            .args(["build-static", "--quiet"])
+        let output = Command::new(env!("CARGO"))
+            .args([
+                "build-static",
+                "--quiet",
+                "--message-format=json-render-diagnostics",
+            ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
+            .stderr(Stdio::inherit())
+            .output()
             .expect("cargo runs");
-        assert!(status.success(), "cargo build-static failed");
-        // CARGO_BIN_EXE is TARGET/debug/NAME; the static build is under TARGET/<triple>/release.
-        let target = Path::new(env!("CARGO_BIN_EXE_image-credential-provider"))
-            .ancestors()
-            .nth(2)
-            .unwrap()
-            .to_owned();
-        target.join("x86_64-unknown-linux-gnu/release/image-credential-provider")
+        assert!(output.status.success(), "cargo build-static failed");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|message| message["target"]["name"] == "image-credential-provider")
+            .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+            .expect("cargo build-static names the binary it built")
     })
 }
 
