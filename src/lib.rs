@@ -14,6 +14,7 @@ pub mod cache;
 pub mod dropin;
 pub mod duration;
 pub mod exit;
+pub mod kubelet_config;
 pub mod logging;
 pub mod plugin;
 pub mod protocol;

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 
 use image_credential_provider::protocol::{ApiVersion, Request};
 use image_credential_provider::rules::{self, Rules};
-use image_credential_provider::{cache, dropin, duration, exit, logging, plugin};
+use image_credential_provider::{cache, dropin, duration, exit, kubelet_config, logging, plugin};
 
 /// A kubelet image credential provider for ECR, ACR, GCR / Artifact Registry and docker
 /// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
@@ -52,9 +52,29 @@ enum Command {
         #[arg(long, default_value = "v1", value_parser = ["v1", "v1beta1", "v1alpha1"])]
         api_version: String,
     },
-    /// Check a rules file (--config FILE) and list every problem in it, reading every
-    /// file it names.
-    CheckConfig,
+    /// Check a rules file (--config FILE) and list every problem in it; or judge a kubelet
+    /// CredentialProviderConfig (--kubelet-config) as the kubelet does.
+    CheckConfig {
+        /// A kubelet CredentialProviderConfig file, or a directory of them (Kubernetes 1.34+).
+        #[arg(long, value_name = "FILE|DIR")]
+        kubelet_config: Option<PathBuf>,
+        /// With --kubelet-config and --config: the provider that runs this binary (default:
+        /// the binary's file name).
+        #[arg(long, requires = "kubelet_config")]
+        name: Option<String>,
+    },
+    /// Print the kubelet's CredentialProviderConfig that installs this binary for the rules
+    /// in force, or write it into a kubelet config directory.
+    KubeletConfig {
+        /// The provider name: this binary's file name in the kubelet's bin dir (default: the
+        /// binary's file name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Write DIR/NAME.yaml instead of printing (a directory given to the kubelet's
+        /// --image-credential-provider-config, Kubernetes 1.34+).
+        #[arg(long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
     Cache {
@@ -92,7 +112,16 @@ fn main() -> ExitCode {
             )
         })),
         Some(Command::Get { image, api_version }) => exit::finish(get(&cli, image, api_version)),
-        Some(Command::CheckConfig) => check_config(cli.config.as_deref()),
+        Some(Command::CheckConfig {
+            kubelet_config: Some(path),
+            name,
+        }) => kubelet_config::check_command(path, cli.config.as_deref(), name.as_deref()),
+        Some(Command::CheckConfig { .. }) => check_config(cli.config.as_deref()),
+        Some(Command::KubeletConfig { name, output }) => exit::finish(kubelet_config::write(
+            cli.config.as_deref(),
+            name.as_deref(),
+            output.as_deref(),
+        )),
         Some(Command::Cache { action }) => exit::finish(cache_command(&cli, action)),
     }
 }

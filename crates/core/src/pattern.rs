@@ -10,10 +10,10 @@
 //! - the pattern's path to be a plain string prefix of the image's path
 //!   (`registry.example/team` also matches `registry.example/teammate`).
 //!
-//! [`urls_match_str`] is that function, with Go's URL parsing reproduced closely enough
-//! that odd input fails or matches as it does in the kubelet. [`Pattern`] is the stricter
-//! form this project accepts in its own rules file: it refuses what parses but means
-//! something else than it seems (`?`, `#`, `@`, a scheme).
+//! [`urls_match_str`] is that function, and [`SchemelessUrl`] Go's URL parsing reproduced
+//! closely enough that odd input fails or matches as it does in the kubelet. [`Pattern`]
+//! is the stricter form this project accepts in its own rules file: it refuses what
+//! parses but means something else than it seems (`?`, `#`, `@`, a scheme).
 
 use std::fmt;
 
@@ -35,42 +35,59 @@ pub enum PatternError {
     Misleading(String),
 }
 
-/// A URL as Go's `url.Parse("https://" + s)` sees it, reduced to what matching uses.
+/// A URL as Go's `url.Parse("https://" + s)` sees it (the kubelet's
+/// `ParseSchemelessURL`), reduced to what matching uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct SchemelessUrl {
-    labels: Vec<String>,
-    port: String,
-    path: String,
+pub struct SchemelessUrl {
+    /// The host split at dots, percent-escapes decoded: `["*", "gcr", "io"]`.
+    pub labels: Vec<String>,
+    /// The port, empty when there is none.
+    pub port: String,
+    /// The path, percent-escapes decoded: empty or starting with `/`.
+    pub path: String,
 }
 
 impl SchemelessUrl {
-    fn parse(s: &str) -> Result<SchemelessUrl, PatternError> {
+    /// Parses `s` as the kubelet does, failing where Go's URL parser fails: a control
+    /// character, a bad percent-escape, a host character or port Go refuses, or invalid
+    /// userinfo. The query and fragment are dropped.
+    pub fn parse(s: &str) -> Result<SchemelessUrl, PatternError> {
         if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
             return Err(PatternError::Url("control character in URL".into()));
         }
         // url.Parse cuts the fragment, then the query, then splits authority and path.
-        let s = s.split_once('#').map_or(s, |(before, _)| before);
+        let (s, fragment) = s.split_once('#').unwrap_or((s, ""));
         let s = s.split_once('?').map_or(s, |(before, _)| before);
         let (authority, path) = match s.find('/') {
             Some(i) => (&s[..i], &s[i..]),
             None => (s, ""),
         };
-        let host = authority
-            .rsplit_once('@')
-            .map_or(authority, |(_, host)| host);
-        validate_go_host(host)?;
-        let (host, port) = split_host_port(host);
+        let (userinfo, host) = match authority.rfind('@') {
+            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+            None => (None, authority),
+        };
+        let host = parse_go_host(host)?;
+        if let Some(userinfo) = userinfo {
+            let valid = |c: char| c.is_ascii_alphanumeric() || "-._:~!$&'()*+,;=%@".contains(c);
+            if !userinfo.chars().all(valid) {
+                return Err(PatternError::Url("invalid userinfo".into()));
+            }
+            unescape(userinfo, Escape::Other)?;
+        }
+        let path = unescape(path, Escape::Other)?;
+        unescape(fragment, Escape::Other)?;
+        let (host, port) = split_host_port(&host);
         Ok(SchemelessUrl {
             labels: host.split('.').map(str::to_owned).collect(),
             port: port.to_owned(),
-            path: percent_decode(path)?,
+            path,
         })
     }
 }
 
-/// Go's `parseHost`: the port after the last colon must be digits, and the host may hold
-/// only the characters `url.Parse` allows there.
-fn validate_go_host(host: &str) -> Result<(), PatternError> {
+/// Go's `parseHost`: the port after the last colon (or after `]`) must be digits, and the
+/// host may hold only the characters `url.Parse` allows there; escapes are decoded.
+fn parse_go_host(host: &str) -> Result<String, PatternError> {
     let colon_port = if host.starts_with('[') {
         let close = host
             .rfind(']')
@@ -86,15 +103,76 @@ fn validate_go_host(host: &str) -> Result<(), PatternError> {
             "invalid port {colon_port:?} after host"
         )));
     }
-    let host_byte_ok =
-        |b: u8| b >= 0x80 || b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&b);
-    match host.bytes().find(|&b| !host_byte_ok(b)) {
-        Some(b) => Err(PatternError::Url(format!(
-            "invalid character {:?} in host name",
-            b as char
-        ))),
-        None => Ok(()),
+    // An IPv6 zone (`[fe80::1%25eth0]`) may escape more than the rest of a host.
+    if let (true, Some(close)) = (host.starts_with('['), host.rfind(']'))
+        && let Some(zone) = host[..close].find("%25")
+    {
+        return Ok(unescape(&host[..zone], Escape::Host)?
+            + &unescape(&host[zone..close], Escape::Zone)?
+            + &unescape(&host[close..], Escape::Host)?);
     }
+    unescape(host, Escape::Host)
+}
+
+/// Where in a URL [`unescape`] decodes, as Go's `unescape` modes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escape {
+    Host,
+    Zone,
+    Other,
+}
+
+/// Whether Go refuses byte `b` unescaped in a host.
+fn host_refuses(b: u8) -> bool {
+    !(b.is_ascii_alphanumeric() || b"-_.~!$&'()*+,;=:[]<>\"".contains(&b))
+}
+
+/// Go's `unescape`: every `%` needs two hex digits; a host may escape only non-ASCII
+/// bytes (and `%25`), and refuses the ASCII characters [`host_refuses`].
+fn unescape(s: &str, mode: Escape) -> Result<String, PatternError> {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let escape = &bytes[i..bytes.len().min(i + 3)];
+            let bad = || {
+                PatternError::Url(format!(
+                    "invalid URL escape {:?}",
+                    String::from_utf8_lossy(escape)
+                ))
+            };
+            let (Some(high), Some(low)) = (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) else {
+                return Err(bad());
+            };
+            let value = high << 4 | low;
+            let refused = match mode {
+                Escape::Host => high < 8 && escape != b"%25",
+                Escape::Zone => escape != b"%25" && value != b' ' && host_refuses(value),
+                Escape::Other => false,
+            };
+            if refused {
+                return Err(bad());
+            }
+            out.push(value);
+            i += 3;
+        } else {
+            if mode != Escape::Other && b < 0x80 && host_refuses(b) {
+                return Err(PatternError::Url(format!(
+                    "invalid character {:?} in host name",
+                    b as char
+                )));
+            }
+            out.push(b);
+            i += 1;
+        }
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Go's `net.SplitHostPort`, falling back to the whole host and no port on error, as the
@@ -119,29 +197,6 @@ fn split_host_port(hostport: &str) -> (&str, &str) {
         return (hostport, "");
     }
     (host, &hostport[colon + 1..])
-}
-
-fn percent_decode(path: &str) -> Result<String, PatternError> {
-    if !path.contains('%') {
-        return Ok(path.to_owned());
-    }
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = path
-                .get(i + 1..i + 3)
-                .and_then(|h| u8::from_str_radix(h, 16).ok());
-            let byte = hex.ok_or_else(|| PatternError::Url("invalid URL escape in path".into()))?;
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Compiles one host label of a pattern, written in Go `filepath.Match` syntax, into a
@@ -318,6 +373,18 @@ mod tests {
         assert_eq!(urls_match_str("a:b:1", "a:b:1"), Ok(true));
         assert_eq!(urls_match_str("[::1]:5000", "[::1]:5000/app"), Ok(true));
         assert_eq!(urls_match_str("[::1]:5000", "[::1]:5001/app"), Ok(false));
+        // Userinfo, escapes in the host, the path and the fragment are checked as Go does.
+        assert!(check_url("a b@quay.io").is_err());
+        assert!(check_url("us\u{e9}r@quay.io").is_err());
+        assert!(check_url("quay.io#%zz").is_err());
+        assert!(check_url("%invalid%").is_err());
+        assert!(check_url("a%41.io").is_err());
+        assert_eq!(check_url("a%25b.io"), Ok(()));
+        assert_eq!(check_url("[fe80::1%25eth0]:5000"), Ok(()));
+        assert_eq!(urls_match_str("caf%C3%A9.io", "caf\u{e9}.io/x"), Ok(true));
+        let url = SchemelessUrl::parse("u:p@*.example:5000/a%2Fb?q#f").unwrap();
+        assert_eq!(url.labels, ["*", "example"]);
+        assert_eq!((url.port.as_str(), url.path.as_str()), ("5000", "/a/b"));
     }
 
     #[test]

@@ -1,0 +1,258 @@
+//! The kubelet's own configuration of credential provider plugins, the
+//! `CredentialProviderConfig` read from `--image-credential-provider-config`: written for
+//! this binary by `kubelet-config` ([`write`]), and judged as the kubelet judges it by
+//! `check-config --kubelet-config` ([`read`], [`validate`], [`cover`]).
+//!
+//! The types below are the kubelet's `kubelet.config.k8s.io/v1` types. Reading them is
+//! as strict as the kubelet is: unknown fields, wrong `kind` or `apiVersion` are errors;
+//! a field written `null` counts as absent, as in Go.
+
+mod cover;
+mod read;
+mod validate;
+mod write;
+
+use std::fmt;
+use std::path::Path;
+use std::process::ExitCode;
+
+use serde::{Deserialize, Deserializer};
+
+pub use write::write;
+
+/// The `kubelet.config.k8s.io` versions that hold a `CredentialProviderConfig`.
+pub const CONFIG_API_VERSIONS: [&str; 3] = [
+    "kubelet.config.k8s.io/v1",
+    "kubelet.config.k8s.io/v1beta1",
+    "kubelet.config.k8s.io/v1alpha1",
+];
+
+/// The protocol versions a provider entry may ask for, in the kubelet's (sorted) order.
+pub const PLUGIN_API_VERSIONS: [&str; 3] = [
+    "credentialprovider.kubelet.k8s.io/v1",
+    "credentialprovider.kubelet.k8s.io/v1alpha1",
+    "credentialprovider.kubelet.k8s.io/v1beta1",
+];
+
+/// The kind of the document.
+pub const KIND: &str = "CredentialProviderConfig";
+
+/// A `CredentialProviderConfig`; `P` is the type its providers are read as.
+#[derive(Debug, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    deny_unknown_fields,
+    bound(deserialize = "P: Deserialize<'de> + Default")
+)]
+pub struct CredentialProviderConfig<P = CredentialProvider> {
+    /// One of [`CONFIG_API_VERSIONS`].
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub api_version: String,
+    /// [`KIND`].
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub kind: String,
+    /// The exec plugins the kubelet runs, in order.
+    #[serde(default, deserialize_with = "list")]
+    pub providers: Vec<P>,
+}
+
+/// One exec plugin: which binary, for which images, speaking which protocol version.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CredentialProvider {
+    /// The binary's file name in `--image-credential-provider-bin-dir`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// One of [`PLUGIN_API_VERSIONS`].
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub api_version: String,
+    /// The images the kubelet asks this plugin about (kubelet globs).
+    #[serde(default, deserialize_with = "list")]
+    pub match_images: Vec<String>,
+    /// How long the kubelet caches an answer that states no `cacheDuration` (Go duration).
+    #[serde(default)]
+    pub default_cache_duration: Option<String>,
+    /// The plugin's arguments.
+    #[serde(default, deserialize_with = "list")]
+    pub args: Vec<String>,
+    /// Environment variables added to the kubelet's own for the plugin.
+    #[serde(default, deserialize_with = "list")]
+    pub env: Vec<ExecEnvVar>,
+    /// Service account tokens for the plugin (`kubelet.config.k8s.io/v1` only).
+    #[serde(default)]
+    pub token_attributes: Option<ServiceAccountTokenAttributes>,
+}
+
+/// An environment variable of a plugin.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExecEnvVar {
+    /// The name.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub name: String,
+    /// The value.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub value: String,
+}
+
+/// Which service account token the kubelet sends the plugin with each request.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountTokenAttributes {
+    /// The token's audience; required.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub service_account_token_audience: String,
+    /// `ServiceAccount` or `Token`: what the kubelet keys its cache of answers by.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub cache_type: String,
+    /// Whether the plugin is run only for pods with a service account; required.
+    #[serde(default)]
+    pub require_service_account: Option<bool>,
+    /// Annotations of the service account that must be present and are sent.
+    #[serde(default, deserialize_with = "list")]
+    pub required_service_account_annotation_keys: Vec<String>,
+    /// Annotations of the service account sent when present.
+    #[serde(default, deserialize_with = "list")]
+    pub optional_service_account_annotation_keys: Vec<String>,
+}
+
+/// Go's reading of `null`: the field's zero value.
+fn null_as_default<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A list as Go reads it: `null` for the list or an item is its zero value.
+fn list<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    let items = Option::<Vec<Option<T>>>::deserialize(deserializer)?.unwrap_or_default();
+    Ok(items.into_iter().map(Option::unwrap_or_default).collect())
+}
+
+/// A provider entry as read, with where it is.
+pub struct Entry {
+    /// The file it is in.
+    pub file: String,
+    /// Its index in that file's `providers`.
+    pub index: usize,
+    /// The entry.
+    pub provider: CredentialProvider,
+}
+
+impl Entry {
+    /// `providers[i].field` of this entry.
+    fn at(&self, field: &str) -> String {
+        format!("providers[{}].{field}", self.index)
+    }
+}
+
+/// One problem (the kubelet refuses the configuration) or warning (it accepts it, but
+/// something in it cannot work).
+struct Finding {
+    file: String,
+    field: String,
+    message: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let message = self.message.replace(['\n', '\r'], " ");
+        match self.field.as_str() {
+            "" => write!(f, "{}: {message}", self.file),
+            field => write!(f, "{}: {field}: {message}", self.file),
+        }
+    }
+}
+
+/// What a check found.
+#[derive(Default)]
+struct Report {
+    errors: Vec<Finding>,
+    warnings: Vec<Finding>,
+}
+
+impl Report {
+    fn error(&mut self, file: &str, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(Finding {
+            file: file.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn warning(&mut self, file: &str, field: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(Finding {
+            file: file.to_owned(),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Every finding on stderr, one line each, errors first.
+    fn print(&self) {
+        for error in &self.errors {
+            eprintln!("error: {error}");
+        }
+        for warning in &self.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+}
+
+/// `check-config --kubelet-config PATH [--config RULES] [--name NAME]`: judges the kubelet
+/// configuration at `path` (a file, or a directory as Kubernetes 1.34+ reads one) as the
+/// kubelet does, one line per problem and warning on stderr. With `rules`, that file is
+/// checked too, and every rule pattern the kubelet would not send this binary (run as
+/// provider `name`, by default this binary's file name) is a warning. Exit 1 on a problem.
+pub fn check_command(path: &Path, rules: Option<&Path>, name: Option<&str>) -> ExitCode {
+    let origin = path.display().to_string();
+    let mut report = Report::default();
+    let entries = read::read(path, &mut report);
+    validate::validate(&origin, &entries, &mut report);
+    if let Some(rules_path) = rules {
+        match crate::rules::load(Some(rules_path), true) {
+            Ok(rules) => {
+                let name = name.map_or_else(program_name, str::to_owned);
+                cover::check_reach(&entries, &rules, rules_path, &name, &origin, &mut report);
+            }
+            Err(problems) => {
+                for problem in problems.problems {
+                    report.error(&problems.origin, "", problem);
+                }
+            }
+        }
+    }
+    report.print();
+    if !report.errors.is_empty() {
+        return ExitCode::FAILURE;
+    }
+    let warnings = match report.warnings.len() {
+        0 => String::new(),
+        1 => " (1 warning)".to_owned(),
+        n => format!(" ({n} warnings)"),
+    };
+    let providers = match entries.len() {
+        1 => "1 provider".to_owned(),
+        n => format!("{n} providers"),
+    };
+    println!("{origin}: {providers}, no problems{warnings}");
+    ExitCode::SUCCESS
+}
+
+/// This binary's file name, the provider name the kubelet knows it by.
+fn program_name() -> String {
+    std::env::args_os()
+        .next()
+        .as_deref()
+        .map(Path::new)
+        .and_then(Path::file_name)
+        .and_then(|name| name.to_str())
+        .unwrap_or(env!("CARGO_PKG_NAME"))
+        .to_owned()
+}

@@ -1,0 +1,325 @@
+//! `kubelet-config`: the kubelet configuration that installs this binary for the rules in
+//! force, one provider entry whose `matchImages` are the rules' patterns (which match as
+//! the kubelet's do), checked as the kubelet would check it before it is printed or
+//! written.
+//!
+//! `defaultCacheDuration` is `0s`: the kubelet uses it only for an answer without a
+//! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
+//! an answer that is not ours to judge; not caching that is the safe choice.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use super::read::{self, Source};
+use super::{
+    CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, PLUGIN_API_VERSIONS,
+    Report, validate,
+};
+use crate::rules::Rules;
+
+/// The first line of every file `kubelet-config` writes; `--output` replaces only files
+/// that start with it.
+const MARKER: &str = "# Written by image-credential-provider kubelet-config";
+/// The `defaultCacheDuration` written (see the module documentation).
+const DEFAULT_CACHE_DURATION: &str = "0s";
+
+/// `kubelet-config [--config RULES] [--name NAME] [--output DIR]`: prints the kubelet
+/// configuration for the rules in force (the embedded default without `rules`), or writes
+/// it to `DIR/NAME.yaml`.
+pub fn write(
+    rules_path: Option<&Path>,
+    name: Option<&str>,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let rules = crate::rules::load(rules_path, false)?;
+    let rules_path = rules_path
+        .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
+        .transpose()?;
+    let name = name.map_or_else(super::program_name, str::to_owned);
+    let config = generate(&rules, rules_path.as_deref(), &name)?;
+    let text = render(&config, rules_path.as_deref());
+    match output {
+        None => {
+            judge(vec![Source {
+                origin: "the configuration".to_owned(),
+                text: Ok(text.clone()),
+            }])?;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush())
+                .context("writing to stdout")
+        }
+        Some(dir) => write_into(dir, &name, &text),
+    }
+}
+
+/// One provider entry named `name` for every pattern of `rules`, run with `--config
+/// rules_path` when there is one.
+fn generate(
+    rules: &Rules,
+    rules_path: Option<&Path>,
+    name: &str,
+) -> anyhow::Result<CredentialProviderConfig> {
+    let mut match_images: Vec<String> = Vec::new();
+    for pattern in rules.rules.iter().flat_map(|rule| &rule.patterns) {
+        if !match_images.iter().any(|m| m == pattern.as_str()) {
+            match_images.push(pattern.as_str().to_owned());
+        }
+    }
+    if match_images.is_empty() {
+        bail!("no rules in force ({}): give --config RULES", rules.origin);
+    }
+    let args = match rules_path {
+        Some(path) => {
+            let path = path
+                .to_str()
+                .with_context(|| format!("rules path {} is not UTF-8", path.display()))?;
+            vec!["--config".to_owned(), path.to_owned()]
+        }
+        None => Vec::new(),
+    };
+    Ok(CredentialProviderConfig {
+        api_version: CONFIG_API_VERSIONS[0].to_owned(),
+        kind: KIND.to_owned(),
+        providers: vec![CredentialProvider {
+            name: name.to_owned(),
+            api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+            match_images,
+            default_cache_duration: Some(DEFAULT_CACHE_DURATION.to_owned()),
+            args,
+            ..CredentialProvider::default()
+        }],
+    })
+}
+
+/// The YAML text, after a comment that says where it comes from. Every string is
+/// double-quoted (a JSON string is a YAML double-quoted scalar), so no YAML reader takes one
+/// for anything else: the kubelet's reads YAML 1.1, where a plain `yes`, `on` or `0755` is no
+/// string.
+fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> String {
+    let rules = match rules_path {
+        Some(path) => format!("the rules in {}", path.display()),
+        None => "the embedded default rules".to_owned(),
+    };
+    let mut out = format!(
+        "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n",
+        rules.replace(['\n', '\r'], " ")
+    );
+    let q = |text: &str| serde_json::Value::from(text).to_string();
+    let list = |out: &mut String, indent: &str, key: &str, items: &[String]| {
+        if !items.is_empty() {
+            out.push_str(&format!("{indent}{key}:\n"));
+            for item in items {
+                out.push_str(&format!("{indent}- {}\n", q(item)));
+            }
+        }
+    };
+    out.push_str(&format!("apiVersion: {}\n", q(&config.api_version)));
+    out.push_str(&format!("kind: {}\nproviders:\n", q(&config.kind)));
+    for provider in &config.providers {
+        out.push_str(&format!("- name: {}\n", q(&provider.name)));
+        out.push_str(&format!("  apiVersion: {}\n", q(&provider.api_version)));
+        list(&mut out, "  ", "matchImages", &provider.match_images);
+        if let Some(duration) = &provider.default_cache_duration {
+            out.push_str(&format!("  defaultCacheDuration: {}\n", q(duration)));
+        }
+        list(&mut out, "  ", "args", &provider.args);
+        if !provider.env.is_empty() {
+            out.push_str("  env:\n");
+            for var in &provider.env {
+                out.push_str(&format!(
+                    "  - name: {}\n    value: {}\n",
+                    q(&var.name),
+                    q(&var.value)
+                ));
+            }
+        }
+        if let Some(attributes) = &provider.token_attributes {
+            out.push_str("  tokenAttributes:\n");
+            out.push_str(&format!(
+                "    serviceAccountTokenAudience: {}\n    cacheType: {}\n",
+                q(&attributes.service_account_token_audience),
+                q(&attributes.cache_type)
+            ));
+            if let Some(required) = attributes.require_service_account {
+                out.push_str(&format!("    requireServiceAccount: {required}\n"));
+            }
+            list(
+                &mut out,
+                "    ",
+                "requiredServiceAccountAnnotationKeys",
+                &attributes.required_service_account_annotation_keys,
+            );
+            list(
+                &mut out,
+                "    ",
+                "optionalServiceAccountAnnotationKeys",
+                &attributes.optional_service_account_annotation_keys,
+            );
+        }
+    }
+    out
+}
+
+/// Fails, naming the first problem, unless the kubelet accepts the configuration made of
+/// `sources` (in its reading order).
+fn judge(sources: Vec<Source>) -> anyhow::Result<()> {
+    let mut report = Report::default();
+    let entries = read::decode(&sources, &mut report);
+    let origin = sources.first().map_or("", |s| s.origin.as_str()).to_owned();
+    validate::validate(&origin, &entries, &mut report);
+    match report.errors.split_first() {
+        None => Ok(()),
+        Some((first, [])) => bail!("the kubelet would refuse it: {first}"),
+        Some((first, rest)) => bail!(
+            "the kubelet would refuse it: {first} (and {} more problems)",
+            rest.len()
+        ),
+    }
+}
+
+/// Writes `text` to `dir/name.yaml` atomically, replacing only a file this command wrote,
+/// and only when the kubelet accepts the directory with it.
+fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+    // The name is judged before it becomes part of a path.
+    judge(vec![Source {
+        origin: "the configuration".to_owned(),
+        text: Ok(text.to_owned()),
+    }])?;
+    match std::fs::metadata(dir) {
+        Ok(metadata) if metadata.is_dir() => {}
+        Ok(_) => bail!("{} is not a directory", dir.display()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating directory {}", dir.display()))?;
+        }
+        Err(error) => bail!("{}: {error}", dir.display()),
+    }
+    let file = dir.join(format!("{name}.yaml"));
+    if !replaceable(&file)? {
+        bail!(
+            "{} exists and was not written by kubelet-config: remove it, or choose another --name",
+            file.display()
+        );
+    }
+    let mut files: Vec<PathBuf> = read::directory_files(dir)
+        .map_err(anyhow::Error::msg)
+        .with_context(|| dir.display().to_string())?;
+    if !files.contains(&file) {
+        files.push(file.clone());
+        read::sort_lexically(&mut files);
+    }
+    let sources = files
+        .iter()
+        .map(|path| {
+            if *path == file {
+                Source {
+                    origin: file.display().to_string(),
+                    text: Ok(text.to_owned()),
+                }
+            } else {
+                read::source(path)
+            }
+        })
+        .collect();
+    judge(sources).with_context(|| format!("not writing {}", file.display()))?;
+    write_atomically(dir, &file, name, text)
+        .with_context(|| format!("writing {}", file.display()))?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// Whether `file` may be written: it does not exist, or it is a regular file (not a
+/// symlink) that this command wrote.
+fn replaceable(file: &Path) -> anyhow::Result<bool> {
+    match std::fs::symlink_metadata(file) {
+        Ok(metadata) if metadata.is_file() => {
+            let mut existing = Vec::new();
+            std::fs::File::open(file)
+                .and_then(|f| f.take(MARKER.len() as u64).read_to_end(&mut existing))
+                .with_context(|| format!("reading {}", file.display()))?;
+            Ok(existing.starts_with(MARKER.as_bytes()))
+        }
+        Ok(_) => Ok(false),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(error) => Err(error).with_context(|| file.display().to_string()),
+    }
+}
+
+/// A temporary file the kubelet does not read (its extension is `.tmp`), synced, then
+/// renamed over `file`.
+fn write_atomically(dir: &Path, file: &Path, name: &str, text: &str) -> std::io::Result<()> {
+    let temporary: PathBuf = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&temporary)?;
+    let written = out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.sync_all())
+        .and_then(|()| std::fs::rename(&temporary, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ExecEnvVar, ServiceAccountTokenAttributes};
+    use super::*;
+
+    #[test]
+    fn yaml_quotes_every_string_and_reads_back_the_same() {
+        let config = CredentialProviderConfig {
+            api_version: CONFIG_API_VERSIONS[0].to_owned(),
+            kind: KIND.to_owned(),
+            providers: vec![CredentialProvider {
+                name: "on".to_owned(),
+                api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+                match_images: vec!["*.example".to_owned(), "0755".to_owned()],
+                default_cache_duration: Some("0s".to_owned()),
+                args: vec!["--config".to_owned(), "/a \"b\"\n".to_owned()],
+                env: vec![ExecEnvVar {
+                    name: "NO".to_owned(),
+                    value: "yes".to_owned(),
+                }],
+                token_attributes: Some(ServiceAccountTokenAttributes {
+                    service_account_token_audience: "aud".to_owned(),
+                    cache_type: "Token".to_owned(),
+                    require_service_account: Some(true),
+                    optional_service_account_annotation_keys: vec!["example.com/a".to_owned()],
+                    ..ServiceAccountTokenAttributes::default()
+                }),
+            }],
+        };
+        let text = render(&config, None);
+        assert!(text.contains("\n- name: \"on\"\n"), "{text}");
+        let read: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+        let expected = serde_json::json!({
+            "apiVersion": "kubelet.config.k8s.io/v1",
+            "kind": "CredentialProviderConfig",
+            "providers": [{
+                "name": "on",
+                "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                "matchImages": ["*.example", "0755"],
+                "defaultCacheDuration": "0s",
+                "args": ["--config", "/a \"b\"\n"],
+                "env": [{"name": "NO", "value": "yes"}],
+                "tokenAttributes": {
+                    "serviceAccountTokenAudience": "aud",
+                    "cacheType": "Token",
+                    "requireServiceAccount": true,
+                    "optionalServiceAccountAnnotationKeys": ["example.com/a"],
+                },
+            }],
+        });
+        assert_eq!(read, expected);
+    }
+}

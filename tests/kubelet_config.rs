@@ -1,0 +1,308 @@
+//! `kubelet-config` and `check-config --kubelet-config`: every case of
+//! `testdata/kubelet-config/` (built from the kubelet's own read and validation tests)
+//! judged as its `.expect` file says, and what `kubelet-config` writes accepted by the
+//! same judge.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Plugin, Run, testdata};
+
+fn check(path: &Path, extra: &[&str]) -> Run {
+    let mut args = vec![
+        "check-config".into(),
+        "--kubelet-config".into(),
+        path.as_os_str().to_owned(),
+    ];
+    args.extend(extra.iter().map(Into::into));
+    Plugin::new(args).run()
+}
+
+/// The lines of stderr that start with `kind: `, without it.
+fn lines<'a>(run: &'a Run, kind: &str) -> Vec<&'a str> {
+    run.stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix(kind))
+        .collect()
+}
+
+/// Asserts that `run` found exactly the problems and warnings `expected` lists (lines
+/// `error: TEXT` and `warning: TEXT`, each contained in one line of stderr), and ended as
+/// the kubelet would: exit 1 with nothing on stdout when there is a problem, else exit 0
+/// and one summary line.
+fn assert_findings(name: &str, run: &Run, expected: &str) {
+    for line in run.stderr.lines() {
+        assert!(
+            line.starts_with("error: ") || line.starts_with("warning: "),
+            "{name}: stray stderr line {line:?}"
+        );
+    }
+    for kind in ["error: ", "warning: "] {
+        let want: Vec<&str> = expected
+            .lines()
+            .filter_map(|line| line.strip_prefix(kind))
+            .collect();
+        let got = lines(run, kind);
+        assert_eq!(
+            got.len(),
+            want.len(),
+            "{name}: {kind}lines {got:#?}, expected {want:#?}"
+        );
+        for text in want {
+            assert!(
+                got.iter().any(|line| line.contains(text)),
+                "{name}: no {kind}line contains {text:?} in {got:#?}"
+            );
+        }
+    }
+    if expected.lines().any(|line| line.starts_with("error: ")) {
+        assert_eq!(run.code, 1, "{name}: exit code");
+        assert_eq!(run.stdout, "", "{name}: stdout");
+    } else {
+        assert_eq!(run.code, 0, "{name}: exit code; stderr {}", run.stderr);
+        assert_eq!(run.stdout.lines().count(), 1, "{name}: {:?}", run.stdout);
+        assert!(
+            run.stdout.contains("no problems"),
+            "{name}: {:?}",
+            run.stdout
+        );
+    }
+}
+
+/// The case of an `.expect` file: a file of the same name with another extension, or a
+/// directory.
+fn case_of(expect: &Path) -> PathBuf {
+    let stem = expect.with_extension("");
+    if stem.is_dir() {
+        return stem;
+    }
+    ["yaml", "json"]
+        .iter()
+        .map(|ext| expect.with_extension(ext))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("no case for {}", expect.display()))
+}
+
+#[test]
+fn every_testdata_case_is_judged_as_its_expect_file_says() {
+    let dir = testdata().join("kubelet-config");
+    let mut expects: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "expect"))
+        .collect();
+    expects.sort();
+    assert!(expects.len() >= 50, "only {} cases", expects.len());
+    for expect in expects {
+        let case = case_of(&expect);
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let expected = std::fs::read_to_string(&expect).unwrap();
+        assert_findings(&name, &check(&case, &[]), &expected);
+    }
+}
+
+#[test]
+fn a_directory_without_configuration_files_or_a_missing_path_is_a_problem() {
+    let empty = tempfile::tempdir().unwrap();
+    assert_findings(
+        "empty directory",
+        &check(empty.path(), &[]),
+        "error: no configuration files (*.json, *.yaml, *.yml) in the directory",
+    );
+    assert_findings(
+        "missing path",
+        &check(&empty.path().join("nothing.yaml"), &[]),
+        "error: cannot read: ",
+    );
+}
+
+#[test]
+fn a_symlink_to_a_directory_among_the_files_fails_as_in_the_kubelet() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        testdata().join("kubelet-config/validate-valid.yaml"),
+        dir.path().join("a.yaml"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("real")).unwrap();
+    std::os::unix::fs::symlink("real", dir.path().join("b.yaml")).unwrap();
+    assert_findings(
+        "symlink to a directory",
+        &check(dir.path(), &[]),
+        "error: b.yaml: cannot read: ",
+    );
+}
+
+fn kubelet_config(args: &[&str]) -> Run {
+    let mut all = vec!["kubelet-config"];
+    all.extend(args);
+    Plugin::new(all).run()
+}
+
+#[test]
+fn what_kubelet_config_prints_passes_the_kubelet_check() {
+    let rules = testdata().join("rules.yaml");
+    let rules = rules.to_str().unwrap();
+    for args in [
+        vec![],
+        vec!["--config", rules],
+        vec!["--config", rules, "--name", "corp-registry"],
+    ] {
+        let run = kubelet_config(&args);
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert_eq!(run.stderr, "");
+        let file = tempfile::NamedTempFile::with_suffix(".yaml").unwrap();
+        std::fs::write(file.path(), &run.stdout).unwrap();
+        let checked = check(file.path(), &args);
+        assert_eq!(
+            (checked.code, checked.stderr.as_str()),
+            (0, ""),
+            "{args:?}\n{}",
+            run.stdout
+        );
+    }
+}
+
+#[test]
+fn kubelet_config_installs_the_rules_by_absolute_path() {
+    let run = kubelet_config(&["--config", "testdata/rules.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config: serde_json::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+    let provider = &config["providers"][0];
+    assert_eq!(config["apiVersion"], "kubelet.config.k8s.io/v1");
+    assert_eq!(provider["name"], "image-credential-provider");
+    assert_eq!(
+        provider["apiVersion"],
+        "credentialprovider.kubelet.k8s.io/v1"
+    );
+    assert_eq!(provider["defaultCacheDuration"], "0s");
+    assert_eq!(
+        provider["matchImages"],
+        serde_json::json!([
+            "registry.example.com",
+            "*.registry.example.com",
+            "registry.example.com:5000"
+        ])
+    );
+    let rules = testdata().join("rules.yaml");
+    assert_eq!(
+        provider["args"],
+        serde_json::json!(["--config", rules.to_str().unwrap()])
+    );
+}
+
+#[test]
+fn kubelet_config_refuses_a_name_the_kubelet_refuses() {
+    for name in ["a/b", "a b", "..", ""] {
+        kubelet_config(&["--name", name]).assert_error(1, "the kubelet would refuse it");
+    }
+}
+
+#[test]
+fn rules_the_kubelet_never_sends_this_binary_are_warnings() {
+    let rules = testdata().join("rules.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("kubelet.yaml");
+    let write = |args: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+                 - name: image-credential-provider\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  \
+                 matchImages: [registry.example.com, \"*.*.example.com\"]\n  defaultCacheDuration: 0s\n{args}"
+            ),
+        )
+        .unwrap();
+    };
+    let rules_arg = rules.to_str().unwrap();
+    write(&format!("  args: [--config, {rules_arg}]\n"));
+    // registry.example.com and *.registry.example.com are covered; the port is not.
+    let run = check(&config, &["--config", rules_arg]);
+    assert_findings(
+        "uncovered pattern",
+        &run,
+        "warning: rules[0].matchImages[2]: \"registry.example.com:5000\": no matchImages entry of provider \"image-credential-provider\" covers it",
+    );
+    assert!(
+        lines(&run, "warning: ")[0].starts_with(rules_arg),
+        "{}",
+        run.stderr
+    );
+
+    let run = check(&config, &["--config", rules_arg, "--name", "other"]);
+    assert_findings(
+        "unknown name",
+        &run,
+        "warning: no provider is named \"other\"",
+    );
+
+    write("  args: [--config, /etc/kubernetes/other-rules.yaml]\n");
+    assert_findings(
+        "other rules",
+        &check(&config, &["--config", rules_arg]),
+        "warning: providers[0].args: runs the binary with --config \"/etc/kubernetes/other-rules.yaml\", not\n\
+         warning: rules[0].matchImages[2]",
+    );
+    write("");
+    assert_findings(
+        "embedded rules",
+        &check(&config, &["--config", rules_arg]),
+        "warning: providers[0].args: runs the binary without --config\nwarning: rules[0].matchImages[2]",
+    );
+    let broken = dir.path().join("broken-rules.yaml");
+    std::fs::write(&broken, "rules: []\n").unwrap();
+    assert_findings(
+        "broken rules",
+        &check(&config, &["--config", broken.to_str().unwrap()]),
+        "error: rules: the list is empty",
+    );
+}
+
+#[test]
+fn output_writes_one_file_into_a_kubelet_config_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("credential-providers");
+    let out_arg = out.to_str().unwrap();
+    let rules = testdata().join("rules.yaml");
+    let rules_arg = rules.to_str().unwrap();
+
+    let run = kubelet_config(&["--config", rules_arg, "--output", out_arg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let file = out.join("image-credential-provider.yaml");
+    assert_eq!(run.stdout, format!("wrote {}\n", file.display()));
+    let first = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(first, kubelet_config(&["--config", rules_arg]).stdout);
+    let checked = check(&out, &["--config", rules_arg]);
+    assert_eq!((checked.code, checked.stderr.as_str()), (0, ""));
+
+    // Written again (ours), beside another provider's file: replaced, nothing else left.
+    std::fs::copy(
+        testdata().join("kubelet-config/validate-valid.yaml"),
+        out.join("10-foobar.yaml"),
+    )
+    .unwrap();
+    let run = kubelet_config(&["--output", out_arg]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!std::fs::read_to_string(&file).unwrap().contains("--config"));
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["10-foobar.yaml", "image-credential-provider.yaml"]);
+
+    // A name another file of the directory already uses: refused, nothing written.
+    kubelet_config(&["--name", "foobar", "--output", out_arg])
+        .assert_error(1, "duplicate provider name");
+    assert!(!out.join("foobar.yaml").exists());
+
+    // A file of that name that kubelet-config did not write is left alone.
+    std::fs::write(out.join("mine.yaml"), "# an operator's own file\n").unwrap();
+    kubelet_config(&["--name", "mine", "--output", out_arg])
+        .assert_error(1, "was not written by kubelet-config");
+    assert_eq!(
+        std::fs::read_to_string(out.join("mine.yaml")).unwrap(),
+        "# an operator's own file\n"
+    );
+}
