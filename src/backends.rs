@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use icp_core::{Credentials, ImageRef, Request, Token, TokenKey};
+use icp_core::{Credentials, ImageRef, Request, ServiceAccountTokenUse, Token, TokenKey};
 use serde_json::Value;
 
 /// One backend this binary can build.
@@ -145,6 +145,14 @@ impl Backend {
         }
     }
 
+    /// What the backend needs of the kubelet to pull as pods' service accounts, if it can.
+    pub fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        match self {
+            Backend::Static(_) => None,
+            Backend::Token(backend) => backend.service_account_token(),
+        }
+    }
+
     /// Whether this backend will serve `image` at all (strict host checks of cloud
     /// backends; no I/O).
     pub fn serves(&self, image: &ImageRef) -> bool {
@@ -183,6 +191,8 @@ pub trait DynTokenBackend {
     fn fetch(&self, request: &Request<'_>) -> anyhow::Result<Token>;
     /// See [`icp_core::TokenBackend::patterns`].
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
+    /// See [`icp_core::TokenBackend::service_account_token`].
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse>;
     /// See [`icp_core::TokenBackend::check`].
     fn check(&self) -> anyhow::Result<()>;
 }
@@ -199,6 +209,9 @@ impl<B: icp_core::TokenBackend> DynTokenBackend for B {
     }
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
         icp_core::TokenBackend::patterns(self, image)
+    }
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        icp_core::TokenBackend::service_account_token(self)
     }
     fn check(&self) -> anyhow::Result<()> {
         Ok(icp_core::TokenBackend::check(self)?)

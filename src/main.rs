@@ -74,6 +74,11 @@ enum Command {
         /// --image-credential-provider-config, Kubernetes 1.34+).
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Ask the kubelet for pods' service account tokens (tokenAttributes), so that
+        /// the rules' cloud backends pull as each pod's own identity (Kubernetes 1.34+;
+        /// the nodes need RBAC for the audience: see the README).
+        #[arg(long)]
+        service_account_tokens: bool,
     },
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
@@ -117,10 +122,15 @@ fn main() -> ExitCode {
             name,
         }) => kubelet_config::check_command(path, cli.config.as_deref(), name.as_deref()),
         Some(Command::CheckConfig { .. }) => check_config(cli.config.as_deref()),
-        Some(Command::KubeletConfig { name, output }) => exit::finish(kubelet_config::write(
+        Some(Command::KubeletConfig {
+            name,
+            output,
+            service_account_tokens,
+        }) => exit::finish(kubelet_config::write(
             cli.config.as_deref(),
             name.as_deref(),
             output.as_deref(),
+            *service_account_tokens,
         )),
         Some(Command::Cache { action }) => exit::finish(cache_command(&cli, action)),
     }

@@ -306,3 +306,71 @@ fn output_writes_one_file_into_a_kubelet_config_directory() {
         "# an operator's own file\n"
     );
 }
+
+#[test]
+#[cfg(all(feature = "ecr", feature = "acr", feature = "gcp"))]
+fn service_account_tokens_are_asked_for_as_the_rules_backends_need_them() {
+    let examples = testdata().join("examples");
+    let dir = tempfile::tempdir().unwrap();
+    for (rules, audience, keys) in [
+        (
+            "ecr.yaml",
+            "sts.amazonaws.com",
+            &["eks.amazonaws.com/ecr-role-arn"][..],
+        ),
+        (
+            "acr.yaml",
+            "api://AzureADTokenExchange",
+            &[
+                "kubernetes.azure.com/acr-client-id",
+                "kubernetes.azure.com/acr-tenant-id",
+            ],
+        ),
+        (
+            "gcp-workload-identity.yaml",
+            "my-project.svc.id.goog",
+            &[
+                "iam.gke.io/enable-wi-image-pull",
+                "iam.gke.io/gcp-service-account",
+            ],
+        ),
+    ] {
+        let rules = examples.join(rules);
+        let run = kubelet_config(&[
+            "--config",
+            rules.to_str().unwrap(),
+            "--service-account-tokens",
+        ]);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let config: serde_json::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+        let attributes = &config["providers"][0]["tokenAttributes"];
+        assert_eq!(
+            attributes["serviceAccountTokenAudience"], audience,
+            "{}",
+            run.stdout
+        );
+        assert_eq!(attributes["cacheType"], "ServiceAccount");
+        assert_eq!(attributes["requireServiceAccount"], false);
+        assert_eq!(
+            attributes["optionalServiceAccountAnnotationKeys"],
+            serde_json::json!(keys)
+        );
+        // What it writes is a configuration the kubelet accepts.
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, &run.stdout).unwrap();
+        let judged = check(&path, &[]);
+        assert_eq!(judged.code, 0, "{}", judged.stderr);
+    }
+    // Without the flag, no tokens are asked for: node identity, no RBAC needed.
+    let run = kubelet_config(&["--config", examples.join("ecr.yaml").to_str().unwrap()]);
+    assert!(!run.stdout.contains("tokenAttributes"), "{}", run.stdout);
+    // One entry has one audience: the embedded rules name three clouds.
+    kubelet_config(&["--service-account-tokens"]).assert_error(1, "more than one audience");
+    let static_only = testdata().join("rules.yaml");
+    kubelet_config(&[
+        "--config",
+        static_only.to_str().unwrap(),
+        "--service-account-tokens",
+    ])
+    .assert_error(1, "uses service account tokens");
+}

@@ -16,7 +16,7 @@ use anyhow::{Context, bail};
 use super::read::{self, Source};
 use super::{
     CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, PLUGIN_API_VERSIONS,
-    Report, validate,
+    Report, ServiceAccountTokenAttributes, validate,
 };
 use crate::rules::Rules;
 
@@ -29,17 +29,23 @@ const DEFAULT_CACHE_DURATION: &str = "0s";
 /// `kubelet-config [--config RULES] [--name NAME] [--output DIR]`: prints the kubelet
 /// configuration for the rules in force (the embedded default without `rules`), or writes
 /// it to `DIR/NAME.yaml`.
+/// With `service_account_tokens`, the entry asks the kubelet for pods' service account
+/// tokens as the rules' backends need them.
 pub fn write(
     rules_path: Option<&Path>,
     name: Option<&str>,
     output: Option<&Path>,
+    service_account_tokens: bool,
 ) -> anyhow::Result<()> {
     let rules = crate::rules::load(rules_path, false)?;
     let rules_path = rules_path
         .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
         .transpose()?;
     let name = name.map_or_else(super::program_name, str::to_owned);
-    let config = generate(&rules, rules_path.as_deref(), &name)?;
+    let mut config = generate(&rules, rules_path.as_deref(), &name)?;
+    if service_account_tokens {
+        config.providers[0].token_attributes = Some(token_attributes(&rules)?);
+    }
     let text = render(&config, rules_path.as_deref());
     match output {
         None => {
@@ -93,6 +99,49 @@ fn generate(
             args,
             ..CredentialProvider::default()
         }],
+    })
+}
+
+/// The `tokenAttributes` the rules' backends need to pull as pods' service accounts: the
+/// one audience they share, every annotation key they read as optional (a service account
+/// without them keeps the node's identity), `requireServiceAccount: false` (pods without
+/// one still pull as the node), and `cacheType: ServiceAccount` (the kubelet keeps one
+/// answer per service account; the plugin's token cache shares one exchange among its
+/// pods).
+fn token_attributes(rules: &Rules) -> anyhow::Result<ServiceAccountTokenAttributes> {
+    let uses: Vec<_> = rules
+        .rules
+        .iter()
+        .filter_map(|rule| Some((rule, rule.backend.service_account_token()?)))
+        .collect();
+    let Some((_, first)) = uses.first() else {
+        bail!(
+            "no rule of {} has a backend that uses service account tokens (ecr, acr, or gcp \
+             with workloadIdentity)",
+            rules.origin
+        );
+    };
+    if let Some((rule, other)) = uses.iter().find(|(_, u)| u.audience != first.audience) {
+        bail!(
+            "the rules need tokens for more than one audience ({:?} and {:?} for rule {}), and a \
+             provider entry has one: give each cloud its own rules file and --name",
+            first.audience,
+            other.audience,
+            rule.index
+        );
+    }
+    let mut keys: Vec<String> = Vec::new();
+    for key in uses.iter().flat_map(|(_, u)| &u.annotation_keys) {
+        if !keys.contains(key) {
+            keys.push(key.clone());
+        }
+    }
+    Ok(ServiceAccountTokenAttributes {
+        service_account_token_audience: first.audience.clone(),
+        cache_type: "ServiceAccount".to_owned(),
+        require_service_account: Some(false),
+        required_service_account_annotation_keys: Vec::new(),
+        optional_service_account_annotation_keys: keys,
     })
 }
 

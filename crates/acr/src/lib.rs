@@ -46,7 +46,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
-use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
+use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
 
 use cloud::Cloud;
 use config::parse_registry_mirrors;
@@ -58,6 +58,10 @@ pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
 
 use config::{CloudChoice, Settings};
 use service_account::PodIdentity;
+
+/// The audience of the service account tokens Azure AD takes as client assertions, as
+/// Azure's workload identity federation sets it up.
+pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// The username of every ACR refresh token.
 pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
@@ -256,6 +260,16 @@ impl Acr {
 
 impl TokenBackend for Acr {
     type Error = Error;
+
+    /// Tokens for Azure AD's workload identity federation, with the client id and tenant
+    /// annotations.
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        let keys = &self.settings.annotations;
+        Some(ServiceAccountTokenUse {
+            audience: TOKEN_EXCHANGE_AUDIENCE.to_owned(),
+            annotation_keys: vec![keys.client_id.clone(), keys.tenant_id.clone()],
+        })
+    }
 
     /// Reads the files the identity reads at each fetch (a federated token file, a client
     /// secret file), so that `check-config` reports a missing one now.

@@ -128,6 +128,18 @@ pub struct TokenKey {
     pub scope: String,
 }
 
+/// What a backend needs of the kubelet to pull as pods' service accounts: the
+/// `tokenAttributes` of the kubelet config's provider entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccountTokenUse {
+    /// The audience the cloud expects the pod's token to carry
+    /// (`serviceAccountTokenAudience`).
+    pub audience: String,
+    /// The service account annotations the backend reads; without them a pod keeps the
+    /// node's identity (`optionalServiceAccountAnnotationKeys`).
+    pub annotation_keys: Vec<String>,
+}
+
 /// A backend that fetches one short-lived token per registry from a cloud.
 pub trait TokenBackend {
     /// What can go wrong; its message must never contain a credential.
@@ -152,6 +164,12 @@ pub trait TokenBackend {
     /// by default.
     fn check(&self) -> Result<(), Self::Error> {
         Ok(())
+    }
+
+    /// What the backend needs of the kubelet to pull as pods' service accounts, when it
+    /// can: `kubelet-config` writes it as `tokenAttributes`. `None` by default.
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        None
     }
 
     /// The `auth` keys the token is returned under for `image`: its registry by default;

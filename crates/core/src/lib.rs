@@ -23,7 +23,8 @@ pub mod secret;
 pub mod service_account;
 
 pub use backend::{
-    AuthEntry, CacheKeyType, Credentials, Request, StaticBackend, Token, TokenBackend, TokenKey,
+    AuthEntry, CacheKeyType, Credentials, Request, ServiceAccountTokenUse, StaticBackend, Token,
+    TokenBackend, TokenKey,
 };
 pub use image::{ImageError, ImageRef};
 pub use pattern::{Pattern, PatternError};

@@ -28,7 +28,7 @@ mod pod;
 
 use std::path::Path;
 
-use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
+use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
 
 pub use config::{Config, ROLE_ANNOTATION};
 pub use error::Error;
@@ -37,6 +37,9 @@ pub use fetch::Limits;
 pub use host::DEFAULT_PATTERNS;
 use host::{EcrHost, Partition};
 use pod::{DefaultRole, PodRole};
+
+/// The audience of the service account tokens STS exchanges, as EKS sets it up.
+pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
 
 /// The ECR backend of one rule.
 #[derive(Debug, Clone)]
@@ -130,6 +133,14 @@ impl Ecr {
 
 impl TokenBackend for Ecr {
     type Error = Error;
+
+    /// Tokens for STS's `AssumeRoleWithWebIdentity`, with the role annotation.
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        Some(ServiceAccountTokenUse {
+            audience: STS_AUDIENCE.to_owned(),
+            annotation_keys: vec![self.config.role_annotation().to_owned()],
+        })
+    }
 
     fn serves(&self, image: &ImageRef) -> bool {
         self.resolve(image).is_some()

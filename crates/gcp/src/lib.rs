@@ -48,7 +48,7 @@ mod workload;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use icp_core::{ImageRef, Request, Token, TokenBackend, TokenKey};
+use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
 
 pub use config::{
     Config, ENABLE_ANNOTATION, Environment, SERVICE_ACCOUNT_ANNOTATION, Source, WorkloadIdentity,
@@ -259,6 +259,12 @@ fn service_account_key(path: &Path) -> Credential {
 
 impl TokenBackend for Gcp {
     type Error = Error;
+
+    /// With workload identity settings: tokens for Google STS, with the opt-in and
+    /// impersonation annotations.
+    fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        self.workload.as_ref().map(Workload::token_use)
+    }
 
     /// Whether the backend can fetch at all, as far as can be told without the network:
     /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.

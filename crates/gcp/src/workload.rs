@@ -9,7 +9,7 @@
 //! that account through IAM Credentials and the answer is that account's token. Every other
 //! pull keeps the node's identity.
 
-use icp_core::{ServiceAccount, Token};
+use icp_core::{ServiceAccount, ServiceAccountTokenUse, Token};
 use icp_http::Client;
 
 use crate::config::WorkloadIdentity;
@@ -83,6 +83,28 @@ impl Workload {
                 .then(|| config.enable_annotation.clone()),
             service_account_annotation: config.service_account_annotation.clone(),
         })
+    }
+
+    /// What the kubelet must send: a token for the audience the exchange expects (GKE's
+    /// workload identity pool `<project>.svc.id.goog`, or the pool provider's full name,
+    /// which a provider allows by default), with the annotations read.
+    pub fn token_use(&self) -> ServiceAccountTokenUse {
+        let audience = match self.audience.strip_prefix("identitynamespace:") {
+            Some(namespace) => namespace
+                .split_once(':')
+                .map_or(namespace, |(pool, _)| pool)
+                .to_owned(),
+            None => self.audience.clone(),
+        };
+        ServiceAccountTokenUse {
+            audience,
+            annotation_keys: self
+                .enable_annotation
+                .iter()
+                .chain([&self.service_account_annotation])
+                .cloned()
+                .collect(),
+        }
     }
 
     /// How `account`'s pull is made with its own identity, or `None` when it keeps the
