@@ -28,7 +28,7 @@ pub enum PatternError {
     #[error("{0}")]
     Url(String),
     /// A host label is not a valid `filepath.Match` glob.
-    #[error("host label {0:?} is not a valid glob")]
+    #[error("host label {} is not a valid glob", crate::quote(.0))]
     Glob(String),
     /// Accepted by the kubelet, but means something other than it seems; refused in rules.
     #[error("{0}")]
@@ -100,7 +100,8 @@ fn parse_go_host(host: &str) -> Result<String, PatternError> {
         || (colon_port.starts_with(':') && colon_port[1..].bytes().all(|b| b.is_ascii_digit()));
     if !port_ok {
         return Err(PatternError::Url(format!(
-            "invalid port {colon_port:?} after host"
+            "invalid port {} after host",
+            crate::quote(colon_port)
         )));
     }
     // An IPv6 zone (`[fe80::1%25eth0]`) may escape more than the rest of a host.
