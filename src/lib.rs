@@ -11,6 +11,7 @@
 
 pub mod backends;
 pub mod cache;
+pub mod document;
 pub mod dropin;
 pub mod duration;
 pub mod exit;

@@ -17,10 +17,8 @@
 //! field, so that `check-config` can list every problem with the rule and field it is in.
 //! Relative paths in provider sections resolve against the rules file's directory.
 //!
-//! Reading refuses what a parser would otherwise let pass or choke on: a key given twice
-//! in one mapping (which would silently win), and nesting deeper than [`MAX_DEPTH`]
-//! (which the YAML parser pays for at every token, quadratically in all), checked before
-//! the YAML is parsed whole. A kubelet `CredentialProviderConfig` given in place of a
+//! Reading refuses what a parser would otherwise let pass or choke on (a key given twice,
+//! nesting deeper than [`document::document::MAX_DEPTH`]; see [`document`]). A kubelet `CredentialProviderConfig` given in place of a
 //! rules file is recognised and said to be one.
 
 use std::fmt;
@@ -28,19 +26,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use icp_core::{CacheKeyType, Pattern, quote};
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::backends::{self, Backend};
 use crate::cache::CacheSettings;
-use crate::duration;
+use crate::{document, duration};
 
 /// Largest rules file read.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// The fields of a rule other than provider sections.
 const RULE_FIELDS: &[&str] = &["matchImages", "provider", "cacheDuration", "cacheKeyType"];
-/// Most levels of nested mappings and lists a rules file may have; it needs five.
-pub const MAX_DEPTH: usize = 32;
 /// Longest problem line, whatever a parser or backend put in it.
 const MAX_PROBLEM_CHARS: usize = 400;
 /// The problem of a kubelet `CredentialProviderConfig` given as the rules file.
@@ -172,7 +167,8 @@ fn read_capped(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 
-/// JSON by extension `.json` or a leading `{`, YAML otherwise; see [`Document`].
+/// JSON by extension `.json` or a leading `{`, YAML otherwise, read strictly (see
+/// [`document`]).
 fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
     let is_json = match path.extension().and_then(|e| e.to_str()) {
         Some("json") => true,
@@ -180,174 +176,12 @@ fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
         _ => text.trim_start().starts_with('{'),
     };
     if is_json {
-        serde_json::from_str::<Document>(text)
-            .map(|d| d.0)
-            .map_err(|e| format!("invalid JSON: {e}"))
-    } else {
-        yaml_depth(text).map_err(|e| format!("invalid YAML: {e}"))?;
-        serde_yaml_ng::from_str::<Document>(text)
-            .map(|d| d.0)
-            .map_err(|e| format!("invalid YAML: {e}"))
+        return document::json(text);
     }
-}
-
-/// A YAML or JSON document as a `serde_json::Value`, refusing a key given twice in one
-/// mapping and mappings or lists nested more than [`MAX_DEPTH`] deep.
-struct Document(Value);
-
-impl<'de> serde::Deserialize<'de> for Document {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Document, D::Error> {
-        Level(1).deserialize(deserializer).map(Document)
+    match document::yaml(text)? {
+        (_, true) => Err("holds more than one YAML document: give one".to_owned()),
+        (value, false) => Ok(value),
     }
-}
-
-/// A value at one depth of a [`Document`], the top being 1.
-#[derive(Clone, Copy)]
-struct Level(usize);
-
-impl Level {
-    /// The depth of a collection's items; an error when the collection itself is too deep.
-    fn items<E: de::Error>(self) -> Result<Level, E> {
-        if self.0 > MAX_DEPTH {
-            Err(E::custom(format!(
-                "nested more than {MAX_DEPTH} levels deep"
-            )))
-        } else {
-            Ok(Level(self.0 + 1))
-        }
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for Level {
-    type Value = Value;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Level {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a YAML or JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        self.deserialize(deserializer)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let items = self.items()?;
-        let mut values = Vec::new();
-        while let Some(value) = seq.next_element_seed(items)? {
-            values.push(value);
-        }
-        Ok(Value::Array(values))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let items = self.items()?;
-        let mut fields = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            if fields.contains_key(&key) {
-                return Err(de::Error::custom(format!("duplicate key {}", quote(&key))));
-            }
-            let value = map.next_value_seed(items)?;
-            fields.insert(key, value);
-        }
-        Ok(Value::Object(fields))
-    }
-}
-
-/// Refuses YAML nested more than [`MAX_DEPTH`] deep before it is parsed whole. The YAML
-/// parser's work per token grows with the depth of open flow collections, so a megabyte
-/// of `[` takes minutes; this pass runs the same parser event by event and stops at the
-/// first level too deep. Syntax errors are left to the parse proper, which reports them
-/// with their position.
-fn yaml_depth(text: &str) -> Result<(), String> {
-    use std::mem::MaybeUninit;
-
-    // The parser holds pointers into itself, so it lives on the heap and never moves.
-    let mut storage: Box<MaybeUninit<unsafe_libyaml::yaml_parser_t>> = Box::new_uninit();
-    let parser = storage.as_mut_ptr();
-    // SAFETY: `parser` points to memory that lives until the end of this function, and is
-    // initialised here before any other use; `text` outlives the parser.
-    unsafe {
-        if unsafe_libyaml::yaml_parser_initialize(parser).fail {
-            return Err("cannot start the YAML parser".to_owned());
-        }
-        unsafe_libyaml::yaml_parser_set_encoding(parser, unsafe_libyaml::YAML_UTF8_ENCODING);
-        unsafe_libyaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
-    }
-    let mut depth = 0usize;
-    let result = loop {
-        let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
-        // SAFETY: the parser is initialised; an event it produced is read, then deleted
-        // exactly once.
-        let (kind, mark) = unsafe {
-            if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
-                break Ok(());
-            }
-            let event = event.as_mut_ptr();
-            let found = ((*event).type_, (*event).start_mark);
-            unsafe_libyaml::yaml_event_delete(event);
-            found
-        };
-        match kind {
-            unsafe_libyaml::YAML_SEQUENCE_START_EVENT
-            | unsafe_libyaml::YAML_MAPPING_START_EVENT => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    break Err(format!(
-                        "nested more than {MAX_DEPTH} levels deep at line {} column {}",
-                        mark.line + 1,
-                        mark.column + 1
-                    ));
-                }
-            }
-            unsafe_libyaml::YAML_SEQUENCE_END_EVENT | unsafe_libyaml::YAML_MAPPING_END_EVENT => {
-                depth = depth.saturating_sub(1);
-            }
-            unsafe_libyaml::YAML_STREAM_END_EVENT => break Ok(()),
-            _ => {}
-        }
-    };
-    // SAFETY: initialised above and not used after this.
-    unsafe { unsafe_libyaml::yaml_parser_delete(parser) };
-    result
 }
 
 /// The rules with no `--config`: one rule per built-in backend that serves well-known
@@ -725,7 +559,7 @@ cache: {enabled: false, size: 3}
 
     #[test]
     fn deep_nesting_is_refused_before_the_yaml_is_parsed() {
-        let depth = MAX_DEPTH + 1;
+        let depth = document::MAX_DEPTH + 1;
         let cases = [
             ("r.yaml", "[".repeat(1_048_000)),
             ("r.yaml", "{a: ".repeat(100_000)),
@@ -743,17 +577,24 @@ cache: {enabled: false, size: 3}
         for (name, text) in cases {
             let error = parse(name, &text).unwrap_err();
             assert!(
-                error.contains(&format!("nested more than {MAX_DEPTH} levels deep")),
+                error.contains(&format!(
+                    "nested more than {} levels deep",
+                    document::MAX_DEPTH
+                )),
                 "{name}: {error}"
             );
         }
-        let deepest = format!("{}1{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        let deepest = format!(
+            "{}1{}",
+            "[".repeat(document::MAX_DEPTH),
+            "]".repeat(document::MAX_DEPTH)
+        );
         parse("r.yaml", &deepest).unwrap();
         parse("r.json", &deepest).unwrap();
         let aliased = format!(
             "a: &a {}1{}\nb: [*a, [*a]]\n",
-            "[".repeat(MAX_DEPTH - 2),
-            "]".repeat(MAX_DEPTH - 2)
+            "[".repeat(document::MAX_DEPTH - 2),
+            "]".repeat(document::MAX_DEPTH - 2)
         );
         assert!(
             parse("r.yaml", &aliased)

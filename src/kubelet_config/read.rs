@@ -6,16 +6,13 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use std::fmt;
-
 use icp_core::quote;
-use serde::Deserialize;
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, Entry, KIND, Report,
 };
+use crate::document;
 
 /// Largest configuration file read.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -206,135 +203,17 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
     entries
 }
 
-/// The document in `text`, and whether more YAML documents follow it. JSON when it starts
-/// with `{`; otherwise YAML, with merge keys applied. A key given twice in one mapping is an
-/// error, as in the kubelet's strict decoding.
+/// The document in `text`, and whether more YAML documents follow it: JSON when it starts
+/// with `{`, otherwise YAML, read strictly as the kubelet's decoding is (see
+/// [`crate::document`]).
 fn parse_document(text: &str) -> Result<(Value, bool), String> {
     let json = text
         .trim_start_matches(|c: char| c.is_whitespace())
         .starts_with('{');
     if json {
-        let Strict::<false>(value) =
-            serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-        return Ok((value, false));
+        return document::json(text).map(|value| (value, false));
     }
-    let invalid = |e: serde_yaml_ng::Error| format!("invalid YAML: {e}");
-    let mut documents = serde_yaml_ng::Deserializer::from_str(text);
-    let value = match documents.next() {
-        Some(document) => Strict::<true>::deserialize(document).map_err(invalid)?.0,
-        None => Value::Null,
-    };
-    let more = documents.next().is_some_and(|document| {
-        !matches!(
-            Strict::<true>::deserialize(document),
-            Ok(Strict(Value::Null))
-        )
-    });
-    Ok((value, more))
-}
-
-/// A document read into a [`Value`], refusing a key given twice in one mapping; with
-/// `YAML`, merge keys (`<<: *base`) are applied, explicit keys winning, as Go's YAML does.
-struct Strict<const YAML: bool>(Value);
-
-impl<'de, const YAML: bool> Deserialize<'de> for Strict<YAML> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(StrictVisitor::<YAML>)
-            .map(Strict)
-    }
-}
-
-struct StrictVisitor<const YAML: bool>;
-
-impl<'de, const YAML: bool> Visitor<'de> for StrictVisitor<YAML> {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON-like value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom(format!("{v} is not a number JSON has")))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_none<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
-        Strict::<YAML>::deserialize(deserializer).map(|s| s.0)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(Strict(item)) = seq.next_element::<Strict<YAML>>()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut entries = Map::new();
-        let mut merged = Vec::new();
-        while let Some(Strict(key)) = map.next_key::<Strict<YAML>>()? {
-            let Strict(value) = map.next_value::<Strict<YAML>>()?;
-            let key = match key {
-                Value::String(key) if YAML && key == "<<" => {
-                    match value {
-                        Value::Array(sources) => merged.extend(sources),
-                        source => merged.push(source),
-                    }
-                    continue;
-                }
-                Value::String(key) => key,
-                // Go's YAML reader turns other keys into strings.
-                other => other.to_string(),
-            };
-            if entries.contains_key(&key) {
-                return Err(de::Error::custom(format!(
-                    "key {} given twice",
-                    quote(&key)
-                )));
-            }
-            entries.insert(key, value);
-        }
-        for source in merged {
-            let Value::Object(source) = source else {
-                return Err(de::Error::custom("a merge key (<<) takes mappings"));
-            };
-            for (key, value) in source {
-                entries.entry(key).or_insert(value);
-            }
-        }
-        Ok(Value::Object(entries))
-    }
+    document::yaml(text)
 }
 
 #[cfg(test)]
