@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use common::kubelet::service_account::{CacheType, Kubelet, Outcome, Pod, TokenAttributes};
 use common::{API_VERSIONS, Plugin, pod, request};
-use icp_http::testing::Reply;
+use icp_test_kit::Reply;
 use world::*;
 
 const USERNAME: &str = "00000000-0000-0000-0000-000000000000";

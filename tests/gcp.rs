@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{API_VERSIONS, Plugin, request};
-use icp_http::testing::{FakeServer, Reply, TestCa};
+use icp_test_kit::{FakeServer, Reply, TestCa};
 
 const EMAIL: &str = "puller@project.iam.gserviceaccount.com";
 

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icp_http::testing::{FakeServer, Recorded, Reply, TestCa};
+use icp_test_kit::{FakeServer, Recorded, Reply, TestCa};
 
 /// A fake GCE metadata server: `default` service account with the cloud-platform scope,
 /// tokens `ya29.metadata-<n>` for 3599 s, the given instance attributes; requests without

@@ -17,7 +17,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icp_http::testing::{FakeServer, Recorded, Reply, TestCa};
+use icp_test_kit::{FakeServer, Recorded, Reply, TestCa};
 use serde_json::Value;
 
 /// The scope every exchange must ask for.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use base64::Engine;
-use icp_http::testing::FakeServer;
+use icp_test_kit::FakeServer;
 
 use super::google::{Google, Knobs};
 use super::{fake, seconds};

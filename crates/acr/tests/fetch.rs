@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use icp_acr::{Acr, CLIENT_ID_ANNOTATION, Config, Error, Limits, TENANT_ID_ANNOTATION, USERNAME};
 use icp_core::{ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
-use icp_http::testing::Reply;
+use icp_test_kit::Reply;
 use world::*;
 
 fn config(json: &str) -> Config {

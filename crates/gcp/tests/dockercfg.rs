@@ -7,7 +7,7 @@ use std::path::Path;
 use fakes::{Instance, MetadataFake, environment, request};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp, Source};
-use icp_http::testing::{FakeServer, Reply};
+use icp_test_kit::{FakeServer, Reply};
 
 const DOCKERCFG: &str = r#"{"https://registry.example":{"auth":"cm9ib3Q6czNjcmV0","email":"a@example.com"},
     "quay.io/team":{"username":"team","password":"t0ken"}}"#;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use fakes::{Account, Instance, MetadataFake, environment, request};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp};
-use icp_http::testing::{FakeServer, Reply};
+use icp_test_kit::{FakeServer, Reply};
 
 fn gcp(metadata: &MetadataFake, config: Config) -> Gcp {
     Gcp::with_environment(config, std::path::Path::new("/"), &environment(metadata)).unwrap()

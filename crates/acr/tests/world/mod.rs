@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icp_http::testing::{FakeServer, Recorded, Reply, TestCa};
+use icp_test_kit::{FakeServer, Recorded, Reply, TestCa};
 
 /// Names the Azure AD fake answers for.
 pub const AAD_HOSTS: &[&str] = &[

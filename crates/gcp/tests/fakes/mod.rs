@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::signature::{RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icp_http::testing::{FakeServer, Recorded, Reply};
+use icp_test_kit::{FakeServer, Recorded, Reply};
 
 /// What the metadata fake answers for one service account.
 #[derive(Clone)]
