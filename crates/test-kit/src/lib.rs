@@ -8,7 +8,8 @@
 //! - [`form`]: decoding of `application/x-www-form-urlencoded` fields, and [`time`]: times
 //!   as the fakes write them;
 //! - one module of fakes for each cloud, each fake written once for the crate's tests
-//!   and the binary's: [`aws`] (ECR, STS, instance metadata, moto).
+//!   and the binary's: [`aws`] (ECR, STS, instance metadata, moto), [`azure`] (Azure AD,
+//!   IMDS, ACR registries).
 //!
 //! Fakes reached under a service's real name get there through
 //! `IMAGE_CREDENTIAL_PROVIDER_RESOLVE`; nothing here ever leaves the loopback. The crate
@@ -16,6 +17,7 @@
 //! without a second copy of its own types.
 
 pub mod aws;
+pub mod azure;
 pub mod ca;
 pub mod form;
 pub mod server;
