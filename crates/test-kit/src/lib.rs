@@ -9,7 +9,8 @@
 //!   as the fakes write them;
 //! - one module of fakes for each cloud, each fake written once for the crate's tests
 //!   and the binary's: [`aws`] (ECR, STS, instance metadata, moto), [`azure`] (Azure AD,
-//!   IMDS, ACR registries).
+//!   IMDS, ACR registries), [`google`] (GCE metadata, the OAuth token endpoint, STS and
+//!   IAM Credentials).
 //!
 //! Fakes reached under a service's real name get there through
 //! `IMAGE_CREDENTIAL_PROVIDER_RESOLVE`; nothing here ever leaves the loopback. The crate
@@ -20,6 +21,7 @@ pub mod aws;
 pub mod azure;
 pub mod ca;
 pub mod form;
+pub mod google;
 pub mod server;
 pub mod time;
 
