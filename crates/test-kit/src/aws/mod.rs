@@ -6,7 +6,7 @@
 //!   policies name, and ECR answering with a token that names the signing principal;
 //! - [`counting`]: ECR and STS answering anyone, counting calls, slow or stuck on demand;
 //! - [`instance_metadata`]: the EC2 instance metadata service (IMDSv2);
-//! - [`moto`]: moto's server, the AWS emulator.
+//! - [`moto`](mod@moto): moto's server, the AWS emulator.
 
 pub mod counting;
 pub mod instance_metadata;
