@@ -1,5 +1,5 @@
 //! The ACR backend through the built binary, against the loopback fakes of Azure AD, IMDS
-//! and ACR registries (`crates/acr/tests/world`), reached under their real names
+//! and ACR registries (`icp_test_kit::azure`), reached under their real names
 //! through `IMAGE_CREDENTIAL_PROVIDER_RESOLVE` and trusted through `SSL_CERT_FILE`: the
 //! embedded rule, rules files, the host table with request counts, one-line errors, and
 //! the `acr-credential-provider` drop-in; and the kubelet's service-account-token mode
@@ -8,15 +8,13 @@
 //! exchange for many pods of one account, and refusals.
 
 mod common;
-#[path = "../crates/acr/tests/world/mod.rs"]
-mod world;
 
 use std::path::{Path, PathBuf};
 
 use common::kubelet::service_account::{CacheType, Kubelet, Outcome, Pod, TokenAttributes};
 use common::{API_VERSIONS, Plugin, pod, request};
-use icp_http::testing::Reply;
-use world::*;
+use icp_test_kit::Reply;
+use icp_test_kit::azure::*;
 
 const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::fake_aws::{FakeAws, password};
 use common::{API_VERSIONS, Plugin, request};
+use icp_test_kit::aws::counting::{FakeAws, password};
 
 const ACCOUNT: &str = "111122223333";
 

@@ -6,16 +6,12 @@
 mod common;
 
 use common::{API_VERSIONS, Plugin, kubelet, request, testdata};
+use icp_test_kit::conformance;
 use serde_json::Value;
-
-fn cases(file: &str) -> Value {
-    let path = testdata().join("conformance").join(file);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 #[test]
 fn the_kubelet_model_agrees_with_every_response_handling_case() {
-    let cases = cases("response_handling_cases.json");
+    let cases = conformance::value("response_handling_cases.json");
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 43);
     for case in cases {
@@ -62,7 +58,7 @@ fn the_kubelet_model_agrees_with_every_response_handling_case() {
 
 #[test]
 fn the_kubelet_model_agrees_with_every_decode_case() {
-    let cases = cases("plugin_io_cases.json");
+    let cases = conformance::value("plugin_io_cases.json");
     for case in cases["decodeResponse"].as_array().unwrap() {
         let stdout = case["stdout"].as_str().unwrap();
         let version = serde_json::from_str::<Value>(stdout).unwrap()["apiVersion"]
@@ -108,7 +104,7 @@ fn kubelet_test_rules(dir: &std::path::Path, cache_key_type: &str) -> std::path:
 fn the_kubelet_accepts_every_request_it_writes_answered_in_its_version() {
     let dir = tempfile::tempdir().unwrap();
     let rules = kubelet_test_rules(dir.path(), "Registry");
-    let cases = cases("plugin_io_cases.json");
+    let cases = conformance::value("plugin_io_cases.json");
     for case in cases["encodeRequest"].as_array().unwrap() {
         let version = case["providerApiVersion"].as_str().unwrap();
         let image = case["image"].as_str().unwrap();
@@ -131,7 +127,7 @@ fn the_kubelet_accepts_every_request_it_writes_answered_in_its_version() {
 #[test]
 fn every_cache_key_type_is_answered_as_configured_and_accepted() {
     let dir = tempfile::tempdir().unwrap();
-    let cases = cases("plugin_io_cases.json");
+    let cases = conformance::value("plugin_io_cases.json");
     for case in cases["cacheKeys"].as_array().unwrap() {
         let cache_key_type = case["cacheKeyType"].as_str().unwrap();
         let image = case["image"].as_str().unwrap();
@@ -170,7 +166,7 @@ fn an_unmatched_image_is_an_accepted_empty_answer() {
 #[test]
 fn the_service_account_model_agrees_with_every_case() {
     use common::kubelet::service_account::{Kubelet, Pod, TokenAttributes, claims};
-    let cases = cases("service_account_cases.json");
+    let cases = conformance::value("service_account_cases.json");
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 12);
     for case in cases {

@@ -5,21 +5,13 @@
 //! service-account-token mode in `ecr/service_account.rs`.
 
 mod common;
-#[allow(
-    dead_code,
-    reason = "the binary's tests use part of the ECR crate's servers"
-)]
-#[path = "../crates/ecr/tests/support/server.rs"]
-mod server;
 #[path = "ecr/service_account.rs"]
 mod service_account;
-#[path = "../crates/ecr/tests/support/sts.rs"]
-mod sts;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{API_VERSIONS, Plugin, request};
-use server::{Fake, Reply, aws_error, ecr_answer, moto};
+use icp_test_kit::aws::{self, Fake, Reply, aws_error, ecr_answer, moto};
 
 const HOST: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com";
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
@@ -189,10 +181,10 @@ fn the_cache_duration_is_what_remains_of_the_token_less_five_minutes() {
 fn an_expiry_centuries_away_is_answered_with_a_duration_the_kubelet_reads() {
     for stated in ["1e11", "100000000000", "9.2e18"] {
         let fake = Fake::start(move |_, _| {
-            let token = server::base64("AWS:p");
+            let token = aws::base64("AWS:p");
             Reply::Respond(
                 200,
-                server::AMZ_JSON,
+                aws::AMZ_JSON,
                 format!(
                     r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
                 ),
@@ -210,11 +202,11 @@ fn an_expiry_centuries_away_is_answered_with_a_duration_the_kubelet_reads() {
 #[test]
 fn ecr_public_through_the_binary() {
     let fake = Fake::start(|request, _| {
-        let token = server::base64("AWS:public-password");
+        let token = aws::base64("AWS:public-password");
         match request.header("x-amz-target") {
             Some("SpencerFrontendService.GetAuthorizationToken") => Reply::Respond(
                 200,
-                server::AMZ_JSON,
+                aws::AMZ_JSON,
                 format!(
                     r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":1}}}}"#
                 ),

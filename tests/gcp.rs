@@ -4,10 +4,6 @@
 //! counts, the `auth-provider-gcp` drop-in, and per-pod identity (`pod_identity`).
 
 mod common;
-#[path = "gcp/fake.rs"]
-mod fake;
-#[path = "gcp/google.rs"]
-mod google;
 #[path = "gcp/pod_identity.rs"]
 mod pod_identity;
 
@@ -15,14 +11,39 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::{API_VERSIONS, Plugin, request};
-use icp_http::testing::{FakeServer, Reply, TestCa};
+use icp_test_kit::google::{Accounts, Instance, MetadataFake, TestKey, TokenFake};
+use icp_test_kit::{FakeServer, Reply, TestCa};
 
 const EMAIL: &str = "puller@project.iam.gserviceaccount.com";
 
+/// A GKE node's metadata server (its `default` service account with the cloud-platform
+/// scope) with instance `attributes`.
+fn metadata(attributes: BTreeMap<String, String>) -> MetadataFake {
+    MetadataFake::start(Instance {
+        attributes,
+        ..Instance::gke_node()
+    })
+}
+
 /// `get IMAGE` against `metadata`, without the token cache so that every run asks.
-fn get(image: &str, metadata: &FakeServer) -> Plugin {
-    Plugin::new(["--no-cache", "get", image])
-        .env("GCE_METADATA_HOST", metadata.address().to_string())
+fn get(image: &str, metadata: &MetadataFake) -> Plugin {
+    Plugin::new(["--no-cache", "get", image]).env("GCE_METADATA_HOST", metadata.host())
+}
+
+/// The TLS fake of `https://oauth2.googleapis.com/token`, with a certificate from `ca`,
+/// knowing `key` as [`EMAIL`]'s and the gcloud user of `users`.
+fn token_endpoint(ca: &TestCa, key: Option<&TestKey>, users: &[(&str, &str, &str)]) -> TokenFake {
+    let mut accounts = Accounts::default();
+    if let Some(key) = key {
+        accounts
+            .keys
+            .insert(EMAIL.to_owned(), key.public_der.clone());
+    }
+    accounts.users = users
+        .iter()
+        .map(|(id, secret, refresh)| (id.to_string(), secret.to_string(), refresh.to_string()))
+        .collect();
+    TokenFake::https(ca, accounts)
 }
 
 /// Seconds in a Go duration of whole minutes and seconds, as `54m59s`.
@@ -34,7 +55,7 @@ fn seconds(duration: &serde_json::Value) -> u64 {
 
 #[test]
 fn the_embedded_rule_answers_from_the_metadata_server_with_the_real_expiry() {
-    let metadata = fake::metadata(BTreeMap::new());
+    let metadata = metadata(BTreeMap::new());
     for image in [
         "gcr.io/project/app:v1",
         "us-central1-docker.pkg.dev/project/repo/app",
@@ -67,10 +88,10 @@ fn the_embedded_rule_answers_from_the_metadata_server_with_the_real_expiry() {
 
 #[test]
 fn plugin_mode_answers_in_the_requests_api_version() {
-    let metadata = fake::metadata(BTreeMap::new());
+    let metadata = metadata(BTreeMap::new());
     for version in API_VERSIONS {
         let run = Plugin::new(["--no-cache"])
-            .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .env("GCE_METADATA_HOST", metadata.host())
             .stdin(request(version, "eu.gcr.io/project/app"))
             .run();
         let response = run.json();
@@ -100,7 +121,7 @@ const HOSTILE: &[&str] = &[
 
 #[test]
 fn look_alikes_get_nothing_and_cause_no_request() {
-    let metadata = fake::metadata(BTreeMap::new());
+    let metadata = metadata(BTreeMap::new());
     let dir = tempfile::tempdir().unwrap();
     // A rule that sends every image of up to five labels, with or without those ports, to gcp.
     let rules = dir.path().join("rules.yaml");
@@ -116,7 +137,7 @@ fn look_alikes_get_nothing_and_cause_no_request() {
                 args.extend(["--config".to_owned(), rules.display().to_string()]);
             }
             let run = Plugin::new(args)
-                .env("GCE_METADATA_HOST", metadata.address().to_string())
+                .env("GCE_METADATA_HOST", metadata.host())
                 .run();
             let response = run.json();
             assert_eq!(
@@ -168,14 +189,14 @@ fn a_key_file_signs_an_assertion_that_openssl_verifies_at_the_tls_token_endpoint
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-    let private_key = fake::rsa_key(dir.path());
-    key_file(dir.path(), &private_key);
+    let key = TestKey::generate(dir.path());
+    key_file(dir.path(), &key.private_pem);
     std::fs::write(
         dir.path().join("rules.yaml"),
         "rules:\n  - matchImages: ['*.gcr.io']\n    provider: gcp\n    gcp:\n      source: serviceAccountKey\n      keyFile: key.json\n",
     )
     .unwrap();
-    let endpoint = fake::TokenEndpoint::start(&ca, dir.path(), EMAIL, "unused");
+    let endpoint = token_endpoint(&ca, Some(&key), &[]);
     let rules = dir.path().join("rules.yaml");
     let run = Plugin::new([
         "--no-cache",
@@ -208,11 +229,11 @@ fn a_signature_openssl_rejects_is_access_denied() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-    fake::rsa_key(dir.path());
+    let key = TestKey::generate(dir.path());
     // The key file holds another key than the one the endpoint knows.
     let other = tempfile::tempdir().unwrap();
-    key_file(dir.path(), &fake::rsa_key(other.path()));
-    let endpoint = fake::TokenEndpoint::start(&ca, dir.path(), EMAIL, "unused");
+    key_file(dir.path(), &TestKey::generate(other.path()).private_pem);
+    let endpoint = token_endpoint(&ca, Some(&key), &[]);
     let run = Plugin::new(["--no-cache", "get", "gcr.io/project/app"])
         .env(
             "GOOGLE_APPLICATION_CREDENTIALS",
@@ -252,7 +273,11 @@ fn gclouds_user_credentials_go_to_googles_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let ca = TestCa::new();
     std::fs::write(dir.path().join("ca.pem"), ca.pem()).unwrap();
-    let endpoint = fake::TokenEndpoint::start(&ca, dir.path(), EMAIL, "1//refresh");
+    let endpoint = token_endpoint(
+        &ca,
+        None,
+        &[("c.apps.googleusercontent.com", "s", "1//refresh")],
+    );
     let gcloud = dir.path().join("gcloud");
     std::fs::create_dir(&gcloud).unwrap();
     std::fs::write(
@@ -304,7 +329,7 @@ fn drop_in(dir: &Path) -> std::path::PathBuf {
 fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
     let dir = tempfile::tempdir().unwrap();
     let program = drop_in(dir.path());
-    let metadata = fake::metadata(BTreeMap::new());
+    let metadata = metadata(BTreeMap::new());
     let mut passwords = Vec::new();
     for (version, args) in API_VERSIONS.iter().zip([
         &["get-credentials", "--v=3"][..],
@@ -312,7 +337,7 @@ fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
         &["get-credentials"],
     ]) {
         let run = Plugin::at(&program, args)
-            .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .env("GCE_METADATA_HOST", metadata.host())
             .env(
                 "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR",
                 dir.path().join("cache"),
@@ -345,7 +370,7 @@ fn drop_in_gcr_flow_answers_in_the_requests_api_version() {
         "one scopes and one token request for three answers"
     );
     let run = Plugin::at(&program, ["get-credentials"])
-        .env("GCE_METADATA_HOST", metadata.address().to_string())
+        .env("GCE_METADATA_HOST", metadata.host())
         .stdin(request(API_VERSIONS[0], "gcr.io.evil.example/app"))
         .run();
     assert_eq!(run.json()["auth"], serde_json::json!({}));
@@ -364,10 +389,10 @@ fn drop_in_dockercfg_flows() {
         "google-dockercfg-url".to_owned(),
         format!("http://{}/cfg", config_server.address()),
     );
-    let metadata = fake::metadata(attributes);
+    let metadata = metadata(attributes);
     for flow in ["--authFlow=dockercfg", "--authFlow=dockercfg-url"] {
         let run = Plugin::at(&program, ["get-credentials", flow])
-            .env("GCE_METADATA_HOST", metadata.address().to_string())
+            .env("GCE_METADATA_HOST", metadata.host())
             .stdin(request(API_VERSIONS[1], "registry.example:5000/team/app"))
             .run();
         let response = run.json();
@@ -384,7 +409,7 @@ fn drop_in_dockercfg_flows() {
     }
     assert_eq!(config_server.request_count(), 1);
     let run = Plugin::at(&program, ["get-credentials", "--authFlow=dockercfg"])
-        .env("GCE_METADATA_HOST", metadata.address().to_string())
+        .env("GCE_METADATA_HOST", metadata.host())
         .stdin(request(API_VERSIONS[0], "other.example/app"))
         .run();
     run.assert_error(

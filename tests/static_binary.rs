@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::fake_aws::{FakeAws, password};
 use common::{Run, request, testdata};
+use icp_test_kit::aws::counting::{FakeAws, password};
 
 /// The static binary, built once per test run by the README's command; cargo says where.
 fn static_binary() -> &'static Path {

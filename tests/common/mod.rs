@@ -3,7 +3,6 @@
 
 #![allow(dead_code, reason = "each test binary uses part of this module")]
 
-pub mod fake_aws;
 pub mod kubelet;
 pub mod pass;
 

@@ -1,7 +1,7 @@
 //! The ECR backend through the built binary in the kubelet's service-account-token mode,
 //! every answer read by the model of the kubelet (`cacheType: ServiceAccount`, audience
 //! `sts.amazonaws.com`, the role annotation passed on): the pod's own token exchanged for
-//! the annotation's role (moto, and the loopback STS of `sts`, which grants a role only to
+//! the annotation's role (moto, and the loopback STS of `icp_test_kit::aws::sts`, which grants a role only to
 //! the tokens registered for it); the node's identity without the annotation; tokens shared
 //! by the pods of one service account and by no one else; 16 concurrent pods; no token on
 //! stderr or in the cache; refusals named by service account; the drop-in's
@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use crate::common::kubelet::service_account::{CacheType, Kubelet, Outcome, Pod, TokenAttributes};
 use crate::common::{API_VERSIONS, Plugin, Run, pod};
-use crate::server::moto;
-use crate::sts::{Aws, ECR_TOKEN_SECONDS, ecr_password, sts_secrets};
+use icp_test_kit::aws::moto;
+use icp_test_kit::aws::sts::{Aws, ECR_TOKEN_SECONDS, ecr_password, sts_secrets};
 
 const AUDIENCE: &str = "sts.amazonaws.com";
 const ANNOTATION: &str = "eks.amazonaws.com/ecr-role-arn";

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use base64::Engine;
-use icp_http::testing::FakeServer;
+use icp_test_kit::google::MetadataFake;
+use icp_test_kit::google::workload_identity::{Google, Knobs};
 
-use super::google::{Google, Knobs};
-use super::{fake, seconds};
+use super::{metadata, seconds};
 use crate::common::kubelet::service_account::{CacheType, Kubelet, Outcome, Pod, TokenAttributes};
 use crate::common::{API_VERSIONS, Plugin, Run, pod, request, service_account_request};
 
@@ -37,7 +37,7 @@ fn gke_audience() -> String {
 /// node's identity, and a token cache shared by every run.
 struct World {
     google: Google,
-    metadata: FakeServer,
+    metadata: MetadataFake,
     dir: tempfile::TempDir,
 }
 
@@ -69,7 +69,7 @@ impl World {
         change(&mut knobs);
         World {
             google: Google::start(knobs),
-            metadata: fake::metadata(Default::default()),
+            metadata: metadata(Default::default()),
             dir: tempfile::tempdir().unwrap(),
         }
     }
@@ -101,7 +101,7 @@ impl World {
         Plugin::at(program, args)
             .env("SSL_CERT_FILE", &self.google.ca_file)
             .env("IMAGE_CREDENTIAL_PROVIDER_RESOLVE", self.google.resolve())
-            .env("GCE_METADATA_HOST", self.metadata.address().to_string())
+            .env("GCE_METADATA_HOST", self.metadata.host())
             .env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", self.cache())
     }
 
@@ -627,7 +627,7 @@ fn the_auth_provider_gcp_drop_in_takes_the_official_flags() {
             ],
             "ya29.sts-team-a-app-0",
         ),
-        (vec!["get-credentials"], "ya29.metadata-0"),
+        (vec!["get-credentials"], "ya29.metadata-default-0"),
     ] {
         let mut kubelet = kubelet(POOL, &[ENABLE, GSA]);
         let outcome = kubelet.pull(IMAGE, Some(&pod), |sent| {

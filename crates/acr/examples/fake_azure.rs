@@ -8,15 +8,14 @@
 //! target/release/image-credential-provider --no-cache get myacr.azurecr.io/app
 //! ```
 
-#[path = "../tests/world/mod.rs"]
-mod world;
-
 use std::io::Write;
 
+use icp_test_kit::azure::{World, ca_file};
+
 fn main() {
-    let world = world::World::new();
+    let world = World::new();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "export SSL_CERT_FILE='{}'", world::ca_file().display()).unwrap();
+    writeln!(out, "export SSL_CERT_FILE='{}'", ca_file().display()).unwrap();
     for (name, value) in world.env() {
         writeln!(out, "export {name}='{value}'").unwrap();
     }

@@ -1,14 +1,12 @@
 //! The ACR backend against fakes of Azure AD, IMDS and ACR registries: every identity
 //! mode, the sovereign and custom clouds, mirrors, hostile hosts, errors and throttling.
 
-mod world;
-
 use std::time::{Duration, SystemTime};
 
 use icp_acr::{Acr, CLIENT_ID_ANNOTATION, Config, Error, Limits, TENANT_ID_ANNOTATION, USERNAME};
 use icp_core::{ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
-use icp_http::testing::Reply;
-use world::*;
+use icp_test_kit::Reply;
+use icp_test_kit::azure::*;
 
 fn config(json: &str) -> Config {
     serde_json::from_str(json).unwrap()

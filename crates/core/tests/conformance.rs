@@ -2,23 +2,11 @@
 
 use icp_core::Pattern;
 use icp_core::pattern::urls_match_str;
-
-#[derive(serde::Deserialize)]
-struct Case {
-    pattern: String,
-    image: String,
-    #[serde(rename = "match")]
-    expected: bool,
-    via: String,
-}
+use icp_test_kit::conformance;
 
 #[test]
 fn rule_patterns_match_as_the_kubelet_does() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/conformance/match_cases.json"
-    );
-    let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let cases = conformance::match_cases();
     let mut checked = 0;
     for case in cases
         .iter()

@@ -2,24 +2,12 @@
 //! and matched as the kubelet's keyring does.
 
 use icp_docker_auth::keyring::{key_serves, normalize_key};
-
-#[derive(serde::Deserialize)]
-struct Case {
-    pattern: String,
-    image: String,
-    #[serde(rename = "match")]
-    expected: bool,
-    via: String,
-}
+use icp_test_kit::conformance::{self, MatchCase};
 
 #[test]
 fn keys_serve_images_as_in_the_kubelet_keyring() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../testdata/conformance/match_cases.json"
-    );
-    let cases: Vec<Case> = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let keyring: Vec<&Case> = cases.iter().filter(|c| c.via == "keyring").collect();
+    let cases = conformance::match_cases();
+    let keyring: Vec<&MatchCase> = cases.iter().filter(|c| c.via == "keyring").collect();
     assert!(
         keyring.len() >= 49,
         "only {} keyring cases found",

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use icp_core::{ImageRef, TokenBackend};
 use icp_ecr::{Config, Error};
-use support::{Fake, Reply, TestEnv, aws_error, backend, ecr_answer, fetch, quick_limits};
+use icp_test_kit::aws::{self, Fake, Reply, aws_error, ecr_answer, imds};
+use support::{TestEnv, backend, fetch, quick_limits};
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
 const STATIC_KEYS: [(&str, &str); 2] = [
@@ -225,7 +226,7 @@ fn malformed_answers_are_errors_that_do_not_echo_the_token() {
     let fake = Fake::start(|_, _| {
         Reply::Respond(
             200,
-            support::AMZ_JSON,
+            aws::AMZ_JSON,
             r#"{"authorizationData":[{"authorizationToken":"bm90LWEtcGFpcg=="}]}"#.into(),
         )
     });
@@ -236,7 +237,7 @@ fn malformed_answers_are_errors_that_do_not_echo_the_token() {
         "malformed ECR answer: the authorizationToken is not user:password"
     );
     let empty = Fake::start(|_, _| {
-        Reply::Respond(200, support::AMZ_JSON, r#"{"authorizationData":[]}"#.into())
+        Reply::Respond(200, aws::AMZ_JSON, r#"{"authorizationData":[]}"#.into())
     });
     let _env = {
         drop(_env);
@@ -252,10 +253,10 @@ fn malformed_answers_are_errors_that_do_not_echo_the_token() {
 #[test]
 fn a_missing_expiry_is_none_not_an_error() {
     let fake = Fake::start(|_, _| {
-        let token = support::base64("AWS:p");
+        let token = aws::base64("AWS:p");
         Reply::Respond(
             200,
-            support::AMZ_JSON,
+            aws::AMZ_JSON,
             format!(r#"{{"authorizationData":[{{"authorizationToken":"{token}"}}]}}"#),
         )
     });
@@ -267,11 +268,11 @@ fn a_missing_expiry_is_none_not_an_error() {
 #[test]
 fn an_expiry_centuries_away_is_bounded_to_a_day() {
     for stated in ["1e11", "100000000000", "9223372036854775807", "1e300"] {
-        let token = support::base64("AWS:p");
+        let token = aws::base64("AWS:p");
         let body = format!(
             r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
         );
-        let fake = Fake::start(move |_, _| Reply::Respond(200, support::AMZ_JSON, body.clone()));
+        let fake = Fake::start(move |_, _| Reply::Respond(200, aws::AMZ_JSON, body.clone()));
         let _env = ecr_env(&fake);
         let before = SystemTime::now();
         match fetch(&backend(Config::default()), IMAGE) {
@@ -296,10 +297,10 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
         if request.header("x-amz-target") != Some("SpencerFrontendService.GetAuthorizationToken") {
             return aws_error(400, "UnknownOperationException", "unexpected operation");
         }
-        let token = support::base64("AWS:public-password");
+        let token = aws::base64("AWS:public-password");
         Reply::Respond(
             200,
-            support::AMZ_JSON,
+            aws::AMZ_JSON,
             format!(
                 r#"{{"authorizationData":{{"authorizationToken":"{token}","expiresAt":{expires}.5}}}}"#
             ),
@@ -330,32 +331,6 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
             "{authorization}"
         );
     }
-}
-
-/// A fake of the EC2 instance metadata service that insists on IMDSv2 session tokens.
-fn imds() -> Fake {
-    Fake::start(|request, _| {
-        let text = |body: &str| Reply::Respond(200, "text/plain", body.to_owned());
-        let authorized = request.header("x-aws-ec2-metadata-token") == Some("imds-session");
-        match (request.method.as_str(), request.target.as_str()) {
-            ("PUT", "/latest/api/token") => {
-                match request.header("x-aws-ec2-metadata-token-ttl-seconds") {
-                    Some(ttl) => Reply::WithHeaders(
-                        200,
-                        vec![("x-aws-ec2-metadata-token-ttl-seconds", ttl.to_owned())],
-                        "imds-session".into(),
-                    ),
-                    None => Reply::Respond(400, "text/plain", String::new()),
-                }
-            }
-            (_, _) if !authorized => Reply::Respond(401, "text/plain", String::new()),
-            ("GET", "/latest/meta-data/iam/security-credentials/") => text("node-role"),
-            ("GET", "/latest/meta-data/iam/security-credentials/node-role") => text(
-                r#"{"Code":"Success","LastUpdated":"2026-01-01T00:00:00Z","Type":"AWS-HMAC","AccessKeyId":"ASIAIMDSNODE","SecretAccessKey":"imds-secret","Token":"imds-session-token","Expiration":"2099-01-01T00:00:00Z"}"#,
-            ),
-            _ => Reply::Respond(404, "text/plain", String::new()),
-        }
-    })
 }
 
 #[test]

@@ -9,7 +9,8 @@ mod support;
 use std::time::{Duration, SystemTime};
 
 use icp_ecr::{Config, Error};
-use support::{TestEnv, backend, fetch, moto};
+use icp_test_kit::aws::moto;
+use support::{TestEnv, backend, fetch};
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
 /// The expiry moto states for every token: 2015-01-01T00:00:00Z.

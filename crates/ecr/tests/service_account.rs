@@ -1,6 +1,6 @@
 //! The ECR backend in the kubelet's service-account-token mode: the pod's token exchanged
 //! (STS `AssumeRoleWithWebIdentity`) for the role its service account's annotation names,
-//! against moto's STS and ECR and against the loopback STS of `support::sts`, which grants a
+//! against moto's STS and ECR and against the loopback STS of `icp_test_kit::aws::sts`, which grants a
 //! role only to the tokens registered for it; the node's identity without the annotation;
 //! the STS endpoint of each region and partition; errors that name the service account.
 
@@ -10,10 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use icp_core::{CacheKeyType, ImageRef, Request, TokenBackend};
 use icp_ecr::{Config, Error, ROLE_ANNOTATION};
-use support::sts::{Aws, ECR_TOKEN_SECONDS, ecr_password};
-use support::{
-    Fake, Reply, TestEnv, backend, fetch_as, moto, projected_token, quick_limits, service_account,
-};
+use icp_test_kit::aws::sts::{Aws, ECR_TOKEN_SECONDS, ecr_password};
+use icp_test_kit::aws::{Fake, Reply, moto};
+use support::{TestEnv, backend, fetch_as, projected_token, quick_limits, service_account};
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
 const ROLE: &str = "arn:aws:iam::111122223333:role/pod-puller";

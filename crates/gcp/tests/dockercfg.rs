@@ -1,13 +1,14 @@
 //! The official provider's `dockercfg` and `dockercfg-url` flows against the metadata fake.
 
-mod fakes;
+mod support;
 
 use std::path::Path;
 
-use fakes::{Instance, MetadataFake, environment, request};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp, Source};
-use icp_http::testing::{FakeServer, Reply};
+use icp_test_kit::google::{Instance, MetadataFake};
+use icp_test_kit::{FakeServer, Reply};
+use support::{environment, request};
 
 const DOCKERCFG: &str = r#"{"https://registry.example":{"auth":"cm9ib3Q6czNjcmV0","email":"a@example.com"},
     "quay.io/team":{"username":"team","password":"t0ken"}}"#;

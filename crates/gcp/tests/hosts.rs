@@ -1,15 +1,14 @@
 //! The host table: which images get a Google token. Every Google host kind is served and
 //! shares one token; look-alikes are not served, so they cause no request at any fake.
 
-mod fakes;
+mod support;
 
 use std::path::Path;
 
-use fakes::{
-    Accounts, Instance, MetadataFake, TestKey, TokenFake, environment, request, write_key_file,
-};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Environment, Gcp, Source};
+use icp_test_kit::google::{Accounts, Instance, MetadataFake, TestKey, TokenFake, write_key_file};
+use support::{environment, request};
 
 const GOOGLE: &[&str] = &[
     "gcr.io/project/app:v1",

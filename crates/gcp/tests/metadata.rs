@@ -1,13 +1,14 @@
 //! The metadata server flow against a loopback fake of the GCE metadata server.
 
-mod fakes;
+mod support;
 
 use std::time::{Duration, SystemTime};
 
-use fakes::{Account, Instance, MetadataFake, environment, request};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp};
-use icp_http::testing::{FakeServer, Reply};
+use icp_test_kit::google::{Account, Instance, MetadataFake};
+use icp_test_kit::{FakeServer, Reply};
+use support::{environment, request};
 
 fn gcp(metadata: &MetadataFake, config: Config) -> Gcp {
     Gcp::with_environment(config, std::path::Path::new("/"), &environment(metadata)).unwrap()

@@ -2,15 +2,16 @@
 //! Google's token endpoint, which verifies each assertion's RS256 signature with the
 //! public half of a key made by openssl for the test.
 
-mod fakes;
+mod support;
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use fakes::{Accounts, Instance, MetadataFake, TestKey, TokenFake, request, write_key_file};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Environment, Error, Gcp, Source};
+use icp_test_kit::google::{Accounts, Instance, MetadataFake, TestKey, TokenFake, write_key_file};
+use support::request;
 
 const EMAIL: &str = "puller@project.iam.gserviceaccount.com";
 

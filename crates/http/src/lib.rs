@@ -52,8 +52,6 @@ mod form;
 mod message;
 mod proxy;
 mod resolve;
-#[cfg(feature = "test-util")]
-pub mod testing;
 mod tls;
 
 pub use client::{Client, Options};

@@ -5,8 +5,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use icp_http::testing::{FakeServer, Reply, TestCa};
 use icp_http::{Client, Error, Options, RESOLVE_ENV, Request};
+use icp_test_kit::{FakeServer, Reply, TestCa};
 
 struct World {
     ca: TestCa,

@@ -1,12 +1,9 @@
 //! What the ECR crate's integration tests share: a clean AWS environment per test, the
-//! backend with small limits, service accounts as the kubelet passes them, and the loopback
-//! servers of [`server`] and [`sts`].
+//! backend with small limits, and service accounts as the kubelet passes them. The fakes
+//! of AWS they run against are `icp_test_kit::aws`.
 
 // Each test binary uses a part of this module.
 #![allow(dead_code)]
-
-pub mod server;
-pub mod sts;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,8 +13,6 @@ use std::time::Duration;
 use base64::Engine;
 use icp_core::{CacheKeyType, ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
 use icp_ecr::{Config, Ecr, Error, Limits};
-
-pub use server::*;
 
 /// Limits small enough that a hang or a throttling loop ends quickly in a test.
 pub fn quick_limits() -> Limits {

@@ -13,12 +13,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use icp_http::testing::{FakeServer, Recorded, Reply, TestCa};
 use serde_json::Value;
+
+use crate::time::{now, rfc3339};
+use crate::{FakeServer, Recorded, Reply, TestCa};
 
 /// The scope every exchange must ask for.
 pub const CLOUD_PLATFORM: &str = "https://www.googleapis.com/auth/cloud-platform";
@@ -43,8 +44,11 @@ pub struct Knobs {
 
 /// Both fakes, their shared state and the CA they trust.
 pub struct Google {
+    /// STS, as `sts.googleapis.com`.
     pub sts: FakeServer,
+    /// IAM Credentials, as `iamcredentials.googleapis.com`.
     pub iam: FakeServer,
+    /// What both know and how they behave.
     pub knobs: Arc<Mutex<Knobs>>,
     /// Federated tokens STS issued -> the Kubernetes service account they stand for.
     issued: Arc<Mutex<BTreeMap<String, String>>>,
@@ -108,6 +112,7 @@ impl Google {
 /// A token exchange request, as STS reads it.
 #[derive(Debug, Clone)]
 pub struct Exchange {
+    /// The fields, by their proto names.
     pub fields: BTreeMap<String, String>,
 }
 
@@ -146,6 +151,7 @@ impl Exchange {
         Ok(Exchange { fields })
     }
 
+    /// The field `name` (proto name), or `""`.
     pub fn get(&self, name: &str) -> &str {
         self.fields.get(name).map_or("", String::as_str)
     }
@@ -329,11 +335,7 @@ fn iam_reply(
             "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
         );
     }
-    let expire = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + knobs.iam_lifetime;
+    let expire = now() + knobs.iam_lifetime;
     let local = email.split('@').next().unwrap_or_default();
     Reply::json(
         200,
@@ -343,33 +345,4 @@ fn iam_reply(
         })
         .to_string(),
     )
-}
-
-/// Unix seconds as Google writes a time: `2025-01-31T12:00:00Z` (civil date from days,
-/// after Howard Hinnant's algorithm).
-fn rfc3339(seconds: u64) -> String {
-    let (days, rest) = (seconds / 86_400, seconds % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-#[test]
-fn rfc3339_writes_what_date_writes() {
-    // `date -u -d @1412262083 +%Y-%m-%dT%H:%M:%SZ`, and a leap day.
-    assert_eq!(rfc3339(1_412_262_083), "2014-10-02T15:01:23Z");
-    assert_eq!(rfc3339(1_709_164_800), "2024-02-29T00:00:00Z");
-    assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
 }

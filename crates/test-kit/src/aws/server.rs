@@ -1,14 +1,10 @@
-//! Loopback servers for the ECR tests, in plain std: a small HTTP/1.1 server on 127.0.0.1
-//! that plays AWS (errors, throttling and hangs included) and records what it is sent,
-//! and moto's server started from the workspace's `.venv-moto`. Shared by the crate's
-//! tests and the binary's `tests/ecr.rs`.
+//! The server the AWS fakes run on, in plain std: a small HTTP/1.1 server on 127.0.0.1
+//! that answers through a handler (errors, throttling and hangs included), records what
+//! it is sent, and refuses `CONNECT` as a proxy would; and the shapes of ECR's answers.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
 
 /// One request a fake received.
 #[derive(Debug, Clone)]
@@ -19,10 +15,12 @@ pub struct Recorded {
     pub target: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
+    /// The body, as text.
     pub body: String,
 }
 
 impl Recorded {
+    /// The value of header `name`, given in lowercase.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -35,7 +33,8 @@ impl Recorded {
 pub enum Reply {
     /// Answers with this status, content type and body.
     Respond(u16, &'static str, String),
-    /// Answers with this status, extra headers and a `text/plain` body.
+    /// Answers with this status, headers and body; the content type is `text/plain` unless
+    /// the headers name one.
     WithHeaders(u16, Vec<(&'static str, String)>, String),
     /// Never answers, and keeps the connection open until the client gives up.
     Hang,
@@ -46,11 +45,13 @@ type Handler = dyn Fn(&Recorded, usize) -> Reply + Send + Sync;
 /// An HTTP/1.1 server on 127.0.0.1 that answers through a handler and records every
 /// request. The handler gets the request and its 0-based number.
 pub struct Fake {
+    /// `http://127.0.0.1:PORT`.
     pub url: String,
     requests: Arc<Mutex<Vec<Recorded>>>,
 }
 
 impl Fake {
+    /// Starts a server answering through `handler`; it serves until the test process ends.
     pub fn start(handler: impl Fn(&Recorded, usize) -> Reply + Send + Sync + 'static) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -103,7 +104,9 @@ fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Recorded>>) 
             }
             Reply::WithHeaders(status, headers, body) => {
                 let mut headers = headers;
-                headers.push(("content-type", "text/plain".to_owned()));
+                if !headers.iter().any(|(name, _)| *name == "content-type") {
+                    headers.push(("content-type", "text/plain".to_owned()));
+                }
                 if !respond(&mut writer, &request, status, &headers, &body) {
                     return;
                 }
@@ -209,52 +212,8 @@ pub fn aws_error(status: u16, code: &str, message: &str) -> Reply {
     )
 }
 
+/// `text` in standard base64, as AWS encodes tokens.
 pub fn base64(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
-}
-
-/// The moto server of this test binary, started on first use from the workspace's
-/// `.venv-moto`, and ended when the test binary ends.
-pub fn moto() -> &'static str {
-    static MOTO: OnceLock<(String, Mutex<Child>)> = OnceLock::new();
-    &MOTO.get_or_init(start_moto).0
-}
-
-fn start_moto() -> (String, Mutex<Child>) {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let repo = manifest_dir
-        .ancestors()
-        .find(|dir| dir.join("Cargo.lock").exists())
-        .unwrap_or(manifest_dir);
-    let moto_server = repo.join(".venv-moto/bin/moto_server");
-    assert!(
-        moto_server.exists(),
-        "moto is not installed at {}: run .ci/setup (it creates .venv-moto with `pip install 'moto[server]'`)",
-        moto_server.display()
-    );
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    // The shell ends moto when this test process ends and closes its stdin.
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid"#)
-        .arg(&moto_server)
-        .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "moto_server did not start on port {port}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    (url, Mutex::new(child))
 }

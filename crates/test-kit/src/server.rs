@@ -1,9 +1,6 @@
-//! Test support (feature `test-util`): a test CA and a fake HTTP(S) server on the loopback.
-//!
-//! The backends' tests run fakes of cloud services on `127.0.0.1`, reach them under the
-//! services' real names through [`crate::RESOLVE_ENV`], and trust them through a CA made
-//! in the test and handed to the client with `SSL_CERT_FILE`. Each fake records every
-//! request it gets, so a test can count them (zero, for a host that must get no token).
+//! A fake HTTP or HTTPS server on the loopback (hyper 1 and rustls), answering through a
+//! handler and recording every request, so a test can count them (zero, for a host that
+//! must get no token) and check what they carried.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -14,70 +11,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::ServerConfig;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// A certificate authority made for one test run.
-pub struct TestCa {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl TestCa {
-    /// Makes a new CA with a fresh key.
-    pub fn new() -> TestCa {
-        let mut params = CertificateParams::new(Vec::new()).expect("no names");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "image-credential-provider test CA");
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("key generation");
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        TestCa {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// The CA certificate in PEM, for a file `SSL_CERT_FILE` names.
-    pub fn pem(&self) -> &str {
-        &self.pem
-    }
-
-    /// A server configuration with a certificate this CA issued for `names` (DNS names or
-    /// IP addresses).
-    pub fn server_config(&self, names: &[&str]) -> Arc<ServerConfig> {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).expect("valid names");
-        params.distinguished_name.push(DnType::CommonName, "fake");
-        let key = KeyPair::generate().expect("key generation");
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .expect("signed certificate");
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let chain = vec![CertificateDer::from(cert.der().to_vec())];
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .expect("server certificate");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(config)
-    }
-}
-
-impl Default for TestCa {
-    fn default() -> Self {
-        TestCa::new()
-    }
-}
+use crate::form;
 
 /// A request as a fake received it.
 #[derive(Debug, Clone)]
@@ -114,42 +50,13 @@ impl Recorded {
     /// The decoded value of `name` in the query string.
     pub fn query(&self, name: &str) -> Option<String> {
         let query = self.target.split_once('?')?.1;
-        form_value(query, name)
+        form::value(query, name)
     }
 
     /// The decoded value of `name` in an `application/x-www-form-urlencoded` body.
     pub fn form(&self, name: &str) -> Option<String> {
-        form_value(&String::from_utf8_lossy(&self.body), name)
+        form::value(&String::from_utf8_lossy(&self.body), name)
     }
-}
-
-fn form_value(encoded: &str, name: &str) -> Option<String> {
-    encoded
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(n, _)| decode(n) == name)
-        .map(|(_, v)| decode(v))
-}
-
-fn decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let escaped = text
-            .get(i + 1..i + 3)
-            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
-        match (bytes[i], escaped) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 2;
-            }
-            (byte, _) => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// What a fake answers.
@@ -214,7 +121,7 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    /// Starts an HTTPS server with `tls` (see [`TestCa::server_config`]).
+    /// Starts an HTTPS server with `tls` (see [`TestCa::server_config`](crate::TestCa::server_config)).
     pub fn https(
         tls: Arc<ServerConfig>,
         handler: impl Fn(&Recorded) -> Reply + Send + Sync + 'static,

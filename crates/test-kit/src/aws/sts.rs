@@ -1,17 +1,18 @@
-//! A loopback AWS for the kubelet's service-account-token mode, on the servers of
+//! A loopback AWS for the kubelet's service-account-token mode, on the server of
 //! [`server`](super::server): STS `AssumeRoleWithWebIdentity` as the query protocol has it
 //! (a form-encoded POST, an XML answer, XML errors) that grants a role only to the tokens
 //! registered for it, as a role's trust policy would, and ECR `GetAuthorizationToken` (and
 //! ECR Public's) that answers with a token naming the principal whose keys signed the
-//! request. It records every exchange and counts both services' calls. Shared by the ECR
-//! crate's tests and the binary's `tests/ecr.rs`.
+//! request. It records every exchange and counts both services' calls.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use super::server::{AMZ_JSON, Fake, Recorded, Reply, aws_error, base64};
+use crate::form;
+use crate::time::{now, rfc3339};
 
 /// How long the credentials STS hands out live, as AWS's default session does.
 pub const SESSION_SECONDS: u64 = 3600;
@@ -212,7 +213,7 @@ fn sts_error(status: u16, code: &str, message: &str) -> Reply {
 
 fn sts_credentials(call: usize, access_key_id: &str, exchange: &Exchange) -> Reply {
     let [secret, session_token] = sts_secrets(call);
-    let expiration = iso8601(now() + SESSION_SECONDS);
+    let expiration = rfc3339(now() + SESSION_SECONDS);
     let role = &exchange.role_arn;
     let account = role.split(':').nth(4).unwrap_or_default();
     let role_name = role.rsplit('/').next().unwrap_or_default();
@@ -267,59 +268,6 @@ fn ecr(state: &State, request: &Recorded, public: bool) -> Reply {
 fn form(body: &str) -> HashMap<String, String> {
     body.split('&')
         .filter_map(|pair| pair.split_once('='))
-        .map(|(name, value)| (decode(name), decode(value)))
+        .map(|(name, value)| (form::decode(name), form::decode(value)))
         .collect()
-}
-
-/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte.
-fn decode(text: &str) -> String {
-    let mut bytes = Vec::with_capacity(text.len());
-    let mut input = text.bytes();
-    while let Some(b) = input.next() {
-        match b {
-            b'+' => bytes.push(b' '),
-            b'%' => {
-                let hex: String = input.by_ref().take(2).map(char::from).collect();
-                bytes.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?'));
-            }
-            _ => bytes.push(b),
-        }
-    }
-    String::from_utf8_lossy(&bytes).into_owned()
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-/// `seconds` since the epoch as an ISO 8601 UTC time, as STS writes `Expiration`.
-fn iso8601(seconds: u64) -> String {
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Days since 1970-01-01 to a civil date (proleptic Gregorian calendar).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-#[test]
-fn iso8601_writes_utc_times() {
-    assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
-    assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
-    assert_eq!(iso8601(1_700_000_000), "2023-11-14T22:13:20Z");
 }

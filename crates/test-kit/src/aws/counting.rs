@@ -1,0 +1,114 @@
+//! A loopback stand-in for the two AWS APIs the ECR backend calls, counting each call:
+//! ECR `GetAuthorizationToken` (JSON 1.1 protocol) and STS `AssumeRole` /
+//! `AssumeRoleWithWebIdentity` (query protocol), granted to anyone. It answers as the
+//! services do, slowly when told to, and can hang the first calls to stand in for a
+//! stuck upstream. The tests of the token cache count its calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use super::server::{AMZ_JSON, Fake, Recorded, Reply, base64};
+use crate::time::now;
+
+/// The fake; it serves until the test process ends.
+pub struct FakeAws {
+    /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL_ECR` and `AWS_ENDPOINT_URL_STS`.
+    pub url: String,
+    _fake: Fake,
+    state: Arc<State>,
+}
+
+struct State {
+    ecr_calls: AtomicUsize,
+    sts_calls: AtomicUsize,
+    delay: Duration,
+    hang_first: usize,
+}
+
+impl FakeAws {
+    /// Starts a fake whose ECR answers take `delay`, and whose first `hang_first` ECR
+    /// calls never get an answer.
+    pub fn start(delay: Duration, hang_first: usize) -> FakeAws {
+        let state = Arc::new(State {
+            ecr_calls: AtomicUsize::new(0),
+            sts_calls: AtomicUsize::new(0),
+            delay,
+            hang_first,
+        });
+        let shared = state.clone();
+        let fake = Fake::start(move |request, _| answer(&shared, request));
+        FakeAws {
+            url: fake.url.clone(),
+            _fake: fake,
+            state,
+        }
+    }
+
+    /// How many `GetAuthorizationToken` calls arrived.
+    pub fn ecr_calls(&self) -> usize {
+        self.state.ecr_calls.load(Ordering::SeqCst)
+    }
+
+    /// How many STS calls arrived.
+    pub fn sts_calls(&self) -> usize {
+        self.state.sts_calls.load(Ordering::SeqCst)
+    }
+}
+
+fn answer(state: &State, request: &Recorded) -> Reply {
+    let is_ecr = request
+        .header("x-amz-target")
+        .is_some_and(|target| target.ends_with("GetAuthorizationToken"));
+    let (status, content_type, body) = if is_ecr {
+        let call = state.ecr_calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if call <= state.hang_first {
+            return Reply::Hang;
+        }
+        std::thread::sleep(state.delay);
+        (200, AMZ_JSON, ecr_token(call))
+    } else if request.body.contains("Action=AssumeRole") {
+        state.sts_calls.fetch_add(1, Ordering::SeqCst);
+        let web_identity = request.body.contains("Action=AssumeRoleWithWebIdentity");
+        (200, "text/xml", sts_credentials(web_identity))
+    } else {
+        (400, "text/plain", String::new())
+    };
+    let request_id = format!("fake-{}", state.ecr_calls.load(Ordering::SeqCst));
+    Reply::WithHeaders(
+        status,
+        vec![
+            ("content-type", content_type.to_owned()),
+            ("x-amzn-requestid", request_id),
+        ],
+        body,
+    )
+}
+
+/// The password of the `n`th token the fake hands out.
+pub fn password(n: usize) -> String {
+    format!("fake-ecr-token-{n}")
+}
+
+fn ecr_token(n: usize) -> String {
+    let token = base64(&format!("AWS:{}", password(n)));
+    let expires = now() + 12 * 3600;
+    format!(
+        r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{expires},"proxyEndpoint":"https://111122223333.dkr.ecr.us-east-1.amazonaws.com"}}]}}"#
+    )
+}
+
+fn sts_credentials(web_identity: bool) -> String {
+    let action = if web_identity {
+        "AssumeRoleWithWebIdentity"
+    } else {
+        "AssumeRole"
+    };
+    format!(
+        "<{action}Response xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><{action}Result>\
+         <Credentials><AccessKeyId>ASIAFAKEASSUMED</AccessKeyId><SecretAccessKey>fake-assumed-secret</SecretAccessKey>\
+         <SessionToken>fake-session-token</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration></Credentials>\
+         <AssumedRoleUser><AssumedRoleId>AROAFAKE:session</AssumedRoleId><Arn>arn:aws:sts::111122223333:assumed-role/r/session</Arn></AssumedRoleUser>\
+         </{action}Result><ResponseMetadata><RequestId>fake</RequestId></ResponseMetadata></{action}Response>"
+    )
+}
