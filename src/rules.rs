@@ -620,6 +620,7 @@ cache: {enabled: false, size: 3}
     }
 
     #[test]
+    #[cfg(feature = "docker-config")]
     fn problems_quote_only_a_short_excerpt_of_the_input() {
         let huge = "x".repeat(1 << 20);
         let value = serde_json::json!({
