@@ -37,20 +37,43 @@ pub enum Failure {
     Wait(io::Error),
 }
 
+/// How often a program busy being written is tried again, and how long apart.
+const BUSY_RETRIES: u32 = 5;
+const BUSY_PAUSE: Duration = Duration::from_millis(20);
+
+/// Starts `program arg` in a process group of its own, with piped standard streams. A
+/// program that is busy being written (`ETXTBSY`: another process forked while holding it
+/// open for writing, as a package manager updating a helper or a test writing one does, if
+/// only until that fork's `exec`) is tried again a few times, briefly.
+fn spawn(program: &Path, arg: &str) -> io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        let spawned = Command::new(program)
+            .arg(arg)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Err(error)
+                if error.kind() == io::ErrorKind::ExecutableFileBusy && tries < BUSY_RETRIES =>
+            {
+                tries += 1;
+                thread::sleep(BUSY_PAUSE * tries);
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Runs `program` with the one argument `arg` and `input` on stdin, in a process group of
 /// its own with the plugin's environment, and waits until it has exited and closed its
 /// stdout and stderr, or until `timeout` has passed: then the whole group (the child and
 /// whatever it started there) is killed with `SIGKILL` and reaped.
 pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result<Output, Failure> {
     let started = Instant::now();
-    let mut child = Command::new(program)
-        .arg(arg)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(Failure::Spawn)?;
+    let mut child = spawn(program, arg).map_err(Failure::Spawn)?;
     let (Some(mut stdin), Some(stdout), Some(stderr)) =
         (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
@@ -185,6 +208,34 @@ mod tests {
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         path
+    }
+
+    #[test]
+    fn a_program_busy_being_written_is_tried_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = script(dir.path(), "echo ran");
+        // A handle open for writing makes exec fail with ETXTBSY until it is closed.
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&program)
+            .unwrap();
+        let release = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(30));
+            drop(writer);
+        });
+        let output = run(&program, "get", b"", Duration::from_secs(5)).unwrap();
+        release.join().unwrap();
+        assert_eq!(output.stdout, b"ran\n");
+        // Held for longer than the retries last, it is an error.
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&program)
+            .unwrap();
+        match failure(run(&program, "get", b"", Duration::from_secs(5))) {
+            Failure::Spawn(error) => assert_eq!(error.kind(), io::ErrorKind::ExecutableFileBusy),
+            _ => panic!("expected a spawn failure"),
+        }
+        drop(writer);
     }
 
     #[test]
