@@ -5,6 +5,7 @@
 //! runtime, only
 //!
 //! - [`backend`]: the traits a backend implements, and the credentials it answers with;
+//! - [`calendar`]: days of UTC dates, for reading HTTP dates and timestamps;
 //! - [`expiry`]: a token's expiry from what its cloud states, bounded;
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
 //! - [`io`]: reading files and streams whole, up to a limit;
@@ -14,6 +15,7 @@
 //! - [`service_account`]: the pulling pod's service account, read from its token.
 
 pub mod backend;
+pub mod calendar;
 pub mod expiry;
 pub mod image;
 pub mod io;

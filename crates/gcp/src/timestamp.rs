@@ -3,6 +3,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use icp_core::calendar::{days_in_month, days_since_epoch};
+
 /// The time `text` names, or `None` when it is not an RFC 3339 date-time from 1970 on.
 pub fn parse(text: &str) -> Option<SystemTime> {
     let bytes = text.as_bytes();
@@ -72,27 +74,6 @@ fn digits(field: &str) -> Option<u64> {
         return None;
     }
     field.parse().ok()
-}
-
-fn is_leap(year: u64) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to a valid date from 1970 on.
-fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let leap_days_before = |y: u64| y / 4 - y / 100 + y / 400;
-    let years = (year - 1970) * 365 + leap_days_before(year - 1) - leap_days_before(1969);
-    let months: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
-    years + months + day - 1
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
+use icp_core::calendar::{days_in_month, days_since_epoch};
+
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
@@ -52,26 +54,6 @@ pub fn parse_http_date(text: &str) -> Option<SystemTime> {
     let days = days_since_epoch(year, month, day);
     let seconds = days * 86_400 + hour * 3600 + minute * 60 + second;
     SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(seconds))
-}
-
-fn is_leap(year: u64) -> bool {
-    year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400))
-}
-
-fn days_in_month(year: u64, month: u64) -> u64 {
-    match month {
-        2 if is_leap(year) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days from 1970-01-01 to the date, for years from 1970.
-fn days_since_epoch(year: u64, month: u64, day: u64) -> u64 {
-    let years: u64 = (1970..year).map(|y| 365 + u64::from(is_leap(y))).sum();
-    let months: u64 = (1..month).map(|m| days_in_month(year, m)).sum();
-    years + months + day - 1
 }
 
 #[cfg(test)]
