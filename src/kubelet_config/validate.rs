@@ -168,7 +168,7 @@ fn token_attributes(
     ] {
         let mut seen = HashSet::new();
         for key in keys {
-            for problem in label_key_problems(&key.to_lowercase()) {
+            for problem in icp_core::names::qualified_name_problems(&key.to_lowercase()) {
                 report.error(file, at(field), format!("{}: {problem}", quote(key)));
             }
             if !seen.insert(key) {
@@ -206,70 +206,6 @@ fn token_attributes(
             format!("{} is not one of {}", quote(kind), CACHE_TYPES.join(", ")),
         ),
     }
-}
-
-/// Kubernetes' label key ("qualified name") rule: an optional DNS subdomain prefix and
-/// `/`, then a name of at most 63 alphanumerics, `-`, `_` and `.`, starting and ending
-/// alphanumeric. One message per broken rule, as apimachinery's `IsLabelKey`.
-fn label_key_problems(key: &str) -> Vec<String> {
-    let mut problems = Vec::new();
-    let parts: Vec<&str> = key.split('/').collect();
-    let name = match parts[..] {
-        [name] => name,
-        [prefix, name] => {
-            if prefix.is_empty() {
-                problems.push("prefix part must be non-empty".to_owned());
-            } else {
-                problems.extend(subdomain_problems(prefix).map(|p| format!("prefix part {p}")));
-            }
-            name
-        }
-        _ => {
-            return vec![
-                "a label key is a name with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-                    .to_owned(),
-            ];
-        }
-    };
-    if name.is_empty() {
-        problems.push("name part must be non-empty".to_owned());
-    } else if name.len() > 63 {
-        problems.push("name part must be no more than 63 bytes".to_owned());
-    }
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    let inner_ok = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if !(inner_ok && edge(name.chars().next()) && edge(name.chars().last())) {
-        problems.push(
-            "name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-                .to_owned(),
-        );
-    }
-    problems
-}
-
-/// apimachinery's `IsDNS1123Subdomain`.
-fn subdomain_problems(value: &str) -> impl Iterator<Item = &'static str> {
-    let too_long = value.len() > 253;
-    let label_ok = |label: &str| {
-        let edge =
-            |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        edge(label.chars().next())
-            && edge(label.chars().last())
-            && label
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    };
-    let pattern_ok = value.split('.').all(label_ok);
-    [
-        too_long.then_some("must be no more than 253 bytes"),
-        (!pattern_ok).then_some(
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character",
-        ),
-    ]
-    .into_iter()
-    .flatten()
 }
 
 /// What keeps a `matchImages` entry the kubelet accepts from matching as it reads. The
@@ -347,18 +283,6 @@ mod tests {
         assert_eq!(is_negative_duration("-+1m"), Err(()));
         assert_eq!(is_negative_duration("10"), Err(()));
         assert_eq!(is_negative_duration("1d"), Err(()));
-    }
-
-    #[test]
-    fn label_keys_as_apimachinery_judges_them() {
-        assert!(label_key_problems("now-with-dashes/simple").is_empty());
-        assert!(label_key_problems("example.com/my.key_1").is_empty());
-        assert_eq!(label_key_problems("cantendwithadash-").len(), 1);
-        assert_eq!(label_key_problems("/name").len(), 1);
-        assert_eq!(label_key_problems("a/b/c").len(), 1);
-        assert_eq!(label_key_problems("bad_prefix/name").len(), 1);
-        assert_eq!(label_key_problems("").len(), 2);
-        assert_eq!(label_key_problems(&"a".repeat(64)).len(), 1);
     }
 
     #[test]

@@ -37,7 +37,6 @@ mod config;
 mod error;
 mod host;
 mod identity;
-mod jwt;
 mod registry;
 mod retry;
 mod service_account;
@@ -243,7 +242,7 @@ impl Acr {
             service: login_server.to_owned(),
             reason: reason.to_owned(),
         };
-        let stated = jwt::expiry(refresh_token.expose())
+        let stated = icp_core::jwt::expiry(refresh_token.expose())
             .map_err(|reason| bad(&format!("malformed refresh token: {reason}")))?;
         let now = SystemTime::now();
         let expires_at = icp_core::expiry::at(stated, now);

@@ -11,9 +11,10 @@
 //! Both are synchronous. A backend that talks to the network builds its own runtime and
 //! clients inside [`TokenBackend::fetch`], so nothing of the kind is paid for on a cache hit.
 
+use std::path::Path;
 use std::time::SystemTime;
 
-use crate::{ImageRef, Secret, ServiceAccount};
+use crate::{Environment, ImageRef, Secret, ServiceAccount};
 
 /// What the kubelet keys its cache of a response on (`cacheKeyType`), and so which images
 /// it will reuse the response's `auth` map for.
@@ -177,4 +178,43 @@ pub trait TokenBackend {
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
         vec![image.registry().to_owned()]
     }
+}
+
+/// What a backend is built with besides its rule section.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The directory relative paths of the section resolve against: the rules file's.
+    pub base_dir: &'a Path,
+    /// The environment variables the backend may read (its cloud's `AWS_*`, `AZURE_*`,
+    /// `GOOGLE_*` settings, `PATH`, proxies), the process's in production.
+    pub env: &'a Environment,
+}
+
+/// How a backend is built from its section of a rule: what the binary's backend table
+/// needs of a backend crate, so that adding a backend is its crate and one table row.
+///
+/// The rules file's `provider:` field names the backend ([`Build::NAME`]); its settings
+/// are under the name in camelCase (`dockerConfig` for `docker-config`), read into
+/// [`Build::Config`] with unknown fields refused.
+pub trait Build: Sized {
+    /// The name a rule's `provider:` field gives, and the backend's cargo feature.
+    const NAME: &'static str;
+
+    /// The `matchImages` of the backend's embedded default rule: the well-known registry
+    /// hosts it serves with no configuration. Empty for a backend that needs
+    /// configuration (it then has no embedded rule).
+    const DEFAULT_PATTERNS: &'static [&'static str] = &[];
+
+    /// The rule section's settings.
+    type Config: serde::de::DeserializeOwned;
+
+    /// What building can fail with.
+    type Error: crate::BackendError;
+
+    /// The settings of a rule without a section, or `None` when the section is required.
+    fn default_config() -> Option<Self::Config>;
+
+    /// Builds the backend. No network: files the settings name may be read, and a
+    /// problem with them is an error here.
+    fn build(config: Self::Config, context: &Context<'_>) -> Result<Self, Self::Error>;
 }

@@ -6,9 +6,13 @@
 //!
 //! - [`backend`]: the traits a backend implements, and the credentials it answers with;
 //! - [`calendar`]: days of UTC dates, for reading HTTP dates and timestamps;
+//! - [`environment`]: the environment variables a backend reads, passed in as a value;
+//! - [`error`]: the kinds of backend failure, shared by every backend's `Error`;
 //! - [`expiry`]: a token's expiry from what its cloud states, bounded;
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
 //! - [`io`]: reading files and streams whole, up to a limit;
+//! - [`jwt`]: the claims of a JWT, read unverified;
+//! - [`names`]: Kubernetes names and annotation keys, as apimachinery judges them;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
 //! - [`quote`]: input quoted in messages, escaped and cut short;
 //! - [`secret`]: a string that never shows itself in logs or debug output;
@@ -16,18 +20,24 @@
 
 pub mod backend;
 pub mod calendar;
+pub mod environment;
+pub mod error;
 pub mod expiry;
 pub mod image;
 pub mod io;
+pub mod jwt;
+pub mod names;
 pub mod pattern;
 pub mod quote;
 pub mod secret;
 pub mod service_account;
 
 pub use backend::{
-    AuthEntry, CacheKeyType, Credentials, Request, ServiceAccountTokenUse, StaticBackend, Token,
-    TokenBackend, TokenKey,
+    AuthEntry, Build, CacheKeyType, Context, Credentials, Request, ServiceAccountTokenUse,
+    StaticBackend, Token, TokenBackend, TokenKey,
 };
+pub use environment::Environment;
+pub use error::{BackendError, ErrorKind};
 pub use image::{ImageError, ImageRef};
 pub use pattern::{Pattern, PatternError};
 pub use quote::quote;

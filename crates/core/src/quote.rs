@@ -16,6 +16,15 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// `text` cut after `max` characters, with `...` where it was cut: the one way a long
+/// message, problem or upstream text is shortened.
+pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &text[..end]).into(),
+        None => text.into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -24,6 +33,13 @@ mod tests {
     fn short_text_is_escaped_whole() {
         assert_eq!(quote("a.io/b"), "\"a.io/b\"");
         assert_eq!(quote("a\nb\"c"), "\"a\\nb\\\"c\"");
+    }
+
+    #[test]
+    fn cut_keeps_short_text_and_marks_a_cut() {
+        assert_eq!(cut("abc", 3), "abc");
+        assert_eq!(cut("abcd", 3), "abc...");
+        assert_eq!(cut("ééé", 2), "éé...");
     }
 
     #[test]

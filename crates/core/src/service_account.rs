@@ -12,8 +12,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use base64::Engine;
-
 use crate::Secret;
 
 /// Why a token is not a Kubernetes service account token. Never quotes the token.
@@ -49,7 +47,7 @@ impl ServiceAccount {
         token: Secret,
         annotations: BTreeMap<String, String>,
     ) -> Result<ServiceAccount, ServiceAccountError> {
-        let claims = claims(token.expose())?;
+        let claims = crate::jwt::claims(token.expose()).map_err(|_| ServiceAccountError::NotJwt)?;
         let kubernetes = claims
             .get("kubernetes.io")
             .ok_or(ServiceAccountError::MissingClaim("kubernetes.io"))?;
@@ -116,26 +114,10 @@ impl fmt::Debug for ServiceAccount {
     }
 }
 
-/// The payload of a JWT, unverified.
-fn claims(token: &str) -> Result<serde_json::Map<String, serde_json::Value>, ServiceAccountError> {
-    let mut parts = token.split('.');
-    let (Some(_), Some(payload), Some(_), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(ServiceAccountError::NotJwt);
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .map_err(|_| ServiceAccountError::NotJwt)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(serde_json::Value::Object(claims)) => Ok(claims),
-        _ => Err(ServiceAccountError::NotJwt),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
 
     fn jwt(claims: &str) -> Secret {
         let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);

@@ -52,6 +52,7 @@ mod form;
 mod message;
 mod proxy;
 mod resolve;
+mod run;
 mod tls;
 
 pub use client::{Client, Options};
@@ -61,3 +62,4 @@ pub use form::form_encode;
 pub use hyper::Method;
 pub use message::{Request, Response};
 pub use resolve::RESOLVE_ENV;
+pub use run::{Deadline, RunError, run};

@@ -1,14 +1,13 @@
-//! The `exp` claim of a JWT, read without verifying the signature: the registry that
-//! issued the token checks it; we only need to know how long to cache it.
+//! The claims of a JWT, read without verifying its signature: the service that issued the
+//! token, or the one it is sent to, checks that. Errors never contain the token.
 
 use std::time::SystemTime;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// When `token` expires, from its `exp` claim. The error says what is malformed and never
-/// contains the token.
-pub fn expiry(token: &str) -> Result<SystemTime, &'static str> {
+/// The claims of a JWT as a JSON object, or what is malformed about it.
+pub fn claims(token: &str) -> Result<serde_json::Map<String, serde_json::Value>, &'static str> {
     let mut parts = token.split('.');
     let (Some(_header), Some(payload), Some(_signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -18,13 +17,20 @@ pub fn expiry(token: &str) -> Result<SystemTime, &'static str> {
     let payload = URL_SAFE_NO_PAD
         .decode(payload.trim_end_matches('='))
         .map_err(|_| "the JWT payload is not base64url")?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&payload).map_err(|_| "the JWT payload is not JSON")?;
-    let exp = claims
+    match serde_json::from_slice(&payload) {
+        Ok(serde_json::Value::Object(claims)) => Ok(claims),
+        Ok(_) => Err("the JWT payload is not a JSON object"),
+        Err(_) => Err("the JWT payload is not JSON"),
+    }
+}
+
+/// When `token` expires, from its numeric `exp` claim (fractions of a second dropped).
+pub fn expiry(token: &str) -> Result<SystemTime, &'static str> {
+    let exp = claims(token)?
         .get("exp")
         .and_then(serde_json::Value::as_f64)
         .ok_or("the JWT has no numeric exp claim")?;
-    icp_core::expiry::from_unix_seconds(exp.trunc()).ok_or("the JWT exp claim is out of range")
+    crate::expiry::from_unix_seconds(exp.trunc()).ok_or("the JWT exp claim is out of range")
 }
 
 #[cfg(test)]
@@ -74,5 +80,12 @@ mod tests {
         ] {
             assert!(expiry(token).is_err(), "{token}");
         }
+    }
+
+    #[test]
+    fn errors_never_hold_the_token() {
+        let token = jwt("[1]");
+        let error = claims(&token).unwrap_err();
+        assert!(!error.contains(token.split('.').nth(1).unwrap()));
     }
 }
