@@ -32,6 +32,12 @@ impl fmt::Display for FakeError {
 
 impl std::error::Error for FakeError {}
 
+impl icp_core::BackendError for FakeError {
+    fn kind(&self) -> icp_core::ErrorKind {
+        icp_core::ErrorKind::AccessDenied
+    }
+}
+
 impl icp_core::TokenBackend for FakeTokens {
     type Error = FakeError;
 

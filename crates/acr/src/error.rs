@@ -90,3 +90,24 @@ pub enum Error {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
+
+impl icp_core::BackendError for Error {
+    fn kind(&self) -> icp_core::ErrorKind {
+        use icp_core::ErrorKind;
+        match self {
+            Error::Config(_) | Error::Environment(_) | Error::AzureConfig { .. } => {
+                ErrorKind::Config
+            }
+            Error::NotServed(_) => ErrorKind::NotServed,
+            Error::NoCredentials(_) => ErrorKind::NoCredentials,
+            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
+            Error::Throttled(_) => ErrorKind::Throttled,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
+            Error::Status { .. } | Error::Challenge { .. } | Error::BadResponse { .. } => {
+                ErrorKind::BadResponse
+            }
+            Error::ServiceAccount { error, .. } => error.kind(),
+        }
+    }
+}

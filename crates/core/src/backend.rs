@@ -87,7 +87,7 @@ pub struct Credentials {
 /// A backend that answers from static material with a whole `auth` map.
 pub trait StaticBackend {
     /// What can go wrong; its message must never contain a credential.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: crate::BackendError;
 
     /// The credentials for `request.image`, and for every image the kubelet will reuse
     /// the answer for under `request.cache_key_type`. An empty `auth` means none apply.
@@ -144,7 +144,7 @@ pub struct ServiceAccountTokenUse {
 /// A backend that fetches one short-lived token per registry from a cloud.
 pub trait TokenBackend {
     /// What can go wrong; its message must never contain a credential.
-    type Error: std::error::Error + Send + Sync + 'static;
+    type Error: crate::BackendError;
 
     /// Whether this backend will serve `image` at all: strict validation of the registry
     /// host, so a look-alike never causes a token request. No I/O.

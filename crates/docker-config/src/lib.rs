@@ -59,6 +59,18 @@ pub enum Error {
     Budget(Duration),
 }
 
+impl icp_core::BackendError for Error {
+    /// A broken file is the rule's configuration; a helper that fails or answers nonsense
+    /// is a bad answer; one that runs out of time, a timeout.
+    fn kind(&self) -> icp_core::ErrorKind {
+        match self {
+            Error::File(_) => icp_core::ErrorKind::Config,
+            Error::Helper(_) => icp_core::ErrorKind::BadResponse,
+            Error::Budget(_) => icp_core::ErrorKind::Timeout,
+        }
+    }
+}
+
 /// The docker-config backend for one file.
 ///
 /// What it answers for an image of registry R, by `cacheKeyType`:

@@ -376,3 +376,20 @@ mod tests {
         assert!(!message.contains('\n'));
     }
 }
+
+impl icp_core::BackendError for Error {
+    fn kind(&self) -> icp_core::ErrorKind {
+        use icp_core::ErrorKind;
+        match self {
+            Error::Config(_) | Error::InvalidRole => ErrorKind::Config,
+            Error::NotServed(_) => ErrorKind::NotServed,
+            Error::NoCredentials(_) | Error::Credentials(_) => ErrorKind::NoCredentials,
+            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
+            Error::Throttled { .. } => ErrorKind::Throttled,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
+            Error::Status { .. } | Error::BadResponse { .. } => ErrorKind::BadResponse,
+            Error::ServiceAccount { cause, .. } => cause.kind(),
+        }
+    }
+}

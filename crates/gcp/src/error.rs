@@ -130,3 +130,29 @@ pub enum Error {
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
 }
+
+impl icp_core::BackendError for Error {
+    fn kind(&self) -> icp_core::ErrorKind {
+        use icp_core::ErrorKind;
+        match self {
+            Error::Config(_) | Error::CredentialFile { .. } | Error::Annotation { .. } => {
+                ErrorKind::Config
+            }
+            Error::NoCredentials(_)
+            | Error::MetadataNotFound(_)
+            | Error::MissingScope(_)
+            | Error::NoDockercfgEntry { .. } => ErrorKind::NoCredentials,
+            Error::MetadataUnreachable { .. } | Error::Network { .. } | Error::Runtime(_) => {
+                ErrorKind::Network
+            }
+            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
+            Error::Throttled { .. } => ErrorKind::Throttled,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::NotMetadataServer { .. }
+            | Error::Status { .. }
+            | Error::BadResponse { .. }
+            | Error::DockerConfig(_) => ErrorKind::BadResponse,
+            Error::ServiceAccount { cause, .. } => cause.kind(),
+        }
+    }
+}
