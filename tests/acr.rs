@@ -7,7 +7,7 @@
 //! own identity, the node's as a fallback, isolation between service accounts, one
 //! exchange for many pods of one account, and refusals.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

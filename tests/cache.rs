@@ -3,7 +3,7 @@
 //! concurrent processes, a killed fetcher, unsound entries, unusable directories, and
 //! identities that must not share a token.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The binary run as the kubelet and as a person run it: every apiVersion, every class
 //! of bad input, and no credential from the test files on stderr, at any verbosity.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -3,7 +3,7 @@
 //! case, and every answer of ours, in each apiVersion and cache key type, is one the
 //! kubelet accepts and uses as intended.
 
-mod common;
+use crate::common;
 
 use common::{API_VERSIONS, Plugin, kubelet, request, testdata};
 use icp_test_kit::conformance;

@@ -2,7 +2,7 @@
 //! plugin: Debian's real `docker-credential-pass` over a throwaway `pass` store, fakes for
 //! every way a helper fails, and docker config keys that must never reach stderr whole.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The three drop-in modes read their command lines one way: the official programs'
 //! `--help` and `--version`, klog's `-v` at any level, and one usage line for the rest.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! pull-through proxy rule, and the `ecr-credential-provider` drop-in name; the kubelet's
 //! service-account-token mode in `ecr/service_account.rs`.
 
-mod common;
+use crate::common;
 #[path = "ecr/service_account.rs"]
 mod service_account;
 

@@ -3,7 +3,7 @@
 //! endpoint (through `IMAGE_CREDENTIAL_PROVIDER_RESOLVE`), the host table with request
 //! counts, the `auth-provider-gcp` drop-in, and per-pod identity (`pod_identity`).
 
-mod common;
+use crate::common;
 #[path = "gcp/pod_identity.rs"]
 mod pod_identity;
 

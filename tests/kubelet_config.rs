@@ -3,7 +3,7 @@
 //! judged as its `.expect` file says, and what `kubelet-config` writes accepted by the
 //! same judge.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

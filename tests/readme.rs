@@ -1,7 +1,7 @@
 //! The README's rules examples are the files under `testdata/examples/`, and
 //! `check-config` passes on each: an operator can try every example as it is written.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -4,7 +4,7 @@
 //! with, and must not get in with once the password is wrong: with the password in the
 //! docker config file, and with it only in `pass`, behind `docker-credential-pass`.
 
-mod common;
+use crate::common;
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

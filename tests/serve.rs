@@ -1,7 +1,7 @@
 //! The library's serve path in-process, as the kubelet drives it, against fake backends:
 //! the protocol and the dispatch without spawning the binary or reaching any cloud.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::fmt;

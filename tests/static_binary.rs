@@ -7,7 +7,7 @@
 //! it is up to date). Running in an empty root takes `chroot`, so those tests need root, as CI
 //! runs them.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -158,7 +158,7 @@ fn the_pod_token_is_exchanged_for_the_annotated_role() {
     // The session lives an hour, the ECR token 12: the answer follows the token.
     let response = run.unwrap().json();
     assert_eq!(response["cacheKeyType"], "Registry");
-    let cached = crate::seconds(response["cacheDuration"].as_str().unwrap());
+    let cached = super::seconds(response["cacheDuration"].as_str().unwrap());
     let expected = ECR_TOKEN_SECONDS - 5 * 60;
     assert!((expected - 120..=expected).contains(&cached), "{cached}s");
 }
