@@ -344,9 +344,7 @@ fn credential(entry: &Map<String, Value>) -> Result<Option<Entry>, (&'static str
         Some(_) => Err((field, "expected a string")),
     };
     if let Some(auth) = string("auth")?.filter(|a| !a.is_empty()) {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(auth.trim())
-            .map_err(|_| ("auth", "not valid base64"))?;
+        let decoded = decode_auth(auth).map_err(|_| ("auth", "not valid base64"))?;
         let decoded =
             String::from_utf8(decoded).map_err(|_| ("auth", "decoded value is not UTF-8"))?;
         let (username, password) = decoded.split_once(':').ok_or((
@@ -367,6 +365,34 @@ fn credential(entry: &Map<String, Value>) -> Result<Option<Entry>, (&'static str
         username: username.unwrap_or_default().to_owned(),
         password: Secret::new(password.unwrap_or_default()),
     }))
+}
+
+/// The bytes of an `auth` value, decoded as the kubelet decodes it: a value whose
+/// space-trimmed form ends in `=` goes to Go's padded standard decoder as it is (so a
+/// leading or trailing space is an error), any other value to the unpadded one; both skip
+/// `\r` and `\n` wherever they stand, and neither checks the unused bits of the last
+/// character.
+fn decode_auth(auth: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const PADDED: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+    );
+    const UNPADDED: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new()
+            .with_decode_allow_trailing_bits(true)
+            .with_decode_padding_mode(DecodePaddingMode::RequireNone),
+    );
+    let engine = if auth.trim().ends_with('=') {
+        &PADDED
+    } else {
+        &UNPADDED
+    };
+    let unbroken: String = auth.chars().filter(|c| !matches!(c, '\r' | '\n')).collect();
+    engine.decode(unbroken)
 }
 
 #[cfg(test)]
@@ -404,6 +430,63 @@ mod tests {
         .unwrap()
         .auths;
         assert_eq!(legacy.keys().collect::<Vec<_>>(), ["registry.example"]);
+    }
+
+    /// The kubelet's `decodeDockerConfigFieldAuth`, case by case.
+    #[test]
+    fn auth_is_decoded_as_the_kubelet_decodes_it() {
+        let decoded = |auth: &str| {
+            let content = format!(
+                r#"{{"auths": {{"quay.io": {{"auth": {}}}}}}}"#,
+                serde_json::json!(auth)
+            );
+            load_str(&content).map(|contents| {
+                let entry = &contents.auths["quay.io"];
+                format!("{}:{}", entry.username, entry.password.expose())
+            })
+        };
+        let cases = [
+            ("Zm9vOmJhcg==", Some("foo:bar"), "padded"),
+            (
+                "Zm9vOmJhcg",
+                Some("foo:bar"),
+                "unpadded goes to the raw decoder",
+            ),
+            ("Zm9vOmJh\ncg==", Some("foo:bar"), "a line break is skipped"),
+            (
+                "Zm9v\r\nOmJhcg",
+                Some("foo:bar"),
+                "CR LF skipped in unpadded data",
+            ),
+            (
+                "Zm9vOmJhcg==\n",
+                Some("foo:bar"),
+                "a trailing newline is skipped",
+            ),
+            (
+                "Zm9vOmJhcg== ",
+                None,
+                "a trailing space after padding is an error",
+            ),
+            (" Zm9vOmJhcg==", None, "a leading space is an error"),
+            ("Zm9vOmJhcg= ", None, "wrong padding"),
+            ("Zm9vOmJhcg=x", None, "data after padding"),
+            ("Zm9vOmJhcg=", None, "short padding"),
+            ("Zm9vOmJhcg ", None, "a space in unpadded data"),
+            ("Zm9vOmJ=", Some("foo:b"), "unused bits are not checked"),
+        ];
+        for (auth, want, why) in cases {
+            match (decoded(auth), want) {
+                (Ok(got), Some(want)) => assert_eq!(got, want, "{why}: {auth:?}"),
+                (Err(error), None) => {
+                    assert!(
+                        error.to_string().contains("not valid base64"),
+                        "{why}: {error}"
+                    )
+                }
+                (got, want) => panic!("{why}: {auth:?} gave {got:?}, want {want:?}"),
+            }
+        }
     }
 
     #[test]
