@@ -17,18 +17,33 @@ use serde_json::{Map, Value};
 /// The deepest nesting of mappings and lists read (a rules file needs five).
 pub const MAX_DEPTH: usize = 32;
 
-/// The JSON document `text`.
+/// The most nodes that aliases may add to a YAML document by expanding: far more than any
+/// configuration needs, and few enough that expanding them is bounded in time and memory.
+pub const MAX_ALIAS_EXPANSION: u64 = 100_000;
+
+/// The JSON document `text`, and nothing after it but white space, as Go's decoder reads
+/// it. A leading byte-order mark is skipped.
 pub fn json(text: &str) -> Result<Value, String> {
-    Level::<false>(1)
-        .deserialize(&mut serde_json::Deserializer::from_str(text))
-        .map_err(|e| format!("invalid JSON: {e}"))
+    let invalid = |e: serde_json::Error| format!("invalid JSON: {e}");
+    let mut document = serde_json::Deserializer::from_str(without_bom(text));
+    let value = Level::<false>(1)
+        .deserialize(&mut document)
+        .map_err(invalid)?;
+    document.end().map_err(invalid)?;
+    Ok(value)
+}
+
+/// `text` without a leading UTF-8 byte-order mark, which Go's YAML reader skips.
+fn without_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
 /// The first YAML document of `text` (`null` when there is none), and whether another
 /// document that is not empty follows it.
 pub fn yaml(text: &str) -> Result<(Value, bool), String> {
     let invalid = |e: String| format!("invalid YAML: {e}");
-    yaml_depth(text).map_err(invalid)?;
+    let text = without_bom(text);
+    yaml_bounds(text).map_err(invalid)?;
     let mut documents = serde_yaml_ng::Deserializer::from_str(text);
     let value = match documents.next() {
         Some(document) => Level::<true>(1)
@@ -156,12 +171,15 @@ impl<'de, const YAML: bool> Visitor<'de> for Level<YAML> {
     }
 }
 
-/// Refuses YAML nested more than [`MAX_DEPTH`] deep before it is parsed whole. The YAML
-/// parser's work per token grows with the depth of open flow collections, so a megabyte
-/// of `[` takes minutes; this pass runs the same parser event by event and stops at the
-/// first level too deep. Syntax errors are left to the parse proper, which reports them
-/// with their position.
-fn yaml_depth(text: &str) -> Result<(), String> {
+/// Refuses YAML nested more than [`MAX_DEPTH`] deep, or whose aliases expand too much,
+/// before it is parsed whole. The YAML parser's work per token grows with the depth of open
+/// flow collections, so a megabyte of `[` takes minutes; and each alias is expanded into a
+/// copy of its anchor's node, so a few kilobytes of aliases to a large anchor make
+/// gigabytes. This pass runs the same parser event by event, counts the nodes each anchor
+/// expands to, and stops at the first level too deep or the first alias that makes the
+/// document excessively aliased as Go's YAML reader judges it ([`Aliasing`]). Syntax errors
+/// are left to the parse proper, which reports them with their position.
+fn yaml_bounds(text: &str) -> Result<(), String> {
     use std::mem::MaybeUninit;
 
     // The parser holds pointers into itself, so it lives on the heap and never moves.
@@ -177,34 +195,51 @@ fn yaml_depth(text: &str) -> Result<(), String> {
         unsafe_libyaml::yaml_parser_set_input_string(parser, text.as_ptr(), text.len() as u64);
     }
     let mut depth = 0usize;
+    let mut aliasing = Aliasing::default();
     let result = loop {
         let mut event = MaybeUninit::<unsafe_libyaml::yaml_event_t>::uninit();
         // SAFETY: the parser is initialised; an event it produced is read, then deleted
         // exactly once.
-        let (kind, mark) = unsafe {
+        let (kind, mark, anchor) = unsafe {
             if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
                 break Ok(());
             }
             let event = event.as_mut_ptr();
-            let found = ((*event).type_, (*event).start_mark);
+            let data = &(*event).data;
+            let anchor = match (*event).type_ {
+                unsafe_libyaml::YAML_ALIAS_EVENT => data.alias.anchor,
+                unsafe_libyaml::YAML_SCALAR_EVENT => data.scalar.anchor,
+                unsafe_libyaml::YAML_SEQUENCE_START_EVENT => data.sequence_start.anchor,
+                unsafe_libyaml::YAML_MAPPING_START_EVENT => data.mapping_start.anchor,
+                _ => std::ptr::null_mut(),
+            };
+            let anchor = (!anchor.is_null())
+                .then(|| std::ffi::CStr::from_ptr(anchor.cast()).to_bytes().to_vec());
+            let found = ((*event).type_, (*event).start_mark, anchor);
             unsafe_libyaml::yaml_event_delete(event);
             found
         };
+        let at = || format!("at line {} column {}", mark.line + 1, mark.column + 1);
         match kind {
             unsafe_libyaml::YAML_SEQUENCE_START_EVENT
             | unsafe_libyaml::YAML_MAPPING_START_EVENT => {
                 depth += 1;
                 if depth > MAX_DEPTH {
-                    break Err(format!(
-                        "nested more than {MAX_DEPTH} levels deep at line {} column {}",
-                        mark.line + 1,
-                        mark.column + 1
-                    ));
+                    break Err(format!("nested more than {MAX_DEPTH} levels deep {}", at()));
                 }
+                aliasing.open(anchor);
             }
             unsafe_libyaml::YAML_SEQUENCE_END_EVENT | unsafe_libyaml::YAML_MAPPING_END_EVENT => {
                 depth = depth.saturating_sub(1);
+                aliasing.close();
             }
+            unsafe_libyaml::YAML_SCALAR_EVENT => aliasing.scalar(anchor),
+            unsafe_libyaml::YAML_ALIAS_EVENT => {
+                if let Err(problem) = aliasing.alias(anchor.as_deref().unwrap_or_default()) {
+                    break Err(format!("{problem} {}", at()));
+                }
+            }
+            unsafe_libyaml::YAML_DOCUMENT_START_EVENT => aliasing = Aliasing::default(),
             unsafe_libyaml::YAML_STREAM_END_EVENT => break Ok(()),
             _ => {}
         }
@@ -212,6 +247,87 @@ fn yaml_depth(text: &str) -> Result<(), String> {
     // SAFETY: initialised above and not used after this.
     unsafe { unsafe_libyaml::yaml_parser_delete(parser) };
     result
+}
+
+/// How many nodes a YAML document decodes to once its aliases are expanded, counted as
+/// Go's YAML reader (gopkg.in/yaml.v2 and v3, which the kubelet's reader uses) counts them:
+/// every node decoded, and every node decoded inside an alias's expansion. Go refuses a
+/// document as "excessively aliased" when more than 100 of over 1,000 decoded nodes come
+/// from aliases and their share passes a ratio that falls from 0.99 at 400,000 nodes to
+/// 0.10 at 4,000,000. On top of that rule, aliases may add at most
+/// [`MAX_ALIAS_EXPANSION`] nodes in all.
+#[derive(Default)]
+struct Aliasing {
+    /// The nodes each anchor expands to, aliases inside it expanded.
+    anchors: std::collections::HashMap<Vec<u8>, u64>,
+    /// The collections still open: their anchor and the nodes they hold so far.
+    open: Vec<(Option<Vec<u8>>, u64)>,
+    /// Nodes decoded in all.
+    decoded: u64,
+    /// Nodes decoded inside alias expansions.
+    aliased: u64,
+}
+
+impl Aliasing {
+    fn open(&mut self, anchor: Option<Vec<u8>>) {
+        self.decoded = self.decoded.saturating_add(1);
+        self.open.push((anchor, 1));
+    }
+
+    fn close(&mut self) {
+        if let Some((anchor, nodes)) = self.open.pop() {
+            self.add(anchor, nodes);
+        }
+    }
+
+    fn scalar(&mut self, anchor: Option<Vec<u8>>) {
+        self.decoded = self.decoded.saturating_add(1);
+        self.add(anchor, 1);
+    }
+
+    /// A node of `nodes` nodes is complete: count it in its parent and its anchor.
+    fn add(&mut self, anchor: Option<Vec<u8>>, nodes: u64) {
+        if let Some((_, parent)) = self.open.last_mut() {
+            *parent = parent.saturating_add(nodes);
+        }
+        if let Some(anchor) = anchor {
+            self.anchors.insert(anchor, nodes);
+        }
+    }
+
+    /// An alias of `anchor`: it decodes to itself and a copy of the anchored node. An
+    /// unknown anchor is left to the parse proper to report.
+    fn alias(&mut self, anchor: &[u8]) -> Result<(), String> {
+        let expansion = self.anchors.get(anchor).copied().unwrap_or_default();
+        self.decoded = self.decoded.saturating_add(1).saturating_add(expansion);
+        self.aliased = self.aliased.saturating_add(expansion);
+        if let Some((_, parent)) = self.open.last_mut() {
+            *parent = parent.saturating_add(1).saturating_add(expansion);
+        }
+        if self.aliased > 100
+            && self.decoded > 1000
+            && self.aliased as f64 / self.decoded as f64 > allowed_alias_ratio(self.decoded)
+        {
+            return Err("the document contains excessive aliasing".to_owned());
+        }
+        if self.aliased > MAX_ALIAS_EXPANSION {
+            return Err(format!(
+                "aliases expand to more than {MAX_ALIAS_EXPANSION} nodes"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Go's YAML reader's `allowedAliasRatio`.
+fn allowed_alias_ratio(decoded: u64) -> f64 {
+    const LOW: u64 = 400_000;
+    const HIGH: u64 = 4_000_000;
+    match decoded {
+        ..=LOW => 0.99,
+        HIGH.. => 0.10,
+        _ => 0.99 - 0.89 * ((decoded - LOW) as f64 / (HIGH - LOW) as f64),
+    }
 }
 
 #[cfg(test)]
@@ -261,5 +377,74 @@ mod tests {
         assert!(yaml(&deeper).unwrap_err().contains("levels deep"));
         let huge = "[".repeat(1_048_000);
         assert!(yaml(&huge).unwrap_err().contains("levels deep"));
+    }
+
+    #[test]
+    fn json_refuses_content_after_the_document() {
+        for text in [r#"{"a": 1} x"#, r#"{"a": 1}{"b": 2}"#, "{}\n]", "[1] 2"] {
+            let error = json(text).unwrap_err();
+            assert!(error.contains("trailing characters"), "{text}: {error}");
+        }
+        assert_eq!(
+            json("{\"a\": 1} \n\t").unwrap(),
+            serde_json::json!({"a": 1})
+        );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_skipped_as_go_skips_it() {
+        let (value, _) = yaml("\u{feff}kind: K\nname: n\n").unwrap();
+        assert_eq!(value, serde_json::json!({"kind": "K", "name": "n"}));
+        assert_eq!(
+            json("\u{feff}{\"kind\": \"K\"}").unwrap(),
+            serde_json::json!({"kind": "K"})
+        );
+    }
+
+    /// `levels` levels of nine aliases each to the level below, the first of nine scalars.
+    fn laughs(levels: usize) -> String {
+        let mut text = "l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n".to_owned();
+        for level in 1..=levels {
+            let previous = format!("*l{}", level - 1);
+            text += &format!(
+                "l{level}: &l{level} [{}]\n",
+                vec![previous.as_str(); 9].join(", ")
+            );
+        }
+        text
+    }
+
+    #[test]
+    fn excessive_aliasing_is_refused_at_once() {
+        // Go's rule: 99.5% of the 9,225 nodes decoded come from aliases.
+        let error = yaml(&laughs(3)).unwrap_err();
+        assert!(error.contains("excessive aliasing at line 4"), "{error}");
+        // One large anchor and thousands of aliases: a 30 KB document that would expand
+        // to five million nodes; and nested aliases that would expand to billions.
+        let anchor = format!("a: &a [{}]\n", vec!["x"; 1000].join(", "));
+        let aliases = format!("b: [{}]\n", vec!["*a"; 5000].join(", "));
+        for text in [anchor.clone() + &aliases, laughs(11)] {
+            let started = std::time::Instant::now();
+            let error = yaml(&text).unwrap_err();
+            assert!(
+                error.contains("aliasing")
+                    || error.contains("aliases expand to more than 100000 nodes"),
+                "{error}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        }
+        // A little aliasing, as configurations use it, is fine.
+        let (value, _) = yaml(&(anchor + "b: [*a, *a]\nc: *a\n")).unwrap();
+        assert_eq!(value["c"].as_array().unwrap().len(), 1000);
+        assert!(yaml(&laughs(2)).is_ok());
+    }
+
+    #[test]
+    fn the_alias_ratio_follows_go() {
+        assert_eq!(allowed_alias_ratio(1000), 0.99);
+        assert_eq!(allowed_alias_ratio(400_000), 0.99);
+        assert!((allowed_alias_ratio(2_200_000) - 0.545).abs() < 1e-9);
+        assert_eq!(allowed_alias_ratio(4_000_000), 0.10);
+        assert_eq!(allowed_alias_ratio(u64::MAX), 0.10);
     }
 }
