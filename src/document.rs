@@ -408,7 +408,7 @@ mod tests {
             let previous = format!("*l{}", level - 1);
             text += &format!(
                 "l{level}: &l{level} [{}]\n",
-                vec![previous.as_str(); 9].join(", ")
+                [previous.as_str(); 9].join(", ")
             );
         }
         text
