@@ -292,7 +292,9 @@ fn parse_tag(tag: &str) -> Result<String, ImageError> {
 }
 
 /// `algorithm ":" encoded`, algorithm components `[A-Za-z][A-Za-z0-9]*` joined by
-/// `[+._-]`, encoded `[a-fA-F0-9]{32,}`.
+/// `[+._-]`, encoded `[a-fA-F0-9]{32,}`; and for an algorithm registered with go-digest,
+/// as the kubelet's and containerd's parsers check it, exactly its length in lowercase hex
+/// (sha256 64, sha384 96, sha512 128).
 fn parse_digest(digest: &str) -> Result<String, ImageError> {
     let bad = || ImageError::Digest(digest.to_owned());
     let (algorithm, encoded) = digest.split_once(':').ok_or_else(bad)?;
@@ -301,7 +303,21 @@ fn parse_digest(digest: &str) -> Result<String, ImageError> {
         bytes.next().is_some_and(|b| b.is_ascii_alphabetic())
             && bytes.all(|b| b.is_ascii_alphanumeric())
     });
-    let encoded_ok = encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit());
+    let registered = match algorithm {
+        "sha256" => Some(64),
+        "sha384" => Some(96),
+        "sha512" => Some(128),
+        _ => None,
+    };
+    let encoded_ok = match registered {
+        Some(length) => {
+            encoded.len() == length
+                && encoded
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        }
+        None => encoded.len() >= 32 && encoded.bytes().all(|b| b.is_ascii_hexdigit()),
+    };
     if algorithm_ok && encoded_ok {
         Ok(digest.to_owned())
     } else {
@@ -414,6 +430,30 @@ mod tests {
                 "{reference}"
             );
         }
+    }
+
+    #[test]
+    fn a_registered_digest_has_its_exact_length_in_lowercase_hex() {
+        let image = |digest: String| ImageRef::parse(&format!("registry.example/app@{digest}"));
+        for (algorithm, length) in [("sha256", 64), ("sha384", 96), ("sha512", 128)] {
+            assert!(image(format!("{algorithm}:{}", "a".repeat(length))).is_ok());
+            for wrong in [
+                "a".repeat(length - 1),
+                "a".repeat(length + 1),
+                "a".repeat(1_000_000),
+                "A".repeat(length),
+            ] {
+                assert!(
+                    matches!(
+                        image(format!("{algorithm}:{wrong}")),
+                        Err(ImageError::Digest(_))
+                    ),
+                    "{algorithm} with {} characters",
+                    wrong.len()
+                );
+            }
+        }
+        assert!(image(format!("other+alg:{}", "A".repeat(40))).is_ok());
     }
 
     #[test]

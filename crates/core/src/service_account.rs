@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::Secret;
+use crate::{Secret, names};
 
 /// Why a token is not a Kubernetes service account token. Never quotes the token.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,15 @@ pub enum ServiceAccountError {
     /// A JWT without the `kubernetes.io` claims of a projected service account token.
     #[error("the service account token has no {0} claim")]
     MissingClaim(&'static str),
+    /// A claim that cannot be what it names: a namespace that is no DNS label, a name that
+    /// is no DNS subdomain, a uid with characters no uid has. Its value is not quoted: it
+    /// was made to be shown.
+    #[error("the service account token's {0} claim is not a Kubernetes {1}")]
+    InvalidClaim(&'static str, &'static str),
 }
+
+/// The longest uid taken: Kubernetes uids are 36-character UUIDs.
+const MAX_UID: usize = 128;
 
 /// The pod's service account, its token, and the annotations passed on.
 #[derive(Clone, PartialEq, Eq)]
@@ -59,16 +67,44 @@ impl ServiceAccount {
                 .ok_or(ServiceAccountError::MissingClaim(claim))
         };
         let account = kubernetes.get("serviceaccount");
-        Ok(ServiceAccount {
-            namespace: text(kubernetes.get("namespace"), "kubernetes.io.namespace")?,
-            name: text(
-                account.and_then(|a| a.get("name")),
+        let namespace = text(kubernetes.get("namespace"), "kubernetes.io.namespace")?;
+        let name = text(
+            account.and_then(|a| a.get("name")),
+            "kubernetes.io.serviceaccount.name",
+        )?;
+        let uid = text(
+            account.and_then(|a| a.get("uid")),
+            "kubernetes.io.serviceaccount.uid",
+        )?;
+        // The claims key caches and name the account in messages: what no Kubernetes
+        // object can be called is refused, so that forged claims can neither collide in a
+        // key (`a/b` + `c` against `a` + `b/c`) nor put escape sequences on a line.
+        if !names::is_dns1123_label(&namespace) {
+            return Err(ServiceAccountError::InvalidClaim(
+                "kubernetes.io.namespace",
+                "namespace name",
+            ));
+        }
+        if !names::is_dns1123_subdomain(&name) {
+            return Err(ServiceAccountError::InvalidClaim(
                 "kubernetes.io.serviceaccount.name",
-            )?,
-            uid: text(
-                account.and_then(|a| a.get("uid")),
+                "service account name",
+            ));
+        }
+        let uid_ok = uid.len() <= MAX_UID
+            && uid
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+        if !uid_ok {
+            return Err(ServiceAccountError::InvalidClaim(
                 "kubernetes.io.serviceaccount.uid",
-            )?,
+                "uid",
+            ));
+        }
+        Ok(ServiceAccount {
+            namespace,
+            name,
+            uid,
             token,
             annotations,
         })
@@ -161,6 +197,43 @@ mod tests {
             assert!(
                 !shown.contains(secret.split('.').nth(1).unwrap()),
                 "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn claims_that_no_kubernetes_object_has_are_refused_unquoted() {
+        let claims = |namespace: &str, name: &str, uid: &str| {
+            serde_json::json!({"kubernetes.io": {"namespace": namespace,
+                "serviceaccount": {"name": name, "uid": uid}}})
+            .to_string()
+        };
+        let good = ServiceAccount::from_token(
+            jwt(&claims("team-a", "app.v1", "0b1c-2d_3.e")),
+            BTreeMap::new(),
+        );
+        assert_eq!(good.unwrap().key(&[]), "sa=team-a/app.v1/0b1c-2d_3.e");
+        for (namespace, name, uid, claim) in [
+            ("a/b", "c", "u", "namespace"),
+            ("a", "b/c", "u", "serviceaccount.name"),
+            ("a", "b", "u;role=x", "serviceaccount.uid"),
+            ("a\u{1b}[31m", "b", "u", "namespace"),
+            ("a", "B", "u", "serviceaccount.name"),
+            ("a", "b", "u\n", "serviceaccount.uid"),
+            ("team.a", "b", "u", "namespace"),
+            ("a", "b", &"u".repeat(129), "serviceaccount.uid"),
+        ] {
+            let error =
+                ServiceAccount::from_token(jwt(&claims(namespace, name, uid)), BTreeMap::new())
+                    .unwrap_err()
+                    .to_string();
+            assert!(
+                error.contains(&format!("kubernetes.io.{claim} claim is not a Kubernetes")),
+                "{error}"
+            );
+            assert!(
+                !error.contains('\u{1b}') && !error.contains('\n') && !error.contains(';'),
+                "{error}"
             );
         }
     }
