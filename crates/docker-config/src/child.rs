@@ -1,10 +1,18 @@
 //! Running a program as a bounded child: no shell, its own process group, input on
 //! stdin, a deadline after which the whole group is killed, and capped output.
+//!
+//! A descendant can leave the group (`setsid`), and so survive a kill of the group. Each
+//! child is started with a variable of its own, [`RUN_VARIABLE`], which its descendants
+//! inherit; on a timeout every process still below the child through `/proc`'s parent
+//! links, or still carrying that variable wherever it was reparented, is killed too (as
+//! Jenkins' process tree killer finds a build's processes). A pid namespace would need
+//! privileges the plugin may not have, and a cgroup a writable hierarchy.
 
 use std::io::{self, Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -41,15 +49,23 @@ pub enum Failure {
 const BUSY_RETRIES: u32 = 5;
 const BUSY_PAUSE: Duration = Duration::from_millis(20);
 
+/// The variable each child is started with, naming its run, so that its descendants can
+/// be found wherever they were reparented: `IMAGE_CREDENTIAL_PROVIDER_HELPER_RUN=<pid>-<n>`.
+pub const RUN_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_HELPER_RUN";
+
+/// The runs started by this process so far.
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
 /// Starts `program arg` in a process group of its own, with piped standard streams. A
 /// program that is busy being written (`ETXTBSY`: another process forked while holding it
 /// open for writing, as a package manager updating a helper or a test writing one does, if
 /// only until that fork's `exec`) is tried again a few times, briefly.
-fn spawn(program: &Path, arg: &str) -> io::Result<Child> {
+fn spawn(program: &Path, arg: &str, run: &str) -> io::Result<Child> {
     let mut tries = 0;
     loop {
         let spawned = Command::new(program)
             .arg(arg)
+            .env(RUN_VARIABLE, run)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -73,11 +89,22 @@ fn spawn(program: &Path, arg: &str) -> io::Result<Child> {
 /// whatever it started there) is killed with `SIGKILL` and reaped.
 pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result<Output, Failure> {
     let started = Instant::now();
-    let mut child = spawn(program, arg).map_err(Failure::Spawn)?;
-    let (Some(mut stdin), Some(stdout), Some(stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        kill_group(&mut child);
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        RUNS.fetch_add(1, Ordering::Relaxed)
+    );
+    let mut child = spawn(program, arg, &run).map_err(Failure::Spawn)?;
+    let child = &mut Run {
+        child: &mut child,
+        run: &run,
+    };
+    let (Some(mut stdin), Some(stdout), Some(stderr)) = (
+        child.child.stdin.take(),
+        child.child.stdout.take(),
+        child.child.stderr.take(),
+    ) else {
+        child.kill();
         return Err(Failure::Spawn(io::Error::other("no pipes to the child")));
     };
     // A child that never reads its input must not block us: write from a thread, and let
@@ -109,7 +136,7 @@ pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result
                 Ok(()) => open_pipes -= 1,
                 Err(RecvTimeoutError::Disconnected) => open_pipes = 0,
                 Err(RecvTimeoutError::Timeout) => {
-                    kill_group(&mut child);
+                    child.kill();
                     return Err(Failure::Timeout);
                 }
             }
@@ -121,7 +148,7 @@ pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result
         match child.try_wait() {
             Ok(Some(status)) => break status,
             Ok(None) if left.is_zero() => {
-                kill_group(&mut child);
+                child.kill();
                 return Err(Failure::Timeout);
             }
             Ok(None) => {
@@ -129,7 +156,7 @@ pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result
                 pause = (pause * 2).min(Duration::from_millis(5));
             }
             Err(error) => {
-                kill_group(&mut child);
+                child.kill();
                 return Err(Failure::Wait(error));
             }
         }
@@ -146,17 +173,98 @@ pub fn run(program: &Path, arg: &str, input: &[u8], timeout: Duration) -> Result
     })
 }
 
-/// Kills the child's process group and reaps the child.
-fn kill_group(child: &mut Child) {
-    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
-        // SAFETY: kill(2) has no memory-safety preconditions. The child is not reaped yet,
-        // so the group id (its pid) still names its group.
-        unsafe {
-            libc::kill(-pgid, libc::SIGKILL);
+/// A child and the name of its run.
+struct Run<'a> {
+    child: &'a mut Child,
+    run: &'a str,
+}
+
+/// How many times the process table is searched for descendants left alive: a descendant
+/// may start another while it is being killed.
+const KILL_ROUNDS: usize = 10;
+
+impl Run<'_> {
+    fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.child.try_wait()
+    }
+
+    /// Kills the child's process group and every other descendant of the child, then
+    /// reaps the child.
+    fn kill(&mut self) {
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) has no memory-safety preconditions. The child is not reaped
+            // yet, so the group id (its pid) still names its group.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        let marker = format!("{RUN_VARIABLE}={}", self.run);
+        for _ in 0..KILL_ROUNDS {
+            let table = process_table();
+            let below = descendants(self.child.id(), &table);
+            let marked = table.iter().map(|(pid, _)| *pid).filter(|pid| {
+                *pid != self.child.id() && !below.contains(pid) && carries(*pid, &marker)
+            });
+            let doomed: Vec<u32> = marked.chain(below.iter().copied()).collect();
+            if doomed.is_empty() {
+                break;
+            }
+            for pid in doomed {
+                if let Ok(pid) = libc::pid_t::try_from(pid) {
+                    // SAFETY: as above.
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every live process and its parent, from `/proc`: zombies left out, as they hold no
+/// resources and cannot be killed.
+fn process_table() -> Vec<(u32, u32)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // `pid (comm) state ppid ...`: comm may hold anything, so read after its end.
+            let mut fields = stat.rsplit_once(") ")?.1.split(' ');
+            let state = fields.next()?;
+            let parent = fields.next()?.parse().ok()?;
+            (state != "Z").then_some((pid, parent))
+        })
+        .collect()
+}
+
+/// The processes below `root` in `table`, through parent links.
+fn descendants(root: u32, table: &[(u32, u32)]) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut parents = vec![root];
+    while let Some(parent) = parents.pop() {
+        for (pid, _) in table.iter().filter(|(_, p)| *p == parent) {
+            if !found.contains(pid) && *pid != root {
+                found.push(*pid);
+                parents.push(*pid);
+            }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
+    found
+}
+
+/// Whether process `pid`'s environment holds `marker` (`NAME=value`); a process whose
+/// environment cannot be read (another user's) does not.
+fn carries(pid: u32, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|environ| {
+        environ
+            .split(|b| *b == 0)
+            .any(|entry| entry == marker.as_bytes())
+    })
 }
 
 /// Reads `pipe` up to its end, keeping the first `max` bytes, and says whether there was
@@ -282,6 +390,56 @@ mod tests {
             assert!(Instant::now() < deadline, "grandchild {pid} still runs");
             thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits up to 5 s for the process whose pid is in `pid_file` to stop running.
+    fn assert_ends(pid_file: &Path) {
+        let pid: i32 = std::fs::read_to_string(pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let running = state
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z'));
+            if !running {
+                break;
+            }
+            assert!(Instant::now() < deadline, "descendant {pid} still runs");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_descendant_that_leaves_the_session_is_killed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        // Below a child that still runs.
+        let pid_file = dir.path().join("below");
+        let program = script(
+            dir.path(),
+            &format!(
+                "setsid sh -c 'echo $$ > {}; exec sleep 300' & wait",
+                pid_file.display()
+            ),
+        );
+        let ended = failure(run(&program, "get", b"", Duration::from_millis(500)));
+        assert!(matches!(ended, Failure::Timeout), "{ended:?}");
+        assert_ends(&pid_file);
+        // Orphaned: its parent, the child, has exited, and it holds the child's stdout.
+        let pid_file = dir.path().join("orphan");
+        let program = script(
+            dir.path(),
+            &format!(
+                "setsid -f sh -c 'echo $$ > {}; exec sleep 300'; sleep 0.1; exit 0",
+                pid_file.display()
+            ),
+        );
+        let ended = failure(run(&program, "get", b"", Duration::from_millis(800)));
+        assert!(matches!(ended, Failure::Timeout), "{ended:?}");
+        assert_ends(&pid_file);
     }
 
     #[test]
