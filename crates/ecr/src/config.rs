@@ -67,8 +67,7 @@ impl Config {
             if self.role_arn.is_none() {
                 return invalid("ecr.roleSessionName needs ecr.roleArn".into());
             }
-            let allowed = |c: char| c.is_ascii_alphanumeric() || "=,.@_-".contains(c);
-            if !(2..=64).contains(&name.len()) || !name.chars().all(allowed) {
+            if !(2..=64).contains(&name.len()) || !name.chars().all(is_session_name_char) {
                 return invalid(format!(
                     "ecr.roleSessionName {} must be 2 to 64 characters of letters, digits and =,.@_-",
                     quote(name)
@@ -99,6 +98,11 @@ impl Config {
             .as_deref()
             .unwrap_or(DEFAULT_ROLE_SESSION_NAME)
     }
+}
+
+/// Whether STS accepts `c` in a role session name: letters, digits and `=,.@_-`.
+pub(crate) fn is_session_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "=,.@_-".contains(c)
 }
 
 /// `arn:<partition>:iam::<12 digits>:role/<path/>name`.
