@@ -3,9 +3,8 @@
 //! `AssumeRoleWithWebIdentity`), then `GetAuthorizationToken` on ECR or ECR Public, and
 //! decoding what it answers, all within a bounded time.
 
-use std::time::SystemTime;
-
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use aws_config::identity::IdentityCache;
 use aws_config::sts::AssumeRoleProvider;

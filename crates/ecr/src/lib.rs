@@ -129,7 +129,8 @@ impl Ecr {
         Ok(self)
     }
 
-    /// Replaces the time limits and retry budget of each fetch ([`DEFAULT_LIMITS`]).
+    /// Replaces the time limits and retry budget of each fetch, [`DEFAULT_LIMITS`] until
+    /// then.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
