@@ -95,9 +95,20 @@ pub fn child_case() -> Option<String> {
 /// this test binary, for `case`, with `HTTPS_PROXY` set to `proxy`, and asserts it passed.
 /// For the tests of the API endpoint the SDK chooses by itself: its HTTP client takes the
 /// proxy from the process's environment only, which no test changes.
+/// The child has no other proxy variable (`NO_PROXY`, `https_proxy`, ...) of this process.
 pub fn run_child(test: &str, case: &str, proxy: &str) {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_string_lossy()
+            .to_ascii_uppercase()
+            .ends_with("_PROXY")
+        {
+            command.env_remove(name);
+        }
+    }
+    let output = command
         .env(CHILD_CASE, case)
         .env("HTTPS_PROXY", proxy)
         .output()
