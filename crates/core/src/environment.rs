@@ -63,6 +63,15 @@ impl Environment {
     pub fn non_empty(&self, name: &str) -> Option<String> {
         self.get(name).filter(|value| !value.is_empty())
     }
+
+    /// Every variable of a fixed environment, by name; `None` for the process's, which is
+    /// read at each look-up and never listed. For handing the same variables to a library
+    /// that takes them as a whole (the AWS SDK).
+    pub fn fixed(&self) -> Option<impl Iterator<Item = (&OsStr, &OsStr)>> {
+        self.fixed
+            .as_ref()
+            .map(|vars| vars.iter().map(|(k, v)| (k.as_os_str(), v.as_os_str())))
+    }
 }
 
 /// Names only: values may be secrets (`AWS_SECRET_ACCESS_KEY`, `AZURE_CLIENT_SECRET`).
@@ -100,5 +109,19 @@ mod tests {
         let env = Environment::process();
         assert_eq!(env.get_os("PATH"), std::env::var_os("PATH"));
         assert_eq!(format!("{env:?}"), "Environment(process)");
+    }
+
+    #[test]
+    fn only_a_fixed_environment_lists_its_variables() {
+        assert!(Environment::process().fixed().is_none());
+        let env = Environment::from_pairs([("B", "2"), ("A", "1")]);
+        let listed: Vec<(&OsStr, &OsStr)> = env.fixed().unwrap().collect();
+        assert_eq!(
+            listed,
+            [
+                (OsStr::new("A"), OsStr::new("1")),
+                (OsStr::new("B"), OsStr::new("2"))
+            ]
+        );
     }
 }

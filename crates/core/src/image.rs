@@ -157,16 +157,9 @@ impl fmt::Display for ImageRef {
 }
 
 /// Whether `label` is one lowercase DNS label: letters, digits and inner hyphens, 1 to 63
-/// bytes. The cloud backends build their strict registry host checks on it.
-pub fn is_lowercase_dns_label(label: &str) -> bool {
-    let bytes = label.as_bytes();
-    (1..=63).contains(&bytes.len())
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
-        && bytes[0] != b'-'
-        && bytes[bytes.len() - 1] != b'-'
-}
+/// bytes. The cloud backends build their strict registry host checks on it. The same rule
+/// as [`names::is_dns1123_label`](crate::names::is_dns1123_label), where it is kept.
+pub use crate::names::is_dns1123_label as is_lowercase_dns_label;
 
 /// Splits `host[:port]` into the host and the digits after its last colon; bracketed IPv6
 /// hosts keep their brackets.

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
-use icp_core::{Secret, quote};
+use icp_core::{Environment, ErrorKind, Secret, quote};
 use icp_docker_auth::Entry;
 use icp_docker_auth::file::{is_helper_name, quote_key};
 
@@ -45,6 +45,23 @@ enum Call {
     Get(String),
     /// `list`.
     List,
+}
+
+impl Error {
+    /// A helper that cannot be found or started is the configuration's problem; one that
+    /// hangs, a timeout; one that fails or answers nonsense, a bad answer.
+    pub fn kind(&self) -> ErrorKind {
+        match self.problem {
+            Problem::NotBare | Problem::NotOnPath | Problem::NotInDir(_) | Problem::Spawn(_) => {
+                ErrorKind::Config
+            }
+            Problem::Timeout(_) => ErrorKind::Timeout,
+            Problem::TooMuchOutput
+            | Problem::Wait(_)
+            | Problem::Failed { .. }
+            | Problem::Malformed => ErrorKind::BadResponse,
+        }
+    }
 }
 
 impl fmt::Display for Call {
@@ -102,9 +119,9 @@ pub struct Helper {
 
 impl Helper {
     /// Finds `docker-credential-<name>` in `dir`, or without one in the absolute
-    /// directories of `PATH` (relative ones are never searched). `name` must be a bare
-    /// helper name; the file must be an executable file.
-    pub fn locate(name: &str, dir: Option<&Path>) -> Result<Helper, Error> {
+    /// directories of `env`'s `PATH` (relative ones are never searched). `name` must be a
+    /// bare helper name; the file must be an executable file.
+    pub fn locate(name: &str, dir: Option<&Path>, env: &Environment) -> Result<Helper, Error> {
         let error = |problem| Error {
             helper: if is_helper_name(name) {
                 name.to_owned()
@@ -122,7 +139,8 @@ impl Helper {
         let found = |dir: &Path| Some(dir.join(&file)).filter(|path| is_executable(path));
         let program = match dir {
             Some(dir) => found(dir).ok_or_else(|| error(Problem::NotInDir(dir.to_owned())))?,
-            None => std::env::var_os("PATH")
+            None => env
+                .get_os("PATH")
                 .iter()
                 .flat_map(std::env::split_paths)
                 .filter(|dir| dir.is_absolute())
@@ -236,7 +254,8 @@ mod tests {
         let path = dir.join(format!("docker-credential-{name}"));
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-        Helper::locate(name, Some(dir)).unwrap()
+        let no_path = Environment::from_pairs([("PATH", "")]);
+        Helper::locate(name, Some(dir), &no_path).unwrap()
     }
 
     fn get(helper: &Helper) -> Result<Option<Entry>, Error> {
@@ -319,8 +338,9 @@ echo '{"ServerURL":"registry.example","Username":"robot","Secret":"hunter2"}'"#,
 
     #[test]
     fn only_bare_names_in_the_directory_or_on_path_are_found() {
+        let env = Environment::from_pairs([("PATH", "/usr/bin:/bin")]);
         let dir = tempfile::tempdir().unwrap();
-        let message = Helper::locate("absent", Some(dir.path()))
+        let message = Helper::locate("absent", Some(dir.path()), &env)
             .unwrap_err()
             .to_string();
         assert!(
@@ -328,8 +348,25 @@ echo '{"ServerURL":"registry.example","Username":"robot","Secret":"hunter2"}'"#,
             "{message}"
         );
         std::fs::write(dir.path().join("docker-credential-plain"), "").unwrap();
-        assert!(Helper::locate("plain", Some(dir.path())).is_err());
-        assert!(Helper::locate("../x", Some(dir.path())).is_err());
-        assert!(Helper::locate("surely-absent-helper", None).is_err());
+        assert!(Helper::locate("plain", Some(dir.path()), &env).is_err());
+        assert!(Helper::locate("../x", Some(dir.path()), &env).is_err());
+        assert!(Helper::locate("surely-absent-helper", None, &env).is_err());
+    }
+
+    #[test]
+    fn path_comes_from_the_environment_and_only_its_absolute_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_path = helper(dir.path(), "onpath", "exit 0");
+        let absolute = dir.path().to_str().unwrap();
+        let env = Environment::from_pairs([("PATH", format!("relative:{absolute}"))]);
+        let found = Helper::locate("onpath", None, &env).unwrap();
+        assert_eq!(found.program, on_path.program);
+        let relative_only = Environment::from_pairs([("PATH", "relative")]);
+        let error = Helper::locate("onpath", None, &relative_only).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "docker-credential-onpath: not found on PATH"
+        );
+        assert_eq!(error.kind(), ErrorKind::Config);
     }
 }

@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use icp_core::{AuthEntry, CacheKeyType, Credentials, Request, StaticBackend};
+use icp_core::{
+    AuthEntry, Build, CacheKeyType, Context, Credentials, Environment, Request, StaticBackend,
+};
 use icp_docker_auth::file::{Contents, quote_key};
 use icp_docker_auth::{Entry, file, keyring};
 
@@ -60,12 +62,12 @@ pub enum Error {
 }
 
 impl icp_core::BackendError for Error {
-    /// A broken file is the rule's configuration; a helper that fails or answers nonsense
-    /// is a bad answer; one that runs out of time, a timeout.
+    /// A broken file is the rule's configuration; a helper's failure is of its own kind
+    /// (see [`helper::Error::kind`]); running out of the budget, a timeout.
     fn kind(&self) -> icp_core::ErrorKind {
         match self {
             Error::File(_) => icp_core::ErrorKind::Config,
-            Error::Helper(_) => icp_core::ErrorKind::BadResponse,
+            Error::Helper(error) => error.kind(),
             Error::Budget(_) => icp_core::ErrorKind::Timeout,
         }
     }
@@ -86,16 +88,44 @@ impl icp_core::BackendError for Error {
 pub struct DockerConfig {
     path: PathBuf,
     helper_dir: Option<PathBuf>,
+    /// Where `PATH` comes from, for helpers without a `helperDir`.
+    env: Environment,
+}
+
+impl Build for DockerConfig {
+    const NAME: &'static str = "docker-config";
+    type Config = Config;
+    type Error = Error;
+
+    /// None: a rule must name the file.
+    fn default_config() -> Option<Config> {
+        None
+    }
+
+    /// A backend reading `config.path`, with `config.helper_dir`, both resolved against the
+    /// base directory when relative, and looking helpers up on the environment's `PATH`
+    /// without one. The file is read when credentials are asked for, or by `check`: building
+    /// never fails.
+    fn build(config: Config, context: &Context<'_>) -> Result<DockerConfig, Error> {
+        Ok(DockerConfig::with_env(
+            config,
+            context.base_dir,
+            context.env.clone(),
+        ))
+    }
 }
 
 impl DockerConfig {
-    /// A backend reading `config.path`, with `config.helper_dir`, both resolved against
-    /// `base_dir` when relative. The file is read when credentials are asked for, or by
-    /// `check`.
+    /// [`Build::build`] with the process's environment.
     pub fn new(config: Config, base_dir: &Path) -> Self {
+        DockerConfig::with_env(config, base_dir, Environment::process())
+    }
+
+    fn with_env(config: Config, base_dir: &Path, env: Environment) -> Self {
         DockerConfig {
             path: base_dir.join(config.path),
             helper_dir: config.helper_dir.map(|dir| base_dir.join(dir)),
+            env,
         }
     }
 
@@ -105,7 +135,7 @@ impl DockerConfig {
     }
 
     fn locate(&self, name: &str) -> Result<Helper, Error> {
-        Ok(Helper::locate(name, self.helper_dir.as_deref())?)
+        Ok(Helper::locate(name, self.helper_dir.as_deref(), &self.env)?)
     }
 
     /// The answer under `Global`; see [`DockerConfig`].
@@ -320,13 +350,18 @@ mod tests {
 
     fn backend(dir: &Path, config: &str) -> DockerConfig {
         std::fs::write(dir.join("config.json"), config).unwrap();
-        DockerConfig::new(
+        let context = Context {
+            base_dir: dir,
+            env: &Environment::from_pairs([("PATH", "")]),
+        };
+        DockerConfig::build(
             Config {
                 path: "config.json".into(),
                 helper_dir: Some(".".into()),
             },
-            dir,
+            &context,
         )
+        .unwrap()
     }
 
     fn answer(

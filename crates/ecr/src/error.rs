@@ -159,10 +159,7 @@ pub(crate) fn one_line(err: &(dyn StdError + 'static)) -> String {
 fn code_and_message(code: Option<&str>, message: Option<&str>, status: Option<u16>) -> String {
     let message = message.map(|m| {
         let line = m.split_whitespace().collect::<Vec<_>>().join(" ");
-        match line.char_indices().nth(MAX_MESSAGE_CHARS) {
-            Some((cut, _)) => format!("{}...", &line[..cut]),
-            None => line,
-        }
+        icp_core::quote::cut(&line, MAX_MESSAGE_CHARS).into_owned()
     });
     let what = match (code, status) {
         (Some(code), _) => code.to_owned(),
@@ -204,7 +201,7 @@ fn from_code(
 /// Looks through an error's causes for one we can name more precisely than "failed".
 fn classify_chain(
     service: &'static str,
-    limits: &crate::Limits,
+    limits: &icp_http::Limits,
     err: &(dyn StdError + 'static),
 ) -> Option<Error> {
     let mut next = Some(err);
@@ -245,7 +242,7 @@ fn classify_chain(
         {
             return Some(from_code(
                 "STS",
-                limits.max_attempts,
+                limits.attempts,
                 e.code(),
                 e.message(),
                 None,
@@ -254,7 +251,7 @@ fn classify_chain(
         if let Some(e) =
             err.downcast_ref::<aws_sdk_sts::operation::assume_role_with_web_identity::AssumeRoleWithWebIdentityError>()
         {
-            return Some(from_code("STS", limits.max_attempts, e.code(), e.message(), None));
+            return Some(from_code("STS", limits.attempts, e.code(), e.message(), None));
         }
         next = err.source();
     }
@@ -266,7 +263,7 @@ fn classify_chain(
 pub(crate) fn from_sdk<E>(
     service: &'static str,
     operation: &str,
-    limits: &crate::Limits,
+    limits: &icp_http::Limits,
     err: aws_sdk_ecr::error::SdkError<E, aws_sdk_ecr::config::http::HttpResponse>,
 ) -> Error
 where
@@ -279,13 +276,13 @@ where
     if let SdkError::TimeoutError(_) = &err {
         return Error::Timeout(format!(
             "{service} {operation} did not finish in time ({} per attempt, {} in all)",
-            seconds(limits.attempt_timeout),
-            seconds(limits.operation_timeout)
+            seconds(limits.request),
+            seconds(crate::limits::operation_timeout(limits))
         ));
     }
     if let SdkError::ServiceError(service_error) = &err {
         let e = service_error.err();
-        return from_code(service, limits.max_attempts, e.code(), e.message(), status);
+        return from_code(service, limits.attempts, e.code(), e.message(), status);
     }
     if let Some(named) = classify_chain(service, limits, &err) {
         return named;
@@ -294,7 +291,7 @@ where
         // An error status with a body that is no AWS error (a proxy's or load balancer's
         // page, or nothing): named by its status, as throttling, refusal or a failure.
         SdkError::ResponseError(_) if status.is_some_and(|s| !(200..300).contains(&s)) => {
-            from_code(service, limits.max_attempts, None, None, status)
+            from_code(service, limits.attempts, None, None, status)
         }
         SdkError::ResponseError(_) => Error::BadResponse {
             service,
@@ -310,6 +307,23 @@ where
 /// A duration as people write it: `15s`, `2.5s`.
 pub(crate) fn seconds(duration: Duration) -> String {
     format!("{}s", duration.as_secs_f64())
+}
+
+impl icp_core::BackendError for Error {
+    fn kind(&self) -> icp_core::ErrorKind {
+        use icp_core::ErrorKind;
+        match self {
+            Error::Config(_) | Error::InvalidRole => ErrorKind::Config,
+            Error::NotServed(_) => ErrorKind::NotServed,
+            Error::NoCredentials(_) | Error::Credentials(_) => ErrorKind::NoCredentials,
+            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
+            Error::Throttled { .. } => ErrorKind::Throttled,
+            Error::Timeout(_) => ErrorKind::Timeout,
+            Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
+            Error::Status { .. } | Error::BadResponse { .. } => ErrorKind::BadResponse,
+            Error::ServiceAccount { cause, .. } => cause.kind(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -358,7 +372,7 @@ mod tests {
 
     #[test]
     fn credential_errors_are_found_among_the_causes() {
-        let limits = crate::Limits::default();
+        let limits = crate::DEFAULT_LIMITS;
         let not_loaded = CredentialsError::not_loaded("no providers in chain provided credentials");
         let found = classify_chain("ECR", &limits, &not_loaded).unwrap();
         assert!(matches!(found, Error::NoCredentials(_)));
@@ -374,22 +388,5 @@ mod tests {
         };
         assert!(message.contains("profile `x` not found"), "{message}");
         assert!(!message.contains('\n'));
-    }
-}
-
-impl icp_core::BackendError for Error {
-    fn kind(&self) -> icp_core::ErrorKind {
-        use icp_core::ErrorKind;
-        match self {
-            Error::Config(_) | Error::InvalidRole => ErrorKind::Config,
-            Error::NotServed(_) => ErrorKind::NotServed,
-            Error::NoCredentials(_) | Error::Credentials(_) => ErrorKind::NoCredentials,
-            Error::AccessDenied { .. } => ErrorKind::AccessDenied,
-            Error::Throttled { .. } => ErrorKind::Throttled,
-            Error::Timeout(_) => ErrorKind::Timeout,
-            Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
-            Error::Status { .. } | Error::BadResponse { .. } => ErrorKind::BadResponse,
-            Error::ServiceAccount { cause, .. } => cause.kind(),
-        }
     }
 }

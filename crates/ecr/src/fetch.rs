@@ -3,89 +3,26 @@
 //! `AssumeRoleWithWebIdentity`), then `GetAuthorizationToken` on ECR or ECR Public, and
 //! decoding what it answers, all within a bounded time.
 
-use std::time::{Duration, SystemTime};
+use std::collections::HashMap;
+use std::time::SystemTime;
 
 use aws_config::identity::IdentityCache;
-use aws_config::retry::RetryConfig;
 use aws_config::sts::AssumeRoleProvider;
-use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::config::interceptors::InterceptorContext;
 use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
+use aws_types::os_shim_internal::Env;
 use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use icp_core::{Secret, Token};
+use icp_core::{Environment, Secret, Token};
+use icp_http::{Deadline, Limits, RunError};
 
 use crate::Error;
 use crate::error::{from_sdk, seconds};
+use crate::limits;
 use crate::pod::PodRole;
-
-/// The time limits and retry budget of one fetch.
-///
-/// The defaults keep a whole fetch, credentials included, under about 20 seconds, well
-/// inside the kubelet's one-minute limit on a plugin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Limits {
-    /// Longest wait for a TCP and TLS connection.
-    pub connect_timeout: Duration,
-    /// Longest wait for the first byte of an answer.
-    pub read_timeout: Duration,
-    /// Longest one attempt may take, credentials included.
-    pub attempt_timeout: Duration,
-    /// Longest the whole call may take, every retry included.
-    pub operation_timeout: Duration,
-    /// Most attempts per call (the first one included) on throttling, 5xx and transient
-    /// network errors.
-    pub max_attempts: u32,
-    /// Backoff before the first retry (randomised, doubling after each retry).
-    pub initial_backoff: Duration,
-    /// Longest backoff between two attempts.
-    pub max_backoff: Duration,
-    /// Longest the credential chain (an assumed role or web identity exchange included),
-    /// or the exchange of a pod's service account token, may take to produce credentials.
-    pub credentials_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            connect_timeout: Duration::from_secs(3),
-            read_timeout: Duration::from_secs(5),
-            attempt_timeout: Duration::from_secs(8),
-            operation_timeout: Duration::from_secs(18),
-            max_attempts: 3,
-            initial_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(3),
-            credentials_timeout: Duration::from_secs(6),
-        }
-    }
-}
-
-impl Limits {
-    fn timeout_config(&self) -> TimeoutConfig {
-        TimeoutConfig::builder()
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.read_timeout)
-            .operation_attempt_timeout(self.attempt_timeout)
-            .operation_timeout(self.operation_timeout)
-            .build()
-    }
-
-    fn retry_config(&self) -> RetryConfig {
-        RetryConfig::standard()
-            .with_max_attempts(self.max_attempts)
-            .with_initial_backoff(self.initial_backoff)
-            .with_max_backoff(self.max_backoff)
-    }
-
-    /// The hard deadline of a whole fetch: the operation timeout plus room to load the
-    /// configuration and give up cleanly.
-    fn deadline(&self) -> Duration {
-        self.operation_timeout + Duration::from_secs(2)
-    }
-}
 
 /// What to ask for: where, as whom, and through which API endpoint variant.
 #[derive(Debug, Clone)]
@@ -137,36 +74,59 @@ impl std::fmt::Display for Identity<'_> {
     }
 }
 
-/// Runs one fetch on a runtime of its own, which is dropped with everything in it.
-pub(crate) fn fetch(target: &Target<'_>, limits: &Limits) -> Result<Token, Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    runtime.block_on(async {
-        match tokio::time::timeout(limits.deadline(), fetch_async(target, limits)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout(format!(
-                "fetching the ECR token took longer than {}",
-                seconds(limits.deadline())
-            ))),
-        }
+/// Runs one fetch with the kit's runner: on a runtime of its own, dropped with everything
+/// in it when the fetch ends or its deadline (`limits.total`) passes.
+pub(crate) fn fetch(
+    target: &Target<'_>,
+    limits: &Limits,
+    env: &Environment,
+) -> Result<Token, Error> {
+    icp_http::run(Deadline::after(limits.total), |_| {
+        fetch_async(target, limits, env)
     })
+    .map_err(|error| match error {
+        RunError::Runtime(error) => Error::Runtime(error),
+        RunError::Elapsed(budget) => Error::Timeout(format!(
+            "fetching the ECR token took longer than {}",
+            seconds(budget)
+        )),
+    })?
 }
 
-async fn fetch_async(target: &Target<'_>, limits: &Limits) -> Result<Token, Error> {
+/// The environment the SDK reads its `AWS_*` settings from (credentials, profiles, endpoint
+/// overrides, instance metadata): the backend's. A fixed environment is handed over whole
+/// through `ConfigLoader::env`, which aws-config offers only under its `test-util` feature
+/// (its `Env` takes UTF-8 variables only, as `std::env::var` reads them); the process's
+/// environment is the SDK's default, left as it is. The HTTP client below the SDK reads
+/// the proxy variables (`HTTPS_PROXY`, ...) and `SSL_CERT_FILE` from the process itself:
+/// no API of the SDK passes them in.
+fn sdk_environment(env: &Environment) -> Option<Env> {
+    let vars: HashMap<String, String> = env
+        .fixed()?
+        .filter_map(|(name, value)| Some((name.to_str()?.to_owned(), value.to_str()?.to_owned())))
+        .collect();
+    Some(Env::from(vars))
+}
+
+async fn fetch_async(
+    target: &Target<'_>,
+    limits: &Limits,
+    env: &Environment,
+) -> Result<Token, Error> {
     let region = Region::new(target.region.clone());
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .region(region.clone())
-        .timeout_config(limits.timeout_config())
-        .retry_config(limits.retry_config())
+        .timeout_config(limits::timeout_config(limits))
+        .retry_config(limits::retry_config(limits))
         .identity_cache(
             IdentityCache::lazy()
-                .load_timeout(limits.credentials_timeout)
+                .load_timeout(limits::credentials_timeout(limits))
                 .build(),
-        )
-        .load()
-        .await;
+        );
+    if let Some(env) = sdk_environment(env) {
+        loader = loader.env(env);
+    }
+    let sdk = loader.load().await;
     let credentials = match target.identity {
         Identity::Node => None,
         Identity::NodeRole(role_arn, session_name) => Some(SharedCredentialsProvider::new(
@@ -208,12 +168,13 @@ async fn web_identity(
         .role_session_name(pod.session_name())
         .web_identity_token(pod.account.token.expose())
         .send();
-    let output = tokio::time::timeout(limits.credentials_timeout, exchange)
+    let timeout = limits::credentials_timeout(limits);
+    let output = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| {
             Error::Timeout(format!(
                 "{SERVICE} {OPERATION} took longer than {}",
-                seconds(limits.credentials_timeout)
+                seconds(timeout)
             ))
         })?
         .map_err(|e| from_sdk(SERVICE, OPERATION, limits, e))?;
@@ -308,7 +269,7 @@ async fn fetch_public(
 }
 
 /// Makes an HTTP 429 that carries no AWS error code (a proxy's or load balancer's) count
-/// as throttling, retried within [`Limits::max_attempts`] as AWS's own throttling codes
+/// as throttling, retried within [`Limits::attempts`] as AWS's own throttling codes
 /// are; the SDK alone would give up on it at once.
 #[derive(Debug)]
 struct TooManyRequests;
@@ -376,6 +337,8 @@ pub(crate) fn decode(
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use aws_sdk_ecr::primitives::DateTime;
 
@@ -435,16 +398,5 @@ mod tests {
                 assert!(left <= icp_core::expiry::MAX_LIFETIME, "{far}");
             }
         }
-    }
-
-    #[test]
-    fn default_limits_end_well_inside_the_kubelet_minute() {
-        let limits = Limits::default();
-        assert!(limits.deadline() <= Duration::from_secs(20));
-        assert!(limits.credentials_timeout < limits.attempt_timeout);
-        assert!(
-            limits.read_timeout < limits.attempt_timeout
-                && limits.connect_timeout < limits.attempt_timeout
-        );
     }
 }

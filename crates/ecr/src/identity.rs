@@ -1,6 +1,8 @@
 //! Which AWS identity a fetch would run as, told from the configuration and the
 //! environment alone, without reading a secret or doing any I/O.
 
+use icp_core::Environment;
+
 use crate::Config;
 
 /// The environment variables that choose the identity of the default credential chain.
@@ -24,10 +26,10 @@ const IDENTITY_VARIABLES: &[&str] = &[
 /// A fingerprint of the identity: the rule's role and every identity-choosing variable
 /// that is set, as `name=value` pairs joined by `;`. Two processes with the same
 /// fingerprint fetch tokens as the same principal.
-pub(crate) fn fingerprint(config: &Config, env: impl Fn(&str) -> Option<String>) -> String {
+pub(crate) fn fingerprint(config: &Config, env: &Environment) -> String {
     let mut parts = vec!["aws".to_owned()];
     for name in IDENTITY_VARIABLES {
-        if let Some(value) = env(name).filter(|v| !v.is_empty()) {
+        if let Some(value) = env.non_empty(name) {
             parts.push(format!("{name}={value}"));
         }
     }
@@ -42,12 +44,8 @@ pub(crate) fn fingerprint(config: &Config, env: impl Fn(&str) -> Option<String>)
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |name| {
-            vars.iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.to_string())
-        }
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        Environment::from_pairs(vars.iter().copied())
     }
 
     #[test]
@@ -60,7 +58,7 @@ mod tests {
             ("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/secrets/token"),
             ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/irsa"),
         ];
-        let print = fingerprint(&Config::default(), env(&vars));
+        let print = fingerprint(&Config::default(), &env(&vars));
         assert_eq!(
             print,
             "aws;AWS_ACCESS_KEY_ID=AKIDEXAMPLE;AWS_ROLE_ARN=arn:aws:iam::123456789012:role/irsa;\
@@ -73,13 +71,13 @@ mod tests {
 
     #[test]
     fn differs_by_role_and_profile() {
-        let plain = fingerprint(&Config::default(), env(&[]));
-        let profile = fingerprint(&Config::default(), env(&[("AWS_PROFILE", "team")]));
+        let plain = fingerprint(&Config::default(), &env(&[]));
+        let profile = fingerprint(&Config::default(), &env(&[("AWS_PROFILE", "team")]));
         let role = Config {
             role_arn: Some("arn:aws:iam::123456789012:role/p".into()),
             ..Config::default()
         };
-        let assumed = fingerprint(&role, env(&[]));
+        let assumed = fingerprint(&role, &env(&[]));
         assert_eq!(plain, "aws");
         assert_ne!(plain, profile);
         assert_ne!(plain, assumed);

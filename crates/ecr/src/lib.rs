@@ -6,7 +6,12 @@
 //! with `GetAuthorizationToken` using the AWS default credential chain — environment,
 //! shared profile, web identity (IRSA), EKS Pod Identity and container endpoints, EC2
 //! instance metadata (IMDSv2) — optionally assuming a role first. Every fetch is bounded in
-//! time ([`Limits`]), and every failure is an [`Error`] that names its cause.
+//! time by the kit's [`Limits`](icp_http::Limits) ([`DEFAULT_LIMITS`] unless set), and
+//! every failure is an [`Error`] that names its cause.
+//!
+//! The backend is built from its rule section with [`Build`]; the [`Environment`] it is
+//! built with is what it reads its `AWS_*` settings from, for the identity its tokens are
+//! keyed on and for the AWS SDK's configuration alike.
 //!
 //! When the kubelet sends the pulling pod's service account token and the service account
 //! names a role in its [`ROLE_ANNOTATION`] (or the backend has a
@@ -24,18 +29,23 @@ mod error;
 mod fetch;
 mod host;
 mod identity;
+mod limits;
 mod pod;
 
 use std::path::Path;
 
-use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
+use icp_core::{
+    Build, Context, Environment, ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend,
+    TokenKey,
+};
+use icp_http::Limits;
 
 pub use config::{Config, ROLE_ANNOTATION};
 pub use error::Error;
 use fetch::Identity;
-pub use fetch::Limits;
 pub use host::DEFAULT_PATTERNS;
 use host::{EcrHost, Partition};
+pub use limits::DEFAULT_LIMITS;
 use pod::{DefaultRole, PodRole};
 
 /// The audience of the service account tokens STS exchanges, as EKS sets it up.
@@ -47,6 +57,7 @@ pub struct Ecr {
     config: Config,
     limits: Limits,
     default_role: Option<DefaultRole>,
+    env: Environment,
 }
 
 /// Where an image's token comes from.
@@ -60,16 +71,40 @@ enum Resolved {
     },
 }
 
-impl Ecr {
-    /// Checks the rule's `ecr:` section. Cheap: no I/O, no clients. `base_dir` is unused,
-    /// as the section names no file.
-    pub fn new(config: Config, _base_dir: &Path) -> Result<Self, Error> {
+impl Build for Ecr {
+    const NAME: &'static str = "ecr";
+    const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    type Config = Config;
+    type Error = Error;
+
+    /// A rule without an `ecr:` section serves ECR hosts with the default identity.
+    fn default_config() -> Option<Config> {
+        Some(Config::default())
+    }
+
+    /// Checks the rule's `ecr:` section. Cheap: no I/O, no clients. The base directory is
+    /// unused, as the section names no file.
+    fn build(config: Config, context: &Context<'_>) -> Result<Ecr, Error> {
         config.validate()?;
         Ok(Ecr {
             config,
-            limits: Limits::default(),
+            limits: DEFAULT_LIMITS,
             default_role: None,
+            env: context.env.clone(),
         })
+    }
+}
+
+impl Ecr {
+    /// [`Build::build`] with the process's environment.
+    pub fn new(config: Config, base_dir: &Path) -> Result<Self, Error> {
+        Self::build(
+            config,
+            &Context {
+                base_dir,
+                env: &Environment::process(),
+            },
+        )
     }
 
     /// Sets the role a service account token is exchanged for when its service account has
@@ -94,7 +129,8 @@ impl Ecr {
         Ok(self)
     }
 
-    /// Replaces the time limits and retry budget of each fetch.
+    /// Replaces the time limits and retry budget of each fetch, [`DEFAULT_LIMITS`] until
+    /// then.
     pub fn with_limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
@@ -156,7 +192,7 @@ impl TokenBackend for Ecr {
         };
         let identity = match self.pod_role(request)? {
             Some(pod) => pod.key(),
-            None => identity::fingerprint(&self.config, |name| std::env::var(name).ok()),
+            None => identity::fingerprint(&self.config, &self.env),
         };
         Ok(TokenKey { identity, scope })
     }
@@ -205,7 +241,7 @@ impl TokenBackend for Ecr {
             identity = %target.identity,
             "fetching an ECR authorization token"
         );
-        let fetched = fetch::fetch(&target, &self.limits);
+        let fetched = fetch::fetch(&target, &self.limits, &self.env);
         match pod {
             Some(pod) => fetched.map_err(|cause| pod.error(cause)),
             None => fetched,

@@ -5,7 +5,7 @@
 use icp_core::{ServiceAccount, quote};
 
 use crate::Error;
-use crate::config::is_role_arn;
+use crate::config::{is_role_arn, is_session_name_char};
 
 /// The longest role session name STS accepts.
 const MAX_SESSION_NAME: usize = 64;
@@ -70,10 +70,9 @@ impl<'a> PodRole<'a> {
     /// CloudTrail shows which one pulled. Both parts are Kubernetes names, whose
     /// characters STS accepts (any other would become `-`); cut at STS's 64 characters.
     pub fn session_name(&self) -> String {
-        let allowed = |c: char| c.is_ascii_alphanumeric() || "=,.@_-".contains(c);
         format!("{}.{}", self.account.namespace, self.account.name)
             .chars()
-            .map(|c| if allowed(c) { c } else { '-' })
+            .map(|c| if is_session_name_char(c) { c } else { '-' })
             .take(MAX_SESSION_NAME)
             .collect()
     }

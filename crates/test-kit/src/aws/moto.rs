@@ -31,15 +31,25 @@ fn start_moto() -> (String, Mutex<Child>) {
         .local_addr()
         .unwrap()
         .port();
-    // The shell ends moto when this test process ends and closes its stdin.
-    let child = Command::new("sh")
+    // The shell ends moto when this test process ends and closes its stdin. moto runs
+    // without the developer's AWS settings (an `AWS_PROFILE` it cannot find makes it answer
+    // every call with HTTP 500) or proxies.
+    let mut command = Command::new("sh");
+    command
         .arg("-c")
         .arg(r#""$0" -H 127.0.0.1 -p "$1" >/dev/null 2>&1 & pid=$!; cat >/dev/null; kill $pid"#)
         .arg(&moto_server)
         .arg(port.to_string())
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stdin(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        let leaky = name.to_str().is_some_and(|name| {
+            name.starts_with("AWS_") || name.to_ascii_uppercase().ends_with("_PROXY")
+        });
+        if leaky {
+            command.env_remove(name);
+        }
+    }
+    let child = command.spawn().unwrap();
     let url = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {

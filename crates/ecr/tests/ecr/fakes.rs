@@ -2,14 +2,14 @@
 //! the deadline on a hang, how errors are named, ECR Public, instance metadata (IMDSv2),
 //! the FIPS and dual-stack endpoints, and look-alike hosts that must cause no request.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
-use icp_core::{ImageRef, TokenBackend};
+use icp_core::{Environment, ImageRef, TokenBackend};
 use icp_ecr::{Config, Error};
+use icp_http::Limits;
 use icp_test_kit::aws::{self, Fake, Reply, aws_error, ecr_answer, imds};
-use support::{TestEnv, backend, fetch, quick_limits};
+
+use crate::support::{aws_env, backend, child_case, fetch, quick_limits, run_child};
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
 const STATIC_KEYS: [(&str, &str); 2] = [
@@ -17,8 +17,8 @@ const STATIC_KEYS: [(&str, &str); 2] = [
     ("AWS_SECRET_ACCESS_KEY", "static-secret"),
 ];
 
-fn ecr_env(fake: &Fake) -> TestEnv {
-    TestEnv::new(&[
+fn ecr_env(fake: &Fake) -> Environment {
+    aws_env(&[
         STATIC_KEYS[0],
         STATIC_KEYS[1],
         ("AWS_ENDPOINT_URL_ECR", &fake.url),
@@ -38,8 +38,8 @@ fn in_hours(hours: u64) -> u64 {
 fn signs_with_the_host_region_and_returns_the_stated_expiry() {
     let expires = in_hours(12);
     let fake = Fake::start(move |_, _| ecr_answer("AWS:ecr-password", expires));
-    let _env = ecr_env(&fake);
-    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    let env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     assert_eq!(token.username, "AWS");
     assert_eq!(token.password.expose(), "ecr-password");
     assert_eq!(
@@ -74,8 +74,8 @@ fn retries_throttling_then_answers() {
             ecr_answer("AWS:p", 1_900_000_000)
         }
     });
-    let _env = ecr_env(&fake);
-    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    let env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     assert_eq!(token.password.expose(), "p");
     assert_eq!(fake.count(), 3);
 }
@@ -89,34 +89,34 @@ fn retries_server_errors_then_answers() {
             ecr_answer("AWS:p", 1_900_000_000)
         }
     });
-    let _env = ecr_env(&fake);
-    fetch(&backend(Config::default()), IMAGE).unwrap();
+    let env = ecr_env(&fake);
+    fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     assert_eq!(fake.count(), 2);
 }
 
 #[test]
 fn gives_up_on_endless_throttling_within_the_attempt_budget() {
     let fake = Fake::start(|_, _| aws_error(400, "ThrottlingException", "Rate exceeded"));
-    let _env = ecr_env(&fake);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert!(matches!(err, Error::Throttled { .. }), "{err}");
     assert_eq!(
         err.to_string(),
         "throttled by ECR (gave up after 3 attempts): ThrottlingException: Rate exceeded"
     );
-    assert_eq!(fake.count(), quick_limits().max_attempts as usize);
+    assert_eq!(fake.count(), quick_limits().attempts as usize);
 }
 
 #[test]
 fn a_hanging_service_ends_in_a_timeout() {
     let fake = Fake::start(|_, _| Reply::Hang);
-    let _env = ecr_env(&fake);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
     assert!(err.to_string().starts_with("timeout: "), "{err}");
     let attempts = fake.count();
     assert!(
-        (1..=quick_limits().max_attempts as usize).contains(&attempts),
+        (1..=quick_limits().attempts as usize).contains(&attempts),
         "{attempts} attempts"
     );
 }
@@ -125,8 +125,8 @@ fn a_hanging_service_ends_in_a_timeout() {
 fn access_denied_is_named_and_not_retried() {
     let message = "User: arn:aws:iam::123456789012:user/ci is not authorized to perform: ecr:GetAuthorizationToken";
     let fake = Fake::start(move |_, _| aws_error(400, "AccessDeniedException", message));
-    let _env = ecr_env(&fake);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert!(
         matches!(err, Error::AccessDenied { service: "ECR", .. }),
         "{err}"
@@ -141,8 +141,8 @@ fn access_denied_is_named_and_not_retried() {
 #[test]
 fn no_credentials_is_named_and_sends_nothing() {
     let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
-    let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_ECR", &fake.url)]);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = aws_env(&[("AWS_ENDPOINT_URL_ECR", &fake.url)]);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert!(matches!(err, Error::NoCredentials(_)), "{err}");
     assert_eq!(
         err.to_string(),
@@ -192,8 +192,8 @@ fn errors_without_an_aws_code_name_the_http_status_and_429_is_retried() {
         for (content_type, body) in [("text/plain", ""), ("text/html", "<html>busy</html>")] {
             let fake = Fake::start(move |_, _| Reply::Respond(status, content_type, body.into()));
             let variable = format!("AWS_ENDPOINT_URL_{endpoint}");
-            let _env = TestEnv::new(&[STATIC_KEYS[0], STATIC_KEYS[1], (&variable, &fake.url)]);
-            let err = fetch(&backend(Config::default()), image).unwrap_err();
+            let env = aws_env(&[STATIC_KEYS[0], STATIC_KEYS[1], (&variable, &fake.url)]);
+            let err = fetch(&backend(Config::default(), &env), image).unwrap_err();
             assert_eq!(err.to_string(), expected, "{image} {status} {content_type}");
             assert_eq!(
                 fake.count(),
@@ -209,12 +209,12 @@ fn a_refused_connection_is_a_network_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         STATIC_KEYS[0],
         STATIC_KEYS[1],
         ("AWS_ENDPOINT_URL_ECR", &url),
     ]);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert!(
         matches!(err, Error::Network { service: "ECR", .. }),
         "{err}"
@@ -230,8 +230,8 @@ fn malformed_answers_are_errors_that_do_not_echo_the_token() {
             r#"{"authorizationData":[{"authorizationToken":"bm90LWEtcGFpcg=="}]}"#.into(),
         )
     });
-    let _env = ecr_env(&fake);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = ecr_env(&fake);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed ECR answer: the authorizationToken is not user:password"
@@ -239,11 +239,8 @@ fn malformed_answers_are_errors_that_do_not_echo_the_token() {
     let empty = Fake::start(|_, _| {
         Reply::Respond(200, aws::AMZ_JSON, r#"{"authorizationData":[]}"#.into())
     });
-    let _env = {
-        drop(_env);
-        ecr_env(&empty)
-    };
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let env = ecr_env(&empty);
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert_eq!(
         err.to_string(),
         "malformed ECR answer: no authorizationData"
@@ -260,8 +257,8 @@ fn a_missing_expiry_is_none_not_an_error() {
             format!(r#"{{"authorizationData":[{{"authorizationToken":"{token}"}}]}}"#),
         )
     });
-    let _env = ecr_env(&fake);
-    let token = fetch(&backend(Config::default()), IMAGE).unwrap();
+    let env = ecr_env(&fake);
+    let token = fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     assert_eq!(token.expires_at, None);
 }
 
@@ -273,9 +270,9 @@ fn an_expiry_centuries_away_is_bounded_to_a_day() {
             r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{stated}}}]}}"#
         );
         let fake = Fake::start(move |_, _| Reply::Respond(200, aws::AMZ_JSON, body.clone()));
-        let _env = ecr_env(&fake);
+        let env = ecr_env(&fake);
         let before = SystemTime::now();
-        match fetch(&backend(Config::default()), IMAGE) {
+        match fetch(&backend(Config::default(), &env), IMAGE) {
             Ok(token) => {
                 if let Some(expires_at) = token.expires_at {
                     let left = expires_at.duration_since(before).unwrap();
@@ -306,13 +303,13 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
             ),
         )
     });
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         STATIC_KEYS[0],
         STATIC_KEYS[1],
         ("AWS_ENDPOINT_URL_ECR_PUBLIC", &fake.url),
     ]);
     for image in ["public.ecr.aws/team/app:v1", "ecr-public.aws.com/team/app"] {
-        let token = fetch(&backend(Config::default()), image).unwrap();
+        let token = fetch(&backend(Config::default(), &env), image).unwrap();
         assert_eq!(
             (token.username.as_str(), token.password.expose()),
             ("AWS", "public-password")
@@ -337,12 +334,12 @@ fn ecr_public_asks_ecr_public_in_us_east_1() {
 fn instance_metadata_credentials_through_imdsv2() {
     let metadata = imds();
     let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         ("AWS_EC2_METADATA_DISABLED", "false"),
         ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &metadata.url),
         ("AWS_ENDPOINT_URL_ECR", &fake.url),
     ]);
-    fetch(&backend(Config::default()), IMAGE).unwrap();
+    fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     let authorization = fake.requests()[0]
         .header("authorization")
         .unwrap()
@@ -389,7 +386,7 @@ fn eks_pod_identity_credentials_from_the_container_endpoint() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("eks-pod-identity-token");
     std::fs::write(&token_file, "pod-identity-token").unwrap();
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         (
             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
             &format!("{}/v1/credentials", agent.url),
@@ -400,7 +397,7 @@ fn eks_pod_identity_credentials_from_the_container_endpoint() {
         ),
         ("AWS_ENDPOINT_URL_ECR", &fake.url),
     ]);
-    fetch(&backend(Config::default()), IMAGE).unwrap();
+    fetch(&backend(Config::default(), &env), IMAGE).unwrap();
     assert_eq!(agent.requests()[0].target, "/v1/credentials");
     let authorization = fake.requests()[0]
         .header("authorization")
@@ -413,13 +410,25 @@ fn eks_pod_identity_credentials_from_the_container_endpoint() {
 }
 
 /// An HTTPS proxy that records which host each `CONNECT` asks for and refuses it, so a
-/// test sees the API endpoint the SDK chose without any traffic leaving the machine.
+/// test sees the API endpoint the SDK chose without any traffic leaving the machine. The
+/// SDK takes it from the process's `HTTPS_PROXY` only: the test runs each case in a child
+/// process started with it ([`run_child`]).
 fn refusing_proxy() -> Fake {
     Fake::start(|_, _| Reply::Respond(403, "text/plain", String::new()))
 }
 
 #[test]
 fn fips_and_dual_stack_hosts_use_the_matching_api_endpoint() {
+    if let Some(image) = child_case() {
+        let env = aws_env(&STATIC_KEYS);
+        let backend = backend(Config::default(), &env).with_limits(Limits {
+            attempts: 1,
+            ..quick_limits()
+        });
+        let err = fetch(&backend, &image).unwrap_err();
+        assert!(matches!(err, Error::Network { .. }), "{image}: {err}");
+        return;
+    }
     let cases = [
         (
             "123456789012.dkr.ecr.us-east-2.amazonaws.com/app",
@@ -454,15 +463,13 @@ fn fips_and_dual_stack_hosts_use_the_matching_api_endpoint() {
     let mut chosen = Vec::new();
     for (image, _) in cases {
         let proxy = refusing_proxy();
-        let _env = TestEnv::new(&[STATIC_KEYS[0], STATIC_KEYS[1], ("HTTPS_PROXY", &proxy.url)]);
-        let backend = backend(Config::default()).with_limits(icp_ecr::Limits {
-            max_attempts: 1,
-            ..quick_limits()
-        });
-        let err = fetch(&backend, image).unwrap_err();
-        assert!(matches!(err, Error::Network { .. }), "{image}: {err}");
+        run_child(
+            "fakes::fips_and_dual_stack_hosts_use_the_matching_api_endpoint",
+            image,
+            &proxy.url,
+        );
         let requests = proxy.requests();
-        assert_eq!(requests.len(), 1, "{image}: {err}");
+        assert_eq!(requests.len(), 1, "{image}");
         assert_eq!(requests[0].method, "CONNECT");
         chosen.push((image, requests[0].target.clone()));
     }
@@ -476,7 +483,7 @@ fn fips_and_dual_stack_hosts_use_the_matching_api_endpoint() {
 #[test]
 fn look_alike_hosts_are_not_served_and_cause_no_request() {
     let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         STATIC_KEYS[0],
         STATIC_KEYS[1],
         ("AWS_ENDPOINT_URL_ECR", &fake.url),
@@ -498,7 +505,7 @@ fn look_alike_hosts_are_not_served_and_cause_no_request() {
         "123456789012.dkr.ecr.evil.amazonaws.com/app",
         "ecr-public.aws.com.evil.example/app",
     ];
-    let backend = backend(Config::default());
+    let backend = backend(Config::default(), &env);
     for reference in hostile {
         let image = ImageRef::parse(reference).unwrap();
         assert!(!backend.serves(&image), "{reference} must not be served");
@@ -521,12 +528,16 @@ fn look_alike_hosts_are_not_served_and_cause_no_request() {
 #[test]
 fn a_rule_region_sends_a_proxy_host_to_ecr_in_that_region() {
     let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
-    let _env = ecr_env(&fake);
+    let env = ecr_env(&fake);
     let config = Config {
         region: Some("ap-south-1".into()),
         ..Config::default()
     };
-    fetch(&backend(config), "registry.corp.example:5000/mirror/app").unwrap();
+    fetch(
+        &backend(config, &env),
+        "registry.corp.example:5000/mirror/app",
+    )
+    .unwrap();
     let authorization = fake.requests()[0]
         .header("authorization")
         .unwrap()
@@ -555,7 +566,7 @@ fn a_refused_role_is_access_denied_by_sts_and_no_token_is_asked() {
         )
     });
     let ecr = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         STATIC_KEYS[0],
         STATIC_KEYS[1],
         ("AWS_ENDPOINT_URL_ECR", &ecr.url),
@@ -565,7 +576,7 @@ fn a_refused_role_is_access_denied_by_sts_and_no_token_is_asked() {
         role_arn: Some("arn:aws:iam::444455556666:role/puller".into()),
         ..Config::default()
     };
-    let err = fetch(&backend(config), IMAGE).unwrap_err();
+    let err = fetch(&backend(config, &env), IMAGE).unwrap_err();
     assert!(
         matches!(err, Error::AccessDenied { service: "STS", .. }),
         "{err}"
@@ -603,13 +614,13 @@ fn a_rejected_web_identity_token_is_access_denied_by_sts() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "eyJhbGciOiJSUzI1NiJ9.e30.c2ln").unwrap();
-    let _env = TestEnv::new(&[
+    let env = aws_env(&[
         ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
         ("AWS_ROLE_ARN", "arn:aws:iam::111122223333:role/irsa"),
         ("AWS_ENDPOINT_URL_ECR", &ecr.url),
         ("AWS_ENDPOINT_URL_STS", &sts.url),
     ]);
-    let err = fetch(&backend(Config::default()), IMAGE).unwrap_err();
+    let err = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
     assert_eq!(
         err.to_string(),
         "access denied by STS: InvalidIdentityToken: Couldn't retrieve verification key from your identity provider"

@@ -4,15 +4,18 @@
 //! role only to the tokens registered for it; the node's identity without the annotation;
 //! the STS endpoint of each region and partition; errors that name the service account.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
-use icp_core::{CacheKeyType, ImageRef, Request, TokenBackend};
+use icp_core::{CacheKeyType, Environment, ImageRef, Request, TokenBackend};
 use icp_ecr::{Config, Error, ROLE_ANNOTATION};
+use icp_http::Limits;
 use icp_test_kit::aws::sts::{Aws, ECR_TOKEN_SECONDS, ecr_password};
 use icp_test_kit::aws::{Fake, Reply, moto};
-use support::{TestEnv, backend, fetch_as, projected_token, quick_limits, service_account};
+
+use crate::support::{
+    aws_env, backend, child_case, fetch_as, projected_token, quick_limits, run_child,
+    service_account,
+};
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
 const ROLE: &str = "arn:aws:iam::111122223333:role/pod-puller";
@@ -22,8 +25,8 @@ const NODE_KEYS: [(&str, &str); 2] = [
 ];
 
 /// ECR and STS pointed at `aws`, with the node's static keys.
-fn aws_env(aws: &Aws) -> TestEnv {
-    TestEnv::new(&[
+fn fake_aws_env(aws: &Aws) -> Environment {
+    aws_env(&[
         NODE_KEYS[0],
         NODE_KEYS[1],
         ("AWS_ENDPOINT_URL_STS", &aws.url),
@@ -40,10 +43,10 @@ fn seconds_from_now(time: SystemTime) -> u64 {
 fn moto_exchanges_the_pod_token_for_the_annotated_role() {
     let url = moto();
     // No node credentials at all: the exchange needs none.
-    let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_STS", url), ("AWS_ENDPOINT_URL_ECR", url)]);
+    let env = aws_env(&[("AWS_ENDPOINT_URL_STS", url), ("AWS_ENDPOINT_URL_ECR", url)]);
     let token = projected_token("team-a", "app", "web-1");
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
-    let fetched = fetch_as(&backend(Config::default()), IMAGE, &account).unwrap();
+    let fetched = fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap();
     assert_eq!(fetched.password.expose(), "111122223333-auth-token");
 }
 
@@ -52,9 +55,9 @@ fn the_pod_token_is_exchanged_unsigned_for_the_annotated_role() {
     let aws = Aws::start(Duration::ZERO);
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, ROLE);
-    let _env = aws_env(&aws);
+    let env = fake_aws_env(&aws);
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
-    let backend = backend(Config::default());
+    let backend = backend(Config::default(), &env);
     let fetched = fetch_as(&backend, IMAGE, &account).unwrap();
     assert_eq!(fetched.username, "AWS");
     assert_eq!(fetched.password.expose(), ecr_password(1, ROLE));
@@ -82,11 +85,11 @@ fn the_pod_token_is_exchanged_unsigned_for_the_annotated_role() {
 #[test]
 fn without_the_annotation_the_node_identity_is_used() {
     let aws = Aws::start(Duration::ZERO);
-    let _env = aws_env(&aws);
+    let env = fake_aws_env(&aws);
     let token = projected_token("team-a", "app", "web-1");
     for annotations in [&[][..], &[(ROLE_ANNOTATION, "")], &[("other", ROLE)]] {
         let account = service_account(&token, annotations);
-        fetch_as(&backend(Config::default()), IMAGE, &account).unwrap();
+        fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap();
     }
     assert_eq!(aws.sts_calls(), 0);
     assert_eq!(aws.ecr_principals(), ["node:AKIDNODE"; 3]);
@@ -99,8 +102,8 @@ fn a_default_role_serves_service_accounts_without_the_annotation() {
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, DEFAULT);
     aws.grant(&token, ROLE);
-    let _env = aws_env(&aws);
-    let backend = backend(Config::default())
+    let env = fake_aws_env(&aws);
+    let backend = backend(Config::default(), &env)
         .with_default_role(DEFAULT, "AWS_ECR_ROLE_ARN")
         .unwrap();
     fetch_as(&backend, IMAGE, &service_account(&token, &[])).unwrap();
@@ -124,11 +127,14 @@ fn the_annotation_key_can_be_renamed() {
     let aws = Aws::start(Duration::ZERO);
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, ROLE);
-    let _env = aws_env(&aws);
-    let renamed = backend(Config {
-        role_arn_annotation: Some("platform.example.io/ecr-role".into()),
-        ..Config::default()
-    });
+    let env = fake_aws_env(&aws);
+    let renamed = backend(
+        Config {
+            role_arn_annotation: Some("platform.example.io/ecr-role".into()),
+            ..Config::default()
+        },
+        &env,
+    );
     let official = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
     fetch_as(&renamed, IMAGE, &official).unwrap();
     let own = service_account(&token, &[("platform.example.io/ecr-role", ROLE)]);
@@ -141,9 +147,9 @@ fn a_rejected_token_is_named_by_service_account_and_annotation() {
     let aws = Aws::start(Duration::ZERO);
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, "arn:aws:iam::111122223333:role/another-role");
-    let _env = aws_env(&aws);
+    let env = fake_aws_env(&aws);
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
-    let error = fetch_as(&backend(Config::default()), IMAGE, &account).unwrap_err();
+    let error = fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap_err();
     let Error::ServiceAccount { cause, .. } = &error else {
         panic!("{error}")
     };
@@ -171,27 +177,27 @@ fn throttling_is_retried_within_the_budget_then_named() {
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, ROLE);
     aws.throttle();
-    let _env = aws_env(&aws);
+    let env = fake_aws_env(&aws);
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
-    let error = fetch_as(&backend(Config::default()), IMAGE, &account).unwrap_err();
+    let error = fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap_err();
     assert!(
         error
             .to_string()
             .ends_with("throttled by STS (gave up after 3 attempts): Throttling: Rate exceeded"),
         "{error}"
     );
-    assert_eq!(aws.sts_calls(), quick_limits().max_attempts as usize);
+    assert_eq!(aws.sts_calls(), quick_limits().attempts as usize);
     assert_eq!(aws.ecr_calls(), 0);
 }
 
 #[test]
 fn a_hung_sts_is_abandoned_within_the_credentials_timeout() {
     let sts = Fake::start(|_, _| Reply::Hang);
-    let _env = TestEnv::new(&[("AWS_ENDPOINT_URL_STS", &sts.url)]);
+    let env = aws_env(&[("AWS_ENDPOINT_URL_STS", &sts.url)]);
     let token = projected_token("team-a", "app", "web-1");
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
     let started = std::time::Instant::now();
-    let error = fetch_as(&backend(Config::default()), IMAGE, &account).unwrap_err();
+    let error = fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap_err();
     assert!(
         error
             .to_string()
@@ -204,10 +210,10 @@ fn a_hung_sts_is_abandoned_within_the_credentials_timeout() {
 #[test]
 fn a_value_that_is_no_role_sends_nothing() {
     let aws = Aws::start(Duration::ZERO);
-    let _env = aws_env(&aws);
+    let env = fake_aws_env(&aws);
     let token = projected_token("team-a", "app", "web-1");
     let account = service_account(&token, &[(ROLE_ANNOTATION, "my-role")]);
-    let backend = backend(Config::default());
+    let backend = backend(Config::default(), &env);
     let error = fetch_as(&backend, IMAGE, &account).unwrap_err();
     assert!(
         error.to_string().starts_with(
@@ -227,8 +233,8 @@ fn a_value_that_is_no_role_sends_nothing() {
 
 #[test]
 fn token_keys_hold_the_service_account_and_role_and_fall_back_to_the_node() {
-    let _env = TestEnv::new(&[NODE_KEYS[0]]);
-    let backend = backend(Config::default());
+    let env = aws_env(&[NODE_KEYS[0]]);
+    let backend = backend(Config::default(), &env);
     let image = ImageRef::parse(IMAGE).unwrap();
     let key = |token: &str, annotations: &[(&str, &str)]| {
         let account = service_account(token, annotations);
@@ -268,13 +274,35 @@ fn token_keys_hold_the_service_account_and_role_and_fall_back_to_the_node() {
     );
 }
 
-/// An HTTPS proxy that records which host each `CONNECT` asks for and refuses it.
+/// An HTTPS proxy that records which host each `CONNECT` asks for and refuses it. The SDK
+/// takes it from the process's `HTTPS_PROXY` only: the test runs each case in a child
+/// process started with it ([`run_child`]).
 fn refusing_proxy() -> Fake {
     Fake::start(|_, _| Reply::Respond(403, "text/plain", String::new()))
 }
 
 #[test]
 fn sts_is_asked_in_the_region_and_partition_of_the_image() {
+    if let Some(image) = child_case() {
+        let token = projected_token("team-a", "app", "web-1");
+        let env = aws_env(&[]);
+        let backend = backend(Config::default(), &env).with_limits(Limits {
+            attempts: 1,
+            ..quick_limits()
+        });
+        let role = if image.contains(".cn/") {
+            "arn:aws-cn:iam::111122223333:role/pod-puller"
+        } else {
+            ROLE
+        };
+        let account = service_account(&token, &[(ROLE_ANNOTATION, role)]);
+        let error = fetch_as(&backend, &image, &account).unwrap_err();
+        assert!(
+            error.to_string().contains("cannot reach STS"),
+            "{image}: {error}"
+        );
+        return;
+    }
     let cases = [
         (IMAGE, "sts.eu-west-1.amazonaws.com:443"),
         (
@@ -303,28 +331,16 @@ fn sts_is_asked_in_the_region_and_partition_of_the_image() {
         ),
         ("public.ecr.aws/app", "sts.us-east-1.amazonaws.com:443"),
     ];
-    let token = projected_token("team-a", "app", "web-1");
     let mut chosen = Vec::new();
     for (image, _) in cases {
         let proxy = refusing_proxy();
-        let _env = TestEnv::new(&[("HTTPS_PROXY", &proxy.url)]);
-        let backend = backend(Config::default()).with_limits(icp_ecr::Limits {
-            max_attempts: 1,
-            ..quick_limits()
-        });
-        let role = if image.contains(".cn/") {
-            "arn:aws-cn:iam::111122223333:role/pod-puller"
-        } else {
-            ROLE
-        };
-        let account = service_account(&token, &[(ROLE_ANNOTATION, role)]);
-        let error = fetch_as(&backend, image, &account).unwrap_err();
-        assert!(
-            error.to_string().contains("cannot reach STS"),
-            "{image}: {error}"
+        run_child(
+            "service_account::sts_is_asked_in_the_region_and_partition_of_the_image",
+            image,
+            &proxy.url,
         );
         let requests = proxy.requests();
-        assert_eq!(requests.len(), 1, "{image}: {error}");
+        assert_eq!(requests.len(), 1, "{image}");
         assert_eq!(requests[0].method, "CONNECT");
         chosen.push((image, requests[0].target.clone()));
     }
@@ -340,9 +356,9 @@ fn aws_endpoint_url_serves_sts_and_ecr_alike() {
     let aws = Aws::start(Duration::ZERO);
     let token = projected_token("team-a", "app", "web-1");
     aws.grant(&token, ROLE);
-    let _env = TestEnv::new(&[("AWS_ENDPOINT_URL", &aws.url)]);
+    let env = aws_env(&[("AWS_ENDPOINT_URL", &aws.url)]);
     let account = service_account(&token, &[(ROLE_ANNOTATION, ROLE)]);
-    let fetched = fetch_as(&backend(Config::default()), IMAGE, &account).unwrap();
+    let fetched = fetch_as(&backend(Config::default(), &env), IMAGE, &account).unwrap();
     assert_eq!(fetched.password.expose(), ecr_password(1, ROLE));
     assert_eq!((aws.sts_calls(), aws.ecr_calls()), (1, 1));
 }
