@@ -2,11 +2,12 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use icp_core::Environment;
-use icp_http::{Client, Error, Options, RESOLVE_ENV, Request};
+use icp_http::{Client, Deadline, Error, Limits, Options, RESOLVE_ENV, Request, Retry};
 use icp_test_kit::{FakeServer, Reply, TestCa};
 
 struct World {
@@ -396,4 +397,100 @@ fn plain_http_goes_to_the_http_proxy_in_absolute_form() {
     );
     assert_eq!(request.header("host"), Some("metadata.test"));
     assert_eq!(request.header("proxy-authorization"), None);
+}
+
+/// Bounds with short waits, for the retry policy's tests.
+fn quick_limits() -> Limits {
+    Limits {
+        request: Duration::from_millis(300),
+        backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+/// Sends `GET url` with `retry`, within `budget`.
+fn send_with(retry: &Retry, budget: Duration, url: &str) -> Result<icp_http::Response, Error> {
+    let client = Client::new(Options::default(), &world().env).unwrap();
+    icp_http::run(Deadline::after(budget), |deadline| {
+        let client = &client;
+        async move { retry.send(client, deadline, || Request::get(url)).await }
+    })
+    .unwrap()
+}
+
+/// A fake answering with `replies` in turn, then with the last one.
+fn answering(replies: Vec<Reply>) -> FakeServer {
+    let served = AtomicUsize::new(0);
+    FakeServer::http(move |_| {
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        replies[n.min(replies.len() - 1)].clone()
+    })
+}
+
+#[test]
+fn the_retry_policy_tries_429_and_5xx_again_and_honours_retry_after() {
+    let fake = answering(vec![
+        Reply::status(503),
+        Reply::status(429).header("Retry-After", "0"),
+        Reply::status(200),
+    ]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (200, 3));
+    // A status the policy does not name is an answer at once.
+    let fake = answering(vec![Reply::status(404), Reply::status(200)]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (404, 1));
+    // Unless the policy names it.
+    let fake = answering(vec![Reply::status(404), Reply::status(200)]);
+    let url = format!("http://{}/", fake.address());
+    let retry = Retry::new(&quick_limits()).on_status(|s| s == 404);
+    let response = send_with(&retry, Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (200, 2));
+}
+
+#[test]
+fn the_retry_policy_gives_back_the_last_answer() {
+    // Attempts run out.
+    let fake = answering(vec![Reply::status(500)]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (500, 3));
+    // A Retry-After over the longest wait, in seconds or as an HTTP date.
+    for after in ["3600", "Fri, 01 Jan 2100 00:00:00 GMT"] {
+        let fake = answering(vec![Reply::status(429).header("Retry-After", after)]);
+        let url = format!("http://{}/", fake.address());
+        let response =
+            send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+        assert_eq!((response.status, fake.request_count()), (429, 1), "{after}");
+    }
+    // A wait that would pass the deadline.
+    let fake = answering(vec![Reply::status(503).header("Retry-After", "1")]);
+    let url = format!("http://{}/", fake.address());
+    let started = std::time::Instant::now();
+    let response = send_with(
+        &Retry::new(&quick_limits()),
+        Duration::from_millis(500),
+        &url,
+    )
+    .unwrap();
+    assert_eq!((response.status, fake.request_count()), (503, 1));
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
+fn an_unreachable_service_is_tried_again_unless_the_policy_says_not() {
+    let fake = answering(vec![Reply::status(200).delay(Duration::from_secs(5))]);
+    let url = format!("http://{}/", fake.address());
+    let error = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(fake.request_count(), 3);
+    let fake = answering(vec![Reply::status(200).delay(Duration::from_secs(5))]);
+    let url = format!("http://{}/", fake.address());
+    let retry = Retry::new(&quick_limits()).unreachable(false);
+    let error = send_with(&retry, Duration::from_secs(10), &url).unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(fake.request_count(), 1);
 }
