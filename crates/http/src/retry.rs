@@ -73,12 +73,6 @@ impl Retry {
         self
     }
 
-    /// The same policy, with at most `request` for one attempt, connection included.
-    pub fn request_timeout(mut self, request: Duration) -> Retry {
-        self.request = self.request.min(request);
-        self
-    }
-
     /// Whether a service that cannot be reached at all (a refused connection, a connect
     /// or request timeout) is tried again; on by default. A service that answers within
     /// milliseconds where it exists (a metadata server) turns it off, so that its absence
@@ -159,11 +153,15 @@ mod tests {
     fn settings_narrow_the_limits() {
         let retry = Retry::new(&Limits::default())
             .attempts(10)
-            .connect_timeout(Duration::from_secs(1))
-            .request_timeout(Duration::from_secs(60));
+            .connect_timeout(Duration::from_secs(1));
         assert_eq!(retry.attempts, 3);
         assert_eq!(retry.connect, Duration::from_secs(1));
-        assert_eq!(retry.request, Duration::from_secs(8));
+        assert_eq!(
+            Retry::new(&Limits::default())
+                .connect_timeout(Duration::from_secs(60))
+                .connect,
+            Duration::from_secs(3)
+        );
         assert_eq!(Retry::new(&Limits::default()).attempts(0).attempts, 1);
         assert!(is_retryable_status(429) && is_retryable_status(503));
         assert!(!is_retryable_status(404) && !is_retryable_status(401));
