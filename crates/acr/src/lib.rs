@@ -22,7 +22,7 @@
 //! account ([`TokenBackend::token_key`]). With neither annotation, or no token, the node's
 //! identity is used.
 //!
-//! The Azure AD token only ever goes to a host that [`host`] strictly recognises as a
+//! The Azure AD token only ever goes to a host strictly recognised (by its `host` module) as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
 //!
 //! The backend reads only the [`Environment`] it is built with (`AZURE_*`, the address
