@@ -62,7 +62,8 @@ pub const TABLE: &[Entry] = &[
         default_patterns: icp_acr::DEFAULT_PATTERNS,
         build: |section, base_dir| {
             let config = parse_or_default(section)?;
-            Ok(Backend::tokens(icp_acr::Acr::new(config, base_dir)?))
+            let env = icp_core::Environment::process();
+            Ok(Backend::tokens(icp_acr::Acr::new(config, base_dir, &env)?))
         },
     },
     #[cfg(feature = "gcp")]
@@ -71,7 +72,8 @@ pub const TABLE: &[Entry] = &[
         default_patterns: icp_gcp::DEFAULT_PATTERNS,
         build: |section, base_dir| {
             let config = parse_or_default(section)?;
-            Ok(Backend::tokens(icp_gcp::Gcp::new(config, base_dir)?))
+            let env = icp_core::Environment::process();
+            Ok(Backend::tokens(icp_gcp::Gcp::new(config, base_dir, &env)?))
         },
     },
 ];

@@ -62,7 +62,8 @@ pub const MODE: Mode = Mode {
 /// The one rule of this mode: the ACR backend of `azure.json` and the mirrors, for the
 /// login servers of its cloud and the mirror hosts.
 fn rules(azure_config: &Path, registry_mirrors: &[String]) -> anyhow::Result<Rules> {
-    let backend = icp_acr::Acr::from_command_line(azure_config, registry_mirrors)?;
+    let env = icp_core::Environment::process();
+    let backend = icp_acr::Acr::from_command_line(azure_config, registry_mirrors, &env)?;
     let patterns = backend.match_patterns();
     let rule = Rule::new(0, "acr", &patterns, Backend::tokens(backend))
         .context("a registry mirror is not a valid image pattern")?;

@@ -140,7 +140,7 @@ fn rules(
         workload_identity: workload,
         ..icp_gcp::Config::default()
     };
-    let backend = icp_gcp::Gcp::new(config, Path::new("."))?;
+    let backend = icp_gcp::Gcp::new(config, Path::new("."), &icp_core::Environment::process())?;
     let rule = Rule::new(0, "gcp", &patterns, Backend::tokens(backend))
         .context("the image's registry is not a valid image pattern")?;
     Ok(Rules::new(MODE.program, vec![rule]))

@@ -4,14 +4,14 @@
 
 use std::path::Path;
 
-use icp_core::Secret;
+use icp_core::{Environment, Secret};
 use icp_http::{Request, Response, form_encode};
 use serde::Deserialize;
 
 use crate::Error;
 use crate::cloud::Cloud;
+use crate::fetch::{Fetch, error_detail, status_error};
 use crate::identity::{ClientSecret, Identity, ManagedId};
-use crate::retry::Call;
 
 /// Test-only override of the instance metadata service's base URL
 /// (`http://169.254.169.254`), for tests that run a fake IMDS on the loopback.
@@ -29,25 +29,25 @@ struct TokenResponse {
     access_token: Option<String>,
 }
 
-/// An Azure AD access token for `cloud`'s registry audience, as `identity`; a workload
-/// identity's client assertion goes to `assertion_authority`.
-pub async fn access_token(
-    client: &icp_http::Client,
-    limits: &crate::Limits,
-    deadline: std::time::Instant,
-    identity: &Identity,
-    cloud: &Cloud,
-    assertion_authority: &str,
-) -> Result<Secret, Error> {
-    match identity {
+/// Where a node's token comes from: its identity, its cloud, the authority a workload
+/// identity's client assertion goes to, and IMDS's base URL.
+pub struct Node<'a> {
+    /// The identity.
+    pub identity: &'a Identity,
+    /// The registry's cloud.
+    pub cloud: &'a Cloud,
+    /// The Azure AD authority of client assertions.
+    pub assertion_authority: &'a str,
+    /// IMDS's base URL.
+    pub imds_endpoint: &'a str,
+}
+
+/// An Azure AD access token for the node's cloud's registry audience, as its identity.
+pub async fn access_token(fetch: &Fetch<'_>, node: &Node<'_>) -> Result<Secret, Error> {
+    let cloud = node.cloud;
+    match node.identity {
         Identity::Managed { id, .. } => {
-            let call = Call {
-                client,
-                limits,
-                deadline,
-                service: "IMDS",
-            };
-            let base = imds_endpoint()?;
+            let base = node.imds_endpoint;
             let mut query = vec![
                 ("api-version", IMDS_API_VERSION),
                 ("resource", cloud.registry_audience.as_str()),
@@ -62,15 +62,17 @@ pub async fn access_token(
                 form_encode(&query)
             );
             // IMDS asks for retries on 404 and 410 while it starts, as on 429 and 5xx.
-            let response = call
-                .send(
-                    || Request::get(url.clone()).header("Metadata", "true"),
-                    |s| matches!(s, 404 | 410 | 429 | 500..=599),
-                )
+            let retry = fetch
+                .retry
+                .on_status(|s| matches!(s, 404 | 410 | 429 | 500..=599));
+            let response = fetch
+                .send_with(&retry, "IMDS", || {
+                    Request::get(url.clone()).header("Metadata", "true")
+                })
                 .await
                 .map_err(no_managed_identity)?;
             if response.status == 400
-                && crate::retry::error_detail(&response.body)
+                && error_detail(&response.body)
                     .to_ascii_lowercase()
                     .contains("identity not found")
             {
@@ -79,7 +81,7 @@ pub async fn access_token(
                     managed_name(id)
                 )));
             }
-            parse_token(&call, &response)
+            parse_token("IMDS", &response)
         }
         Identity::Workload {
             client_id,
@@ -88,12 +90,12 @@ pub async fn access_token(
         } => {
             let assertion = read_secret_file(token_file, "federated token")?;
             let federated = Federated {
-                authority: assertion_authority,
+                authority: node.assertion_authority,
                 tenant_id,
                 client_id,
                 assertion: &assertion,
             };
-            client_assertion(client, limits, deadline, &federated, cloud).await
+            client_assertion(fetch, &federated, cloud).await
         }
         Identity::ServicePrincipal {
             client_id,
@@ -111,15 +113,7 @@ pub async fn access_token(
                 ("grant_type", "client_credentials"),
                 ("client_secret", secret.expose()),
             ];
-            aad_token(
-                client,
-                limits,
-                deadline,
-                &cloud.authority_host,
-                tenant_id,
-                &form,
-            )
-            .await
+            aad_token(fetch, &cloud.authority_host, tenant_id, &form).await
         }
     }
 }
@@ -142,9 +136,7 @@ pub struct Federated<'a> {
 /// (`client_credentials` with a `jwt-bearer` assertion) at
 /// `<authority><tenant>/oauth2/v2.0/token`.
 pub async fn client_assertion(
-    client: &icp_http::Client,
-    limits: &crate::Limits,
-    deadline: std::time::Instant,
+    fetch: &Fetch<'_>,
     federated: &Federated<'_>,
     cloud: &Cloud,
 ) -> Result<Secret, Error> {
@@ -156,41 +148,22 @@ pub async fn client_assertion(
         ("client_assertion_type", ASSERTION_TYPE),
         ("client_assertion", federated.assertion.expose()),
     ];
-    aad_token(
-        client,
-        limits,
-        deadline,
-        federated.authority,
-        federated.tenant_id,
-        &form,
-    )
-    .await
+    aad_token(fetch, federated.authority, federated.tenant_id, &form).await
 }
 
 async fn aad_token(
-    client: &icp_http::Client,
-    limits: &crate::Limits,
-    deadline: std::time::Instant,
+    fetch: &Fetch<'_>,
     authority: &str,
     tenant: &str,
     form: &[(&str, &str)],
 ) -> Result<Secret, Error> {
-    let call = Call {
-        client,
-        limits,
-        deadline,
-        service: "Azure AD",
-    };
     let url = format!("{authority}{tenant}/oauth2/v2.0/token");
-    let response = call
-        .send(
-            || Request::post(url.clone()).form(form),
-            |s| s == 429 || s >= 500,
-        )
+    let response = fetch
+        .send("Azure AD", || Request::post(url.clone()).form(form))
         .await?;
     // Azure AD refuses bad credentials with 400 (invalid_client, unauthorized_client, ...).
     if response.status == 400 {
-        let detail = crate::retry::error_detail(&response.body);
+        let detail = error_detail(&response.body);
         if ["invalid_client", "unauthorized_client", "invalid_grant"]
             .iter()
             .any(|code| detail.starts_with(code))
@@ -201,15 +174,15 @@ async fn aad_token(
             });
         }
     }
-    parse_token(&call, &response)
+    parse_token("Azure AD", &response)
 }
 
-fn parse_token(call: &Call<'_>, response: &Response) -> Result<Secret, Error> {
+fn parse_token(service: &str, response: &Response) -> Result<Secret, Error> {
     if response.status != 200 {
-        return Err(call.status_error(response));
+        return Err(status_error(service, response));
     }
     let bad = |reason: &str| Error::BadResponse {
-        service: call.service.to_owned(),
+        service: service.to_owned(),
         reason: reason.to_owned(),
     };
     let token: TokenResponse = serde_json::from_slice(&response.body)
@@ -233,15 +206,17 @@ fn no_managed_identity(error: Error) -> Error {
     }
 }
 
-fn imds_endpoint() -> Result<String, Error> {
-    match std::env::var(IMDS_ENDPOINT_ENV) {
-        Ok(url) if url.starts_with("http://") || url.starts_with("https://") => {
+/// The instance metadata service's base URL: [`IMDS_ENDPOINT_ENV`] in `env`, checked
+/// when `identity` is a managed identity (the only one that asks IMDS), else IMDS's own.
+pub fn imds_endpoint(identity: &Identity, env: &Environment) -> Result<String, Error> {
+    match env.get(IMDS_ENDPOINT_ENV) {
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
             Ok(url.trim_end_matches('/').to_owned())
         }
-        Ok(_) => Err(Error::Config(format!(
+        Some(_) if matches!(identity, Identity::Managed { .. }) => Err(Error::Config(format!(
             "{IMDS_ENDPOINT_ENV} must be an http:// or https:// URL"
         ))),
-        Err(_) => Ok(IMDS_ENDPOINT.to_owned()),
+        _ => Ok(IMDS_ENDPOINT.to_owned()),
     }
 }
 

@@ -7,8 +7,8 @@ pub enum Error {
     #[error("invalid acr configuration: {0}")]
     Config(String),
     /// The rule has no `acr` settings and the `AZURE_*` environment cannot be used (for
-    /// example `AZURE_FEDERATED_TOKEN_FILE` without `AZURE_CLIENT_ID`); reported when a
-    /// token is needed, so that the embedded default rule always builds.
+    /// example `AZURE_FEDERATED_TOKEN_FILE` without `AZURE_CLIENT_ID`): the constructor's
+    /// error, which the binary reports for the pull whose rule first needs the backend.
     #[error("{0}")]
     Environment(String),
     /// The `azure.json` file (or the custom cloud's environment file) cannot be used.

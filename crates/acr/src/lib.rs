@@ -22,8 +22,13 @@
 //! account ([`TokenBackend::token_key`]). With neither annotation, or no token, the node's
 //! identity is used.
 //!
-//! The Azure AD token only ever goes to a host that [`host`] strictly recognises as a
+//! The Azure AD token only ever goes to a host strictly recognised (by its `host` module) as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
+//!
+//! The backend reads only the [`Environment`] it is built with (`AZURE_*`, the address
+//! overrides and proxies of [`icp_http`], and [`IMDS_ENDPOINT_ENV`] for tests), and is
+//! built by [`Acr::new`] or as a [`Build`] row of the binary's backend table; a problem
+//! with its settings or environment is the constructor's error.
 //!
 //! Azure AD, IMDS and the registry are spoken to directly over [`icp_http`], the
 //! project's one hyper/rustls stack, rather than through `azure_identity`: that crate
@@ -31,32 +36,42 @@
 //! and retry policy, and the three token requests needed here are small.
 
 mod aad;
+mod azure_json;
 mod challenge;
 mod cloud;
+mod cloud_choice;
 mod config;
 mod error;
+mod fetch;
 mod host;
 mod identity;
+mod identity_choice;
 mod registry;
-mod retry;
 mod service_account;
+mod settings;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
-use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
+use icp_core::{
+    Build, Context, Environment, ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend,
+    TokenKey,
+};
+use icp_http::{Deadline, RunError};
 
+pub use aad::IMDS_ENDPOINT_ENV;
 use cloud::Cloud;
+use cloud_choice::CloudChoice;
 use config::parse_registry_mirrors;
 pub use config::{Config, IdentityKind};
 pub use error::Error;
+use fetch::Fetch;
 pub use host::DEFAULT_PATTERNS;
-pub use retry::Limits;
-pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
-
-use config::{CloudChoice, Settings};
+pub use icp_http::Limits;
 use service_account::PodIdentity;
+pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
+use settings::Settings;
 
 /// The audience of the service account tokens Azure AD takes as client assertions, as
 /// Azure's workload identity federation sets it up.
@@ -70,26 +85,26 @@ pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 pub struct Acr {
     settings: Settings,
     limits: Limits,
-    /// Why the environment cannot be used, for a rule with no settings.
-    unusable: Option<String>,
+    /// The environment the backend was built with, for its clients' overrides and proxies.
+    env: Environment,
 }
 
 impl Acr {
     /// Resolves `config` (reading `azure.json` if it names one, relative paths against
-    /// `base_dir`) and the `AZURE_*` environment variables. Opens no connection.
-    pub fn new(config: Config, base_dir: &Path) -> Result<Acr, Error> {
-        let env = |name: &str| std::env::var(name).ok();
-        let (settings, unusable) = match config::resolve(&config, base_dir, &env) {
-            Ok(settings) => (settings, None),
-            Err(error) if config == Config::default() => {
-                (config::Settings::unusable(), Some(error.to_string()))
+    /// `base_dir`) and the `AZURE_*` variables of `env`. Opens no connection. A rule with
+    /// no settings whose environment cannot be used is [`Error::Environment`].
+    pub fn new(config: Config, base_dir: &Path, env: &Environment) -> Result<Acr, Error> {
+        let settings = settings::resolve(&config, base_dir, env).map_err(|error| {
+            if config == Config::default() {
+                Error::Environment(error.to_string())
+            } else {
+                error
             }
-            Err(error) => return Err(error),
-        };
+        })?;
         Ok(Acr {
             settings,
             limits: Limits::default(),
-            unusable,
+            env: env.clone(),
         })
     }
 
@@ -100,6 +115,7 @@ impl Acr {
     pub fn from_command_line(
         azure_config: &Path,
         registry_mirrors: &[String],
+        env: &Environment,
     ) -> Result<Acr, Error> {
         let mut mirrors = BTreeMap::new();
         for value in registry_mirrors {
@@ -110,7 +126,7 @@ impl Acr {
             registry_mirrors: mirrors,
             ..Config::default()
         };
-        Acr::new(config, Path::new("."))
+        Acr::new(config, Path::new("."), env)
     }
 
     /// The same backend with other time and retry bounds.
@@ -176,9 +192,6 @@ impl Acr {
         &'a self,
         request: &Request<'a>,
     ) -> Result<(String, Cloud, Option<PodIdentity<'a>>), Error> {
-        if let Some(reason) = &self.unusable {
-            return Err(Error::Environment(reason.clone()));
-        }
         let (login_server, cloud) = self
             .target(request.image)
             .ok_or_else(|| Error::NotServed(request.image.registry().to_owned()))?;
@@ -188,25 +201,24 @@ impl Acr {
 
     async fn fetch_async(
         &self,
+        deadline: Deadline,
         login_server: &str,
         cloud: &Cloud,
         pod: Option<&PodIdentity<'_>>,
     ) -> Result<Token, Error> {
-        let deadline = Instant::now() + self.limits.total;
         let options = icp_http::Options {
             connect_timeout: self.limits.connect,
             timeout: self.limits.request,
             max_body: 256 * 1024,
         };
-        let client = icp_http::Client::new(options).map_err(|e| Error::Config(e.to_string()))?;
-        let call = |service| retry::Call {
+        let client =
+            icp_http::Client::new(options, &self.env).map_err(|e| Error::Config(e.to_string()))?;
+        let fetch = Fetch {
             client: &client,
-            limits: &self.limits,
+            retry: icp_http::Retry::new(&self.limits),
             deadline,
-            service,
         };
-        let registry_call = call(login_server);
-        let bearer = registry::challenge(&registry_call, login_server).await?;
+        let bearer = registry::challenge(&fetch, login_server).await?;
         let (access_token, tenant) = match pod {
             Some(pod) => {
                 tracing::debug!(registry = login_server, service_account = %pod.account, client_id = pod.client_id, tenant = pod.tenant_id, "getting an Azure AD token as the pod's identity");
@@ -216,28 +228,23 @@ impl Acr {
                     client_id: pod.client_id,
                     assertion: &pod.account.token,
                 };
-                let token =
-                    aad::client_assertion(&client, &self.limits, deadline, &federated, cloud)
-                        .await?;
+                let token = aad::client_assertion(&fetch, &federated, cloud).await?;
                 (token, Some(pod.tenant_id))
             }
             None => {
                 tracing::debug!(registry = login_server, identity = %self.settings.identity.fingerprint(), "getting an Azure AD token");
-                let token = aad::access_token(
-                    &client,
-                    &self.limits,
-                    deadline,
-                    &self.settings.identity,
+                let node = aad::Node {
+                    identity: &self.settings.identity,
                     cloud,
-                    self.assertion_authority(cloud),
-                )
-                .await?;
+                    assertion_authority: self.assertion_authority(cloud),
+                    imds_endpoint: &self.settings.imds_endpoint,
+                };
+                let token = aad::access_token(&fetch, &node).await?;
                 (token, self.settings.identity.tenant_id())
             }
         };
         let refresh_token =
-            registry::exchange(&registry_call, login_server, &bearer, tenant, &access_token)
-                .await?;
+            registry::exchange(&fetch, login_server, &bearer, tenant, &access_token).await?;
         let bad = |reason: &str| Error::BadResponse {
             service: login_server.to_owned(),
             reason: reason.to_owned(),
@@ -257,6 +264,23 @@ impl Acr {
     }
 }
 
+/// The `acr` row of the binary's backend table: the rule section is [`Config`], every
+/// field optional.
+impl Build for Acr {
+    const NAME: &'static str = "acr";
+    const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    type Config = Config;
+    type Error = Error;
+
+    fn default_config() -> Option<Config> {
+        Some(Config::default())
+    }
+
+    fn build(config: Config, context: &Context<'_>) -> Result<Acr, Error> {
+        Acr::new(config, context.base_dir, context.env)
+    }
+}
+
 impl TokenBackend for Acr {
     type Error = Error;
 
@@ -273,9 +297,6 @@ impl TokenBackend for Acr {
     /// Reads the files the identity reads at each fetch (a federated token file, a client
     /// secret file), so that `check-config` reports a missing one now.
     fn check(&self) -> Result<(), Error> {
-        if let Some(reason) = &self.unusable {
-            return Err(Error::Environment(reason.clone()));
-        }
         aad::check_files(&self.settings.identity)
     }
 
@@ -304,12 +325,15 @@ impl TokenBackend for Acr {
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let (login_server, cloud, pod) = self.resolve(request)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()
-            .map_err(Error::Runtime)?;
-        let fetched = runtime.block_on(self.fetch_async(&login_server, &cloud, pod.as_ref()));
+        let fetched = icp_http::run(Deadline::after(self.limits.total), |deadline| {
+            self.fetch_async(deadline, &login_server, &cloud, pod.as_ref())
+        })
+        .unwrap_or_else(|error| {
+            Err(match error {
+                RunError::Runtime(cause) => Error::Runtime(cause),
+                RunError::Elapsed(_) => Error::Timeout(login_server.clone()),
+            })
+        });
         match pod {
             Some(pod) => fetched.map_err(|error| pod.context(error)),
             None => fetched,
@@ -340,12 +364,8 @@ mod tests {
 
     fn acr(json: &str) -> Acr {
         let config: Config = serde_json::from_str(json).unwrap();
-        let settings = config::resolve(&config, Path::new("/"), &|_| None).unwrap();
-        Acr {
-            settings,
-            limits: Limits::default(),
-            unusable: None,
-        }
+        let env = settings::testing::no_env();
+        Acr::new(config, Path::new("/"), &env).unwrap()
     }
 
     fn image(reference: &str) -> ImageRef {

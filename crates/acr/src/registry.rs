@@ -7,15 +7,13 @@ use serde::Deserialize;
 
 use crate::Error;
 use crate::challenge::{self, Bearer};
-use crate::retry::Call;
+use crate::fetch::{Fetch, status_error};
 
 /// Asks the login server `registry` for its bearer challenge, and checks that its realm is
 /// on the same host over HTTPS: the Azure AD token will go there and nowhere else.
-pub async fn challenge(call: &Call<'_>, registry: &str) -> Result<Bearer, Error> {
+pub async fn challenge(fetch: &Fetch<'_>, registry: &str) -> Result<Bearer, Error> {
     let url = format!("https://{registry}/v2/");
-    let response = call
-        .send(|| Request::get(url.clone()), |s| s == 429 || s >= 500)
-        .await?;
+    let response = fetch.send(registry, || Request::get(url.clone())).await?;
     let bad = |reason: String| Error::Challenge {
         registry: registry.to_owned(),
         reason,
@@ -26,7 +24,7 @@ pub async fn challenge(call: &Call<'_>, registry: &str) -> Result<Bearer, Error>
                 "/v2/ answered HTTP {} without asking for a token",
                 response.status
             )),
-            _ => call.status_error(&response),
+            _ => status_error(registry, &response),
         });
     }
     let bearer = challenge::bearer(response.header_all("www-authenticate"))
@@ -67,7 +65,7 @@ struct ExchangeResponse {
 /// Exchanges the Azure AD `access_token` for an ACR refresh token at
 /// `https://<registry>/oauth2/exchange`.
 pub async fn exchange(
-    call: &Call<'_>,
+    fetch: &Fetch<'_>,
     registry: &str,
     bearer: &Bearer,
     tenant: Option<&str>,
@@ -80,17 +78,14 @@ pub async fn exchange(
         form.push(("tenant", tenant));
     }
     form.push(("access_token", access_token.expose()));
-    let response = call
-        .send(
-            || Request::post(url.clone()).form(&form),
-            |s| s == 429 || s >= 500,
-        )
+    let response = fetch
+        .send(registry, || Request::post(url.clone()).form(&form))
         .await?;
     if response.status != 200 {
-        return Err(call.status_error(&response));
+        return Err(status_error(registry, &response));
     }
     let bad = |reason: &str| Error::BadResponse {
-        service: call.service.to_owned(),
+        service: registry.to_owned(),
         reason: reason.to_owned(),
     };
     let body: ExchangeResponse = serde_json::from_slice(&response.body)

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use icp_acr::{Acr, CLIENT_ID_ANNOTATION, Config, Error, Limits, TENANT_ID_ANNOTATION, USERNAME};
-use icp_core::{ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
+use icp_core::{Environment, ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
 use icp_test_kit::Reply;
 use icp_test_kit::azure::*;
 
@@ -22,16 +22,14 @@ fn fetch_with(
 ) -> Result<Token, Error> {
     let mut env = world.env();
     env.extend(extra.iter().cloned());
-    let _env = set_env(&env);
-    let backend = Acr::new(config, world.dir())?.with_limits(limits);
+    let backend = Acr::new(config, world.dir(), &Environment::from_pairs(env))?.with_limits(limits);
     let image = ImageRef::parse(image).unwrap();
     backend.fetch(&Request::new(&image))
 }
 
-/// Builds the backend with the environment lock held, so no other test's variables leak in.
+/// Builds the backend with the world's environment.
 fn backend(world: &World, config: Config) -> Acr {
-    let _env = set_env(&world.env());
-    Acr::new(config, world.dir()).unwrap()
+    Acr::new(config, world.dir(), &Environment::from_pairs(world.env())).unwrap()
 }
 
 fn fetch(world: &World, config: Config, image: &str) -> Result<Token, Error> {
@@ -626,8 +624,12 @@ fn an_unusable_environment_is_reported_when_a_token_is_needed() {
     assert!(error.to_string().contains("AZURE_CLIENT_ID"), "{error}");
     assert_eq!(world.request_count(), 0);
     // An explicit rule is refused at once.
-    let _env = set_env(&env);
-    let error = Acr::new(config(r#"{"identity": "workloadIdentity"}"#), world.dir()).unwrap_err();
+    let error = Acr::new(
+        config(r#"{"identity": "workloadIdentity"}"#),
+        world.dir(),
+        &Environment::from_pairs(env),
+    )
+    .unwrap_err();
     assert!(matches!(error, Error::Config(_)), "{error}");
 }
 
@@ -669,8 +671,8 @@ fn fetch_as(
 ) -> Result<Token, Error> {
     let mut env = world.env();
     env.extend(extra.iter().cloned());
-    let _env = set_env(&env);
-    let backend = Acr::new(config, world.dir())?.with_limits(quick_limits());
+    let backend =
+        Acr::new(config, world.dir(), &Environment::from_pairs(env))?.with_limits(quick_limits());
     let image = ImageRef::parse(image).unwrap();
     backend.fetch(&Request {
         service_account: Some(account),

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use icp_core::Environment;
 use serde::Deserialize;
 
 /// The `gcp:` section of a rule in the rules file. Every field is optional: the default
@@ -154,40 +155,32 @@ impl Source {
     }
 }
 
-/// The environment variables the backend reads, as Google's client libraries do.
-/// [`Gcp::new`](crate::Gcp::new) takes them from the process; tests pass their own.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Environment {
+/// The variables the backend reads, as Google's client libraries do; an empty one counts
+/// as unset.
+pub(crate) struct Variables {
     /// `GCE_METADATA_HOST`: the metadata server's `host[:port]`.
     pub metadata_host: Option<String>,
     /// `GOOGLE_APPLICATION_CREDENTIALS`: a service account key or `authorized_user` file.
     pub application_credentials: Option<PathBuf>,
-    /// `CLOUDSDK_CONFIG`: gcloud's configuration directory.
-    pub gcloud_config: Option<PathBuf>,
-    /// `HOME`, under which gcloud's configuration directory is `.config/gcloud`.
-    pub home: Option<PathBuf>,
+    /// gcloud's application default credentials file, where it would be: under
+    /// `CLOUDSDK_CONFIG`, else under `HOME`'s `.config/gcloud`.
+    pub well_known_file: Option<PathBuf>,
 }
 
-impl Environment {
-    /// Reads the variables from the process environment; an empty variable counts as unset.
-    pub fn from_process() -> Environment {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
-        Environment {
+impl Variables {
+    /// Reads them from `env`.
+    pub(crate) fn read(env: &Environment) -> Variables {
+        let var = |name: &str| env.get_os(name).filter(|value| !value.is_empty());
+        let dir = match (var("CLOUDSDK_CONFIG"), var("HOME")) {
+            (Some(dir), _) => Some(PathBuf::from(dir)),
+            (None, Some(home)) => Some(PathBuf::from(home).join(".config").join("gcloud")),
+            (None, None) => None,
+        };
+        Variables {
             metadata_host: var("GCE_METADATA_HOST").and_then(|v| v.into_string().ok()),
             application_credentials: var("GOOGLE_APPLICATION_CREDENTIALS").map(PathBuf::from),
-            gcloud_config: var("CLOUDSDK_CONFIG").map(PathBuf::from),
-            home: var("HOME").map(PathBuf::from),
+            well_known_file: dir.map(|dir| dir.join("application_default_credentials.json")),
         }
-    }
-
-    /// gcloud's application default credentials file, where it would be.
-    pub fn well_known_file(&self) -> Option<PathBuf> {
-        let dir = match (&self.gcloud_config, &self.home) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(home)) => home.join(".config").join("gcloud"),
-            (None, None) => return None,
-        };
-        Some(dir.join("application_default_credentials.json"))
     }
 }
 
@@ -222,23 +215,21 @@ mod tests {
 
     #[test]
     fn well_known_file_prefers_cloudsdk_config() {
-        let mut env = Environment {
-            home: Some("/root".into()),
-            ..Environment::default()
-        };
+        let env = Environment::from_pairs([("HOME", "/root")]);
         assert_eq!(
-            env.well_known_file(),
+            Variables::read(&env).well_known_file,
             Some(PathBuf::from(
                 "/root/.config/gcloud/application_default_credentials.json"
             ))
         );
-        env.gcloud_config = Some("/etc/gcloud".into());
+        let env = env.with("CLOUDSDK_CONFIG", "/etc/gcloud");
         assert_eq!(
-            env.well_known_file(),
+            Variables::read(&env).well_known_file,
             Some(PathBuf::from(
                 "/etc/gcloud/application_default_credentials.json"
             ))
         );
-        assert_eq!(Environment::default().well_known_file(), None);
+        let none = Environment::from_pairs([("HOME", "")]);
+        assert_eq!(Variables::read(&none).well_known_file, None);
     }
 }

@@ -2,22 +2,15 @@
 //! map, or a `config.json` with `auths`, matched against the image as the kubelet's
 //! keyring matches docker config keys.
 
-use std::time::Duration;
-
 use icp_core::{CacheKeyType, ImageRef, Token};
 use icp_docker_auth::{file, keyring};
-use icp_http::{Client, Request};
+use icp_http::Request;
 
-use crate::retry::{self, Retry};
+use crate::fetch::Fetch;
 use crate::{DOCKERCFG_URL_ATTRIBUTE, Error};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY: Retry = Retry {
-    attempts: 2,
-    backoff: Duration::from_millis(250),
-    unreachable: true,
-};
+/// Attempts of a download: a URL someone else serves gets one more try, not two.
+const ATTEMPTS: u32 = 2;
 
 /// The credentials the docker config `config`, which came from `origin`, holds for
 /// `image`: parsed and matched by the docker-config backend's own code, the entry the
@@ -48,7 +41,7 @@ pub fn lookup(config: &[u8], origin: &str, image: &ImageRef) -> Result<Token, Er
 /// attribute, which must be an `http://` or `https://` URL, as for the official provider).
 /// Returns it with the URL less its query and fragment, which may hold a signature, to
 /// name it by in messages.
-pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), Error> {
+pub async fn download(fetch: &Fetch<'_>, url: &str) -> Result<(Vec<u8>, String), Error> {
     let shown = url.split(['?', '#']).next().unwrap_or_default().to_owned();
     if !(url.starts_with("https://") || url.starts_with("http://")) {
         return Err(Error::BadResponse {
@@ -57,12 +50,10 @@ pub async fn download(client: &Client, url: &str) -> Result<(Vec<u8>, String), E
         });
     }
     let endpoint = format!("docker config URL {shown}");
-    let request = || {
-        Request::get(url)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-    };
-    let response = retry::send_to(client, RETRY, &endpoint, request).await?;
+    let retry = fetch.retry().attempts(ATTEMPTS);
+    let response = fetch
+        .send_to(&retry, &endpoint, || Request::get(url))
+        .await?;
     match response.status {
         200 => Ok((response.body, shown)),
         status @ (401 | 403) => Err(Error::AccessDenied {

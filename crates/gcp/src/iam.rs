@@ -5,11 +5,11 @@
 use std::time::SystemTime;
 
 use icp_core::{Secret, Token, expiry};
-use icp_http::{Client, Request};
+use icp_http::{Request, Shape, Summary};
 use serde::Deserialize;
 
-use crate::oauth::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, RETRY, printable};
-use crate::retry;
+use crate::fetch::Fetch;
+use crate::oauth::detail;
 use crate::sts::CLOUD_PLATFORM_SCOPE;
 use crate::token::USERNAME;
 use crate::{Error, timestamp};
@@ -18,7 +18,7 @@ use crate::{Error, timestamp};
 /// goes into the URL's path), asked for with `bearer`, expiring at the stated
 /// `expireTime`.
 pub async fn generate_access_token(
-    client: &Client,
+    fetch: &Fetch<'_>,
     bearer: &Secret,
     email: &str,
 ) -> Result<Token, Error> {
@@ -31,10 +31,8 @@ pub async fn generate_access_token(
         Request::post(url.as_str())
             .header("Authorization", format!("Bearer {}", bearer.expose()))
             .body("application/json", body.as_bytes())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
     };
-    let response = retry::send_to(client, RETRY, &endpoint, request).await?;
+    let response = fetch.send_to(&fetch.retry(), &endpoint, request).await?;
     match response.status {
         200 => parse(&response.body, SystemTime::now(), &endpoint),
         status @ (400 | 401 | 403 | 404) => Err(Error::AccessDenied {
@@ -81,34 +79,11 @@ fn parse(body: &[u8], now: SystemTime, endpoint: &str) -> Result<Token, Error> {
     })
 }
 
-#[derive(Deserialize)]
-struct GoogleError {
-    error: Option<GoogleErrorBody>,
-}
-
-#[derive(Deserialize)]
-struct GoogleErrorBody {
-    status: Option<String>,
-    message: Option<String>,
-}
-
 /// `: STATUS (message)` from a Google API error answer
-/// (`{"error": {"code": 403, "message": ..., "status": "PERMISSION_DENIED"}}`), shortened
-/// and printable, or nothing when the body is not one.
+/// (`{"error": {"code": 403, "message": ..., "status": "PERMISSION_DENIED"}}`), as the kit
+/// summarises it, or nothing when the body is not one.
 fn google_error_detail(body: &[u8]) -> String {
-    let Ok(GoogleError {
-        error: Some(GoogleErrorBody { status, message }),
-    }) = serde_json::from_slice(body)
-    else {
-        return String::new();
-    };
-    match (status, message) {
-        (Some(status), Some(message)) => {
-            format!(": {} ({})", printable(&status), printable(&message))
-        }
-        (Some(text), None) | (None, Some(text)) => format!(": {}", printable(&text)),
-        (None, None) => String::new(),
-    }
+    detail(Summary::read(body, &[Shape::Google]))
 }
 
 #[cfg(test)]

@@ -21,25 +21,28 @@
 //! service account names (IAM Credentials). The token cache keys such a token by the
 //! service account, so it is never served to another one.
 //!
-//! The binary uses [`Config`], [`Gcp::new`], [`Gcp::check`], [`DEFAULT_PATTERNS`] and the
-//! [`TokenBackend`] implementation; [`Gcp::with_environment`] lets tests pass their own
-//! [`Environment`].
+//! The binary builds the backend as a [`Build`] row of its backend table (or with
+//! [`Gcp::new`]) from [`Config`] and the [`Environment`] it passes, which is all the
+//! backend reads (`GCE_METADATA_HOST`, `GOOGLE_APPLICATION_CREDENTIALS`,
+//! `CLOUDSDK_CONFIG`, `HOME`, and the overrides and proxies of [`icp_http`]); a problem
+//! with the settings or a credential file is the constructor's error. It then uses the
+//! [`TokenBackend`] implementation.
 //!
-//! Every request goes through [`icp_http`] with short timeouts and a few retries, and a
-//! whole fetch ends within [`FETCH_BUDGET`]. `gcp_auth` is not used: it cannot be pointed
+//! Every request goes through [`icp_http`] with short timeouts and the kit's retry policy,
+//! and a whole fetch ends within [`LIMITS`]' total ([`Gcp::with_limits`] sets others). `gcp_auth` is not used: it cannot be pointed
 //! at `GCE_METADATA_HOST`, reads `authorized_user` files from gcloud's directory only and
 //! sends them to a fixed endpoint, and brings a second HTTP client without timeouts.
 
 mod config;
 mod dockercfg;
 mod error;
+mod fetch;
 mod host;
 mod iam;
 mod jwt;
 mod key;
 mod metadata;
 mod oauth;
-mod retry;
 mod sts;
 mod timestamp;
 mod token;
@@ -48,20 +51,34 @@ mod workload;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use icp_core::{ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend, TokenKey};
-
-pub use config::{
-    Config, ENABLE_ANNOTATION, Environment, SERVICE_ACCOUNT_ANNOTATION, Source, WorkloadIdentity,
+use icp_core::{
+    Build, Context, Environment, ImageRef, Request, ServiceAccountTokenUse, Token, TokenBackend,
+    TokenKey,
 };
+use icp_http::{Deadline, RunError};
+
+use config::Variables;
+pub use config::{Config, ENABLE_ANNOTATION, SERVICE_ACCOUNT_ANNOTATION, Source, WorkloadIdentity};
 pub use error::Error;
+use fetch::Fetch;
 pub use host::{DEFAULT_PATTERNS, is_google_registry};
+pub use icp_http::Limits;
 use key::CredentialFile;
 use metadata::Metadata;
 use workload::{Pod, Workload};
 
-/// Longest time one fetch may take, every request and retry included: well inside the
-/// kubelet's one-minute limit on the plugin.
-pub const FETCH_BUDGET: Duration = Duration::from_secs(20);
+/// The bounds of one fetch: 20 s in all (well inside the kubelet's one-minute limit on the
+/// plugin), 5 s per request, 3 s to connect (1 s to the metadata server), 3 attempts
+/// (2 for a docker config download), waits from 0.25 s (0.1 s for the metadata server),
+/// a `Retry-After` of at most 5 s.
+pub const LIMITS: Limits = Limits {
+    total: Duration::from_secs(20),
+    request: Duration::from_secs(5),
+    connect: Duration::from_secs(3),
+    attempts: 3,
+    backoff: Duration::from_millis(250),
+    max_wait: Duration::from_secs(5),
+};
 
 /// The token scope of every Google access token: one token serves every Google registry
 /// host, so images on `gcr.io` and `us-docker.pkg.dev` share it.
@@ -79,6 +96,9 @@ pub struct Gcp {
     credential: Credential,
     /// Per-pod identity, when the rule sets it up.
     workload: Option<Workload>,
+    limits: Limits,
+    /// The environment the backend was built with, for its clients' overrides and proxies.
+    env: Environment,
 }
 
 /// Where the token comes from, resolved.
@@ -90,46 +110,14 @@ enum Credential {
     File(CredentialFile),
     /// A docker config in an instance attribute, or at a URL in one.
     Dockercfg { url: bool },
-    /// A credential file that is missing or unusable: reported by [`Gcp::check`] and by
-    /// every fetch, so that one broken rule does not stop the rules file from loading.
-    Unusable(Unusable),
-}
-
-/// Why a rule's credential file cannot be used.
-#[derive(Debug, Clone)]
-struct Unusable {
-    /// The file, when one is named.
-    path: Option<PathBuf>,
-    problem: String,
-}
-
-impl Unusable {
-    fn error(&self) -> Error {
-        match &self.path {
-            Some(path) => Error::CredentialFile {
-                path: path.clone(),
-                problem: self.problem.clone(),
-            },
-            None => Error::NoCredentials(self.problem.clone()),
-        }
-    }
 }
 
 impl Gcp {
-    /// The backend for a rule's `config`, reading the process environment; relative key
-    /// file paths are taken from `base_dir`. Fails only on a `config` that contradicts
-    /// itself; a key file named by the rule or the environment is read here, and a
-    /// problem with it is reported by [`Gcp::check`] and by each fetch.
-    pub fn new(config: Config, base_dir: &Path) -> Result<Gcp, Error> {
-        Gcp::with_environment(config, base_dir, &Environment::from_process())
-    }
-
-    /// [`Gcp::new`] with the environment variables given.
-    pub fn with_environment(
-        config: Config,
-        base_dir: &Path,
-        env: &Environment,
-    ) -> Result<Gcp, Error> {
+    /// The backend for a rule's `config`, with the variables of `env`; relative key file
+    /// paths are taken from `base_dir`. A key file named by the rule or the environment is
+    /// read here: a `config` that contradicts itself, or a credential file that is missing
+    /// or unusable, is the error.
+    pub fn new(config: Config, base_dir: &Path, env: &Environment) -> Result<Gcp, Error> {
         if config.service_account.is_some() && config.source != Source::Metadata {
             return Err(Error::Config(format!(
                 "serviceAccount is for source metadata, not {}",
@@ -152,6 +140,7 @@ impl Gcp {
             Some(settings) => Some(Workload::new(settings)?),
             None => None,
         };
+        let vars = Variables::read(env);
         let credential = match config.source {
             Source::Metadata => {
                 let account = config
@@ -160,18 +149,18 @@ impl Gcp {
                 check_account(&account)?;
                 Credential::Metadata { account }
             }
-            Source::ServiceAccountKey => match (&config.key_file, &env.application_credentials) {
-                (Some(path), _) => service_account_key(&base_dir.join(path)),
-                (None, Some(path)) => service_account_key(path),
-                (None, None) => Credential::Unusable(Unusable {
-                    path: None,
-                    problem:
+            Source::ServiceAccountKey => match (&config.key_file, &vars.application_credentials) {
+                (Some(path), _) => service_account_key(&base_dir.join(path))?,
+                (None, Some(path)) => service_account_key(path)?,
+                (None, None) => {
+                    return Err(Error::NoCredentials(
                         "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS"
                             .into(),
-                }),
+                    ));
+                }
             },
-            Source::ApplicationDefault => match application_default_file(env) {
-                Some(path) => load(&path).map_or_else(Credential::Unusable, Credential::File),
+            Source::ApplicationDefault => match application_default_file(&vars) {
+                Some(path) => Credential::File(load(&path)?),
                 None => Credential::Metadata {
                     account: "default".to_owned(),
                 },
@@ -180,10 +169,18 @@ impl Gcp {
             Source::DockercfgUrl => Credential::Dockercfg { url: true },
         };
         Ok(Gcp {
-            metadata: Metadata::new(env.metadata_host.as_deref()),
+            metadata: Metadata::new(vars.metadata_host.as_deref()),
             credential,
             workload,
+            limits: LIMITS,
+            env: env.clone(),
         })
+    }
+
+    /// The same backend with other time and retry bounds.
+    pub fn with_limits(mut self, limits: Limits) -> Gcp {
+        self.limits = limits;
+        self
     }
 
     /// How `request` is fetched with the pod's own identity, or `None` for the node's:
@@ -195,65 +192,84 @@ impl Gcp {
         }
     }
 
-    async fn fetch_async(&self, image: &ImageRef, pod: Option<&Pod<'_>>) -> Result<Token, Error> {
-        let client = icp_http::Client::new(icp_http::Options::default())
+    async fn fetch_async(
+        &self,
+        deadline: Deadline,
+        image: &ImageRef,
+        pod: Option<&Pod<'_>>,
+    ) -> Result<Token, Error> {
+        let client = icp_http::Client::new(icp_http::Options::default(), &self.env)
             .map_err(|e| Error::Config(e.to_string()))?;
+        let fetch = Fetch {
+            client: &client,
+            limits: self.limits,
+            deadline,
+        };
         if let Some(pod) = pod {
-            return pod.fetch(&client).await;
+            return pod.fetch(&fetch).await;
         }
         match &self.credential {
-            Credential::Metadata { account } => self.metadata.token(&client, account).await,
+            Credential::Metadata { account } => self.metadata.token(&fetch, account).await,
             Credential::File(CredentialFile::ServiceAccount(key)) => {
-                oauth::service_account(&client, key).await
+                oauth::service_account(&fetch, key).await
             }
             Credential::File(CredentialFile::AuthorizedUser(user)) => {
-                oauth::authorized_user(&client, user).await
+                oauth::authorized_user(&fetch, user).await
             }
             Credential::Dockercfg { url: false } => {
-                let config = self
-                    .metadata
-                    .attribute(&client, DOCKERCFG_ATTRIBUTE)
-                    .await?;
+                let config = self.metadata.attribute(&fetch, DOCKERCFG_ATTRIBUTE).await?;
                 let origin = format!("instance attribute {DOCKERCFG_ATTRIBUTE}");
                 dockercfg::lookup(&config, &origin, image)
             }
             Credential::Dockercfg { url: true } => {
                 let url = self
                     .metadata
-                    .attribute(&client, DOCKERCFG_URL_ATTRIBUTE)
+                    .attribute(&fetch, DOCKERCFG_URL_ATTRIBUTE)
                     .await?;
                 let url = String::from_utf8(url).unwrap_or_default();
-                let (config, origin) = dockercfg::download(&client, url.trim()).await?;
+                let (config, origin) = dockercfg::download(&fetch, url.trim()).await?;
                 dockercfg::lookup(&config, &origin, image)
             }
-            Credential::Unusable(unusable) => Err(unusable.error()),
         }
     }
 }
 
-/// Reads a credential file, keeping what is wrong with it for later.
-fn load(path: &Path) -> Result<CredentialFile, Unusable> {
+/// Reads a credential file; what is wrong with it names the file.
+fn load(path: &Path) -> Result<CredentialFile, Error> {
     CredentialFile::load(path).map_err(|error| match error {
-        Error::CredentialFile { path, problem } => Unusable {
-            path: Some(path),
-            problem,
-        },
-        other => Unusable {
-            path: Some(path.to_owned()),
+        error @ Error::CredentialFile { .. } => error,
+        other => Error::CredentialFile {
+            path: path.to_owned(),
             problem: other.to_string(),
         },
     })
 }
 
 /// A service account key file: a credential file that must not be an `authorized_user`.
-fn service_account_key(path: &Path) -> Credential {
-    match load(path) {
-        Ok(file @ CredentialFile::ServiceAccount(_)) => Credential::File(file),
-        Ok(CredentialFile::AuthorizedUser(_)) => Credential::Unusable(Unusable {
-            path: Some(path.to_owned()),
+fn service_account_key(path: &Path) -> Result<Credential, Error> {
+    match load(path)? {
+        file @ CredentialFile::ServiceAccount(_) => Ok(Credential::File(file)),
+        CredentialFile::AuthorizedUser(_) => Err(Error::CredentialFile {
+            path: path.to_owned(),
             problem: "is an authorized_user file, not a service account key (use source applicationDefault)".into(),
         }),
-        Err(unusable) => Credential::Unusable(unusable),
+    }
+}
+
+/// The `gcp` row of the binary's backend table: the rule section is [`Config`], every
+/// field optional.
+impl Build for Gcp {
+    const NAME: &'static str = "gcp";
+    const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    type Config = Config;
+    type Error = Error;
+
+    fn default_config() -> Option<Config> {
+        Some(Config::default())
+    }
+
+    fn build(config: Config, context: &Context<'_>) -> Result<Gcp, Error> {
+        Gcp::new(config, context.base_dir, context.env)
     }
 }
 
@@ -270,7 +286,6 @@ impl TokenBackend for Gcp {
     /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.
     fn check(&self) -> Result<(), Error> {
         match &self.credential {
-            Credential::Unusable(unusable) => Err(unusable.error()),
             Credential::File(_) => Ok(()),
             Credential::Metadata { .. } | Credential::Dockercfg { .. } => self.metadata.check(),
         }
@@ -304,7 +319,6 @@ impl TokenBackend for Gcp {
                 google(format!("gcp:metadata:{}:{account}", self.metadata.host()))
             }
             Credential::File(file) => google(file.identity()),
-            Credential::Unusable(unusable) => return Err(unusable.error()),
             Credential::Dockercfg { url } => TokenKey {
                 identity: format!(
                     "gcp:{}:{}",
@@ -322,31 +336,28 @@ impl TokenBackend for Gcp {
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let pod = self.pod(request)?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(Error::Runtime)?;
-        runtime
-            .block_on(async {
-                tokio::time::timeout(FETCH_BUDGET, self.fetch_async(request.image, pod.as_ref()))
-                    .await
+        icp_http::run(Deadline::after(self.limits.total), |deadline| {
+            self.fetch_async(deadline, request.image, pod.as_ref())
+        })
+        .unwrap_or_else(|error| {
+            let timeout = match error {
+                RunError::Runtime(cause) => return Err(Error::Runtime(cause)),
+                RunError::Elapsed(budget) => Error::Timeout(budget),
+            };
+            Err(match &pod {
+                Some(pod) => pod.timed_out(timeout),
+                None => timeout,
             })
-            .unwrap_or_else(|_| {
-                let timeout = Error::Timeout(FETCH_BUDGET);
-                Err(match &pod {
-                    Some(pod) => pod.timed_out(timeout),
-                    None => timeout,
-                })
-            })
+        })
     }
 }
 
 /// The file application default credentials use: `GOOGLE_APPLICATION_CREDENTIALS`, else
 /// gcloud's well-known file if it exists; `None` means the metadata server.
-fn application_default_file(env: &Environment) -> Option<PathBuf> {
-    env.application_credentials
+fn application_default_file(vars: &Variables) -> Option<PathBuf> {
+    vars.application_credentials
         .clone()
-        .or_else(|| env.well_known_file().filter(|path| path.is_file()))
+        .or_else(|| vars.well_known_file.clone().filter(|path| path.is_file()))
 }
 
 /// A service account name goes into metadata URLs: an email or an alias, nothing else.

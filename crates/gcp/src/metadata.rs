@@ -2,9 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use icp_http::{Client, Request, Response};
+use icp_http::{Request, Response};
 
-use crate::retry::{self, Retry};
+use crate::fetch::Fetch;
 use crate::{Error, token};
 
 /// The metadata server's address when `GCE_METADATA_HOST` is not set: the link-local IP,
@@ -18,14 +18,10 @@ const REGISTRY_SCOPE_PREFIXES: &[&str] = &[
 ];
 
 /// Bounds of one metadata request: it answers in milliseconds where it exists, so the
-/// connection gets a second, and a missing server is reported without retrying.
+/// connection gets a second, retries come quickly, and a missing server is reported
+/// without retrying.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-const RETRY: Retry = Retry {
-    attempts: 3,
-    backoff: Duration::from_millis(100),
-    unreachable: false,
-};
+const BACKOFF: Duration = Duration::from_millis(100);
 
 /// The metadata server at `host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,10 +60,10 @@ impl Metadata {
     }
 
     /// An access token of the service account `account`, once its scopes are checked.
-    pub async fn token(&self, client: &Client, account: &str) -> Result<icp_core::Token, Error> {
+    pub async fn token(&self, fetch: &Fetch<'_>, account: &str) -> Result<icp_core::Token, Error> {
         let scopes = self
             .get(
-                client,
+                fetch,
                 &format!("instance/service-accounts/{account}/scopes"),
             )
             .await;
@@ -88,18 +84,15 @@ impl Metadata {
         }
         let asked_at = SystemTime::now();
         let body = self
-            .get(
-                client,
-                &format!("instance/service-accounts/{account}/token"),
-            )
+            .get(fetch, &format!("instance/service-accounts/{account}/token"))
             .await?;
         token::parse(&body, asked_at, &self.endpoint())
     }
 
     /// The value of the instance attribute `name`.
-    pub async fn attribute(&self, client: &Client, name: &str) -> Result<Vec<u8>, Error> {
+    pub async fn attribute(&self, fetch: &Fetch<'_>, name: &str) -> Result<Vec<u8>, Error> {
         match self
-            .get(client, &format!("instance/attributes/{name}"))
+            .get(fetch, &format!("instance/attributes/{name}"))
             .await
         {
             Err(Error::MetadataNotFound(_)) => Err(Error::MetadataNotFound(format!(
@@ -115,16 +108,17 @@ impl Metadata {
 
     /// GETs `computeMetadata/v1/<path>`, requiring the answer to come from a GCE
     /// metadata server (`Metadata-Flavor: Google`).
-    async fn get(&self, client: &Client, path: &str) -> Result<Vec<u8>, Error> {
+    async fn get(&self, fetch: &Fetch<'_>, path: &str) -> Result<Vec<u8>, Error> {
         self.check()?;
         let url = format!("http://{}/computeMetadata/v1/{path}", self.host);
-        let request = || {
-            Request::get(url.as_str())
-                .header("Metadata-Flavor", "Google")
-                .connect_timeout(CONNECT_TIMEOUT)
-                .timeout(REQUEST_TIMEOUT)
-        };
-        let response = retry::send(client, RETRY, request)
+        let request = || Request::get(url.as_str()).header("Metadata-Flavor", "Google");
+        let retry = fetch
+            .retry()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .backoff(BACKOFF)
+            .unreachable(false);
+        let response = fetch
+            .send(&retry, request)
             .await
             .map_err(|cause| match cause {
                 icp_http::Error::Connect { .. }

@@ -1,36 +1,24 @@
 //! Google's OAuth 2.0 token endpoint: a service account's signed assertion (JWT bearer
 //! grant) or a user's refresh token, exchanged for an access token.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use icp_core::Token;
-use icp_http::{Client, Request};
-use serde::Deserialize;
+use icp_http::{Request, Shape, Summary};
 
+use crate::fetch::Fetch;
 use crate::key::{AuthorizedUser, ServiceAccountKey};
-use crate::retry::{self, Retry};
 use crate::{Error, jwt, token};
 
 /// The grant type of a signed assertion (RFC 7523).
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 
-/// Time to connect to a Google token service (TCP and TLS).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// Time for one request to a Google token service, connection included.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Tries of one request to a Google token service.
-pub const RETRY: Retry = Retry {
-    attempts: 3,
-    backoff: Duration::from_millis(250),
-    unreachable: true,
-};
-
 /// An access token for the service account of `key`.
-pub async fn service_account(client: &Client, key: &ServiceAccountKey) -> Result<Token, Error> {
+pub async fn service_account(fetch: &Fetch<'_>, key: &ServiceAccountKey) -> Result<Token, Error> {
     let asked_at = SystemTime::now();
     let assertion = jwt::assertion(key, asked_at)?;
     exchange(
-        client,
+        fetch,
         &key.token_uri,
         asked_at,
         &[("grant_type", JWT_BEARER), ("assertion", &assertion)],
@@ -39,36 +27,24 @@ pub async fn service_account(client: &Client, key: &ServiceAccountKey) -> Result
 }
 
 /// An access token for the user of `user`.
-pub async fn authorized_user(client: &Client, user: &AuthorizedUser) -> Result<Token, Error> {
+pub async fn authorized_user(fetch: &Fetch<'_>, user: &AuthorizedUser) -> Result<Token, Error> {
     let form = [
         ("grant_type", "refresh_token"),
         ("client_id", user.client_id.as_str()),
         ("client_secret", user.client_secret.expose()),
         ("refresh_token", user.refresh_token.expose()),
     ];
-    exchange(client, &user.token_uri, SystemTime::now(), &form).await
-}
-
-#[derive(Deserialize)]
-struct OAuthError {
-    error: Option<String>,
-    error_description: Option<String>,
+    exchange(fetch, &user.token_uri, SystemTime::now(), &form).await
 }
 
 async fn exchange(
-    client: &Client,
+    fetch: &Fetch<'_>,
     uri: &str,
     asked_at: SystemTime,
     form: &[(&str, &str)],
 ) -> Result<Token, Error> {
     let endpoint = format!("the token endpoint {uri}");
-    token_answer(client, &endpoint, asked_at, || {
-        Request::post(uri)
-            .form(form)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-    })
-    .await
+    token_answer(fetch, &endpoint, asked_at, || Request::post(uri).form(form)).await
 }
 
 /// Sends the token request `build` makes (retried on 429, 5xx and network errors) and
@@ -76,12 +52,12 @@ async fn exchange(
 /// (`error`, `error_description`) of `endpoint`, as Google's token endpoint and Security
 /// Token Service both give them.
 pub async fn token_answer(
-    client: &Client,
+    fetch: &Fetch<'_>,
     endpoint: &str,
     asked_at: SystemTime,
     build: impl Fn() -> Request,
 ) -> Result<Token, Error> {
-    let response = retry::send_to(client, RETRY, endpoint, build).await?;
+    let response = fetch.send_to(&fetch.retry(), endpoint, build).await?;
     match response.status {
         200 => token::parse(&response.body, asked_at, endpoint),
         status @ (400 | 401 | 403) => Err(Error::AccessDenied {
@@ -99,26 +75,21 @@ pub async fn token_answer(
     }
 }
 
-/// `: code (description)` from an OAuth error answer, shortened and printable, or
+/// `: code (description)` from an OAuth error answer, as the kit summarises it, or
 /// nothing when the body is not one.
 pub fn oauth_detail(body: &[u8]) -> String {
-    let Ok(OAuthError {
-        error: Some(code),
-        error_description,
-    }) = serde_json::from_slice(body)
-    else {
-        return String::new();
-    };
-    match error_description {
-        Some(description) => format!(": {} ({})", printable(&code), printable(&description)),
-        None => format!(": {}", printable(&code)),
-    }
+    detail(Summary::read(body, &[Shape::OAuth]))
 }
 
-/// A cloud's error text as a message quotes it: control characters dropped, cut after
-/// 200 characters.
-pub fn printable(text: &str) -> String {
-    text.chars().filter(|c| !c.is_control()).take(200).collect()
+/// `: code (description)`, `: code` or `: description` of an error answer's summary, or
+/// nothing.
+pub fn detail(summary: Option<Summary>) -> String {
+    match summary {
+        None => String::new(),
+        Some(Summary { code, message }) if code.is_empty() => format!(": {message}"),
+        Some(Summary { code, message }) if message.is_empty() => format!(": {code}"),
+        Some(Summary { code, message }) => format!(": {code} ({message})"),
+    }
 }
 
 #[cfg(test)]

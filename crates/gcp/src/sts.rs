@@ -5,10 +5,11 @@
 use std::time::SystemTime;
 
 use icp_core::{Secret, Token};
-use icp_http::{Client, Request};
+use icp_http::Request;
 
 use crate::Error;
-use crate::oauth::{self, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use crate::fetch::Fetch;
+use crate::oauth;
 
 /// The token exchange endpoint.
 pub const STS_URL: &str = "https://sts.googleapis.com/v1/token";
@@ -23,7 +24,7 @@ const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// A federated access token for `subject_token` (the pod's service account token) and
 /// `audience`, expiring when STS says (`expires_in`).
 pub async fn exchange(
-    client: &Client,
+    fetch: &Fetch<'_>,
     subject_token: &Secret,
     audience: &str,
 ) -> Result<Token, Error> {
@@ -37,11 +38,8 @@ pub async fn exchange(
     })
     .to_string();
     let endpoint = format!("Google STS {STS_URL}");
-    oauth::token_answer(client, &endpoint, SystemTime::now(), || {
-        Request::post(STS_URL)
-            .body("application/json", body.as_bytes())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+    oauth::token_answer(fetch, &endpoint, SystemTime::now(), || {
+        Request::post(STS_URL).body("application/json", body.as_bytes())
     })
     .await
 }

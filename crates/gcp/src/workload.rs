@@ -9,8 +9,8 @@
 //! that account through IAM Credentials and the answer is that account's token. Every other
 //! pull keeps the node's identity.
 
+use crate::fetch::Fetch;
 use icp_core::{ServiceAccount, ServiceAccountTokenUse, Token};
-use icp_http::Client;
 
 use crate::config::WorkloadIdentity;
 use crate::{Error, iam, sts};
@@ -154,16 +154,16 @@ impl Pod<'_> {
 
     /// The token to answer with: the pod's token exchanged at STS, then, when the service
     /// account names a Google service account, that account's token.
-    pub async fn fetch(&self, client: &Client) -> Result<Token, Error> {
+    pub async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Token, Error> {
         tracing::debug!(account = %self.account, audience = %self.audience, "exchanging the service account token at Google STS");
-        let federated = sts::exchange(client, &self.account.token, self.audience)
+        let federated = sts::exchange(fetch, &self.account.token, self.audience)
             .await
             .map_err(|cause| self.failed(self.sts_context(), cause))?;
         let Some((key, email)) = self.impersonate else {
             return Ok(federated);
         };
         tracing::debug!(account = %self.account, google_service_account = %email, "impersonating");
-        iam::generate_access_token(client, &federated.password, email)
+        iam::generate_access_token(fetch, &federated.password, email)
             .await
             .map_err(|cause| self.failed(format!("annotation {key} = {email:?}"), cause))
     }
@@ -266,21 +266,9 @@ fn check_audience(audience: &str) -> Result<(), String> {
     }
 }
 
-/// A Kubernetes annotation key: an optional DNS prefix and `/`, then a name of letters,
-/// digits, `-`, `_` and `.`.
+/// A Kubernetes annotation key, as apimachinery judges one.
 fn check_annotation_key(key: &str) -> Result<(), String> {
-    let (prefix, name) = key.rsplit_once('/').unwrap_or(("", key));
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && prefix.len() <= 253
-        && prefix
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'.'))
-        && prefix.is_empty() != key.contains('/');
-    if valid {
+    if icp_core::names::is_annotation_key(key) {
         Ok(())
     } else {
         Err(format!("{} is not an annotation key", icp_core::quote(key)))

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::Uri;
 use hyper_util::rt::TokioIo;
+use icp_core::Environment;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -51,14 +52,15 @@ pub struct Client {
 
 impl Client {
     /// A client with `options`, the address overrides of [`crate::RESOLVE_ENV`] and the
-    /// proxies of `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`.
-    /// Reads no file and opens nothing: the root certificates are loaded on the first
-    /// `https://` request.
-    pub fn new(options: Options) -> Result<Client, Error> {
+    /// proxies of `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (or their lowercase forms),
+    /// all read from `env`. Reads no file and opens nothing: the root certificates are
+    /// loaded on the first `https://` request (from `SSL_CERT_FILE` or `SSL_CERT_DIR` when
+    /// the process has them, as `rustls-native-certs` reads them).
+    pub fn new(options: Options, env: &Environment) -> Result<Client, Error> {
         Ok(Client {
             options,
-            overrides: Overrides::from_env()?,
-            proxies: Proxies::from_env()?,
+            overrides: Overrides::from_env(env)?,
+            proxies: Proxies::from_env(env)?,
             tls: OnceLock::new(),
         })
     }

@@ -8,21 +8,27 @@
 //! - a connect timeout and an overall deadline per request ([`Options`], overridable per
 //!   [`Request`]);
 //! - a cap on the size of a response body;
-//! - no retries: a backend decides what to retry within its own budget.
+//! - no retries by the client itself: a backend sends through [`Retry`], the one retry
+//!   policy (429, 5xx and transient failures, `Retry-After`, exponential backoff), every
+//!   attempt and wait within the fetch's [`Deadline`].
 //!
 //! Both `https://` and plain `http://` URLs are accepted (metadata servers speak plain
-//! HTTP on a link-local address). `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured
+//! HTTP on a link-local address). `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`, read from the
+//! [`Environment`](icp_core::Environment) the client is made with, are honoured
 //! as Go's `net/http` honours them (an `http://` proxy, `CONNECT` tunnels for HTTPS), except
 //! that loopback and link-local addresses are always reached directly. TLS trusts the platform's root certificates, read by
 //! `rustls-native-certs`; when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those are read
 //! *instead*, as OpenSSL does.
 //!
-//! The API is async, for use inside the runtime a backend builds in its `fetch`; making a
-//! [`Client`] builds no runtime and opens no connection.
+//! The API is async, for use inside the runtime [`run`] builds for one fetch; making a
+//! [`Client`] builds no runtime and opens no connection. What else every network backend
+//! shares is here too: the bounds of a fetch ([`Limits`]), and the one summary of an
+//! error answer's body ([`Summary`]).
 //!
 //! # Address override for tests and debugging
 //!
-//! [`RESOLVE_ENV`] (`IMAGE_CREDENTIAL_PROVIDER_RESOLVE`) holds comma-separated
+//! [`RESOLVE_ENV`] (`IMAGE_CREDENTIAL_PROVIDER_RESOLVE`), read from the client's
+//! environment, holds comma-separated
 //! `host:port:address` entries, as curl's `--resolve`: a connection to `host:port` goes
 //! to `address` instead of the address DNS gives, while the request and the TLS handshake
 //! still use `host` (so the certificate must be valid for `host`). `address` is an IP
@@ -36,7 +42,8 @@
 //!
 //! ```no_run
 //! # async fn example() -> Result<(), icp_http::Error> {
-//! let client = icp_http::Client::new(icp_http::Options::default())?;
+//! let env = icp_core::Environment::process();
+//! let client = icp_http::Client::new(icp_http::Options::default(), &env)?;
 //! let response = client
 //!     .send(icp_http::Request::post("https://login.example/token").form(&[("grant_type", "client_credentials")]))
 //!     .await?;
@@ -53,7 +60,9 @@ mod limits;
 mod message;
 mod proxy;
 mod resolve;
+mod retry;
 mod run;
+mod summary;
 mod tls;
 
 pub use client::{Client, Options};
@@ -64,4 +73,6 @@ pub use hyper::Method;
 pub use limits::Limits;
 pub use message::{Request, Response};
 pub use resolve::RESOLVE_ENV;
+pub use retry::{Retry, is_retryable_status};
 pub use run::{Deadline, RunError, run};
+pub use summary::{Shape, Summary};

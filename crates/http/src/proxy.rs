@@ -10,6 +10,8 @@
 
 use std::net::IpAddr;
 
+use icp_core::Environment;
+
 use crate::Error;
 
 /// One proxy.
@@ -85,15 +87,12 @@ pub(crate) struct Proxies {
 }
 
 impl Proxies {
-    /// Reads `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (or their lowercase forms).
-    pub(crate) fn from_env() -> Result<Proxies, Error> {
-        Proxies::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    pub(crate) fn from_lookup(env: &dyn Fn(&str) -> Option<String>) -> Result<Proxies, Error> {
+    /// Reads `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` (or their lowercase forms) from
+    /// `env`.
+    pub(crate) fn from_env(env: &Environment) -> Result<Proxies, Error> {
         let var = |upper: &str| {
-            env(upper)
-                .or_else(|| env(&upper.to_ascii_lowercase()))
+            env.get(upper)
+                .or_else(|| env.get(&upper.to_ascii_lowercase()))
                 .map(|v| (upper.to_owned(), v.trim().to_owned()))
                 .filter(|(_, v)| !v.is_empty())
         };
@@ -193,12 +192,7 @@ mod tests {
     use super::*;
 
     fn proxies(vars: &[(&str, &str)]) -> Proxies {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Proxies::from_lookup(&|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
-            .unwrap()
+        Proxies::from_env(&Environment::from_pairs(vars.iter().copied())).unwrap()
     }
 
     #[test]
@@ -254,11 +248,8 @@ mod tests {
             "http://proxy:port",
             "http://:3128",
         ] {
-            let vars = [("HTTPS_PROXY".to_owned(), url.to_owned())];
-            let error = Proxies::from_lookup(&|name| {
-                vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-            })
-            .unwrap_err();
+            let error =
+                Proxies::from_env(&Environment::from_pairs([("HTTPS_PROXY", url)])).unwrap_err();
             assert!(
                 error.to_string().starts_with("proxy HTTPS_PROXY: "),
                 "{error}"

@@ -2,6 +2,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use icp_core::Environment;
+
 use crate::Error;
 
 /// The environment variable holding address overrides: comma-separated
@@ -15,12 +17,12 @@ pub(crate) struct Overrides {
 }
 
 impl Overrides {
-    /// Reads [`RESOLVE_ENV`]; unset or empty means no override.
-    pub(crate) fn from_env() -> Result<Overrides, Error> {
-        match std::env::var(RESOLVE_ENV) {
-            Ok(value) => Overrides::parse(&value),
-            Err(std::env::VarError::NotPresent) => Ok(Overrides::default()),
-            Err(std::env::VarError::NotUnicode(_)) => Err(Error::Resolve("not valid UTF-8".into())),
+    /// Reads [`RESOLVE_ENV`] from `env`; unset or empty means no override.
+    pub(crate) fn from_env(env: &Environment) -> Result<Overrides, Error> {
+        match env.get_os(RESOLVE_ENV).map(|value| value.into_string()) {
+            None => Ok(Overrides::default()),
+            Some(Ok(value)) => Overrides::parse(&value),
+            Some(Err(_)) => Err(Error::Resolve("not valid UTF-8".into())),
         }
     }
 

@@ -2,13 +2,17 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use icp_http::{Client, Error, Options, RESOLVE_ENV, Request};
+use icp_core::Environment;
+use icp_http::{Client, Deadline, Error, Limits, Options, RESOLVE_ENV, Request, Retry};
 use icp_test_kit::{FakeServer, Reply, TestCa};
 
 struct World {
+    /// What every client of the tests is made with: the overrides and proxies below.
+    env: Environment,
     ca: TestCa,
     /// Reached as `env.test:443` through the override in the environment.
     env_fake: FakeServer,
@@ -113,18 +117,26 @@ fn world() -> &'static World {
             ConnectProxy::start(vec![("proxied.test:443".to_owned(), proxied.address())]);
         let http_proxy = FakeServer::http(|_| Reply::status(200).body("from the proxy"));
         // SAFETY: set once, inside this initialiser, before any test reads the environment
-        // (every test starts by calling `world()`).
+        // (every test starts by calling `world()`). The roots are the one setting the
+        // client does not take from the environment it is given: rustls-native-certs
+        // reads them from the process's.
         unsafe {
             std::env::set_var("SSL_CERT_FILE", &ca_file);
-            std::env::set_var(RESOLVE_ENV, format!("env.test:443:{}", env_fake.address()));
-            std::env::set_var(
-                "HTTPS_PROXY",
-                format!("http://user:p%40ss@{}", connect_proxy.address),
-            );
-            std::env::set_var("http_proxy", http_proxy.address().to_string());
-            std::env::set_var("NO_PROXY", "direct.test");
         }
+        let env = Environment::from_pairs([
+            (
+                RESOLVE_ENV.to_owned(),
+                format!("env.test:443:{}", env_fake.address()),
+            ),
+            (
+                "HTTPS_PROXY".to_owned(),
+                format!("http://user:p%40ss@{}", connect_proxy.address),
+            ),
+            ("http_proxy".to_owned(), http_proxy.address().to_string()),
+            ("NO_PROXY".to_owned(), "direct.test".to_owned()),
+        ]);
         World {
+            env,
             ca,
             env_fake,
             connect_proxy,
@@ -144,7 +156,7 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
 }
 
 fn client(host: &str, port: u16, address: SocketAddr) -> Client {
-    Client::new(Options::default())
+    Client::new(Options::default(), &world().env)
         .unwrap()
         .resolve(host, port, address)
 }
@@ -213,7 +225,7 @@ fn plain_http_and_error_statuses_are_responses() {
     let fake = FakeServer::http(|_| Reply::json(429, "{}").header("Retry-After", "3"));
     let url = format!("http://{}/metadata/identity/oauth2/token", fake.address());
     let response = block_on(
-        Client::new(Options::default())
+        Client::new(Options::default(), &world().env)
             .unwrap()
             .send(Request::get(url)),
     )
@@ -226,7 +238,7 @@ fn plain_http_and_error_statuses_are_responses() {
 #[test]
 fn the_resolve_environment_variable_is_honoured() {
     let world = world();
-    let client = Client::new(Options::default()).unwrap();
+    let client = Client::new(Options::default(), &world.env).unwrap();
     let response = block_on(client.send(Request::get("https://env.test/"))).unwrap();
     assert_eq!(response.status, 204);
     assert!(world.env_fake.request_count() >= 1);
@@ -272,9 +284,10 @@ fn a_body_over_the_cap_is_an_error() {
         max_body: 1024,
         ..Options::default()
     };
-    let client = Client::new(options)
-        .unwrap()
-        .resolve("registry.test", 443, fake.address());
+    let client =
+        Client::new(options, &world.env)
+            .unwrap()
+            .resolve("registry.test", 443, fake.address());
     let error = block_on(client.send(Request::get("https://registry.test/"))).unwrap_err();
     assert!(
         matches!(error, Error::TooLarge { limit: 1024, .. }),
@@ -312,7 +325,7 @@ fn a_closed_port_is_a_connect_error() {
 #[test]
 fn bad_urls_and_headers_are_refused_before_connecting() {
     world();
-    let client = Client::new(Options::default()).unwrap();
+    let client = Client::new(Options::default(), &world().env).unwrap();
     for url in ["ftp://a.test/", "https://user:secret@a.test/", "a.test/v2/"] {
         let error = block_on(client.send(Request::get(url))).unwrap_err();
         assert!(matches!(error, Error::Url(_)), "{url}: {error}");
@@ -327,7 +340,7 @@ fn bad_urls_and_headers_are_refused_before_connecting() {
 #[test]
 fn https_goes_through_the_connect_proxy_of_the_environment() {
     let world = world();
-    let client = Client::new(Options::default()).unwrap();
+    let client = Client::new(Options::default(), &world.env).unwrap();
     let response = block_on(client.send(Request::get("https://proxied.test/v2/"))).unwrap();
     assert_eq!(
         (response.status, response.body.as_slice()),
@@ -368,7 +381,7 @@ fn https_goes_through_the_connect_proxy_of_the_environment() {
 #[test]
 fn plain_http_goes_to_the_http_proxy_in_absolute_form() {
     let world = world();
-    let client = Client::new(Options::default()).unwrap();
+    let client = Client::new(Options::default(), &world.env).unwrap();
     let response =
         block_on(client.send(Request::get("http://metadata.test/computeMetadata/v1/?x=1")))
             .unwrap();
@@ -384,4 +397,100 @@ fn plain_http_goes_to_the_http_proxy_in_absolute_form() {
     );
     assert_eq!(request.header("host"), Some("metadata.test"));
     assert_eq!(request.header("proxy-authorization"), None);
+}
+
+/// Bounds with short waits, for the retry policy's tests.
+fn quick_limits() -> Limits {
+    Limits {
+        request: Duration::from_millis(300),
+        backoff: Duration::from_millis(10),
+        max_wait: Duration::from_secs(1),
+        ..Limits::default()
+    }
+}
+
+/// Sends `GET url` with `retry`, within `budget`.
+fn send_with(retry: &Retry, budget: Duration, url: &str) -> Result<icp_http::Response, Error> {
+    let client = Client::new(Options::default(), &world().env).unwrap();
+    icp_http::run(Deadline::after(budget), |deadline| {
+        let client = &client;
+        async move { retry.send(client, deadline, || Request::get(url)).await }
+    })
+    .unwrap()
+}
+
+/// A fake answering with `replies` in turn, then with the last one.
+fn answering(replies: Vec<Reply>) -> FakeServer {
+    let served = AtomicUsize::new(0);
+    FakeServer::http(move |_| {
+        let n = served.fetch_add(1, Ordering::SeqCst);
+        replies[n.min(replies.len() - 1)].clone()
+    })
+}
+
+#[test]
+fn the_retry_policy_tries_429_and_5xx_again_and_honours_retry_after() {
+    let fake = answering(vec![
+        Reply::status(503),
+        Reply::status(429).header("Retry-After", "0"),
+        Reply::status(200),
+    ]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (200, 3));
+    // A status the policy does not name is an answer at once.
+    let fake = answering(vec![Reply::status(404), Reply::status(200)]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (404, 1));
+    // Unless the policy names it.
+    let fake = answering(vec![Reply::status(404), Reply::status(200)]);
+    let url = format!("http://{}/", fake.address());
+    let retry = Retry::new(&quick_limits()).on_status(|s| s == 404);
+    let response = send_with(&retry, Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (200, 2));
+}
+
+#[test]
+fn the_retry_policy_gives_back_the_last_answer() {
+    // Attempts run out.
+    let fake = answering(vec![Reply::status(500)]);
+    let url = format!("http://{}/", fake.address());
+    let response = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+    assert_eq!((response.status, fake.request_count()), (500, 3));
+    // A Retry-After over the longest wait, in seconds or as an HTTP date.
+    for after in ["3600", "Fri, 01 Jan 2100 00:00:00 GMT"] {
+        let fake = answering(vec![Reply::status(429).header("Retry-After", after)]);
+        let url = format!("http://{}/", fake.address());
+        let response =
+            send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap();
+        assert_eq!((response.status, fake.request_count()), (429, 1), "{after}");
+    }
+    // A wait that would pass the deadline.
+    let fake = answering(vec![Reply::status(503).header("Retry-After", "1")]);
+    let url = format!("http://{}/", fake.address());
+    let started = std::time::Instant::now();
+    let response = send_with(
+        &Retry::new(&quick_limits()),
+        Duration::from_millis(500),
+        &url,
+    )
+    .unwrap();
+    assert_eq!((response.status, fake.request_count()), (503, 1));
+    assert!(started.elapsed() < Duration::from_millis(500));
+}
+
+#[test]
+fn an_unreachable_service_is_tried_again_unless_the_policy_says_not() {
+    let fake = answering(vec![Reply::status(200).delay(Duration::from_secs(5))]);
+    let url = format!("http://{}/", fake.address());
+    let error = send_with(&Retry::new(&quick_limits()), Duration::from_secs(10), &url).unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(fake.request_count(), 3);
+    let fake = answering(vec![Reply::status(200).delay(Duration::from_secs(5))]);
+    let url = format!("http://{}/", fake.address());
+    let retry = Retry::new(&quick_limits()).unreachable(false);
+    let error = send_with(&retry, Duration::from_secs(10), &url).unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    assert_eq!(fake.request_count(), 1);
 }

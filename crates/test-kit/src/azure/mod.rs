@@ -11,7 +11,7 @@ mod registry;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -177,7 +177,9 @@ struct Shared {
     _dir: tempfile::TempDir,
 }
 
-/// The test CA, trusted through `SSL_CERT_FILE`, made once per test binary.
+/// The test CA, made once per test binary, and trusted through `SSL_CERT_FILE`: set here,
+/// once, in the process's environment, since `rustls-native-certs` reads it from there.
+/// Every other variable a backend reads is passed to it ([`World::env`]).
 fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
@@ -185,6 +187,10 @@ fn shared() -> &'static Shared {
         let ca = TestCa::new();
         let ca_file = dir.path().join("ca.pem");
         std::fs::write(&ca_file, ca.pem()).unwrap();
+        // SAFETY: set once, inside this initialiser, before any client of a test reads the
+        // environment: every test that sends a request starts by making a `World`, which
+        // waits here. The value never changes afterwards.
+        unsafe { std::env::set_var("SSL_CERT_FILE", &ca_file) };
         Shared {
             ca,
             ca_file,
@@ -196,39 +202,6 @@ fn shared() -> &'static Shared {
 /// The file `SSL_CERT_FILE` names: the test CA, which issued every fake's certificate.
 pub fn ca_file() -> PathBuf {
     shared().ca_file.clone()
-}
-
-static ENV_LOCK: Mutex<()> = Mutex::new(());
-
-/// Environment variables set for the time of one closure; the lock keeps tests that set
-/// them from running those closures at the same time.
-pub struct EnvGuard {
-    names: Vec<String>,
-    _lock: MutexGuard<'static, ()>,
-}
-
-impl Drop for EnvGuard {
-    fn drop(&mut self) {
-        for name in &self.names {
-            // SAFETY: the environment lock is held; no other test reads or writes it now.
-            unsafe { std::env::remove_var(name) };
-        }
-    }
-}
-
-/// Sets `vars` (and `SSL_CERT_FILE`) until the guard is dropped.
-pub fn set_env(vars: &[(&str, String)]) -> EnvGuard {
-    let lock = ENV_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut names = Vec::new();
-    let ca_file = shared().ca_file.display().to_string();
-    for (name, value) in vars.iter().cloned().chain([("SSL_CERT_FILE", ca_file)]) {
-        // SAFETY: the environment lock is held; no other test reads or writes it now.
-        unsafe { std::env::set_var(name, value) };
-        names.push(name.to_owned());
-    }
-    EnvGuard { names, _lock: lock }
 }
 
 impl World {
@@ -260,7 +233,8 @@ impl World {
         }
     }
 
-    /// The variables that send the backend to these fakes.
+    /// The variables that send the backend to these fakes, for the environment it is
+    /// built with.
     pub fn env(&self) -> Vec<(&'static str, String)> {
         let mut resolve: Vec<String> = AAD_HOSTS
             .iter()

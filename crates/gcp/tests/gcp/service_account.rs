@@ -2,16 +2,15 @@
 //! Google's token endpoint, which verifies each assertion's RS256 signature with the
 //! public half of a key made by openssl for the test.
 
-mod support;
-
+use std::ffi::OsString;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use icp_core::{ImageRef, TokenBackend};
-use icp_gcp::{Config, Environment, Error, Gcp, Source};
+use crate::support::{no_env, request};
+use icp_core::{Environment, ImageRef, TokenBackend};
+use icp_gcp::{Config, Error, Gcp, Source};
 use icp_test_kit::google::{Accounts, Instance, MetadataFake, TestKey, TokenFake, write_key_file};
-use support::request;
 
 const EMAIL: &str = "puller@project.iam.gserviceaccount.com";
 
@@ -41,8 +40,7 @@ fn a_key_file_gets_a_token_for_a_verified_assertion() {
     let (key, endpoint) = key_and_endpoint(dir.path());
     write_key_file(dir.path(), "key.json", &key, EMAIL, &endpoint.uri());
     // A relative keyFile is taken from the rules file's directory.
-    let gcp =
-        Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(key_config("key.json"), dir.path(), &no_env()).unwrap();
     let before = SystemTime::now();
     let token = gcp.fetch(&request(&image())).unwrap();
     assert_eq!(token.username, "oauth2accesstoken");
@@ -58,15 +56,15 @@ fn google_application_credentials_names_the_key_when_the_rule_does_not() {
     let dir = tempfile::tempdir().unwrap();
     let (key, endpoint) = key_and_endpoint(dir.path());
     let path = write_key_file(dir.path(), "env-key.json", &key, EMAIL, &endpoint.uri());
-    let env = Environment {
-        application_credentials: Some(path.clone()),
-        ..Environment::default()
-    };
+    let env = Environment::from_pairs([(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        OsString::from(path.clone()),
+    )]);
     let config = Config {
         source: Source::ServiceAccountKey,
         ..Config::default()
     };
-    let gcp = Gcp::with_environment(config, Path::new("/elsewhere"), &env).unwrap();
+    let gcp = Gcp::new(config, Path::new("/elsewhere"), &env).unwrap();
     assert_eq!(
         gcp.fetch(&request(&image())).unwrap().password.expose(),
         "ya29.key-0"
@@ -86,8 +84,7 @@ fn an_assertion_signed_with_another_key_is_refused() {
     let other_dir = tempfile::tempdir().unwrap();
     let other = TestKey::generate(other_dir.path());
     write_key_file(dir.path(), "key.json", &other, EMAIL, &endpoint.uri());
-    let gcp =
-        Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(key_config("key.json"), dir.path(), &no_env()).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
         matches!(error, Error::AccessDenied { status: 400, .. }),
@@ -114,8 +111,7 @@ fn an_unknown_account_is_refused() {
         "someone@project.iam.gserviceaccount.com",
         &endpoint.uri(),
     );
-    let gcp =
-        Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(key_config("key.json"), dir.path(), &no_env()).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
         error
@@ -134,8 +130,7 @@ fn throttling_is_retried_then_reported() {
         ..Accounts::default()
     });
     write_key_file(dir.path(), "key.json", &key, EMAIL, &endpoint.uri());
-    let gcp =
-        Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(key_config("key.json"), dir.path(), &no_env()).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert_eq!(
         error.to_string(),
@@ -158,8 +153,7 @@ fn an_unreadable_private_key_is_a_file_error_that_shows_nothing_of_it() {
         public_der: Vec::new(),
     };
     let path = write_key_file(dir.path(), "key.json", &key, EMAIL, &endpoint.uri());
-    let gcp =
-        Gcp::with_environment(key_config("key.json"), dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(key_config("key.json"), dir.path(), &no_env()).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err().to_string();
     assert_eq!(
         error,
@@ -173,56 +167,41 @@ fn an_unreadable_private_key_is_a_file_error_that_shows_nothing_of_it() {
 
 #[test]
 fn a_missing_key_file_fails_the_rule_not_the_rules_file() {
+    // The binary builds a backend when a rule naming it first matches, so the
+    // constructor's error fails that rule's pulls only.
     let config = Config {
         source: Source::ServiceAccountKey,
         ..Config::default()
     };
-    let gcp = Gcp::with_environment(config, Path::new("/"), &Environment::default()).unwrap();
+    let error = Gcp::new(config, Path::new("/"), &no_env()).unwrap_err();
     let expected =
         "no credentials: source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS";
-    assert_eq!(gcp.check().unwrap_err().to_string(), expected);
-    assert_eq!(
-        gcp.token_key(&icp_core::Request::new(&image()))
-            .unwrap_err()
-            .to_string(),
-        expected
-    );
-    assert_eq!(
-        gcp.fetch(&request(&image())).unwrap_err().to_string(),
-        expected
-    );
+    assert_eq!(error.to_string(), expected);
 
-    let gcp = Gcp::with_environment(
-        key_config("missing.json"),
-        Path::new("/nowhere"),
-        &Environment::default(),
-    )
-    .unwrap();
-    let error = gcp.fetch(&request(&image())).unwrap_err();
+    let error = Gcp::new(key_config("missing.json"), Path::new("/nowhere"), &no_env()).unwrap_err();
     assert!(
         error
             .to_string()
             .starts_with("credential file /nowhere/missing.json: "),
         "{error}"
     );
-    assert!(gcp.check().is_err());
 }
 
 #[test]
 fn a_user_file_is_not_a_service_account_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_user_file(dir.path(), "https://oauth2.googleapis.com/token");
-    let env = Environment {
-        application_credentials: Some(path.clone()),
-        ..Environment::default()
-    };
+    let env = Environment::from_pairs([(
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        OsString::from(path.clone()),
+    )]);
     let config = Config {
         source: Source::ServiceAccountKey,
         ..Config::default()
     };
-    let gcp = Gcp::with_environment(config, Path::new("/"), &env).unwrap();
+    let error = Gcp::new(config, Path::new("/"), &env).unwrap_err();
     assert_eq!(
-        gcp.check().unwrap_err().to_string(),
+        error.to_string(),
         format!(
             "credential file {}: is an authorized_user file, not a service account key (use source applicationDefault)",
             path.display()
@@ -237,7 +216,7 @@ fn fields_of_another_source_are_refused() {
         service_account: Some("default".into()),
         ..Config::default()
     };
-    let error = Gcp::with_environment(config, Path::new("/"), &Environment::default()).unwrap_err();
+    let error = Gcp::new(config, Path::new("/"), &no_env()).unwrap_err();
     assert_eq!(
         error.to_string(),
         "invalid gcp configuration: serviceAccount is for source metadata, not serviceAccountKey"
@@ -247,7 +226,7 @@ fn fields_of_another_source_are_refused() {
         key_file: Some("k.json".into()),
         ..Config::default()
     };
-    let error = Gcp::with_environment(config, Path::new("/"), &Environment::default()).unwrap_err();
+    let error = Gcp::new(config, Path::new("/"), &no_env()).unwrap_err();
     assert_eq!(
         error.to_string(),
         "invalid gcp configuration: keyFile is for source serviceAccountKey, not metadata"
@@ -280,16 +259,15 @@ fn application_default_credentials_use_gclouds_authorized_user_file() {
     let endpoint = TokenFake::start(accounts);
     let path = write_user_file(&dir.path().join(".config/gcloud"), &endpoint.uri());
     let metadata = MetadataFake::start(Instance::gke_node());
-    let env = Environment {
-        home: Some(dir.path().into()),
-        metadata_host: Some(metadata.host()),
-        ..Environment::default()
-    };
+    let env = Environment::from_pairs([
+        ("HOME", OsString::from(dir.path())),
+        ("GCE_METADATA_HOST", OsString::from(metadata.host())),
+    ]);
     let config = Config {
         source: Source::ApplicationDefault,
         ..Config::default()
     };
-    let gcp = Gcp::with_environment(config, Path::new("/"), &env).unwrap();
+    let gcp = Gcp::new(config, Path::new("/"), &env).unwrap();
     let token = gcp.fetch(&request(&image())).unwrap();
     assert_eq!(token.password.expose(), "ya29.user-0");
     assert!(token.expires_at.is_some());
@@ -319,24 +297,22 @@ fn application_default_credentials_prefer_the_environment_then_fall_back_to_the_
         source: Source::ApplicationDefault,
         ..Config::default()
     };
-    let env = Environment {
-        application_credentials: Some(key_path),
-        gcloud_config: Some(dir.path().join("gcloud")),
-        metadata_host: Some(metadata.host()),
-        ..Environment::default()
-    };
-    let gcp = Gcp::with_environment(config.clone(), Path::new("/"), &env).unwrap();
+    let env = Environment::from_pairs([
+        ("GOOGLE_APPLICATION_CREDENTIALS", OsString::from(key_path)),
+        ("CLOUDSDK_CONFIG", OsString::from(dir.path().join("gcloud"))),
+        ("GCE_METADATA_HOST", OsString::from(metadata.host())),
+    ]);
+    let gcp = Gcp::new(config.clone(), Path::new("/"), &env).unwrap();
     assert_eq!(
         gcp.fetch(&request(&image())).unwrap().password.expose(),
         "ya29.key-0"
     );
 
-    let env = Environment {
-        metadata_host: Some(metadata.host()),
-        home: Some(dir.path().join("no-home")),
-        ..Environment::default()
-    };
-    let gcp = Gcp::with_environment(config, Path::new("/"), &env).unwrap();
+    let env = Environment::from_pairs([
+        ("GCE_METADATA_HOST", OsString::from(metadata.host())),
+        ("HOME", OsString::from(dir.path().join("no-home"))),
+    ]);
+    let gcp = Gcp::new(config, Path::new("/"), &env).unwrap();
     assert_eq!(
         gcp.fetch(&request(&image())).unwrap().password.expose(),
         "ya29.metadata-default-0"
@@ -349,15 +325,12 @@ fn a_revoked_refresh_token_is_access_denied() {
     let dir = tempfile::tempdir().unwrap();
     let endpoint = TokenFake::start(Accounts::default());
     let path = write_user_file(dir.path(), &endpoint.uri());
-    let env = Environment {
-        application_credentials: Some(path),
-        ..Environment::default()
-    };
+    let env = Environment::from_pairs([("GOOGLE_APPLICATION_CREDENTIALS", OsString::from(path))]);
     let config = Config {
         source: Source::ApplicationDefault,
         ..Config::default()
     };
-    let error = Gcp::with_environment(config, Path::new("/"), &env)
+    let error = Gcp::new(config, Path::new("/"), &env)
         .unwrap()
         .fetch(&request(&image()))
         .unwrap_err();

@@ -1,17 +1,16 @@
 //! The metadata server flow against a loopback fake of the GCE metadata server.
 
-mod support;
-
+use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
-use icp_core::{ImageRef, TokenBackend};
+use crate::support::{environment, no_env, request};
+use icp_core::{Environment, ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp};
 use icp_test_kit::google::{Account, Instance, MetadataFake};
 use icp_test_kit::{FakeServer, Reply};
-use support::{environment, request};
 
 fn gcp(metadata: &MetadataFake, config: Config) -> Gcp {
-    Gcp::with_environment(config, std::path::Path::new("/"), &environment(metadata)).unwrap()
+    Gcp::new(config, std::path::Path::new("/"), &environment(metadata)).unwrap()
 }
 
 fn image() -> ImageRef {
@@ -214,11 +213,11 @@ fn an_absent_server_is_reported_at_once() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let env = icp_gcp::Environment {
-        metadata_host: Some(format!("127.0.0.1:{port}")),
-        ..Default::default()
-    };
-    let gcp = Gcp::with_environment(Config::default(), std::path::Path::new("/"), &env).unwrap();
+    let env = Environment::from_pairs([(
+        "GCE_METADATA_HOST",
+        OsString::from(format!("127.0.0.1:{port}")),
+    )]);
+    let gcp = Gcp::new(Config::default(), std::path::Path::new("/"), &env).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
         matches!(error, Error::MetadataUnreachable { .. }),
@@ -238,11 +237,11 @@ fn a_server_that_is_not_googles_is_refused() {
     let other = FakeServer::http(|_| {
         Reply::json(200, r#"{"access_token":"ya29.other","expires_in":3599}"#)
     });
-    let env = icp_gcp::Environment {
-        metadata_host: Some(other.address().to_string()),
-        ..Default::default()
-    };
-    let gcp = Gcp::with_environment(Config::default(), std::path::Path::new("/"), &env).unwrap();
+    let env = Environment::from_pairs([(
+        "GCE_METADATA_HOST",
+        OsString::from(other.address().to_string()),
+    )]);
+    let gcp = Gcp::new(Config::default(), std::path::Path::new("/"), &env).unwrap();
     let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(matches!(error, Error::NotMetadataServer { .. }), "{error}");
     assert_eq!(other.request_count(), 1);
@@ -251,17 +250,14 @@ fn a_server_that_is_not_googles_is_refused() {
 #[test]
 fn the_fake_requires_the_metadata_flavor_header() {
     let metadata = MetadataFake::start(Instance::gke_node());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let client = icp_http::Client::new(icp_http::Options::default()).unwrap();
+    let client = icp_http::Client::new(icp_http::Options::default(), &no_env()).unwrap();
     let url = format!(
         "http://{}/computeMetadata/v1/instance/service-accounts/default/token",
         metadata.host()
     );
-    let response = runtime
-        .block_on(client.send(icp_http::Request::get(url)))
+    let deadline = icp_http::Deadline::after(Duration::from_secs(10));
+    let response = icp_http::run(deadline, |_| client.send(icp_http::Request::get(url)))
+        .unwrap()
         .unwrap();
     assert_eq!(response.status, 403);
 }
@@ -314,17 +310,18 @@ fn bad_account_names_and_hosts_are_refused() {
             service_account: Some(account.into()),
             ..Config::default()
         };
-        let error = Gcp::with_environment(config, std::path::Path::new("/"), &Default::default())
-            .unwrap_err();
+        let error = Gcp::new(config, std::path::Path::new("/"), &no_env()).unwrap_err();
         assert!(matches!(error, Error::Config(_)), "{account:?}: {error}");
     }
-    for host in ["", "evil.example/path", "a@b", "host:80/x?y"] {
-        let env = icp_gcp::Environment {
-            metadata_host: Some(host.into()),
-            ..Default::default()
-        };
-        let gcp =
-            Gcp::with_environment(Config::default(), std::path::Path::new("/"), &env).unwrap();
+    // An empty GCE_METADATA_HOST is unset, as Google's libraries read it: the default
+    // server.
+    let env = Environment::from_pairs([("GCE_METADATA_HOST", "")]);
+    let gcp = Gcp::new(Config::default(), std::path::Path::new("/"), &env).unwrap();
+    let key = gcp.token_key(&request(&image())).unwrap();
+    assert_eq!(key.identity, "gcp:metadata:169.254.169.254:default");
+    for host in ["evil.example/path", "a@b", "host:80/x?y"] {
+        let env = Environment::from_pairs([("GCE_METADATA_HOST", OsString::from(host))]);
+        let gcp = Gcp::new(Config::default(), std::path::Path::new("/"), &env).unwrap();
         let error = gcp.check().unwrap_err();
         assert!(
             error.to_string().contains("GCE_METADATA_HOST"),

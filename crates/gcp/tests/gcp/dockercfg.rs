@@ -1,14 +1,12 @@
 //! The official provider's `dockercfg` and `dockercfg-url` flows against the metadata fake.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::{environment, request};
 use icp_core::{ImageRef, TokenBackend};
 use icp_gcp::{Config, Error, Gcp, Source};
 use icp_test_kit::google::{Instance, MetadataFake};
 use icp_test_kit::{FakeServer, Reply};
-use support::{environment, request};
 
 const DOCKERCFG: &str = r#"{"https://registry.example":{"auth":"cm9ib3Q6czNjcmV0","email":"a@example.com"},
     "quay.io/team":{"username":"team","password":"t0ken"}}"#;
@@ -18,7 +16,7 @@ fn gcp(metadata: &MetadataFake, source: Source) -> Gcp {
         source,
         ..Config::default()
     };
-    Gcp::with_environment(config, Path::new("/"), &environment(metadata)).unwrap()
+    Gcp::new(config, Path::new("/"), &environment(metadata)).unwrap()
 }
 
 fn image(reference: &str) -> ImageRef {

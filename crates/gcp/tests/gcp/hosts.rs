@@ -1,14 +1,12 @@
 //! The host table: which images get a Google token. Every Google host kind is served and
 //! shares one token; look-alikes are not served, so they cause no request at any fake.
 
-mod support;
-
 use std::path::Path;
 
+use crate::support::{environment, no_env, request};
 use icp_core::{ImageRef, TokenBackend};
-use icp_gcp::{Config, Environment, Gcp, Source};
+use icp_gcp::{Config, Gcp, Source};
 use icp_test_kit::google::{Accounts, Instance, MetadataFake, TestKey, TokenFake, write_key_file};
-use support::{environment, request};
 
 const GOOGLE: &[&str] = &[
     "gcr.io/project/app:v1",
@@ -55,8 +53,7 @@ fn get(gcp: &Gcp, reference: &str) -> Option<String> {
 #[test]
 fn metadata_tokens_go_to_google_hosts_only() {
     let metadata = MetadataFake::start(Instance::gke_node());
-    let gcp =
-        Gcp::with_environment(Config::default(), Path::new("/"), &environment(&metadata)).unwrap();
+    let gcp = Gcp::new(Config::default(), Path::new("/"), &environment(&metadata)).unwrap();
     for reference in HOSTILE {
         assert_eq!(get(&gcp, reference), None, "{reference}");
     }
@@ -97,7 +94,7 @@ fn key_tokens_go_to_google_hosts_only() {
         key_file: Some("key.json".into()),
         ..Config::default()
     };
-    let gcp = Gcp::with_environment(config, dir.path(), &Environment::default()).unwrap();
+    let gcp = Gcp::new(config, dir.path(), &no_env()).unwrap();
     for reference in HOSTILE {
         assert_eq!(get(&gcp, reference), None, "{reference}");
     }
