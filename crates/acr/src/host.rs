@@ -12,7 +12,7 @@
 //! Anything else (a port, uppercase, another label count, a look-alike such as
 //! `myacr.azurecr.io.evil.example` or `evilazurecr.io`) is not a login server.
 
-use icp_core::image::is_lowercase_dns_label;
+use icp_core::names::is_dns1123_label;
 
 /// The kubelet-glob patterns of the embedded default rule: login servers and geo-replica
 /// endpoints in the public, China and US Government clouds.
@@ -51,7 +51,7 @@ pub fn is_login_server(host: &str, suffix: &str) -> bool {
 /// Whether `suffix` is a plausible registry DNS suffix: at least two lowercase DNS labels.
 pub fn is_valid_suffix(suffix: &str) -> bool {
     let labels: Vec<&str> = suffix.split('.').collect();
-    labels.len() >= 2 && labels.iter().all(|label| is_lowercase_dns_label(label))
+    labels.len() >= 2 && labels.iter().all(|label| is_dns1123_label(label))
 }
 
 fn is_registry_name(name: &str) -> bool {
