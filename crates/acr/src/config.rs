@@ -19,8 +19,8 @@ pub struct Config {
     /// The node's `azure.json` (relative to the rules file), read as the official
     /// `acr-credential-provider` reads it: `cloud`, `tenantId`, `aadClientId`,
     /// `aadClientSecret`, `useManagedIdentityExtension`, `userAssignedIdentityID`,
-    /// `useFederatedWorkloadIdentityExtension`, `aadFederatedTokenFile`. The fields below
-    /// override it.
+    /// `useFederatedWorkloadIdentityExtension`, `aadFederatedTokenFile`, matched in any
+    /// case as Go's `encoding/json` matches them. The fields below override it.
     pub azure_config: Option<PathBuf>,
     /// The kind of identity; when unset it comes from `azure.json`, or else from the
     /// environment as described above.
