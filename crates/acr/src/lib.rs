@@ -255,15 +255,25 @@ impl Acr {
         };
         let refresh_token =
             registry::exchange(&fetch, login_server, &bearer, tenant, &access_token).await?;
-        let expires_at = match icp_core::jwt::expiry(refresh_token.expose()) {
-            Ok(stated) => {
+        let bad = |reason: &str| Error::BadResponse {
+            service: login_server.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let exp = icp_core::jwt::claims(refresh_token.expose()).and_then(|claims| {
+            claims
+                .get("exp")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or("the JWT has no numeric exp claim")
+        });
+        let expires_at = match exp {
+            Ok(exp) => {
+                let stated = icp_core::expiry::from_unix_seconds(exp.trunc()).ok_or_else(|| {
+                    bad("malformed refresh token: the JWT exp claim is out of range")
+                })?;
                 let now = SystemTime::now();
                 let expires_at = icp_core::expiry::at(stated, now);
                 if expires_at <= now {
-                    return Err(Error::BadResponse {
-                        service: login_server.to_owned(),
-                        reason: "the refresh token has already expired".to_owned(),
-                    });
+                    return Err(bad("the refresh token has already expired"));
                 }
                 Some(expires_at)
             }

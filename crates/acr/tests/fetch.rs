@@ -480,7 +480,10 @@ fn a_refresh_token_with_no_stated_expiry_is_answered_without_one() {
         assert_eq!(token.password.expose(), refresh);
         assert_eq!(token.expires_at, None, "{refresh}");
     }
-    // A stated expiry in the past is still refused.
+    // A stated expiry that is no time, or is past, is still refused.
+    *world.knobs.refresh_token.lock().unwrap() = Some(jwt(r#"{"exp":1e300}"#));
+    let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
+    assert!(error.to_string().contains("out of range"), "{error}");
     *world.knobs.refresh_token.lock().unwrap() = Some(jwt(&format!(r#"{{"exp":{}}}"#, now() - 1)));
     let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
     assert!(error.to_string().contains("already expired"), "{error}");
