@@ -118,6 +118,40 @@ mod tests {
     }
 
     #[test]
+    fn azure_germany_is_not_served_and_the_readme_says_so() {
+        use crate::cloud::Cloud;
+        for host in ["myacr.azurecr.de", "myacr.germanycentral.geo.azurecr.de"] {
+            for cloud in Cloud::all_known() {
+                assert!(!is_login_server(host, &cloud.registry_suffix), "{host}");
+            }
+        }
+        assert!(!DEFAULT_PATTERNS.iter().any(|p| p.ends_with(".de")));
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let hosts = readme
+            .split("### acr backend")
+            .nth(1)
+            .and_then(|rest| rest.split("- **Hosts.**").nth(1))
+            .and_then(|rest| rest.split("\n- ").next())
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let not_served = hosts.split("Not served").nth(1).unwrap();
+        assert!(not_served.contains("`*.azurecr.de`"), "{hosts}");
+        // The official provider's tests serve `.azurecr.io` images with a custom cloud
+        // configured: the note must not say otherwise.
+        assert!(!hosts.contains("as with the official provider"), "{hosts}");
+        assert!(
+            hosts.contains(
+                "its tests serve `foo.azurecr.io` with a custom cloud's suffix configured"
+            ),
+            "{hosts}"
+        );
+    }
+
+    #[test]
     fn default_patterns_cover_every_form() {
         let samples = [
             "myacr.azurecr.io",
