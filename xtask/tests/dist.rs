@@ -961,3 +961,51 @@ fn a_target_whose_standard_library_is_missing_is_refused_in_one_line() {
     );
     assert!(!out.exists(), "nothing is written");
 }
+
+#[test]
+fn a_missing_packaging_tool_is_named_with_ci_setup() {
+    // A PATH with every tool dist runs but rpmbuild.
+    let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("path-without-rpmbuild");
+    let _ = std::fs::remove_dir_all(&bin);
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["rustc", "git", "objcopy", "dpkg-deb"] {
+        let found = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|dir| dir.join(tool))
+            .find(|path| path.is_file())
+            .unwrap_or_else(|| panic!("`{tool}` is not installed: run .ci/setup"));
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dist-without-rpmbuild");
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .env("CARGO", env!("CARGO"))
+        .env("PATH", &bin)
+        .args(["dist", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr).trim(),
+        "error: `rpmbuild` is not installed (Debian package rpm): run .ci/setup"
+    );
+    assert!(!out.exists(), "nothing is written");
+}
+
+#[test]
+fn the_install_page_names_every_artifact() {
+    let page = std::fs::read_to_string(workspace().join("docs/install.md")).unwrap();
+    let sums = std::fs::read_to_string(artifact("SHA256SUMS")).unwrap();
+    for name in sums.lines().map(|line| line.split_once("  ").unwrap().1) {
+        assert!(
+            page.contains(&format!("`{name}`")),
+            "docs/install.md does not name {name}"
+        );
+    }
+    for path in [
+        "deploy/daemonset.yaml",
+        "deploy/rbac-service-account-tokens.yaml",
+    ] {
+        assert!(page.contains(path), "docs/install.md does not name {path}");
+        assert!(workspace().join(path).is_file());
+    }
+}
