@@ -362,6 +362,24 @@ fn the_binary_is_stripped_and_carries_its_dependency_list_for_scanners() {
         .collect();
     listed.insert(format!("{NAME}@{VERSION}"));
     assert_eq!(listed, in_binary);
+    // The reader scanners use (auditable-info, as in cargo-audit) gets the same list back,
+    // after its own checks (one root, no cycle, valid indices and versions).
+    let info = auditable_info::audit_info_from_file(
+        &artifact(&binary_name()),
+        auditable_info::Limits {
+            input_file_size: 64 << 20,
+            decompressed_json_size: 8 << 20,
+        },
+    )
+    .expect("auditable-info reads the binary");
+    let read: BTreeSet<String> = info
+        .packages
+        .iter()
+        .filter(|p| p.kind == auditable_serde::DependencyKind::Runtime)
+        .map(|p| format!("{}@{}", p.name, p.version))
+        .collect();
+    assert_eq!(read, in_binary);
+    assert_eq!(info.packages.len(), packages.len());
     // objcopy, as a scanner without an ELF reader would, finds the same bytes.
     need("objcopy", "binutils");
     let dumped = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dep-v0.dump");
