@@ -17,6 +17,12 @@ pub enum Shape {
     /// Google APIs: `{"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
     /// "..."}}`.
     Google,
+    /// A list of messages: `{"errors": ["permission denied"]}`, as HashiCorp Vault
+    /// answers; the first message is kept.
+    Messages,
+    /// A bare description: `{"detail": "..."}`, as Django REST framework APIs
+    /// (Cloudsmith) answer.
+    Detail,
 }
 
 /// The error code and description of an error answer, each on one line and short: the
@@ -44,13 +50,18 @@ impl Summary {
             |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
         let (code, message) = shapes.iter().find_map(|shape| match shape {
             Shape::Registry => {
-                let first = json.get("errors")?.get(0)?;
+                let first = json.get("errors")?.get(0).filter(|e| e.is_object())?;
                 Some((text(first.get("code")), text(first.get("message"))))
             }
             Shape::Google => {
                 let error = json.get("error").filter(|e| e.is_object())?;
                 Some((text(error.get("status")), text(error.get("message"))))
             }
+            Shape::Messages => {
+                let first = json.get("errors")?.get(0)?.as_str()?;
+                Some((String::new(), first.to_owned()))
+            }
+            Shape::Detail => Some((String::new(), json.get("detail")?.as_str()?.to_owned())),
             Shape::OAuth => {
                 let code = json.get("error");
                 let message = json.get("error_description");
@@ -169,6 +180,19 @@ mod tests {
         );
         let oauth = br#"{"error":"invalid_grant"}"#;
         assert_eq!(Summary::read(oauth, &[Shape::Google]), None);
+        let vault = br#"{"errors":["permission denied"]}"#;
+        assert_eq!(
+            Summary::read(vault, &[Shape::Registry, Shape::Messages]).map(|s| s.to_string()),
+            Some("permission denied".to_owned())
+        );
+        assert_eq!(Summary::read(vault, &[Shape::Detail, Shape::OAuth]), None);
+        assert_eq!(Summary::read(br#"{"errors":[]}"#, &[Shape::Messages]), None);
+        let detail = br#"{"detail":"OIDC token cannot be authenticated."}"#;
+        assert_eq!(
+            Summary::read(detail, &[Shape::Detail]).map(|s| s.to_string()),
+            Some("OIDC token cannot be authenticated.".to_owned())
+        );
+        assert_eq!(Summary::read(detail, &[Shape::Messages]), None);
         assert_eq!(
             Summary::read(br#"{"error":{"code":404}}"#, &[Shape::Google]),
             None
