@@ -396,23 +396,17 @@ impl TokenBackend for TokenExchange {
                 })
                 .await?;
             let password = match &self.password_field {
-                Some(field) => common::text(
-                    &json,
-                    &format!("/{}", field.replace('~', "~0").replace('/', "~1")),
-                )
-                .ok_or_else(|| common::missing(&service, field))?,
+                Some(field) => common::field(&json, "", field)
+                    .ok_or_else(|| common::missing(&service, field))?,
                 None => common::text(&json, "/access_token")
                     .or_else(|| common::text(&json, "/token"))
                     .ok_or_else(|| common::missing(&service, "access_token or token"))?,
             };
             let username = match &self.username {
                 Username::Fixed(name) => name.clone(),
-                Username::Field(field) => common::text(
-                    &json,
-                    &format!("/{}", field.replace('~', "~0").replace('/', "~1")),
-                )
-                .ok_or_else(|| common::missing(&service, field))?
-                .to_owned(),
+                Username::Field(field) => common::field(&json, "", field)
+                    .ok_or_else(|| common::missing(&service, field))?
+                    .to_owned(),
             };
             let expires_at = self.base.expiry(
                 &service,
