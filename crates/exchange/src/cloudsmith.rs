@@ -8,6 +8,7 @@ use icp_core::{
     Build, Context, ImageRef, Request, Secret, ServiceAccountTokenUse, Token, TokenBackend,
     TokenKey, quote,
 };
+use icp_http::Shape;
 use serde::Deserialize;
 
 use crate::common::{self, Base, Choice};
@@ -200,7 +201,7 @@ impl TokenBackend for Cloudsmith {
         let start = SystemTime::now();
         let fetched = self.base.run(&service, async |fetch| {
             let json = fetch
-                .json(&service, || {
+                .json(&service, &[Shape::Detail], || {
                     icp_http::Request::post(url.clone()).body("application/json", body.clone())
                 })
                 .await?;

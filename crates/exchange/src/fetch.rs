@@ -38,14 +38,16 @@ impl Fetch<'_> {
 
     /// [`Fetch::send`], then the answer's body as JSON when its status is 2xx, and the
     /// error for any other status.
+    /// `shapes` are the error answers the service gives.
     pub async fn json(
         &self,
         service: &str,
+        shapes: &[Shape],
         build: impl Fn() -> Request,
     ) -> Result<serde_json::Value, Error> {
         let response = self.send(service, build).await?;
         if !response.is_success() {
-            return Err(status_error(service, &response));
+            return Err(status_error(service, &response, shapes));
         }
         serde_json::from_slice(&response.body).map_err(|_| Error::BadResponse {
             service: service.to_owned(),
@@ -54,10 +56,13 @@ impl Fetch<'_> {
     }
 }
 
-/// The error for `service`'s answer with a status that is not a success.
-pub fn status_error(service: &str, response: &Response) -> Error {
+/// The error for `service`'s answer with a status that is not a success, with the
+/// summary of its error answer in one of `shapes`.
+pub fn status_error(service: &str, response: &Response, shapes: &[Shape]) -> Error {
     let service = service.to_owned();
-    let detail = error_detail(&response.body);
+    let detail = Summary::read(&response.body, shapes)
+        .map(|summary| summary.to_string())
+        .unwrap_or_default();
     match response.status {
         429 => Error::Throttled(service),
         401 | 403 => Error::AccessDenied {
@@ -70,21 +75,6 @@ pub fn status_error(service: &str, response: &Response) -> Error {
             detail: prefixed(&detail),
         },
     }
-}
-
-/// The summary of an error answer in any shape these services answer in: JFrog's and
-/// registries' `errors` objects, Vault's `errors` strings, OAuth's and Quay's `error`,
-/// Cloudsmith's `detail`; empty for a body of any other shape.
-fn error_detail(body: &[u8]) -> String {
-    let shapes = [
-        Shape::Registry,
-        Shape::Messages,
-        Shape::OAuth,
-        Shape::Detail,
-    ];
-    Summary::read(body, &shapes)
-        .map(|summary| summary.to_string())
-        .unwrap_or_default()
 }
 
 fn prefixed(detail: &str) -> String {
@@ -105,7 +95,13 @@ mod tests {
             headers: Vec::new(),
             body: body.as_bytes().to_vec(),
         };
-        status_error("svc", &response).to_string()
+        let shapes = [
+            Shape::Registry,
+            Shape::Messages,
+            Shape::OAuth,
+            Shape::Detail,
+        ];
+        status_error("svc", &response, &shapes).to_string()
     }
 
     #[test]

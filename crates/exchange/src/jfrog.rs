@@ -8,6 +8,7 @@ use icp_core::{
     Build, Context, ImageRef, Request, Secret, ServiceAccountTokenUse, Token, TokenBackend,
     TokenKey, quote,
 };
+use icp_http::Shape;
 use serde::Deserialize;
 
 use crate::common::{self, Base};
@@ -65,7 +66,6 @@ impl Jfrog {
             .clone()
             .or_else(|| config.audience.clone())
             .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
-        let base = Base::new(section, audience, context.env)?;
         for (field, value) in [
             ("providerName", Some(&config.provider_name)),
             ("audience", config.audience.as_ref()),
@@ -80,6 +80,7 @@ impl Jfrog {
                 ));
             }
         }
+        let base = Base::new(section, audience, context.env)?;
         let url = config
             .url
             .map(|url| Endpoint::parse("url", &url, config.insecure))
@@ -178,7 +179,7 @@ impl TokenBackend for Jfrog {
         let start = SystemTime::now();
         let fetched = self.base.run(&service, async |fetch| {
             let json = fetch
-                .json(&service, || {
+                .json(&service, &[Shape::Registry], || {
                     icp_http::Request::post(url.clone()).body("application/json", body.clone())
                 })
                 .await?;

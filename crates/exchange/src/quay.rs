@@ -11,6 +11,7 @@ use icp_core::{
     Build, Context, ImageRef, Request, Secret, ServiceAccountTokenUse, Token, TokenBackend,
     TokenKey, quote,
 };
+use icp_http::Shape;
 use serde::Deserialize;
 
 use crate::common::{self, Base, Choice};
@@ -192,7 +193,7 @@ impl TokenBackend for Quay {
         let start = SystemTime::now();
         let fetched = self.base.run(&service, async |fetch| {
             let json = fetch
-                .json(&service, || {
+                .json(&service, &[Shape::Detail], || {
                     icp_http::Request::get(url.clone())
                         .header("Authorization", basic.clone())
                         .header("Accept", "application/json")

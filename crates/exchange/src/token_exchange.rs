@@ -23,6 +23,7 @@ use icp_core::{
     Build, Context, ImageRef, Request, Secret, ServiceAccountTokenUse, Token, TokenBackend,
     TokenKey, quote,
 };
+use icp_http::Shape;
 use serde::Deserialize;
 
 use crate::common::{self, Base};
@@ -34,6 +35,15 @@ const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 
 /// The subject token type sent when the rule names none.
 pub const DEFAULT_SUBJECT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+
+/// The error answers a token endpoint may give: OAuth's (RFC 6749 section 5.2), and the
+/// other JSON shapes services answer errors in.
+const SHAPES: &[Shape] = &[
+    Shape::OAuth,
+    Shape::Registry,
+    Shape::Messages,
+    Shape::Detail,
+];
 
 /// The largest client secret file read.
 const MAX_SECRET_FILE: u64 = 64 * 1024;
@@ -391,7 +401,7 @@ impl TokenBackend for TokenExchange {
         let start = SystemTime::now();
         let fetched = self.base.run(&service, async |fetch| {
             let json = fetch
-                .json(&service, || {
+                .json(&service, SHAPES, || {
                     self.request(url.url(), account.token.expose(), client.as_ref())
                 })
                 .await?;

@@ -10,6 +10,7 @@ use icp_core::{
     Build, Context, ImageRef, Request, Secret, ServiceAccount, ServiceAccountTokenUse, Token,
     TokenBackend, TokenKey, quote,
 };
+use icp_http::Shape;
 use serde::Deserialize;
 
 use crate::common::{self, Base, Choice};
@@ -234,7 +235,7 @@ impl TokenBackend for Vault {
         let start = SystemTime::now();
         let fetched = self.base.run(&service, async |fetch| {
             let json = fetch
-                .json(&service, || {
+                .json(&service, &[Shape::Messages], || {
                     self.request(icp_http::Request::post(login_url.clone()))
                         .body("application/json", login.clone())
                 })
@@ -245,7 +246,7 @@ impl TokenBackend for Vault {
             );
             let login_lease = common::seconds(&json, "/auth/lease_duration");
             let secret = fetch
-                .json(&service, || {
+                .json(&service, &[Shape::Messages], || {
                     self.request(icp_http::Request::get(secret_url.clone()))
                         .header("X-Vault-Token", client_token.expose())
                 })

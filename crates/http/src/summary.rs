@@ -18,10 +18,11 @@ pub enum Shape {
     /// "..."}}`.
     Google,
     /// A list of messages: `{"errors": ["permission denied"]}`, as HashiCorp Vault
-    /// answers; the first message is kept.
+    /// answers; the first message is kept, its lines joined (Vault writes
+    /// `1 error occurred:\n\t* permission denied\n\n`).
     Messages,
     /// A bare description: `{"detail": "..."}`, as Django REST framework APIs
-    /// (Cloudsmith) answer.
+    /// (Cloudsmith) answer, or `{"error": "..."}`, as Quay answers.
     Detail,
 }
 
@@ -59,9 +60,15 @@ impl Summary {
             }
             Shape::Messages => {
                 let first = json.get("errors")?.get(0)?.as_str()?;
-                Some((String::new(), first.to_owned()))
+                Some((
+                    String::new(),
+                    first.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
             }
-            Shape::Detail => Some((String::new(), json.get("detail")?.as_str()?.to_owned())),
+            Shape::Detail => {
+                let detail = json.get("detail").or_else(|| json.get("error"))?;
+                Some((String::new(), detail.as_str()?.to_owned()))
+            }
             Shape::OAuth => {
                 let code = json.get("error");
                 let message = json.get("error_description");
@@ -187,12 +194,20 @@ mod tests {
         );
         assert_eq!(Summary::read(vault, &[Shape::Detail, Shape::OAuth]), None);
         assert_eq!(Summary::read(br#"{"errors":[]}"#, &[Shape::Messages]), None);
+        let lines = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        assert_eq!(
+            Summary::read(lines, &[Shape::Messages]).map(|s| s.to_string()),
+            Some("1 error occurred: * permission denied".to_owned())
+        );
         let detail = br#"{"detail":"OIDC token cannot be authenticated."}"#;
         assert_eq!(
             Summary::read(detail, &[Shape::Detail]).map(|s| s.to_string()),
             Some("OIDC token cannot be authenticated.".to_owned())
         );
         assert_eq!(Summary::read(detail, &[Shape::Messages]), None);
+        let quay = format!(r#"{{"error":"Invalid token: {}"}}"#, "x".repeat(80));
+        let summary = Summary::read(quay.as_bytes(), &[Shape::Detail]).unwrap();
+        assert_eq!((summary.code.as_str(), summary.message.len()), ("", 95));
         assert_eq!(
             Summary::read(br#"{"error":{"code":404}}"#, &[Shape::Google]),
             None

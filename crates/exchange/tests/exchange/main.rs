@@ -1,0 +1,177 @@
+//! The token-exchange backends against loopback TLS fakes of their services, one module
+//! per vendor: the request each vendor documents, isolation between service accounts,
+//! no token in any message, plain HTTP refused, errors, throttling and expiry.
+
+mod cloudsmith;
+mod jfrog;
+mod quay;
+mod token_exchange;
+mod vault;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use icp_core::{
+    BackendError, Build, Context, Environment, ErrorKind, ImageRef, Request, Secret,
+    ServiceAccount, Token, TokenBackend, TokenKey,
+};
+use icp_exchange::Limits;
+use icp_test_kit::exchange::{World, now, service_account_token};
+
+/// The pod of `namespace/name` with a token for `audience` and `annotations`.
+pub fn account(
+    namespace: &str,
+    name: &str,
+    audience: &str,
+    annotations: &[(&str, &str)],
+) -> ServiceAccount {
+    let token = service_account_token(namespace, name, audience, now() + 3600);
+    let annotations: BTreeMap<String, String> = annotations
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    ServiceAccount::from_token(Secret::new(token), annotations).unwrap()
+}
+
+/// The default bounds, with short waits so the throttling tests stay quick.
+pub fn quick_limits() -> Limits {
+    Limits {
+        backoff: Duration::from_millis(50),
+        max_wait: Duration::from_secs(2),
+        ..Limits::default()
+    }
+}
+
+/// The backend `B` built from `section` (JSON), with the world's environment.
+pub fn build<B: Build>(world: &World, section: serde_json::Value) -> Result<B, B::Error> {
+    let config: B::Config = serde_json::from_value(section).expect("a valid section");
+    let env = Environment::from_pairs(world.env());
+    B::build(
+        config,
+        &Context {
+            base_dir: world.dir.path(),
+            env: &env,
+        },
+    )
+}
+
+/// Whether the section is refused, and the message.
+pub fn refused<B: Build>(world: &World, section: serde_json::Value) -> String {
+    match build::<B>(world, section) {
+        Ok(_) => panic!("the section was accepted"),
+        Err(error) => {
+            assert_eq!(error.kind(), ErrorKind::Config, "{error}");
+            error.to_string()
+        }
+    }
+}
+
+/// The token `backend` fetches for `image` as `account`.
+pub fn fetch<B: TokenBackend>(
+    backend: &B,
+    image: &str,
+    account: Option<&ServiceAccount>,
+) -> Result<Token, B::Error> {
+    let image = ImageRef::parse(image).unwrap();
+    let mut request = Request::new(&image);
+    request.service_account = account;
+    backend.fetch(&request)
+}
+
+/// The cache key of `image` as `account`.
+pub fn key<B: TokenBackend>(
+    backend: &B,
+    image: &str,
+    account: Option<&ServiceAccount>,
+) -> Result<TokenKey, B::Error> {
+    let image = ImageRef::parse(image).unwrap();
+    let mut request = Request::new(&image);
+    request.service_account = account;
+    backend.token_key(&request)
+}
+
+/// That no part of any pod's token shows in `text`, and that it is one line.
+pub fn assert_no_token(text: &str, accounts: &[&ServiceAccount]) {
+    for account in accounts {
+        let token = account.token.expose();
+        assert!(!text.contains(token), "{text}");
+        for part in token.split('.').take(2) {
+            assert!(!text.contains(part), "{text}");
+        }
+    }
+    assert!(!text.contains('\n'), "{text:?}");
+}
+
+/// That `token` expires about `seconds` from now.
+pub fn assert_expires_in(token: &Token, seconds: u64) {
+    let expires = token.expires_at.expect("an expiry");
+    let expected = SystemTime::now() + Duration::from_secs(seconds);
+    assert!(
+        expires <= expected + Duration::from_secs(5)
+            && expires >= expected - Duration::from_secs(30),
+        "{expires:?} is not about {seconds}s from now"
+    );
+}
+
+/// What every backend must do for pods: nothing without a service account token; one
+/// key for one account and another for another; an exchange for each; the token never
+/// in a message or in `Debug`. `a` and `a_again` are the same account (two pods), `b`
+/// another. Returns the tokens of `a` and `b`.
+pub fn assert_isolation<B>(
+    backend: &B,
+    image: &str,
+    a: &ServiceAccount,
+    a_again: &ServiceAccount,
+    b: &ServiceAccount,
+) -> (Token, Token)
+where
+    B: TokenBackend + std::fmt::Debug,
+{
+    let none = fetch(backend, image, None).unwrap_err();
+    assert_eq!(none.kind(), ErrorKind::NotServed, "{none}");
+    assert!(
+        none.to_string().contains("sent no service account token"),
+        "{none}"
+    );
+    assert_eq!(
+        key(backend, image, None).unwrap_err().kind(),
+        ErrorKind::NotServed
+    );
+    let key_a = key(backend, image, Some(a)).unwrap();
+    assert_eq!(key_a, key(backend, image, Some(a_again)).unwrap());
+    let key_b = key(backend, image, Some(b)).unwrap();
+    assert_ne!(key_a.identity, key_b.identity);
+    for key in [&key_a, &key_b] {
+        assert_no_token(&format!("{key:?}"), &[a, a_again, b]);
+    }
+    let token_a = fetch(backend, image, Some(a)).unwrap();
+    let token_b = fetch(backend, image, Some(b)).unwrap();
+    assert_ne!(token_a.password, token_b.password);
+    for token in [&token_a, &token_b] {
+        assert_ne!(token.password, a.token);
+        assert_ne!(token.password, b.token);
+        assert_no_token(&format!("{token:?}"), &[a, b]);
+    }
+    assert_no_token(&format!("{backend:?}"), &[a, b]);
+    (token_a, token_b)
+}
+
+/// That `error` is one line naming the service account and `used`, with the service's
+/// message `answer`, and no token.
+pub fn assert_refusal(
+    error: &impl BackendError,
+    account: &ServiceAccount,
+    used: &str,
+    answer: &str,
+) {
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("service account {account} (")),
+        "{text}"
+    );
+    assert!(text.contains(used), "{text}");
+    assert!(text.contains(answer), "{text}");
+    assert_eq!(error.kind(), ErrorKind::AccessDenied, "{text}");
+    assert_no_token(&text, &[account]);
+    assert_no_token(&format!("{error:?}"), &[account]);
+}
