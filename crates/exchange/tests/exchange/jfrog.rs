@@ -119,3 +119,22 @@ fn the_platform_url_overrides_the_image_registry() {
         assert!(error.contains(why), "{error}");
     }
 }
+
+#[test]
+fn a_slow_platform_ends_the_fetch_at_its_deadline() {
+    let world = World::new();
+    let limits = icp_exchange::Limits {
+        total: std::time::Duration::from_millis(700),
+        request: std::time::Duration::from_millis(300),
+        ..quick_limits()
+    };
+    let backend = jfrog(&world, json!({"providerName": "k8s-prod"})).with_limits(limits);
+    *world.knobs.reply.lock().unwrap() =
+        Some(icp_test_kit::Reply::json(200, "{}").delay(std::time::Duration::from_secs(5)));
+    let pod = account("team-a", "app", audience::JFROG, &[]);
+    let started = std::time::Instant::now();
+    let error = fetch(&backend, IMAGE, Some(&pod)).unwrap_err();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    assert_no_token(&error.to_string(), &[&pod]);
+}

@@ -175,3 +175,68 @@ pub fn assert_refusal(
     assert_no_token(&text, &[account]);
     assert_no_token(&format!("{error:?}"), &[account]);
 }
+
+/// The cost of one cold exchange per backend against its fake (a new client, TLS
+/// handshake and request each time): `cargo test --release -p icp-exchange --test exchange
+/// -- --ignored --nocapture cold_exchange_cost`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn cold_exchange_cost() {
+    use icp_exchange::{Cloudsmith, Jfrog, Quay, TokenExchange, Vault};
+    use icp_test_kit::exchange::audience;
+    use serde_json::json;
+    let world = World::new();
+    fn time<B: TokenBackend>(name: &str, backend: B, image: &str, pod: &ServiceAccount) {
+        let runs = 20;
+        let started = std::time::Instant::now();
+        for _ in 0..runs {
+            fetch(&backend, image, Some(pod)).unwrap();
+        }
+        println!("{name}: {:?} per cold exchange", started.elapsed() / runs);
+    }
+    let quay = build::<Quay>(&world, json!({"robot": "acme+puller"})).unwrap();
+    time(
+        "quay",
+        quay,
+        "quay.example.com/a",
+        &account("team-a", "app", audience::QUAY, &[]),
+    );
+    let jfrog = build::<Jfrog>(&world, json!({"providerName": "k8s-prod"})).unwrap();
+    time(
+        "jfrog",
+        jfrog,
+        "acme.jfrog.io/a",
+        &account("team-a", "app", audience::JFROG, &[]),
+    );
+    let cloudsmith =
+        build::<Cloudsmith>(&world, json!({"org": "acme", "serviceSlug": "puller"})).unwrap();
+    time(
+        "cloudsmith",
+        cloudsmith,
+        "docker.cloudsmith.io/a",
+        &account("team-a", "app", audience::CLOUDSMITH, &[]),
+    );
+    let vault = build::<Vault>(
+        &world,
+        json!({"address": "https://vault.internal.example:8200", "role": "image-pull",
+               "secretPath": "secret/data/registry/{namespace}/{serviceAccount}"}),
+    )
+    .unwrap();
+    time(
+        "vault (login + read)",
+        vault,
+        "registry.internal.example/a",
+        &account("team-a", "app", audience::VAULT, &[]),
+    );
+    let sts = build::<TokenExchange>(
+        &world,
+        json!({"url": "https://sts.example.com/token", "audience": "registry.te.example", "username": "u"}),
+    )
+    .unwrap();
+    time(
+        "tokenExchange",
+        sts,
+        "registry.te.example/a",
+        &account("team-a", "app", "registry.te.example", &[]),
+    );
+}
