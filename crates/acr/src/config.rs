@@ -19,8 +19,8 @@ pub struct Config {
     /// The node's `azure.json` (relative to the rules file), read as the official
     /// `acr-credential-provider` reads it: `cloud`, `tenantId`, `aadClientId`,
     /// `aadClientSecret`, `useManagedIdentityExtension`, `userAssignedIdentityID`,
-    /// `useFederatedWorkloadIdentityExtension`, `aadFederatedTokenFile`. The fields below
-    /// override it.
+    /// `useFederatedWorkloadIdentityExtension`, `aadFederatedTokenFile`, matched in any
+    /// case as Go's `encoding/json` matches them. The fields below override it.
     pub azure_config: Option<PathBuf>,
     /// The kind of identity; when unset it comes from `azure.json`, or else from the
     /// environment as described above.
@@ -63,6 +63,13 @@ pub struct Config {
     /// provider's `--registry-mirror mirror.example:myacr.azurecr.io` does.
     #[serde(default)]
     pub registry_mirrors: BTreeMap<String, String>,
+    /// Whether an image on a mirror is fetched as the pulling pod's own identity when the
+    /// kubelet sends its service account token with the annotations. Default `false`: as
+    /// with the official provider, mirrored images are always fetched as the node's
+    /// identity (a cluster mirrors public images, such as `mcr.microsoft.com`, into its own
+    /// registry, and every pod must be able to pull them).
+    #[serde(default)]
+    pub mirrors_use_pod_identity: bool,
 }
 
 /// The kinds of Azure identity.

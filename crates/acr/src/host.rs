@@ -12,7 +12,7 @@
 //! Anything else (a port, uppercase, another label count, a look-alike such as
 //! `myacr.azurecr.io.evil.example` or `evilazurecr.io`) is not a login server.
 
-use icp_core::image::is_lowercase_dns_label;
+use icp_core::names::is_dns1123_label;
 
 /// The kubelet-glob patterns of the embedded default rule: login servers and geo-replica
 /// endpoints in the public, China and US Government clouds.
@@ -51,7 +51,7 @@ pub fn is_login_server(host: &str, suffix: &str) -> bool {
 /// Whether `suffix` is a plausible registry DNS suffix: at least two lowercase DNS labels.
 pub fn is_valid_suffix(suffix: &str) -> bool {
     let labels: Vec<&str> = suffix.split('.').collect();
-    labels.len() >= 2 && labels.iter().all(|label| is_lowercase_dns_label(label))
+    labels.len() >= 2 && labels.iter().all(|label| is_dns1123_label(label))
 }
 
 fn is_registry_name(name: &str) -> bool {
@@ -115,6 +115,40 @@ mod tests {
         ] {
             assert!(!is_login_server(host, "azurecr.io"), "{host:?}");
         }
+    }
+
+    #[test]
+    fn azure_germany_is_not_served_and_the_readme_says_so() {
+        use crate::cloud::Cloud;
+        for host in ["myacr.azurecr.de", "myacr.germanycentral.geo.azurecr.de"] {
+            for cloud in Cloud::all_known() {
+                assert!(!is_login_server(host, &cloud.registry_suffix), "{host}");
+            }
+        }
+        assert!(!DEFAULT_PATTERNS.iter().any(|p| p.ends_with(".de")));
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let hosts = readme
+            .split("### acr backend")
+            .nth(1)
+            .and_then(|rest| rest.split("- **Hosts.**").nth(1))
+            .and_then(|rest| rest.split("\n- ").next())
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let not_served = hosts.split("Not served").nth(1).unwrap();
+        assert!(not_served.contains("`*.azurecr.de`"), "{hosts}");
+        // The official provider's tests serve `.azurecr.io` images with a custom cloud
+        // configured: the note must not say otherwise.
+        assert!(!hosts.contains("as with the official provider"), "{hosts}");
+        assert!(
+            hosts.contains(
+                "its tests serve `foo.azurecr.io` with a custom cloud's suffix configured"
+            ),
+            "{hosts}"
+        );
     }
 
     #[test]

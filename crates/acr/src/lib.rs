@@ -11,7 +11,8 @@
 //!    service principal with a client secret;
 //! 3. exchanges it at `POST /oauth2/exchange` for an ACR refresh token, and answers with
 //!    the username `00000000-0000-0000-0000-000000000000` and that token, which expires
-//!    when its `exp` claim says.
+//!    when its `exp` claim says (a token that is no JWT, or has no `exp`, is answered
+//!    with no expiry: the binary answers it with a cache duration of `0s`).
 //!
 //! When the kubelet sends the pulling pod's service account token (service-account-token
 //! mode, KEP-4412) and the service account has the annotations
@@ -20,7 +21,8 @@
 //! token is the client assertion of the annotated application in the annotated tenant, as
 //! the official `acr-credential-provider` does. Tokens fetched so are cached per service
 //! account ([`TokenBackend::token_key`]). With neither annotation, or no token, the node's
-//! identity is used.
+//! identity is used; an image on a mirror is always fetched as the node's identity, as the
+//! official provider does, unless [`Config::mirrors_use_pod_identity`] is set.
 //!
 //! The Azure AD token only ever goes to a host strictly recognised (by its `host` module) as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
@@ -178,12 +180,20 @@ impl Acr {
     }
 
     /// The pod's own identity when the request carries a service account token and the
-    /// account has the annotations; `None` for the node's identity.
+    /// account has the annotations; `None` for the node's identity, which an image on a
+    /// mirror is always fetched as unless the rule says `mirrorsUsePodIdentity`.
     fn pod_identity<'a>(&'a self, request: &Request<'a>) -> Result<Option<PodIdentity<'a>>, Error> {
-        match request.service_account {
-            Some(account) => self.settings.annotations.pod_identity(account),
-            None => Ok(None),
+        let Some(account) = request.service_account else {
+            return Ok(None);
+        };
+        let image = request.image;
+        if self.settings.mirrors.contains_key(image.host())
+            && !self.settings.mirrors_use_pod_identity
+        {
+            tracing::debug!(mirror = image.host(), service_account = %account, "an image on a mirror is fetched as the node's identity");
+            return Ok(None);
         }
+        self.settings.annotations.pod_identity(account)
     }
 
     /// The login server and cloud of `request`'s image, and the pod identity it is fetched
@@ -249,17 +259,39 @@ impl Acr {
             service: login_server.to_owned(),
             reason: reason.to_owned(),
         };
-        let stated = icp_core::jwt::expiry(refresh_token.expose())
-            .map_err(|reason| bad(&format!("malformed refresh token: {reason}")))?;
-        let now = SystemTime::now();
-        let expires_at = icp_core::expiry::at(stated, now);
-        if expires_at <= now {
-            return Err(bad("the refresh token has already expired"));
-        }
+        let exp = icp_core::jwt::claims(refresh_token.expose()).and_then(|claims| {
+            claims
+                .get("exp")
+                .and_then(serde_json::Value::as_f64)
+                .ok_or("the JWT has no numeric exp claim")
+        });
+        let expires_at = match exp {
+            Ok(exp) => {
+                let stated = icp_core::expiry::from_unix_seconds(exp.trunc()).ok_or_else(|| {
+                    bad("malformed refresh token: the JWT exp claim is out of range")
+                })?;
+                let now = SystemTime::now();
+                let expires_at = icp_core::expiry::at(stated, now);
+                if expires_at <= now {
+                    return Err(bad("the refresh token has already expired"));
+                }
+                Some(expires_at)
+            }
+            // An expiry ACR does not state is no reason to refuse the token: it is answered
+            // for this pull only (a cache duration of 0s).
+            Err(reason) => {
+                tracing::info!(
+                    registry = login_server,
+                    reason,
+                    "the ACR refresh token states no expiry; answered uncached"
+                );
+                None
+            }
+        };
         Ok(Token {
             username: USERNAME.to_owned(),
             password: refresh_token,
-            expires_at: Some(expires_at),
+            expires_at,
         })
     }
 }
@@ -518,6 +550,30 @@ mod tests {
                 .identity
                 .ends_with("authority=https://login.chinacloudapi.cn/")
         );
+    }
+
+    #[test]
+    fn images_on_a_mirror_are_keyed_as_the_node_unless_the_rule_says_otherwise() {
+        let mirrors = r#""registryMirrors": {"mcr.microsoft.com": "myacr.azurecr.io"}"#;
+        let both = [(CLIENT_ID_ANNOTATION, "c1"), (TENANT_ID_ANNOTATION, "t1")];
+        let app = account("team-a", "app", &both);
+        let half = account("team-a", "app", &both[..1]);
+        let backend = acr(&format!("{{{mirrors}}}"));
+        let node = backend
+            .token_key(&Request::new(&image("myacr.azurecr.io/app")))
+            .unwrap();
+        for account in [&app, &half] {
+            assert_eq!(
+                image_key(&backend, "mcr.microsoft.com/oss/app:1", account),
+                node
+            );
+        }
+        // The login server itself is still fetched as the pod.
+        let own = image_key(&backend, "myacr.azurecr.io/app", &app);
+        assert!(own.identity.starts_with("sa=team-a/app/"), "{own:?}");
+        // Opted in: the mirror is fetched as the pod too, and keyed so.
+        let opted = acr(&format!(r#"{{{mirrors}, "mirrorsUsePodIdentity": true}}"#));
+        assert_eq!(image_key(&opted, "mcr.microsoft.com/oss/app:1", &app), own);
     }
 
     fn image_key(backend: &Acr, reference: &str, account: &icp_core::ServiceAccount) -> TokenKey {

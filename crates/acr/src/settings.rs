@@ -26,6 +26,8 @@ pub struct Settings {
     pub cloud: CloudChoice,
     /// Mirror host to login server.
     pub mirrors: BTreeMap<String, String>,
+    /// Whether images on a mirror are fetched as a pod's own identity.
+    pub mirrors_use_pod_identity: bool,
     /// The Azure AD authority of client assertions from `AZURE_AUTHORITY_HOST`, overriding
     /// the cloud's.
     pub authority_host: Option<String>,
@@ -79,6 +81,7 @@ pub fn resolve(config: &Config, base_dir: &Path, env: &Environment) -> Result<Se
         identity,
         cloud,
         mirrors,
+        mirrors_use_pod_identity: config.mirrors_use_pod_identity,
         authority_host,
         annotations,
         imds_endpoint,

@@ -156,11 +156,6 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Whether `label` is one lowercase DNS label: letters, digits and inner hyphens, 1 to 63
-/// bytes. The cloud backends build their strict registry host checks on it. The same rule
-/// as [`names::is_dns1123_label`](crate::names::is_dns1123_label), where it is kept.
-pub use crate::names::is_dns1123_label as is_lowercase_dns_label;
-
 /// Splits `host[:port]` into the host and the digits after its last colon; bracketed IPv6
 /// hosts keep their brackets.
 fn split_port(domain: &str) -> (&str, Option<&str>) {
@@ -483,16 +478,6 @@ mod tests {
             "invalid tag \"bad\\ntag\"",
             "a line break in the input stays escaped on one line"
         );
-    }
-
-    #[test]
-    fn lowercase_dns_labels() {
-        for good in ["a", "gcr", "us-east1", "0x", &"a".repeat(63)] {
-            assert!(is_lowercase_dns_label(good), "{good}");
-        }
-        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"a".repeat(64)] {
-            assert!(!is_lowercase_dns_label(bad), "{bad}");
-        }
     }
 
     #[test]

@@ -145,4 +145,14 @@ mod tests {
         assert!(!is_dns1123_subdomain("a\u{1b}[31m"));
         assert!(!is_dns1123_subdomain(""));
     }
+
+    #[test]
+    fn lowercase_dns_labels() {
+        for good in ["a", "gcr", "us-east1", "0x", &"a".repeat(63)] {
+            assert!(is_dns1123_label(good), "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a.b", "a_b", &"a".repeat(64)] {
+            assert!(!is_dns1123_label(bad), "{bad}");
+        }
+    }
 }

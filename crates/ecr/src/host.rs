@@ -27,6 +27,11 @@ pub const PUBLIC_DUAL_STACK_HOST: &str = "ecr-public.aws.com";
 /// The only region ECR Public hands out tokens in.
 pub const PUBLIC_REGION: &str = "us-east-1";
 
+/// The first labels of the `aws` partition's region names (`us-east-1`, `mx-central-1`).
+/// A region name with another prefix, in no other partition's pattern, is in no known
+/// partition and refused: the README says so, with this list.
+pub const AWS_REGION_PREFIXES: &[&str] = &["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx"];
+
 /// An AWS partition: a separate set of regions with its own domains and accounts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Partition {
@@ -72,9 +77,7 @@ impl Partition {
             ("us", ["isof", _]) => Some(Partition::AwsIsoF),
             ("eu", ["isoe", _]) => Some(Partition::AwsIsoE),
             ("eusc", ["de", _]) => Some(Partition::AwsEusc),
-            ("us" | "eu" | "ap" | "sa" | "ca" | "me" | "af" | "il" | "mx", [_]) => {
-                Some(Partition::Aws)
-            }
+            (prefix, [_]) if AWS_REGION_PREFIXES.contains(&prefix) => Some(Partition::Aws),
             _ => None,
         }
     }
@@ -412,6 +415,47 @@ mod tests {
         for (region, expected) in cases {
             assert_eq!(Partition::of_region(region), expected, "{region}");
         }
+    }
+
+    #[test]
+    fn a_region_in_no_known_partition_is_refused_as_the_readme_says() {
+        for region in ["nz-north-1", "xx-east-1", "us-newiso-east-1"] {
+            assert_eq!(Partition::of_region(region), None, "{region}");
+            let host = format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com");
+            assert_eq!(EcrHost::parse(&host), None, "{host}");
+        }
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+                .unwrap();
+        let section = readme
+            .split("### ecr backend")
+            .nth(1)
+            .and_then(|rest| rest.split("\n### ").next())
+            .unwrap();
+        let note = section
+            .split("- **Region names.**")
+            .nth(1)
+            .and_then(|rest| rest.split("\n- ").next())
+            .expect("the ecr section has a note on region names")
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        for prefix in AWS_REGION_PREFIXES {
+            assert!(note.contains(&format!("`{prefix}-`")), "{prefix}: {note}");
+            assert_eq!(
+                Partition::of_region(&format!("{prefix}-east-1")),
+                Some(Partition::Aws)
+            );
+        }
+        for prefix in [
+            "cn-", "us-gov-", "us-iso-", "us-isob-", "us-isof-", "eu-isoe-", "eusc-de-",
+        ] {
+            assert!(note.contains(&format!("`{prefix}`")), "{prefix}: {note}");
+        }
+        assert!(
+            note.contains("A region name in no known partition is refused"),
+            "{note}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Which registry hosts are Google's, strictly: the only hosts a Google token is sent to.
 
 use icp_core::ImageRef;
-use icp_core::image::is_lowercase_dns_label;
+use icp_core::names::is_dns1123_label;
 
 /// The kubelet-glob patterns of the embedded default rule: Container Registry (`gcr.io`
 /// and its regional hosts), Artifact Registry's docker repositories in every location,
@@ -28,12 +28,12 @@ pub fn is_google_registry(image: &ImageRef) -> bool {
         return true;
     }
     if let Some(label) = host.strip_suffix(".gcr.io") {
-        return is_lowercase_dns_label(label);
+        return is_dns1123_label(label);
     }
     if let Some(label) = host.strip_suffix(".pkg.dev") {
         return label
             .strip_suffix("-docker")
-            .is_some_and(|location| !location.is_empty() && is_lowercase_dns_label(label));
+            .is_some_and(|location| !location.is_empty() && is_dns1123_label(label));
     }
     false
 }
@@ -56,7 +56,7 @@ mod tests {
             "asia.gcr.io/project/app",
             "marketplace.gcr.io/google/app",
             "us-central1-docker.pkg.dev/project/repo/app",
-            "europe-west4-docker.pkg.dev/project/repo/app@sha256:0123456789abcdef0123456789abcdef",
+            "europe-west4-docker.pkg.dev/project/repo/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
             "us-docker.pkg.dev/project/repo/app",
             "container.cloud.google.com/project/app",
         ] {

@@ -16,7 +16,7 @@ const GOOGLE: &[&str] = &[
     "marketplace.gcr.io/google/app",
     "us-docker.pkg.dev/project/repo/app",
     "us-central1-docker.pkg.dev/project/repo/app",
-    "europe-west4-docker.pkg.dev/project/repo/app@sha256:0123456789abcdef0123456789abcdef",
+    "europe-west4-docker.pkg.dev/project/repo/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
     "container.cloud.google.com/project/app",
 ];
 
