@@ -199,7 +199,7 @@ impl TokenBackend for Cloudsmith {
         .to_string();
         tracing::debug!(service, service_account = %account, org = self.org, service_slug = slug.value, "exchanging the pod's token with Cloudsmith");
         let start = SystemTime::now();
-        let fetched = self.base.run(&service, async |fetch| {
+        let fetched = self.base.run(&service, &account.token, async |fetch| {
             let json = fetch
                 .json(&service, &[Shape::Detail], || {
                     icp_http::Request::post(url.clone()).body("application/json", body.clone())

@@ -4,7 +4,9 @@
 use std::time::{Duration, SystemTime};
 
 use icp_core::names::is_annotation_key;
-use icp_core::{Environment, Request, ServiceAccount, ServiceAccountTokenUse, TokenKey, quote};
+use icp_core::{
+    Environment, Request, Secret, ServiceAccount, ServiceAccountTokenUse, TokenKey, quote,
+};
 use icp_http::{Deadline, Limits, RunError};
 
 use crate::Error;
@@ -114,8 +116,9 @@ impl Base {
     }
 
     /// Runs one fetch against `service` within the limits: a client made from the
-    /// environment, the kit's retry policy, and a runtime built for it.
-    pub fn run<T, F>(&self, service: &str, fetch: F) -> Result<T, Error>
+    /// environment, the kit's retry policy, and a runtime built for it. The pod's `token`
+    /// is cut out of every error answer before it is read.
+    pub fn run<T, F>(&self, service: &str, token: &Secret, fetch: F) -> Result<T, Error>
     where
         F: AsyncFnOnce(&Fetch<'_>) -> Result<T, Error>,
     {
@@ -129,6 +132,7 @@ impl Base {
         icp_http::run(Deadline::after(self.limits.total), |deadline| async move {
             let context = Fetch {
                 client: &client,
+                token,
                 retry: icp_http::Retry::new(&self.limits),
                 deadline,
             };

@@ -2,6 +2,7 @@
 //! fetch's deadline; and how a failure or an error answer becomes an [`Error`] naming the
 //! service with its own error message (never the request, which holds the pod's token).
 
+use icp_core::Secret;
 use icp_http::{Client, Deadline, Request, Response, Retry, Shape, Summary};
 
 use crate::Error;
@@ -10,6 +11,8 @@ use crate::Error;
 pub struct Fetch<'a> {
     /// The client, with the environment's overrides and proxies.
     pub client: &'a Client,
+    /// The pod's token, cut out of error answers should a service echo it.
+    pub token: &'a Secret,
     /// The retry policy of the backend's limits: 429, 5xx and transient failures.
     pub retry: Retry,
     /// When the whole fetch must be over.
@@ -47,7 +50,7 @@ impl Fetch<'_> {
     ) -> Result<serde_json::Value, Error> {
         let response = self.send(service, build).await?;
         if !response.is_success() {
-            return Err(status_error(service, &response, shapes));
+            return Err(status_error(service, &response, shapes, self.token));
         }
         serde_json::from_slice(&response.body).map_err(|_| Error::BadResponse {
             service: service.to_owned(),
@@ -57,10 +60,12 @@ impl Fetch<'_> {
 }
 
 /// The error for `service`'s answer with a status that is not a success, with the
-/// summary of its error answer in one of `shapes`.
-pub fn status_error(service: &str, response: &Response, shapes: &[Shape]) -> Error {
+/// summary of its error answer in one of `shapes`, from which `token` and each of its
+/// JWT parts are cut out first.
+pub fn status_error(service: &str, response: &Response, shapes: &[Shape], token: &Secret) -> Error {
     let service = service.to_owned();
-    let detail = Summary::read(&response.body, shapes)
+    let body = redact(&response.body, token.expose());
+    let detail = Summary::read(&body, shapes)
         .map(|summary| summary.to_string())
         .unwrap_or_default();
     match response.status {
@@ -75,6 +80,22 @@ pub fn status_error(service: &str, response: &Response, shapes: &[Shape]) -> Err
             detail: prefixed(&detail),
         },
     }
+}
+
+/// `body` with every occurrence of `token`, and of each of its `.`-separated parts of 8
+/// characters or more, replaced by `<redacted>`.
+fn redact(body: &[u8], token: &str) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(body) else {
+        return body.to_vec();
+    };
+    let parts = token.split('.').filter(|part| part.len() >= 8);
+    std::iter::once(token)
+        .filter(|token| !token.is_empty())
+        .chain(parts)
+        .fold(text.to_owned(), |text, part| {
+            text.replace(part, "<redacted>")
+        })
+        .into_bytes()
 }
 
 fn prefixed(detail: &str) -> String {
@@ -101,7 +122,13 @@ mod tests {
             Shape::OAuth,
             Shape::Detail,
         ];
-        status_error("svc", &response, &shapes).to_string()
+        status_error(
+            "svc",
+            &response,
+            &shapes,
+            &Secret::new("aaaaaaaa.bbbbbbbbbb.c"),
+        )
+        .to_string()
     }
 
     #[test]
@@ -130,6 +157,13 @@ mod tests {
         );
         assert_eq!(answer(404, "<html>x</html>"), "svc answered HTTP 404");
         assert_eq!(answer(429, ""), "throttled by svc; try again later");
+        assert_eq!(
+            answer(
+                401,
+                r#"{"error":"invalid_grant","error_description":"bad aaaaaaaa.bbbbbbbbbb.c, bbbbbbbbbbX"}"#
+            ),
+            "access denied by svc: HTTP 401: invalid_grant: bad <redacted>, <redacted>X"
+        );
         assert_eq!(answer(503, ""), "svc answered HTTP 503");
     }
 }

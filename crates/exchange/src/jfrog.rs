@@ -177,7 +177,7 @@ impl TokenBackend for Jfrog {
         let body = body.to_string();
         tracing::debug!(service, service_account = %account, provider = self.provider_name, "exchanging the pod's token with JFrog Access");
         let start = SystemTime::now();
-        let fetched = self.base.run(&service, async |fetch| {
+        let fetched = self.base.run(&service, &account.token, async |fetch| {
             let json = fetch
                 .json(&service, &[Shape::Registry], || {
                     icp_http::Request::post(url.clone()).body("application/json", body.clone())

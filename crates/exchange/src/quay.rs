@@ -191,7 +191,7 @@ impl TokenBackend for Quay {
         );
         tracing::debug!(service, service_account = %account, robot = robot.value, "exchanging the pod's token for a Quay robot token");
         let start = SystemTime::now();
-        let fetched = self.base.run(&service, async |fetch| {
+        let fetched = self.base.run(&service, &account.token, async |fetch| {
             let json = fetch
                 .json(&service, &[Shape::Detail], || {
                     icp_http::Request::get(url.clone())

@@ -399,7 +399,7 @@ impl TokenBackend for TokenExchange {
             .map_err(|error| common::context(account, self.used(), error))?;
         tracing::debug!(service, service_account = %account, style = ?self.style, "exchanging the pod's token");
         let start = SystemTime::now();
-        let fetched = self.base.run(&service, async |fetch| {
+        let fetched = self.base.run(&service, &account.token, async |fetch| {
             let json = fetch
                 .json(&service, SHAPES, || {
                     self.request(url.url(), account.token.expose(), client.as_ref())

@@ -233,7 +233,7 @@ impl TokenBackend for Vault {
             serde_json::json!({"role": role.value, "jwt": account.token.expose()}).to_string();
         tracing::debug!(service, service_account = %account, role = role.value, path, "logging in to Vault with the pod's token");
         let start = SystemTime::now();
-        let fetched = self.base.run(&service, async |fetch| {
+        let fetched = self.base.run(&service, &account.token, async |fetch| {
             let json = fetch
                 .json(&service, &[Shape::Messages], || {
                     self.request(icp_http::Request::post(login_url.clone()))

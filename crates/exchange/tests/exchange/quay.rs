@@ -239,3 +239,24 @@ fn plain_http_is_refused_unless_loopback_and_insecure() {
     assert_eq!(http.request_count(), 1);
     assert_eq!(world.server.request_count(), 0);
 }
+
+#[test]
+fn a_service_that_echoes_the_pod_token_has_it_cut_from_the_message() {
+    let world = World::new();
+    let backend = quay(&world, json!({"robot": "acme+puller"}));
+    let pod = account("team-a", "app", audience::QUAY, &[]);
+    let payload = pod.token.expose().split('.').nth(1).unwrap();
+    for (status, body) in [
+        (
+            401,
+            json!({"error": format!("bad token {}", pod.token.expose())}),
+        ),
+        (400, json!({"error": format!("cannot decode {payload}")})),
+    ] {
+        *world.knobs.reply.lock().unwrap() = Some(Reply::json(status, body.to_string()));
+        let error = fetch(&backend, IMAGE, Some(&pod)).unwrap_err();
+        assert!(error.to_string().contains("<redacted>"), "{error}");
+        assert_no_token(&error.to_string(), &[&pod]);
+        assert_no_token(&format!("{error:?}"), &[&pod]);
+    }
+}
