@@ -240,3 +240,45 @@ fn cold_exchange_cost() {
         &account("team-a", "app", "registry.te.example", &[]),
     );
 }
+
+#[test]
+fn provider_names_are_their_section_keys_and_unknown_fields_are_refused() {
+    use icp_exchange::{
+        Cloudsmith, CloudsmithConfig, Jfrog, JfrogConfig, Quay, QuayConfig, TokenExchange,
+        TokenExchangeConfig, Vault, VaultConfig,
+    };
+    // The binary reads a section under the provider's name in camelCase, which leaves
+    // names without `-` as they are.
+    let names = [
+        Quay::NAME,
+        Jfrog::NAME,
+        Cloudsmith::NAME,
+        Vault::NAME,
+        TokenExchange::NAME,
+    ];
+    assert_eq!(
+        names,
+        ["quay", "jfrog", "cloudsmith", "vault", "tokenExchange"]
+    );
+    assert!(names.iter().all(|name| !name.contains('-')));
+    assert!(Quay::default_config().is_none() && TokenExchange::default_config().is_none());
+    let extra = |json: &str| format!(r#"{{{json}, "robotAnnotations": "x"}}"#);
+    assert!(serde_json::from_str::<QuayConfig>(&extra(r#""robot": "a+b""#)).is_err());
+    assert!(serde_json::from_str::<JfrogConfig>(&extra(r#""providerName": "p""#)).is_err());
+    assert!(
+        serde_json::from_str::<CloudsmithConfig>(&extra(r#""org": "o", "serviceSlug": "s""#))
+            .is_err()
+    );
+    assert!(
+        serde_json::from_str::<VaultConfig>(&extra(r#""address": "https://v", "secretPath": "p""#))
+            .is_err()
+    );
+    assert!(
+        serde_json::from_str::<TokenExchangeConfig>(&extra(
+            r#""url": "https://s", "username": "u""#
+        ))
+        .is_err()
+    );
+    assert!(serde_json::from_str::<TokenExchangeConfig>(r#"{"style": "passthrough"}"#).is_err());
+    assert!(serde_json::from_str::<TokenExchangeConfig>(r#"{"method": "PUT"}"#).is_err());
+}

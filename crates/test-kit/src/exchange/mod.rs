@@ -22,12 +22,12 @@ pub mod vault;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::{FakeServer, Recorded, Reply, TestCa};
+use crate::{FakeServer, Recorded, Reply};
 
 pub use crate::azure::{jwt, service_account_token};
 pub use crate::time::now;
@@ -205,31 +205,10 @@ pub struct World {
     pub dir: tempfile::TempDir,
 }
 
-struct Shared {
-    ca: TestCa,
-    _dir: tempfile::TempDir,
-}
-
-/// The test CA, made once per test binary, and trusted through `SSL_CERT_FILE`, set
-/// here, once, in the process's environment, where `rustls-native-certs` reads it.
-fn shared() -> &'static Shared {
-    static SHARED: OnceLock<Shared> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let ca = TestCa::new();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
-        // SAFETY: set once, inside this initialiser, before any client of a test reads the
-        // environment: every test that sends a request starts by making a `World`, which
-        // waits here. The value never changes afterwards.
-        unsafe { std::env::set_var("SSL_CERT_FILE", &ca_file) };
-        Shared { ca, _dir: dir }
-    })
-}
-
-/// The file `SSL_CERT_FILE` names: the test CA, which issued the fakes' certificates.
+/// The file `SSL_CERT_FILE` names: the test CA, which issued the fakes' certificates (the
+/// same CA as the [`azure`](crate::azure) fakes', so one test binary trusts one CA).
 pub fn ca_file() -> PathBuf {
-    PathBuf::from(std::env::var_os("SSL_CERT_FILE").unwrap_or_default())
+    crate::azure::ca_file()
 }
 
 /// Every fake, by the request's path.
@@ -268,7 +247,7 @@ pub fn route(knobs: &Knobs, request: &Recorded) -> Reply {
 impl World {
     /// Starts the fakes.
     pub fn new() -> World {
-        let shared = shared();
+        let shared = crate::azure::shared();
         let knobs = Arc::new(Knobs::default());
         let k = knobs.clone();
         let mut names: Vec<&str> = HOSTS.to_vec();
