@@ -292,14 +292,7 @@ impl TokenExchange {
                 }
                 let request = icp_http::Request::post(url).form(&form);
                 match client {
-                    Some((id, secret)) => {
-                        let pair = format!(
-                            "{}:{}",
-                            icp_http::form_encode(&[("", id)]).trim_start_matches('='),
-                            icp_http::form_encode(&[("", secret.expose())]).trim_start_matches('=')
-                        );
-                        request.header("Authorization", format!("Basic {}", STANDARD.encode(pair)))
-                    }
+                    Some((id, secret)) => request.header("Authorization", basic(id, secret)),
                     None => request,
                 }
             }
@@ -315,6 +308,14 @@ impl TokenExchange {
             Style::PassThrough => "tokenExchange.style = passThrough".to_owned(),
         }
     }
+}
+
+/// HTTP Basic client authentication as RFC 6749 section 2.3.1 has it: the client id and
+/// secret each form-urlencoded first.
+fn basic(id: &str, secret: &Secret) -> String {
+    let encode = |value: &str| icp_http::form_encode(&[("", value)])[1..].to_owned();
+    let pair = format!("{}:{}", encode(id), encode(secret.expose()));
+    format!("Basic {}", STANDARD.encode(pair))
 }
 
 /// The host of `authority`, without its port.
