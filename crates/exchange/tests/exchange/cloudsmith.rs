@@ -113,3 +113,30 @@ fn a_refusal_names_the_annotation_and_cloudsmiths_detail() {
         assert!(error.contains(why), "{error}");
     }
 }
+
+#[test]
+fn throttling_plain_http_and_a_stated_expiry() {
+    let world = World::new();
+    let backend = cloudsmith(&world, json!({"org": "acme", "serviceSlug": "puller"}));
+    let pod = account("team-a", "app", audience::CLOUDSMITH, &[]);
+    assert_retries(&world, &backend, IMAGE, &pod, CLOUDSMITH_HOST, 1);
+    *world.knobs.reply.lock().unwrap() = Some(icp_test_kit::Reply::json(
+        200,
+        r#"{"token":"cs-opaque","expires_in":1800}"#,
+    ));
+    assert_expires_in(&fetch(&backend, IMAGE, Some(&pod)).unwrap(), 1800);
+    *world.knobs.reply.lock().unwrap() = None;
+    let http = world.http();
+    let url = format!("http://{}", http.address());
+    let error = refused::<Cloudsmith>(
+        &world,
+        json!({"org": "acme", "serviceSlug": "puller", "url": url}),
+    );
+    assert!(error.contains("only sent over TLS"), "{error}");
+    let backend = cloudsmith(
+        &world,
+        json!({"org": "acme", "serviceSlug": "puller", "url": url, "insecure": true}),
+    );
+    fetch(&backend, IMAGE, Some(&pod)).unwrap();
+    assert_eq!(http.requests()[0].path(), "/openid/acme/");
+}

@@ -138,3 +138,11 @@ fn a_slow_platform_ends_the_fetch_at_its_deadline() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     assert_no_token(&error.to_string(), &[&pod]);
 }
+
+#[test]
+fn throttling_and_unavailability_are_retried() {
+    let world = World::new();
+    let backend = jfrog(&world, json!({"providerName": "k8s-prod"}));
+    let pod = account("team-a", "app", audience::JFROG, &[]);
+    assert_retries(&world, &backend, IMAGE, &pod, JFROG_HOST, 1);
+}

@@ -282,3 +282,34 @@ fn provider_names_are_their_section_keys_and_unknown_fields_are_refused() {
     assert!(serde_json::from_str::<TokenExchangeConfig>(r#"{"style": "passthrough"}"#).is_err());
     assert!(serde_json::from_str::<TokenExchangeConfig>(r#"{"method": "PUT"}"#).is_err());
 }
+
+/// That 429 (with `Retry-After`) and 503 answers are tried again, and that throttling
+/// that lasts ends the fetch as [`ErrorKind::Throttled`] naming `account`. `requests` is
+/// how many requests one fetch makes to `host`.
+pub fn assert_retries<B: TokenBackend>(
+    world: &World,
+    backend: &B,
+    image: &str,
+    account: &ServiceAccount,
+    host: &str,
+    requests: usize,
+) {
+    use std::sync::atomic::Ordering;
+    let before = world.requests(host).len();
+    *world.knobs.retry_after.lock().unwrap() = Some("0".into());
+    world.knobs.throttle.store(1, Ordering::SeqCst);
+    world.knobs.unavailable.store(1, Ordering::SeqCst);
+    fetch(backend, image, Some(account)).unwrap();
+    assert_eq!(world.requests(host).len(), before + requests + 2);
+    world.knobs.throttle.store(3, Ordering::SeqCst);
+    let error = fetch(backend, image, Some(account)).unwrap_err();
+    world.knobs.throttle.store(0, Ordering::SeqCst);
+    assert_eq!(error.kind(), ErrorKind::Throttled, "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("service account {account} (")),
+        "{error}"
+    );
+    assert_no_token(&error.to_string(), &[account]);
+}

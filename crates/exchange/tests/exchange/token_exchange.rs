@@ -259,3 +259,17 @@ fn throttling_is_retried_and_expires_in_is_believed() {
     world.knobs.lifetime.store(100 * 3600, Ordering::SeqCst);
     assert_expires_in(&fetch(&backend, IMAGE, Some(&pod)).unwrap(), 24 * 3600);
 }
+
+#[test]
+fn unavailability_is_retried_for_both_styles() {
+    let world = World::new();
+    let pod = account("team-a", "app", "registry.te.example", &[]);
+    assert_retries(&world, &exchange(&world, sts()), IMAGE, &pod, STS_HOST, 1);
+    let bearer = exchange(
+        &world,
+        json!({"url": "https://issuer.example/sts/exchange?aud=cgr.example", "style": "bearer",
+               "username": "_token"}),
+    );
+    let pod = account("team-a", "app", "cgr.example", &[]);
+    assert_retries(&world, &bearer, "cgr.example/a", &pod, ISSUER_HOST, 1);
+}

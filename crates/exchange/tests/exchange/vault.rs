@@ -204,3 +204,20 @@ fn an_unavailable_vault_is_retried() {
         "{error}"
     );
 }
+
+#[test]
+fn throttling_and_plain_http_on_the_loopback() {
+    let world = World::new();
+    let backend = vault(&world, v2());
+    let pod = account("team-a", "app", audience::VAULT, &[]);
+    assert_retries(&world, &backend, IMAGE, &pod, &host(), 2);
+    let http = world.http();
+    let mut section = v2();
+    section["address"] = format!("http://{}", http.address()).into();
+    let error = refused::<Vault>(&world, section.clone());
+    assert!(error.contains("only sent over TLS"), "{error}");
+    section["insecure"] = true.into();
+    let backend = vault(&world, section);
+    fetch(&backend, IMAGE, Some(&pod)).unwrap();
+    assert_eq!(http.request_count(), 2);
+}
