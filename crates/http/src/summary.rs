@@ -17,6 +17,13 @@ pub enum Shape {
     /// Google APIs: `{"error": {"code": 403, "status": "PERMISSION_DENIED", "message":
     /// "..."}}`.
     Google,
+    /// A list of messages: `{"errors": ["permission denied"]}`, as HashiCorp Vault
+    /// answers; the first message is kept, its lines joined (Vault writes
+    /// `1 error occurred:\n\t* permission denied\n\n`).
+    Messages,
+    /// A bare description: `{"detail": "..."}`, as Django REST framework APIs
+    /// (Cloudsmith) answer, or `{"error": "..."}`, as Quay answers.
+    Detail,
 }
 
 /// The error code and description of an error answer, each on one line and short: the
@@ -44,12 +51,23 @@ impl Summary {
             |value: Option<&Value>| value.and_then(Value::as_str).unwrap_or_default().to_owned();
         let (code, message) = shapes.iter().find_map(|shape| match shape {
             Shape::Registry => {
-                let first = json.get("errors")?.get(0)?;
+                let first = json.get("errors")?.get(0).filter(|e| e.is_object())?;
                 Some((text(first.get("code")), text(first.get("message"))))
             }
             Shape::Google => {
                 let error = json.get("error").filter(|e| e.is_object())?;
                 Some((text(error.get("status")), text(error.get("message"))))
+            }
+            Shape::Messages => {
+                let first = json.get("errors")?.get(0)?.as_str()?;
+                Some((
+                    String::new(),
+                    first.split_whitespace().collect::<Vec<_>>().join(" "),
+                ))
+            }
+            Shape::Detail => {
+                let detail = json.get("detail").or_else(|| json.get("error"))?;
+                Some((String::new(), detail.as_str()?.to_owned()))
             }
             Shape::OAuth => {
                 let code = json.get("error");
@@ -169,6 +187,27 @@ mod tests {
         );
         let oauth = br#"{"error":"invalid_grant"}"#;
         assert_eq!(Summary::read(oauth, &[Shape::Google]), None);
+        let vault = br#"{"errors":["permission denied"]}"#;
+        assert_eq!(
+            Summary::read(vault, &[Shape::Registry, Shape::Messages]).map(|s| s.to_string()),
+            Some("permission denied".to_owned())
+        );
+        assert_eq!(Summary::read(vault, &[Shape::Detail, Shape::OAuth]), None);
+        assert_eq!(Summary::read(br#"{"errors":[]}"#, &[Shape::Messages]), None);
+        let lines = br#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#;
+        assert_eq!(
+            Summary::read(lines, &[Shape::Messages]).map(|s| s.to_string()),
+            Some("1 error occurred: * permission denied".to_owned())
+        );
+        let detail = br#"{"detail":"OIDC token cannot be authenticated."}"#;
+        assert_eq!(
+            Summary::read(detail, &[Shape::Detail]).map(|s| s.to_string()),
+            Some("OIDC token cannot be authenticated.".to_owned())
+        );
+        assert_eq!(Summary::read(detail, &[Shape::Messages]), None);
+        let quay = format!(r#"{{"error":"Invalid token: {}"}}"#, "x".repeat(80));
+        let summary = Summary::read(quay.as_bytes(), &[Shape::Detail]).unwrap();
+        assert_eq!((summary.code.as_str(), summary.message.len()), ("", 95));
         assert_eq!(
             Summary::read(br#"{"error":{"code":404}}"#, &[Shape::Google]),
             None

@@ -10,7 +10,8 @@
 //! - one module of fakes for each cloud, each fake written once for the crate's tests
 //!   and the binary's: [`aws`] (ECR, STS, instance metadata, moto), [`azure`] (Azure AD,
 //!   IMDS, ACR registries), [`google`] (GCE metadata, the OAuth token endpoint, STS and
-//!   IAM Credentials);
+//!   IAM Credentials), [`exchange`] (Quay, JFrog, Cloudsmith, Vault and token endpoints,
+//!   which take a pod's service account token);
 //! - [`conformance`]: the kubelet's own cases in `testdata/conformance/`.
 //!
 //! Fakes reached under a service's real name get there through
@@ -22,6 +23,7 @@ pub mod aws;
 pub mod azure;
 pub mod ca;
 pub mod conformance;
+pub mod exchange;
 pub mod form;
 pub mod google;
 pub mod server;

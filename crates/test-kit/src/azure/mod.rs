@@ -171,8 +171,9 @@ pub struct World {
     pub dir: tempfile::TempDir,
 }
 
-struct Shared {
-    ca: TestCa,
+/// The test CA of the test binary, shared with the [`exchange`](crate::exchange) fakes.
+pub(crate) struct Shared {
+    pub(crate) ca: TestCa,
     ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -180,7 +181,7 @@ struct Shared {
 /// The test CA, made once per test binary, and trusted through `SSL_CERT_FILE`: set here,
 /// once, in the process's environment, since `rustls-native-certs` reads it from there.
 /// Every other variable a backend reads is passed to it ([`World::env`]).
-fn shared() -> &'static Shared {
+pub(crate) fn shared() -> &'static Shared {
     static SHARED: OnceLock<Shared> = OnceLock::new();
     SHARED.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
