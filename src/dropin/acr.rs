@@ -55,7 +55,8 @@ pub const MODE: Mode = Mode {
     },
     serve: |parsed| {
         let azure_config = Path::new(&parsed.positional[0]);
-        super::serve(&rules(azure_config, parsed.all("registry-mirror"))?)
+        let env = icp_core::Environment::process();
+        crate::commands::serve(&rules(azure_config, parsed.all("registry-mirror"))?, &env)
     },
 };
 

@@ -24,8 +24,8 @@ use anyhow::Context;
 
 use super::{Mode, args};
 use crate::backends::Backend;
+use crate::protocol;
 use crate::rules::{Rule, Rules};
-use crate::{cache, plugin, protocol};
 
 /// The mode.
 pub const MODE: Mode = Mode {
@@ -103,13 +103,7 @@ fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
     let workload = workload_identity(parsed).map_err(anyhow::Error::msg)?;
     let request = protocol::read_request(std::io::stdin().lock())?;
     let rules = rules(source, workload, &request.image)?;
-    let cache_dir = cache::dir(&rules.cache, None, false);
-    plugin::respond(
-        &request,
-        std::io::stdout().lock(),
-        &rules,
-        cache_dir.as_deref(),
-    )
+    crate::commands::respond(&request, &rules, &icp_core::Environment::process())
 }
 
 /// The one rule of this mode: Google's registry hosts for the metadata server's token (or
