@@ -6,6 +6,10 @@
 //! `backends/table.rs` names the crates' types instead and this file goes.
 
 /// A token backend of crate `$krate`, built by `$build` from its `Config` and the context.
+#[allow(
+    unused_macros,
+    reason = "unused in a binary built without a cloud backend"
+)]
 macro_rules! token_shim {
     ($shim:ident, $krate:ident, $name:literal, $build:expr) => {
         #[doc = concat!("`", stringify!($krate), "::", stringify!($shim), "`, until it implements `Build`.")]

@@ -72,6 +72,10 @@ pub struct Row {
 
 impl Row {
     /// The row of a backend answering from static material.
+    #[allow(
+        dead_code,
+        reason = "unused in a binary built without a backend of the kind"
+    )]
     pub const fn statics<B>(drop_in: Option<&'static Mode>) -> Row
     where
         B: Build + StaticBackend + 'static,
@@ -87,6 +91,10 @@ impl Row {
     }
 
     /// The row of a backend fetching tokens.
+    #[allow(
+        dead_code,
+        reason = "unused in a binary built without a backend of the kind"
+    )]
     pub const fn token<B>(drop_in: Option<&'static Mode>) -> Row
     where
         B: Build + TokenBackend + 'static,
@@ -124,6 +132,10 @@ trait Kind<B> {
     fn wrap(backend: B) -> Backend;
 }
 
+#[allow(
+    dead_code,
+    reason = "unused in a binary built without a backend of the kind"
+)]
 struct StaticKind;
 
 impl<B: StaticBackend + 'static> Kind<B> for StaticKind {
@@ -132,6 +144,10 @@ impl<B: StaticBackend + 'static> Kind<B> for StaticKind {
     }
 }
 
+#[allow(
+    dead_code,
+    reason = "unused in a binary built without a backend of the kind"
+)]
 struct TokenKind;
 
 impl<B: TokenBackend + 'static> Kind<B> for TokenKind {

@@ -9,7 +9,7 @@ mod check_config;
 mod get;
 mod kubelet_config;
 mod outcome;
-mod plugin;
+pub(crate) mod plugin;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,6 @@ use clap::{Parser, Subcommand};
 use icp_core::Environment;
 
 pub use outcome::Outcome;
-pub(crate) use plugin::{respond, serve};
 
 use crate::rules::{self, Rules};
 use crate::{dropin, logging};

@@ -8,7 +8,7 @@ use crate::protocol::PluginRequest;
 use crate::rules::Rules;
 
 /// No subcommand: the rules in force answer the request on stdin.
-pub fn run(globals: &Globals) -> Outcome {
+pub(super) fn run(globals: &Globals) -> Outcome {
     Outcome::of(globals.rules().map_err(Into::into).and_then(|rules| {
         let cache_dir = globals.cache_dir(&rules);
         crate::plugin::serve(

@@ -56,7 +56,7 @@ pub const MODE: Mode = Mode {
     serve: |parsed| {
         let azure_config = Path::new(&parsed.positional[0]);
         let env = icp_core::Environment::process();
-        crate::commands::serve(&rules(azure_config, parsed.all("registry-mirror"))?, &env)
+        crate::commands::plugin::serve(&rules(azure_config, parsed.all("registry-mirror"))?, &env)
     },
 };
 

@@ -41,7 +41,7 @@ pub const MODE: Mode = Mode {
     },
     serve: |_| {
         let env = Environment::process();
-        crate::commands::serve(&rules(&env)?, &env)
+        crate::commands::plugin::serve(&rules(&env)?, &env)
     },
 };
 

@@ -103,7 +103,7 @@ fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
     let workload = workload_identity(parsed).map_err(anyhow::Error::msg)?;
     let request = protocol::read_request(std::io::stdin().lock())?;
     let rules = rules(source, workload, &request.image)?;
-    crate::commands::respond(&request, &rules, &icp_core::Environment::process())
+    crate::commands::plugin::respond(&request, &rules, &icp_core::Environment::process())
 }
 
 /// The one rule of this mode: Google's registry hosts for the metadata server's token (or
