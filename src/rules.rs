@@ -13,8 +13,8 @@
 //!   dir: /var/cache/image-credential-provider
 //! ```
 //!
-//! The file is YAML or JSON, read into typed structs ([`RulesFile`], [`RuleFields`]) whose
-//! every field is read on its own ([`Field`]), so that `check-config` can list every
+//! The file is YAML or JSON, read into typed structs (`RulesFile`, `RuleFields`) whose
+//! every field is read on its own (`Field`), so that `check-config` can list every
 //! problem with the rule and field it is in, not just the first. A rule's provider section
 //! is kept as it is written until its backend is known, then read into that backend's own
 //! typed settings (`icp_core::Build::Config`), unknown fields refused. Relative paths in
@@ -864,6 +864,69 @@ cache: {enabled: false, size: 3}
                 "rules[0].dockerConfig: provider \"docker-config\" is not built into this binary (cargo feature \"docker-config\")"
             ]
         );
+    }
+
+    #[derive(Debug)]
+    struct Unbuildable;
+
+    impl fmt::Display for Unbuildable {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cannot be built")
+        }
+    }
+
+    impl std::error::Error for Unbuildable {}
+
+    impl icp_core::BackendError for Unbuildable {
+        fn kind(&self) -> icp_core::ErrorKind {
+            icp_core::ErrorKind::Config
+        }
+    }
+
+    #[test]
+    fn a_backend_is_built_when_its_rule_first_matches_and_fails_only_its_pulls() {
+        let builds = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = builds.clone();
+        let broken: backends::Recipe = Box::new(move || {
+            counted.set(counted.get() + 1);
+            Err(Failure::new(Unbuildable))
+        });
+        let rules = Rules::new(
+            "test",
+            vec![Rule::lazy(0, "broken", &["a.example"], backends::Lazy::new(broken)).unwrap()],
+        );
+        let image = |name: &str| icp_core::ImageRef::parse(name).unwrap();
+        assert!(rules.find(&image("b.example/app")).is_none());
+        assert_eq!(builds.get(), 0, "no rule matched, nothing built");
+        for _ in 0..2 {
+            let (rule, built) = rules.find(&image("a.example/app")).unwrap();
+            let failure = built.err().unwrap();
+            assert_eq!(
+                (rule.index, failure.to_string()),
+                (0, "cannot be built".to_owned())
+            );
+            assert_eq!(
+                icp_core::BackendError::kind(&failure),
+                icp_core::ErrorKind::Config
+            );
+        }
+        assert_eq!(builds.get(), 1, "built once");
+    }
+
+    #[test]
+    fn the_embedded_rules_are_one_per_backend_serving_well_known_hosts() {
+        let rules = embedded(&Environment::from_pairs::<&str, &str>([]));
+        let rows: Vec<&str> = backends::TABLE
+            .iter()
+            .filter(|row| !row.default_patterns.is_empty())
+            .map(|row| row.name)
+            .collect();
+        let names: Vec<&str> = rules
+            .rules
+            .iter()
+            .map(|r| r.backend_name.as_str())
+            .collect();
+        assert_eq!(names, rows);
     }
 
     #[test]
