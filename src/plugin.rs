@@ -143,20 +143,22 @@ pub struct BackendFailed {
 }
 
 impl BackendFailed {
-    /// The failure of `rule`'s backend, logged (at `-v`) as its kind asks.
+    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the image
+    /// is not served or the failure is transient (throttled, timed out, network), at `-vv`
+    /// otherwise; the error line itself says the rest.
     fn new(rule: &Rule, failure: Failure) -> BackendFailed {
         let (provider, index, kind) = (&rule.backend_name, rule.index, failure.kind());
         match kind {
             ErrorKind::NotServed => {
-                tracing::debug!(%provider, rule = index, %kind, "the backend does not serve the image")
+                tracing::info!(%provider, rule = index, %kind, "the backend does not serve the image")
             }
             kind if kind.is_transient() => {
                 tracing::info!(%provider, rule = index, %kind, "transient failure: the kubelet asks again at the next pull")
             }
             ErrorKind::Config => {
-                tracing::info!(%provider, rule = index, %kind, "the rule's settings are wrong: check-config lists the problems")
+                tracing::debug!(%provider, rule = index, %kind, "the rule's settings are wrong: check-config lists the problems")
             }
-            kind => tracing::info!(%provider, rule = index, %kind, "the backend failed"),
+            kind => tracing::debug!(%provider, rule = index, %kind, "the backend failed"),
         }
         BackendFailed {
             backend: rule.backend_name.clone(),
