@@ -28,12 +28,12 @@
 //! the plugin answers uncached; `cache list` and `cache clear` report it.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use icp_core::{Secret, Token, TokenKey, expiry};
+use icp_core::{Environment, Secret, Token, TokenKey, expiry};
 use sha2::{Digest, Sha256};
 
 /// What is taken off a token's remaining lifetime before anyone may use it: a cached
@@ -81,30 +81,37 @@ impl Default for CacheSettings {
 /// else the environment's [`DIR_VARIABLE`] (for drop-in modes, which take no such flag,
 /// and the kubelet's `env:` entries), else the rules file's `cache.dir`, else
 /// [`default_dir`].
-pub fn dir(settings: &CacheSettings, flag: Option<&Path>, no_cache: bool) -> Option<PathBuf> {
+pub fn dir(
+    settings: &CacheSettings,
+    flag: Option<&Path>,
+    no_cache: bool,
+    env: &Environment,
+) -> Option<PathBuf> {
     if no_cache || !settings.enabled {
         return None;
     }
-    let from_env = std::env::var_os(DIR_VARIABLE)
+    let from_env = env
+        .get_os(DIR_VARIABLE)
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
     flag.map(Path::to_owned)
         .or(from_env)
         .or_else(|| settings.dir.clone())
-        .or_else(default_dir)
+        .or_else(|| default_dir(env))
 }
 
 /// The default cache directory: `/var/cache/image-credential-provider` for root, else
 /// under `$XDG_CACHE_HOME` or `~/.cache`.
-fn default_dir() -> Option<PathBuf> {
+fn default_dir(env: &Environment) -> Option<PathBuf> {
     if euid() == 0 {
         return Some(PathBuf::from("/var/cache/image-credential-provider"));
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    let base = env
+        .get_os("XDG_CACHE_HOME")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
         .or_else(|| {
-            std::env::var_os("HOME")
+            env.get_os("HOME")
                 .filter(|v| !v.is_empty())
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
@@ -125,7 +132,7 @@ pub struct Cache {
 /// One entry on disk.
 #[derive(serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Entry {
+struct CacheEntry {
     format: u32,
     backend: String,
     identity: String,
@@ -266,7 +273,7 @@ impl Cache {
             tracing::info!(backend, scope = %key.scope, "token expires within the safety margin; not cached");
             return;
         }
-        let entry = Entry {
+        let entry = CacheEntry {
             format: FORMAT,
             backend: backend.to_owned(),
             identity: key.identity.clone(),
@@ -280,7 +287,7 @@ impl Cache {
         };
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
-        if let Err(error) = write_atomically(&self.dir, &stem, &json) {
+        if let Err(error) = write_entry(&self.dir, &stem, &json) {
             tracing::info!(dir = %self.dir.display(), %error, "could not store the token in the cache");
         }
     }
@@ -343,7 +350,7 @@ impl Cache {
     }
 }
 
-impl Entry {
+impl CacheEntry {
     /// When the entry's token expires; `None` when that is no time a clock holds, or
     /// further away than any token is taken to live: a corrupt entry, never an answer.
     fn expiry(&self, now: SystemTime) -> Option<SystemTime> {
@@ -366,7 +373,7 @@ fn is_stem(text: &str) -> bool {
     text.len() == 32 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// Whether `path` is named as [`write_atomically`] names its temporary files:
+/// Whether `path` is named as [`write_entry`] names its temporary files:
 /// `.tmp-<hash>-<pid>-<nanos>`.
 fn is_temporary_name(path: &Path) -> bool {
     let Some(rest) = path
@@ -452,7 +459,7 @@ fn trusted(meta: &fs::Metadata) -> io::Result<()> {
 
 /// Reads an entry without following a symlink, and only if it is a regular file of this
 /// user's that no one else can read.
-fn read_entry(path: &Path) -> io::Result<Entry> {
+fn read_entry(path: &Path) -> io::Result<CacheEntry> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -469,7 +476,7 @@ fn read_entry(path: &Path) -> io::Result<Entry> {
         return refuse("readable or writable by others");
     }
     let bytes = icp_core::io::read_capped(file, MAX_ENTRY_SIZE)?;
-    let entry: Entry =
+    let entry: CacheEntry =
         serde_json::from_slice(&bytes).or_else(|_| refuse("corrupt or truncated"))?;
     if entry.format != FORMAT {
         return refuse("another entry format");
@@ -497,28 +504,20 @@ fn open_lock_file(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-fn write_atomically(dir: &Path, stem: &str, content: &[u8]) -> io::Result<()> {
+/// Writes the entry `<stem>.json` atomically, through a temporary file of the name
+/// [`is_temporary_name`] recognises.
+fn write_entry(dir: &Path, stem: &str, content: &[u8]) -> io::Result<()> {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .subsec_nanos();
     let temporary = dir.join(format!(".tmp-{stem}-{}-{nanos}", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temporary)?;
-        file.write_all(content)?;
-        file.sync_all()?;
-        fs::rename(&temporary, dir.join(format!("{stem}.json")))?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    result
+    icp_core::io::write_atomically(
+        &dir.join(format!("{stem}.json")),
+        &temporary,
+        content,
+        0o600,
+    )
 }
 
 #[cfg(test)]

@@ -2,23 +2,26 @@
 //! library the binary's command line (and the tests) drive.
 //!
 //! The main path, top to bottom, as the kubelet runs the plugin: the command line
-//! (`main.rs`, or a drop-in mode in [`dropin`]) loads the [`rules`] and calls
-//! [`plugin::serve`], which reads one `CredentialProviderRequest` ([`protocol`]), finds the
-//! first rule that serves the image, asks its backend ([`backends`]) through the shared
-//! token [`cache`], and writes one `CredentialProviderResponse`. Any error ends the
-//! process through [`exit::finish`]: one line on stderr, a non-zero exit, nothing on
-//! stdout.
+//! ([`commands`], or a drop-in mode in `dropin`) loads the rules (`rules`) and calls
+//! [`serve`] (`plugin.rs`), which reads one `CredentialProviderRequest` (`protocol`),
+//! finds the first rule that serves the image, builds its backend if this is the rule's
+//! first use (`backends`), asks it through the shared token cache (`cache`), and writes
+//! one `CredentialProviderResponse`. A command returns its [`Outcome`]: an error is one
+//! line on stderr, a non-zero exit, nothing on stdout.
 
-pub mod backends;
-pub mod cache;
-pub mod document;
-pub mod dropin;
-pub mod duration;
-pub mod exit;
-pub mod kubelet_config;
-pub mod logging;
-pub mod plugin;
-pub mod protocol;
-pub mod rules;
+mod backends;
+mod cache;
+pub mod commands;
+mod document;
+mod dropin;
+mod duration;
+mod kubelet_config;
+mod logging;
+mod plugin;
+mod protocol;
+mod rules;
 
+pub use backends::Backend;
+pub use commands::Outcome;
 pub use plugin::serve;
+pub use rules::{Rule, Rules};

@@ -1,8 +1,8 @@
 //! Logs on stderr, for people: this project's crates at the level `-v` asks for, other
 //! crates silent.
 
-/// The prefix of every crate of this project but the binary's own (`icp_core`,
-/// `icp_ecr`, ...): targets are module paths.
+/// The prefix of the crates every backend shares (`icp_core`, `icp_http`, ...): targets
+/// are module paths. The backends' own crates come from the backend table.
 const CRATE_PREFIX: &str = "icp_";
 
 /// Logs of this project's crates at the level `verbosity` (`-v` counted) asks for: 0
@@ -24,10 +24,13 @@ pub fn init(verbosity: u8) {
     } else {
         LevelFilter::WARN
     };
-    let filter = Targets::new()
-        .with_default(others)
-        .with_target(env!("CARGO_CRATE_NAME"), ours)
-        .with_target(CRATE_PREFIX, ours);
+    let filter = crate::backends::log_targets().fold(
+        Targets::new()
+            .with_default(others)
+            .with_target(env!("CARGO_CRATE_NAME"), ours)
+            .with_target(CRATE_PREFIX, ours),
+        |filter, target| filter.with_target(target, ours),
+    );
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

@@ -5,12 +5,14 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use anyhow::Context;
-use icp_core::{AuthEntry, ImageRef, Token, expiry};
+use std::fmt;
 
-use crate::backends::{Backend, DynTokenBackend};
+use anyhow::Context;
+use icp_core::{AuthEntry, BackendError, ErrorKind, ImageRef, Token, expiry};
+
+use crate::backends::{Backend, DynTokenBackend, Failure};
 use crate::cache::{Cache, SAFETY_MARGIN};
-use crate::protocol::{self, Request, Response};
+use crate::protocol::{self, PluginRequest, PluginResponse};
 use crate::rules::{Rule, Rules};
 
 /// The cache duration of credentials with no expiry (docker config files) when the rule
@@ -33,7 +35,7 @@ pub fn serve(
 
 /// Answers `request` on `output`; nothing is written on error.
 pub fn respond(
-    request: &Request,
+    request: &PluginRequest,
     mut output: impl Write,
     rules: &Rules,
     cache_dir: Option<&Path>,
@@ -48,31 +50,32 @@ pub fn respond(
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
 /// caching is off).
 pub fn answer(
-    request: &Request,
+    request: &PluginRequest,
     rules: &Rules,
     cache_dir: Option<&Path>,
-) -> anyhow::Result<Response> {
+) -> anyhow::Result<PluginResponse> {
     let image = ImageRef::parse(&request.image).with_context(|| {
         format!(
             "request image {} is not a valid image reference",
             icp_core::quote(&request.image)
         )
     })?;
-    let Some(rule) = rules.find(&image) else {
+    let Some((rule, backend)) = rules.find(&image) else {
         tracing::info!(image = %image.name(), rules = %rules.origin, "no rule matches; answering with no credentials");
-        return Ok(Response::empty(request.api_version));
+        return Ok(PluginResponse::empty(request.api_version));
     };
     tracing::info!(image = %image.name(), rule = rule.index, provider = %rule.backend_name, "rule matched");
+    let backend = backend.map_err(|failure| BackendFailed::new(rule, failure))?;
     let core_request = icp_core::Request {
         image: &image,
         cache_key_type: rule.cache_key_type,
         service_account: request.service_account.as_ref(),
     };
-    let (auth, lifetime) = match &rule.backend {
+    let (auth, lifetime) = match backend {
         Backend::Static(backend) => {
             let credentials = backend
                 .provide(&core_request)
-                .with_context(|| backend_failed(rule))?;
+                .map_err(|failure| BackendFailed::new(rule, failure))?;
             let unbounded = rule.cache_duration.unwrap_or(STATIC_CACHE_DURATION);
             (
                 credentials.auth,
@@ -91,7 +94,7 @@ pub fn answer(
         (false, None) => lifetime,
     };
     tracing::info!(entries = auth.len(), cache_duration = %crate::duration::format(cache_duration), "answering");
-    Ok(Response {
+    Ok(PluginResponse {
         api_version: request.api_version,
         cache_key_type: rule.cache_key_type,
         cache_duration,
@@ -106,8 +109,9 @@ fn shared_fetch(
     backend: &dyn DynTokenBackend,
     request: &icp_core::Request<'_>,
     cache_dir: Option<&Path>,
-) -> anyhow::Result<Token> {
-    let fetch = || backend.fetch(request).with_context(|| backend_failed(rule));
+) -> Result<Token, BackendFailed> {
+    let failed = |failure| BackendFailed::new(rule, failure);
+    let fetch = || backend.fetch(request).map_err(failed);
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
             .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
@@ -115,9 +119,7 @@ fn shared_fetch(
     }) else {
         return fetch();
     };
-    let key = backend
-        .token_key(request)
-        .with_context(|| backend_failed(rule))?;
+    let key = backend.token_key(request).map_err(failed)?;
     if let Some(token) = cache.get(&rule.backend_name, &key) {
         return Ok(token);
     }
@@ -130,8 +132,58 @@ fn shared_fetch(
     Ok(token)
 }
 
-fn backend_failed(rule: &Rule) -> String {
-    format!("{} backend (rule {})", rule.backend_name, rule.index)
+/// A backend's failure on one pull, building the backend included: the one error a pull
+/// reports for its backend, naming the rule it came from. Its kind alone decides how it
+/// is logged.
+#[derive(Debug)]
+pub struct BackendFailed {
+    backend: String,
+    rule: usize,
+    failure: Failure,
+}
+
+impl BackendFailed {
+    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the image
+    /// is not served or the failure is transient (throttled, timed out, network), at `-vv`
+    /// otherwise; the error line itself says the rest.
+    fn new(rule: &Rule, failure: Failure) -> BackendFailed {
+        let (provider, index, kind) = (&rule.backend_name, rule.index, failure.kind());
+        match kind {
+            ErrorKind::NotServed => {
+                tracing::info!(%provider, rule = index, %kind, "the backend does not serve the image")
+            }
+            kind if kind.is_transient() => {
+                tracing::info!(%provider, rule = index, %kind, "transient failure: the kubelet asks again at the next pull")
+            }
+            ErrorKind::Config => {
+                tracing::debug!(%provider, rule = index, %kind, "the rule's settings are wrong: check-config lists the problems")
+            }
+            kind => tracing::debug!(%provider, rule = index, %kind, "the backend failed"),
+        }
+        BackendFailed {
+            backend: rule.backend_name.clone(),
+            rule: rule.index,
+            failure,
+        }
+    }
+}
+
+impl fmt::Display for BackendFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} backend (rule {})", self.backend, self.rule)
+    }
+}
+
+impl std::error::Error for BackendFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.failure)
+    }
+}
+
+impl BackendError for BackendFailed {
+    fn kind(&self) -> ErrorKind {
+        self.failure.kind()
+    }
 }
 
 /// How long the kubelet may cache a token: what remains of its life less the safety

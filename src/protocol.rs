@@ -39,7 +39,7 @@ impl ApiVersion {
     pub const ALL: [ApiVersion; 3] = [ApiVersion::V1, ApiVersion::V1Beta1, ApiVersion::V1Alpha1];
 
     /// The full `apiVersion` string.
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             ApiVersion::V1Alpha1 => "credentialprovider.kubelet.k8s.io/v1alpha1",
             ApiVersion::V1Beta1 => "credentialprovider.kubelet.k8s.io/v1beta1",
@@ -65,7 +65,7 @@ impl ApiVersion {
 
 /// A `CredentialProviderRequest`.
 #[derive(Debug)]
-pub struct Request {
+pub struct PluginRequest {
     /// The version to answer in.
     pub api_version: ApiVersion,
     /// The image, as the kubelet sends it: `registry.example/team/app`, no tag or digest.
@@ -76,7 +76,7 @@ pub struct Request {
 }
 
 /// Reads one request from `input`, refusing more than [`MAX_REQUEST_SIZE`] bytes.
-pub fn read_request(input: impl Read) -> anyhow::Result<Request> {
+pub fn read_request(input: impl Read) -> anyhow::Result<PluginRequest> {
     let bytes = icp_core::io::read_capped(input, MAX_REQUEST_SIZE).map_err(|e| match e.kind() {
         std::io::ErrorKind::FileTooLarge => anyhow::anyhow!("request on stdin is {e}"),
         _ => anyhow::Error::new(e).context("reading the request from stdin"),
@@ -109,7 +109,7 @@ fn json_reason(error: &serde_json::Error) -> String {
     }
 }
 
-fn parse_request(value: &Value) -> anyhow::Result<Request> {
+fn parse_request(value: &Value) -> anyhow::Result<PluginRequest> {
     let Value::Object(fields) = value else {
         bail!("request on stdin is not a JSON object")
     };
@@ -163,7 +163,7 @@ fn parse_request(value: &Value) -> anyhow::Result<Request> {
         .map(|token| ServiceAccount::from_token(token, service_account_annotations))
         .transpose()
         .context("request serviceAccountToken is not a Kubernetes service account token")?;
-    Ok(Request {
+    Ok(PluginRequest {
         api_version,
         image,
         service_account,
@@ -172,7 +172,7 @@ fn parse_request(value: &Value) -> anyhow::Result<Request> {
 
 /// A `CredentialProviderResponse`.
 #[derive(Debug)]
-pub struct Response {
+pub struct PluginResponse {
     /// The request's version.
     pub api_version: ApiVersion,
     /// What the kubelet keys its cache of this response on.
@@ -183,10 +183,10 @@ pub struct Response {
     pub auth: Vec<AuthEntry>,
 }
 
-impl Response {
+impl PluginResponse {
     /// The answer when no rule applies: no credentials, and nothing to cache.
-    pub fn empty(api_version: ApiVersion) -> Response {
-        Response {
+    pub fn empty(api_version: ApiVersion) -> PluginResponse {
+        PluginResponse {
             api_version,
             cache_key_type: CacheKeyType::Image,
             cache_duration: Duration::ZERO,
@@ -202,7 +202,7 @@ impl Response {
     }
 }
 
-impl serde::Serialize for Response {
+impl serde::Serialize for PluginResponse {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut response = serializer.serialize_struct("CredentialProviderResponse", 5)?;
         response.serialize_field("apiVersion", self.api_version.as_str())?;
@@ -243,7 +243,7 @@ impl serde::Serialize for AuthConfig<'_> {
 mod tests {
     use super::*;
 
-    fn read(text: &str) -> anyhow::Result<Request> {
+    fn read(text: &str) -> anyhow::Result<PluginRequest> {
         read_request(text.as_bytes())
     }
 
@@ -319,7 +319,7 @@ mod tests {
 
     #[test]
     fn writes_responses_in_the_request_version() {
-        let response = Response {
+        let response = PluginResponse {
             api_version: ApiVersion::V1Beta1,
             cache_key_type: CacheKeyType::Registry,
             cache_duration: Duration::from_secs(90),

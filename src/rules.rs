@@ -13,22 +13,33 @@
 //!   dir: /var/cache/image-credential-provider
 //! ```
 //!
-//! The file is YAML or JSON. It is read into a `serde_json::Value` and checked field by
-//! field, so that `check-config` can list every problem with the rule and field it is in.
-//! Relative paths in provider sections resolve against the rules file's directory.
+//! The file is YAML or JSON, read into typed structs (`RulesFile`, `RuleFields`) whose
+//! every field is read on its own (`Field`), so that `check-config` can list every
+//! problem with the rule and field it is in, not just the first. A rule's provider section
+//! is kept as it is written until its backend is known, then read into that backend's own
+//! typed settings (`icp_core::Build::Config`), unknown fields refused. Relative paths in
+//! provider sections resolve against the rules file's directory.
+//!
+//! A rule's backend is built when the rule first matches an image ([`Rule::backend`]), so
+//! a backend that cannot be built fails the pulls it would serve, and no other; `check`
+//! builds (and checks) every backend of the file instead, to list their problems.
 //!
 //! Reading refuses what a parser would otherwise let pass or choke on (a key given twice,
-//! nesting deeper than [`document::document::MAX_DEPTH`]; see [`document`]). A kubelet `CredentialProviderConfig` given in place of a
-//! rules file is recognised and said to be one.
+//! nesting deeper than [`document::MAX_DEPTH`]; see [`document`]). A kubelet
+//! `CredentialProviderConfig` given in place of a rules file is recognised and said to be
+//! one.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use icp_core::{CacheKeyType, Pattern, quote};
-use serde_json::{Map, Value};
+use icp_core::{CacheKeyType, Environment, Pattern, quote};
+use serde::Deserialize;
+use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny};
+use serde_json::Value;
 
-use crate::backends::{self, Backend};
+use crate::backends::{self, Backend, Failure};
 use crate::cache::CacheSettings;
 use crate::{document, duration};
 
@@ -62,23 +73,94 @@ pub struct Rule {
     /// The name of the backend (the rule's `provider` field), for logs and the token
     /// cache.
     pub backend_name: String,
-    /// The backend that serves the images.
-    pub backend: Backend,
     /// `cacheDuration`: caps the cache duration derived from a token's expiry, and is the
     /// cache duration of credentials that do not expire.
     pub cache_duration: Option<Duration>,
     /// `cacheKeyType`.
     pub cache_key_type: CacheKeyType,
+    /// The backend that serves the images, built on first use.
+    backend: backends::Lazy,
 }
 
 impl Rules {
-    /// The first rule that serves `image`: one of its patterns matches the image's name
-    /// and its backend accepts the image.
-    pub fn find(&self, image: &icp_core::ImageRef) -> Option<&Rule> {
+    /// The first rule that serves `image`, and its backend: one of the rule's patterns
+    /// matches the image's name and its backend accepts the image. The backend of each
+    /// rule whose patterns match is built on the way; one that cannot be built ends the
+    /// search with its failure, the answer to this image.
+    pub fn find(&self, image: &icp_core::ImageRef) -> Option<(&Rule, Result<&Backend, Failure>)> {
         let name = image.name();
-        self.rules.iter().find(|rule| {
-            rule.patterns.iter().any(|p| p.matches(&name)) && rule.backend.serves(image)
+        for rule in &self.rules {
+            if !rule.patterns.iter().any(|p| p.matches(&name)) {
+                continue;
+            }
+            match rule.backend() {
+                Ok(backend) if !backend.serves(image) => continue,
+                built => return Some((rule, built)),
+            }
+        }
+        None
+    }
+
+    /// Rules that are not read from a file: `origin` says where they come from.
+    pub fn new(origin: &str, rules: Vec<Rule>) -> Rules {
+        Rules {
+            origin: origin.to_owned(),
+            rules,
+            cache: CacheSettings::default(),
+        }
+    }
+}
+
+impl Rule {
+    /// A rule for `patterns` served by `backend` (named `backend_name`), with the
+    /// defaults of a rules file rule that sets neither `cacheDuration` nor
+    /// `cacheKeyType`: as the drop-in modes make them.
+    pub fn new(
+        index: usize,
+        backend_name: &str,
+        patterns: &[impl AsRef<str>],
+        backend: Backend,
+    ) -> Result<Rule, icp_core::PatternError> {
+        let built: backends::Recipe = Box::new(move || Ok(backend));
+        Rule::lazy(index, backend_name, patterns, backends::Lazy::new(built))
+    }
+
+    /// [`Rule::new`] with a backend built on first use.
+    fn lazy(
+        index: usize,
+        backend_name: &str,
+        patterns: &[impl AsRef<str>],
+        backend: backends::Lazy,
+    ) -> Result<Rule, icp_core::PatternError> {
+        let patterns = patterns
+            .iter()
+            .map(|p| Pattern::parse(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Rule {
+            index,
+            cache_key_type: default_cache_key_type(&patterns),
+            patterns,
+            backend_name: backend_name.to_owned(),
+            cache_duration: None,
+            backend,
         })
+    }
+
+    /// The rule's backend, built now if it is not yet; or why it cannot be built.
+    pub fn backend(&self) -> Result<&Backend, Failure> {
+        backends::Lazy::force(&self.backend)
+            .as_ref()
+            .map_err(Failure::clone)
+    }
+}
+
+/// `cacheKeyType` when a rule sets none: `Image` when a pattern covers only part of a
+/// registry, else `Registry`.
+fn default_cache_key_type(patterns: &[Pattern]) -> CacheKeyType {
+    if patterns.iter().any(Pattern::has_path) {
+        CacheKeyType::Image
+    } else {
+        CacheKeyType::Registry
     }
 }
 
@@ -125,9 +207,10 @@ impl Problems {
 
 fn one_line(problem: String) -> String {
     let line = problem.replace(['\n', '\r'], " ");
-    match line.char_indices().nth(MAX_PROBLEM_CHARS) {
-        Some((cut, _)) => format!("{}... (cut, {} bytes)", &line[..cut], line.len()),
-        None => line,
+    let length = line.len();
+    match icp_core::quote::cut(&line, MAX_PROBLEM_CHARS) {
+        std::borrow::Cow::Owned(cut) => format!("{cut} (cut, {length} bytes)"),
+        std::borrow::Cow::Borrowed(_) => line,
     }
 }
 
@@ -141,16 +224,22 @@ fn field_name(key: &str) -> String {
     if plain { key.to_owned() } else { quote(key) }
 }
 
-/// Loads the rules file at `path`, or the embedded default when there is none. With
-/// `check`, files the backends read are read too.
-pub fn load(path: Option<&Path>, check: bool) -> Result<Rules, Problems> {
+/// Loads the rules file at `path`, or the embedded default when there is none; backends
+/// are built with `env` when a rule first needs one.
+pub fn load(path: Option<&Path>, env: &Environment) -> Result<Rules, Problems> {
     match path {
-        Some(path) => load_file(path, check),
-        None => Ok(embedded()),
+        Some(path) => load_file(path, env, false),
+        None => Ok(embedded(env)),
     }
 }
 
-fn load_file(path: &Path, check: bool) -> Result<Rules, Problems> {
+/// Loads the rules file at `path` as `check-config` does: every backend is built and
+/// reads the files it will read, and every problem is listed.
+pub fn check(path: &Path, env: &Environment) -> Result<Rules, Problems> {
+    load_file(path, env, true)
+}
+
+fn load_file(path: &Path, env: &Environment, check: bool) -> Result<Rules, Problems> {
     let origin = path.display().to_string();
     let fail = |problem: String| Problems::new(&origin, vec![problem]);
     let text = read_capped(path).map_err(fail)?;
@@ -158,7 +247,7 @@ fn load_file(path: &Path, check: bool) -> Result<Rules, Problems> {
     let base_dir = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_owned);
-    from_value(value, &base_dir, &origin, check)
+    from_value(value, &base_dir, env, &origin, check)
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
@@ -185,71 +274,186 @@ fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
 }
 
 /// The rules with no `--config`: one rule per built-in backend that serves well-known
-/// registry hosts with no configuration, in [`backends::TABLE`] order.
-pub fn embedded() -> Rules {
+/// registry hosts with no configuration, in [`backends::TABLE`] order, each built with its
+/// default settings when it first matches.
+pub fn embedded(env: &Environment) -> Rules {
     let rules = backends::TABLE
         .iter()
-        .filter(|entry| !entry.default_patterns.is_empty())
+        .filter(|row| !row.default_patterns.is_empty())
+        .filter_map(|row| {
+            let backend = row.lazy(None, Path::new("."), env).ok()?;
+            Some((row, backend))
+        })
         .enumerate()
-        .map(|(index, entry)| {
-            let backend = (entry.build)(None, Path::new("."))
-                .expect("embedded rules build with default settings");
-            Rule::new(index, entry.name, entry.default_patterns, backend)
-                .expect("embedded patterns are valid")
+        .filter_map(|(index, (row, backend))| {
+            Rule::lazy(index, row.name, row.default_patterns, backend).ok()
         })
         .collect();
-    Rules {
-        origin: "embedded default".to_owned(),
-        rules,
-        cache: CacheSettings::default(),
+    Rules::new("embedded default", rules)
+}
+
+/// A rules file as written. Each field is read on its own ([`Field`]); what is not a
+/// field of a rules file is kept to be named as unknown.
+#[derive(Deserialize)]
+struct RulesFile {
+    #[serde(default, deserialize_with = "present")]
+    rules: Option<Field<RuleList>>,
+    #[serde(default, deserialize_with = "present")]
+    cache: Option<Field<CacheSettings>>,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, IgnoredAny>,
+}
+
+/// One rule as written. Provider sections, and fields that are not a rule's, are kept
+/// as written until the rule's provider is known.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RuleFields {
+    #[serde(default, deserialize_with = "present")]
+    match_images: Option<Field<MatchImages>>,
+    #[serde(default, deserialize_with = "present")]
+    provider: Option<Field<ProviderName>>,
+    #[serde(default, deserialize_with = "present")]
+    cache_duration: Option<Field<CacheDuration>>,
+    #[serde(default, deserialize_with = "present")]
+    cache_key_type: Option<Field<CacheKeyTypeName>>,
+    #[serde(flatten)]
+    other: BTreeMap<String, Value>,
+}
+
+/// A field read on its own: its value, or the problem with it, so that one problem does
+/// not hide the others.
+struct Field<T>(Result<T, String>);
+
+impl<'de, T: DeserializeOwned> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        Ok(Field(T::deserialize(value).map_err(|e| e.to_string())))
     }
 }
 
-impl Rule {
-    /// A rule for `patterns` served by `backend` (named `backend_name`), with the
-    /// defaults of a rules file rule that sets neither `cacheDuration` nor
-    /// `cacheKeyType`: as the drop-in modes and the embedded rules make them.
-    pub fn new(
-        index: usize,
-        backend_name: &str,
-        patterns: &[impl AsRef<str>],
-        backend: Backend,
-    ) -> Result<Rule, icp_core::PatternError> {
-        let patterns = patterns
-            .iter()
-            .map(|p| Pattern::parse(p.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cache_key_type = if patterns.iter().any(Pattern::has_path) {
-            CacheKeyType::Image
-        } else {
-            CacheKeyType::Registry
-        };
-        Ok(Rule {
-            index,
-            patterns,
-            backend_name: backend_name.to_owned(),
-            backend,
-            cache_duration: None,
-            cache_key_type,
+/// A field that is present, `null` included, as `Some`; an absent one is `None` by
+/// `#[serde(default)]`.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// Reads a value of a field as written, turning it into `T` with `convert`, whose error
+/// is the problem with the field.
+fn read<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    convert: impl FnOnce(Value) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    convert(Value::deserialize(deserializer)?).map_err(de::Error::custom)
+}
+
+/// `rules`: a list that is not empty, each item read on its own.
+struct RuleList(Vec<Field<RuleFields>>);
+
+impl<'de> Deserialize<'de> for RuleList {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::Array(items) if items.is_empty() => Err("the list is empty".to_owned()),
+            Value::Array(items) => Ok(RuleList(
+                items
+                    .into_iter()
+                    .map(|item| match item {
+                        Value::Object(_) => {
+                            Field(serde_json::from_value(item).map_err(|e| e.to_string()))
+                        }
+                        _ => Field(Err("expected a mapping".to_owned())),
+                    })
+                    .collect(),
+            )),
+            _ => Err("expected a list of rules".to_owned()),
         })
     }
 }
 
-impl Rules {
-    /// Rules that are not read from a file: `origin` says where they come from.
-    pub fn new(origin: &str, rules: Vec<Rule>) -> Rules {
-        Rules {
-            origin: origin.to_owned(),
-            rules,
-            cache: CacheSettings::default(),
-        }
+/// `matchImages`: a list that is not empty, each pattern read on its own.
+struct MatchImages(Vec<Field<ImagePattern>>);
+
+impl<'de> Deserialize<'de> for MatchImages {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::Array(items) if items.is_empty() => Err("the list is empty".to_owned()),
+            Value::Array(items) => Ok(MatchImages(
+                items
+                    .into_iter()
+                    .map(|item| Field(ImagePattern::deserialize(item).map_err(|e| e.to_string())))
+                    .collect(),
+            )),
+            _ => Err("expected a list of image patterns".to_owned()),
+        })
     }
 }
 
-/// Checks a parsed rules document and builds its rules, or lists every problem in it.
+/// One `matchImages` pattern, checked and compiled.
+struct ImagePattern(Pattern);
+
+impl<'de> Deserialize<'de> for ImagePattern {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::String(text) => Pattern::parse(&text)
+                .map(ImagePattern)
+                .map_err(|e| format!("{}: {e}", quote(&text))),
+            _ => Err("expected a string".to_owned()),
+        })
+    }
+}
+
+/// `provider`: the name of a backend, looked up once the rule is read.
+struct ProviderName(String);
+
+impl<'de> Deserialize<'de> for ProviderName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::String(name) => Ok(ProviderName(name)),
+            _ => Err("expected a provider name".to_owned()),
+        })
+    }
+}
+
+/// `cacheDuration`: a Go duration.
+struct CacheDuration(Duration);
+
+impl<'de> Deserialize<'de> for CacheDuration {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::String(text) => duration::parse(&text).map(CacheDuration),
+            _ => Err("expected a Go duration string such as \"10m\"".to_owned()),
+        })
+    }
+}
+
+/// `cacheKeyType`: `Image`, `Registry` or `Global`.
+struct CacheKeyTypeName(CacheKeyType);
+
+impl<'de> Deserialize<'de> for CacheKeyTypeName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        read(deserializer, |value| match value {
+            Value::String(text) => [
+                CacheKeyType::Image,
+                CacheKeyType::Registry,
+                CacheKeyType::Global,
+            ]
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .map(CacheKeyTypeName)
+            .ok_or_else(|| format!("{} is not one of Image, Registry, Global", quote(&text))),
+            _ => Err("expected one of Image, Registry, Global".to_owned()),
+        })
+    }
+}
+
+/// Checks a parsed rules document and makes its rules, or lists every problem in it. With
+/// `check`, every backend is built and checked too.
 pub fn from_value(
     value: Value,
     base_dir: &Path,
+    env: &Environment,
     origin: &str,
     check: bool,
 ) -> Result<Rules, Problems> {
@@ -258,34 +462,37 @@ pub fn from_value(
     let mut cache = CacheSettings::default();
     match value {
         Value::Object(top) if is_kubelet_config(&top) => problems.push(KUBELET_CONFIG.to_owned()),
-        Value::Object(mut top) => {
-            if let Some(section) = top.remove("cache") {
-                match serde_json::from_value::<CacheSettings>(section) {
-                    Ok(settings) => {
-                        cache = CacheSettings {
-                            dir: settings.dir.map(|d| base_dir.join(d)),
-                            ..settings
-                        }
+        Value::Object(_) => {
+            let file: RulesFile = serde_json::from_value(value)
+                .map_err(|e| Problems::new(origin, vec![e.to_string()]))?;
+            match file.cache.map(|field| field.0) {
+                None => {}
+                Some(Ok(settings)) => {
+                    cache = CacheSettings {
+                        dir: settings.dir.map(|d| base_dir.join(d)),
+                        ..settings
                     }
-                    Err(error) => problems.push(format!("cache: {error}")),
                 }
+                Some(Err(error)) => problems.push(format!("cache: {error}")),
             }
-            match top.remove("rules") {
-                Some(Value::Array(items)) if items.is_empty() => {
-                    problems.push("rules: the list is empty".to_owned())
-                }
-                Some(Value::Array(items)) => {
+            match file.rules.map(|field| field.0) {
+                Some(Ok(RuleList(items))) => {
+                    let reader = RuleReader {
+                        base_dir,
+                        env,
+                        check,
+                    };
                     for (index, item) in items.into_iter().enumerate() {
-                        if let Some(rule) = rule(index, item, base_dir, check, &mut problems) {
+                        if let Some(rule) = reader.rule(index, item.0, &mut problems) {
                             rules.push(rule);
                         }
                     }
                 }
-                Some(_) => problems.push("rules: expected a list of rules".to_owned()),
+                Some(Err(error)) => problems.push(format!("rules: {error}")),
                 None => problems.push("rules: missing".to_owned()),
             }
             problems.extend(
-                top.keys().map(|key| {
+                file.unknown.keys().map(|key| {
                     format!("{}: unknown field (expected rules, cache)", field_name(key))
                 }),
             );
@@ -304,7 +511,7 @@ pub fn from_value(
 }
 
 /// Whether a document is the kubelet's `CredentialProviderConfig` rather than rules.
-fn is_kubelet_config(top: &Map<String, Value>) -> bool {
+fn is_kubelet_config(top: &serde_json::Map<String, Value>) -> bool {
     top.get("kind").and_then(Value::as_str) == Some("CredentialProviderConfig")
         || top
             .get("apiVersion")
@@ -312,158 +519,138 @@ fn is_kubelet_config(top: &Map<String, Value>) -> bool {
             .is_some_and(|v| v.starts_with("kubelet.config.k8s.io/"))
 }
 
-fn rule(
-    index: usize,
-    item: Value,
-    base_dir: &Path,
+/// What the rules of one file are made with.
+struct RuleReader<'a> {
+    base_dir: &'a Path,
+    env: &'a Environment,
     check: bool,
-    problems: &mut Vec<String>,
-) -> Option<Rule> {
-    let at = |field: &str| format!("rules[{index}].{field}");
-    let Value::Object(mut fields) = item else {
-        problems.push(format!("rules[{index}]: expected a mapping"));
-        return None;
-    };
-    let before = problems.len();
+}
 
-    let patterns = match fields.remove("matchImages") {
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .filter_map(|(j, item)| {
-                let parsed = match item {
-                    Value::String(text) => {
-                        Pattern::parse(text).map_err(|e| format!("{}: {e}", quote(text)))
-                    }
-                    _ => Err("expected a string".to_owned()),
-                };
-                parsed
-                    .map_err(|e| problems.push(format!("{}[{j}]: {e}", at("matchImages"))))
-                    .ok()
-            })
-            .collect(),
-        Some(Value::Array(_)) => {
-            problems.push(format!("{}: the list is empty", at("matchImages")));
-            Vec::new()
-        }
-        Some(_) => {
-            problems.push(format!(
-                "{}: expected a list of image patterns",
-                at("matchImages")
-            ));
-            Vec::new()
-        }
-        None => {
-            problems.push(format!("{}: missing", at("matchImages")));
-            Vec::new()
-        }
-    };
+impl RuleReader<'_> {
+    /// Rule `index` as read, or `None` with its problems added to `problems`.
+    fn rule(
+        &self,
+        index: usize,
+        fields: Result<RuleFields, String>,
+        problems: &mut Vec<String>,
+    ) -> Option<Rule> {
+        let at = |field: &str| format!("rules[{index}].{field}");
+        let mut fields = match fields {
+            Ok(fields) => fields,
+            Err(error) => {
+                problems.push(format!("rules[{index}]: {error}"));
+                return None;
+            }
+        };
+        let before = problems.len();
 
-    let cache_duration = match fields.remove("cacheDuration") {
-        None => None,
-        Some(Value::String(text)) => duration::parse(&text)
-            .map_err(|e| problems.push(format!("{}: {e}", at("cacheDuration"))))
-            .ok(),
-        Some(_) => {
-            problems.push(format!(
-                "{}: expected a Go duration string such as \"10m\"",
-                at("cacheDuration")
-            ));
-            None
-        }
-    };
-
-    let cache_key_type = match fields.remove("cacheKeyType") {
-        None if patterns.iter().any(Pattern::has_path) => CacheKeyType::Image,
-        None => CacheKeyType::Registry,
-        Some(Value::String(text)) => match text.as_str() {
-            "Image" => CacheKeyType::Image,
-            "Registry" => CacheKeyType::Registry,
-            "Global" => CacheKeyType::Global,
-            _ => {
-                problems.push(format!(
-                    "{}: {} is not one of Image, Registry, Global",
-                    at("cacheKeyType"),
-                    quote(&text)
-                ));
+        let patterns: Vec<Pattern> = match fields.match_images.map(|field| field.0) {
+            Some(Ok(MatchImages(items))) => items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(j, item)| {
+                    item.0
+                        .map_err(|e| problems.push(format!("{}[{j}]: {e}", at("matchImages"))))
+                        .ok()
+                })
+                .map(|pattern| pattern.0)
+                .collect(),
+            Some(Err(error)) => {
+                problems.push(format!("{}: {error}", at("matchImages")));
+                Vec::new()
+            }
+            None => {
+                problems.push(format!("{}: missing", at("matchImages")));
+                Vec::new()
+            }
+        };
+        let cache_duration = match fields.cache_duration.map(|field| field.0) {
+            None => None,
+            Some(Ok(CacheDuration(duration))) => Some(duration),
+            Some(Err(error)) => {
+                problems.push(format!("{}: {error}", at("cacheDuration")));
+                None
+            }
+        };
+        let cache_key_type = match fields.cache_key_type.map(|field| field.0) {
+            None => default_cache_key_type(&patterns),
+            Some(Ok(CacheKeyTypeName(kind))) => kind,
+            Some(Err(error)) => {
+                problems.push(format!("{}: {error}", at("cacheKeyType")));
                 CacheKeyType::Registry
             }
-        },
-        Some(_) => {
-            problems.push(format!(
-                "{}: expected one of Image, Registry, Global",
-                at("cacheKeyType")
-            ));
-            CacheKeyType::Registry
-        }
-    };
+        };
+        let provider = match fields.provider.map(|field| field.0) {
+            Some(Ok(ProviderName(name))) => Some(name),
+            Some(Err(error)) => {
+                problems.push(format!("{}: {error}", at("provider")));
+                None
+            }
+            None => {
+                problems.push(format!("{}: missing", at("provider")));
+                None
+            }
+        };
 
-    let provider = match fields.remove("provider") {
-        Some(Value::String(name)) => Some(name),
-        Some(_) => {
-            problems.push(format!("{}: expected a provider name", at("provider")));
-            None
-        }
-        None => {
-            problems.push(format!("{}: missing", at("provider")));
-            None
-        }
-    };
-    let section = provider
-        .as_deref()
-        .and_then(|p| fields.remove(&backends::section_key(p)));
-    for key in fields.keys() {
+        let section = provider
+            .as_deref()
+            .and_then(|p| fields.other.remove(&backends::section_key(p)));
         let sections = || {
             backends::NAMES
                 .iter()
                 .map(|name| backends::section_key(name))
         };
-        if sections().any(|section| &section == key) {
-            let provider = provider.as_deref().unwrap_or("unset");
-            problems.push(format!(
-                "{}: a section for another provider (this rule's provider is {})",
-                at(key),
-                field_name(provider)
-            ));
-        } else {
-            let expected: Vec<String> = RULE_FIELDS
-                .iter()
-                .map(|field| field.to_string())
-                .chain(sections())
-                .collect();
-            problems.push(format!(
-                "{}: unknown field (expected one of {})",
-                at(&field_name(key)),
-                expected.join(", ")
-            ));
-        }
-    }
-
-    let provider = provider?;
-    let field = if section.is_some() {
-        backends::section_key(&provider)
-    } else {
-        "provider".to_owned()
-    };
-    let backend = backends::find(&provider)
-        .and_then(|entry| (entry.build)(section, base_dir))
-        .and_then(|backend| {
-            if check {
-                backend.check().map(|()| backend)
+        for key in fields.other.keys() {
+            if sections().any(|section| &section == key) {
+                let provider = provider.as_deref().unwrap_or("unset");
+                problems.push(format!(
+                    "{}: a section for another provider (this rule's provider is {})",
+                    at(key),
+                    field_name(provider)
+                ));
             } else {
-                Ok(backend)
+                let expected: Vec<String> = RULE_FIELDS
+                    .iter()
+                    .map(|field| field.to_string())
+                    .chain(sections())
+                    .collect();
+                problems.push(format!(
+                    "{}: unknown field (expected one of {})",
+                    at(&field_name(key)),
+                    expected.join(", ")
+                ));
             }
+        }
+
+        let provider = provider?;
+        let field = if section.is_some() {
+            backends::section_key(&provider)
+        } else {
+            "provider".to_owned()
+        };
+        let backend = backends::find(&provider)
+            .and_then(|row| row.lazy(section, self.base_dir, self.env))
+            .map_err(|e| problems.push(format!("{}: {e}", at(&field))))
+            .ok()?;
+        if self.check {
+            let built = backends::Lazy::force(&backend)
+                .as_ref()
+                .map_err(Failure::clone)
+                .and_then(Backend::check);
+            if let Err(failure) = built {
+                problems.push(format!("{}: {}", at(&field), backends::chain(&failure)));
+                return None;
+            }
+        }
+        (problems.len() == before).then_some(Rule {
+            index,
+            patterns,
+            backend_name: provider,
+            cache_duration,
+            cache_key_type,
+            backend,
         })
-        .map_err(|e| problems.push(format!("{}: {e:#}", at(&field))))
-        .ok()?;
-    (problems.len() == before).then_some(Rule {
-        index,
-        patterns,
-        backend_name: provider,
-        backend,
-        cache_duration,
-        cache_key_type,
-    })
+    }
 }
 
 #[cfg(test)]
@@ -472,7 +659,13 @@ mod tests {
 
     fn problems(yaml: &str) -> Vec<String> {
         let value = parse("r.yaml", yaml).unwrap();
-        match from_value(value, Path::new("/nonexistent"), "test", true) {
+        match from_value(
+            value,
+            Path::new("/nonexistent"),
+            &Environment::empty(),
+            "test",
+            true,
+        ) {
             Ok(_) => Vec::new(),
             Err(problems) => problems.problems,
         }
@@ -608,7 +801,7 @@ cache: {enabled: false, size: 3}
         let kubelet = "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n\
                        providers:\n  - name: image-credential-provider\n    matchImages: [\"*.example\"]\n";
         let value = parse("kubelet.yaml", kubelet).unwrap();
-        let problems = from_value(value, Path::new("."), "test", true)
+        let problems = from_value(value, Path::new("."), &Environment::empty(), "test", true)
             .err()
             .unwrap()
             .problems;
@@ -638,7 +831,13 @@ cache: {enabled: false, size: 3}
             "cache": {"enabled": huge},
             huge.clone(): 2,
         });
-        let found = match from_value(value, Path::new("/nonexistent"), "test", false) {
+        let found = match from_value(
+            value,
+            Path::new("/nonexistent"),
+            &Environment::empty(),
+            "test",
+            false,
+        ) {
             Ok(_) => Vec::new(),
             Err(problems) => problems.problems,
         };
@@ -667,6 +866,69 @@ cache: {enabled: false, size: 3}
         );
     }
 
+    #[derive(Debug)]
+    struct Unbuildable;
+
+    impl fmt::Display for Unbuildable {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("cannot be built")
+        }
+    }
+
+    impl std::error::Error for Unbuildable {}
+
+    impl icp_core::BackendError for Unbuildable {
+        fn kind(&self) -> icp_core::ErrorKind {
+            icp_core::ErrorKind::Config
+        }
+    }
+
+    #[test]
+    fn a_backend_is_built_when_its_rule_first_matches_and_fails_only_its_pulls() {
+        let builds = std::rc::Rc::new(std::cell::Cell::new(0));
+        let counted = builds.clone();
+        let broken: backends::Recipe = Box::new(move || {
+            counted.set(counted.get() + 1);
+            Err(Failure::new(Unbuildable))
+        });
+        let rules = Rules::new(
+            "test",
+            vec![Rule::lazy(0, "broken", &["a.example"], backends::Lazy::new(broken)).unwrap()],
+        );
+        let image = |name: &str| icp_core::ImageRef::parse(name).unwrap();
+        assert!(rules.find(&image("b.example/app")).is_none());
+        assert_eq!(builds.get(), 0, "no rule matched, nothing built");
+        for _ in 0..2 {
+            let (rule, built) = rules.find(&image("a.example/app")).unwrap();
+            let failure = built.err().unwrap();
+            assert_eq!(
+                (rule.index, failure.to_string()),
+                (0, "cannot be built".to_owned())
+            );
+            assert_eq!(
+                icp_core::BackendError::kind(&failure),
+                icp_core::ErrorKind::Config
+            );
+        }
+        assert_eq!(builds.get(), 1, "built once");
+    }
+
+    #[test]
+    fn the_embedded_rules_are_one_per_backend_serving_well_known_hosts() {
+        let rules = embedded(&Environment::empty());
+        let rows: Vec<&str> = backends::TABLE
+            .iter()
+            .filter(|row| !row.default_patterns.is_empty())
+            .map(|row| row.name)
+            .collect();
+        let names: Vec<&str> = rules
+            .rules
+            .iter()
+            .map(|r| r.backend_name.as_str())
+            .collect();
+        assert_eq!(names, rows);
+    }
+
     #[test]
     #[cfg(feature = "docker-config")]
     fn default_cache_key_type_follows_the_patterns() {
@@ -675,7 +937,8 @@ cache: {enabled: false, size: 3}
              - {matchImages: [b.example/team], provider: docker-config, dockerConfig: {path: c.json}}\n",
         )
         .unwrap();
-        let rules = from_value(value, Path::new("."), "test", false).unwrap();
+        let rules =
+            from_value(value, Path::new("."), &Environment::empty(), "test", false).unwrap();
         assert_eq!(rules.rules[0].cache_key_type, CacheKeyType::Registry);
         assert_eq!(rules.rules[1].cache_key_type, CacheKeyType::Image);
     }

@@ -8,9 +8,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use icp_core::{Credentials, ImageRef, Request, Secret, Token, TokenKey};
-use image_credential_provider::backends::Backend;
-use image_credential_provider::rules::{Rule, Rules};
-use image_credential_provider::serve;
+use image_credential_provider::{Backend, Rule, Rules, serve};
 
 use common::{API_VERSIONS, kubelet, pod, request, service_account_request};
 

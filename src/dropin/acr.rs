@@ -53,17 +53,21 @@ pub const MODE: Mode = Mode {
             icp_core::quote(extra)
         )),
     },
-    serve: |parsed| {
+    serve: |parsed, env| {
         let azure_config = Path::new(&parsed.positional[0]);
-        super::serve(&rules(azure_config, parsed.all("registry-mirror"))?)
+        let rules = rules(azure_config, parsed.all("registry-mirror"), env)?;
+        crate::commands::plugin::serve(&rules, env)
     },
 };
 
 /// The one rule of this mode: the ACR backend of `azure.json` and the mirrors, for the
 /// login servers of its cloud and the mirror hosts.
-fn rules(azure_config: &Path, registry_mirrors: &[String]) -> anyhow::Result<Rules> {
-    let env = icp_core::Environment::process();
-    let backend = icp_acr::Acr::from_command_line(azure_config, registry_mirrors, &env)?;
+fn rules(
+    azure_config: &Path,
+    registry_mirrors: &[String],
+    env: &icp_core::Environment,
+) -> anyhow::Result<Rules> {
+    let backend = icp_acr::Acr::from_command_line(azure_config, registry_mirrors, env)?;
     let patterns = backend.match_patterns();
     let rule = Rule::new(0, "acr", &patterns, Backend::tokens(backend))
         .context("a registry mirror is not a valid image pattern")?;
@@ -83,7 +87,12 @@ mod tests {
             r#"{"cloud": "AzureUSGovernmentCloud", "useManagedIdentityExtension": true}"#,
         )
         .unwrap();
-        let rules = rules(&azure_json, &["mirror.example:myacr.azurecr.us".to_owned()]).unwrap();
+        let rules = rules(
+            &azure_json,
+            &["mirror.example:myacr.azurecr.us".to_owned()],
+            &icp_core::Environment::empty(),
+        )
+        .unwrap();
         let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
         for served in [
             "myacr.azurecr.us/app",
@@ -106,7 +115,7 @@ mod tests {
     }
 
     fn rules_error(path: &Path, mirrors: &str) -> String {
-        match rules(path, &[mirrors.to_owned()]) {
+        match rules(path, &[mirrors.to_owned()], &icp_core::Environment::empty()) {
             Ok(_) => panic!("rules should not build"),
             Err(error) => format!("{error:#}"),
         }

@@ -21,6 +21,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use icp_core::Environment;
 
 use super::Mode;
 use crate::backends::Backend;
@@ -38,7 +39,7 @@ pub const MODE: Mode = Mode {
         Some(extra) => Err(format!("unexpected argument {}", icp_core::quote(extra))),
         None => Ok(()),
     },
-    serve: |_| super::serve(&rules()?),
+    serve: |_, env| crate::commands::plugin::serve(&rules(env)?, env),
 };
 
 /// The variable naming the role a service account token without the role annotation is
@@ -47,12 +48,9 @@ const DEFAULT_ROLE_VARIABLE: &str = "AWS_ECR_ROLE_ARN";
 
 /// The one rule of this mode: the ECR backend with the environment's settings for the
 /// ECR registry hosts.
-fn rules() -> anyhow::Result<Rules> {
-    let mut backend = icp_ecr::Ecr::new(icp_ecr::Config::default(), Path::new("/"))?;
-    if let Some(role) = std::env::var(DEFAULT_ROLE_VARIABLE)
-        .ok()
-        .filter(|role| !role.is_empty())
-    {
+fn rules(env: &Environment) -> anyhow::Result<Rules> {
+    let mut backend = icp_ecr::Ecr::new(icp_ecr::Config::default(), Path::new("/"), env)?;
+    if let Some(role) = env.non_empty(DEFAULT_ROLE_VARIABLE) {
         backend = backend.with_default_role(&role, DEFAULT_ROLE_VARIABLE)?;
     }
     let rule = Rule::new(
@@ -71,7 +69,7 @@ mod tests {
 
     #[test]
     fn the_rule_serves_ecr_hosts_only() {
-        let rules = rules().unwrap();
+        let rules = rules(&Environment::empty()).unwrap();
         let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
         assert!(
             rules

@@ -24,8 +24,8 @@ use anyhow::Context;
 
 use super::{Mode, args};
 use crate::backends::Backend;
+use crate::protocol;
 use crate::rules::{Rule, Rules};
-use crate::{cache, plugin, protocol};
 
 /// The mode.
 pub const MODE: Mode = Mode {
@@ -98,18 +98,12 @@ fn workload_identity(parsed: &args::Parsed) -> Result<Option<icp_gcp::WorkloadId
     Ok(Some(settings))
 }
 
-fn serve(parsed: &args::Parsed) -> anyhow::Result<()> {
+fn serve(parsed: &args::Parsed, env: &icp_core::Environment) -> anyhow::Result<()> {
     let source = source(parsed).map_err(anyhow::Error::msg)?;
     let workload = workload_identity(parsed).map_err(anyhow::Error::msg)?;
     let request = protocol::read_request(std::io::stdin().lock())?;
-    let rules = rules(source, workload, &request.image)?;
-    let cache_dir = cache::dir(&rules.cache, None, false);
-    plugin::respond(
-        &request,
-        std::io::stdout().lock(),
-        &rules,
-        cache_dir.as_deref(),
-    )
+    let rules = rules(source, workload, &request.image, env)?;
+    crate::commands::plugin::respond(&request, &rules, env)
 }
 
 /// The one rule of this mode: Google's registry hosts for the metadata server's token (or
@@ -119,6 +113,7 @@ fn rules(
     source: icp_gcp::Source,
     workload: Option<icp_gcp::WorkloadIdentity>,
     image: &str,
+    env: &icp_core::Environment,
 ) -> anyhow::Result<Rules> {
     let patterns = match source {
         icp_gcp::Source::Dockercfg | icp_gcp::Source::DockercfgUrl => {
@@ -140,7 +135,7 @@ fn rules(
         workload_identity: workload,
         ..icp_gcp::Config::default()
     };
-    let backend = icp_gcp::Gcp::new(config, Path::new("."), &icp_core::Environment::process())?;
+    let backend = icp_gcp::Gcp::new(config, Path::new("."), env)?;
     let rule = Rule::new(0, "gcp", &patterns, Backend::tokens(backend))
         .context("the image's registry is not a valid image pattern")?;
     Ok(Rules::new(MODE.program, vec![rule]))
@@ -229,11 +224,23 @@ mod tests {
 
     #[test]
     fn the_auth_flows_choose_the_source_and_the_patterns() {
-        let gcr = rules(icp_gcp::Source::Metadata, None, "gcr.io/p/app").unwrap();
+        let gcr = rules(
+            icp_gcp::Source::Metadata,
+            None,
+            "gcr.io/p/app",
+            &icp_core::Environment::empty(),
+        )
+        .unwrap();
         let image = |r: &str| icp_core::ImageRef::parse(r).unwrap();
         assert!(gcr.find(&image("us-docker.pkg.dev/p/r/app")).is_some());
         assert!(gcr.find(&image("registry.example/app")).is_none());
-        let dockercfg = rules(icp_gcp::Source::Dockercfg, None, "registry.example/app").unwrap();
+        let dockercfg = rules(
+            icp_gcp::Source::Dockercfg,
+            None,
+            "registry.example/app",
+            &icp_core::Environment::empty(),
+        )
+        .unwrap();
         assert!(dockercfg.find(&image("registry.example/app")).is_some());
         assert!(dockercfg.find(&image("gcr.io/p/app")).is_none());
     }

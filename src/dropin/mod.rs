@@ -2,59 +2,57 @@
 //! or a copy) takes that provider's arguments and environment, so an operator can swap
 //! binaries without touching the kubelet's configuration. Each mode reads its command
 //! line with the one reader in [`args`], builds its rules from typed backend settings,
-//! and answers the request on stdin like plugin mode, in the request's version.
+//! and answers the request on stdin in plugin mode (`crate::commands`), in the request's
+//! version. A mode belongs to its backend's row of the backend table, which lists the
+//! modes built in.
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 
-use crate::rules::Rules;
-use crate::{cache, exit, logging, plugin};
+use icp_core::Environment;
+
+use crate::backends;
+use crate::commands::Outcome;
+use crate::logging;
 
 mod args;
 
 #[cfg(feature = "acr")]
-mod acr;
+pub(crate) mod acr;
 #[cfg(feature = "ecr")]
-mod ecr;
+pub(crate) mod ecr;
 #[cfg(feature = "gcp")]
-mod gcp;
+pub(crate) mod gcp;
 
 /// One drop-in mode.
-struct Mode {
+pub(crate) struct Mode {
     /// The official program's name, which selects the mode.
-    program: &'static str,
+    pub(crate) program: &'static str,
     /// The flags that take a value, besides `-v`.
     flags: &'static [args::Flag],
     /// The usage text: the lines after `Usage:`.
     usage: &'static str,
     /// Checks the arguments and flag values; a problem is a usage error.
     check: fn(&args::Parsed) -> Result<(), String>,
-    /// Answers the request on stdin for a command line that asks to serve.
-    serve: fn(&args::Parsed) -> anyhow::Result<()>,
+    /// Answers the request on stdin for a command line that asks to serve, with the
+    /// backends built in the given environment.
+    serve: fn(&args::Parsed, &Environment) -> anyhow::Result<()>,
 }
 
-/// The drop-in modes built into this binary.
-const MODES: &[Mode] = &[
-    #[cfg(feature = "ecr")]
-    ecr::MODE,
-    #[cfg(feature = "acr")]
-    acr::MODE,
-    #[cfg(feature = "gcp")]
-    gcp::MODE,
-];
-
-/// Runs the drop-in mode named by the program name in `args[0]`, if there is one.
-pub fn dispatch(args: &[OsString]) -> Option<ExitCode> {
+/// Runs the drop-in mode named by the program name in `args[0]`, if this binary has one.
+pub fn dispatch(args: &[OsString], env: &Environment) -> Option<Outcome> {
     let program = args
         .first()
         .map(std::path::Path::new)?
         .file_name()?
         .to_str()?;
-    let mode = MODES.iter().find(|mode| mode.program == program)?;
-    Some(run(mode, args.get(1..).unwrap_or_default()))
+    let mode = backends::TABLE
+        .iter()
+        .filter_map(|row| row.drop_in)
+        .find(|mode| mode.program == program)?;
+    Some(run(mode, args.get(1..).unwrap_or_default(), env))
 }
 
-fn run(mode: &Mode, args: &[OsString]) -> ExitCode {
+fn run(mode: &Mode, args: &[OsString], env: &Environment) -> Outcome {
     let action = args::parse(args, mode.flags).and_then(|action| match &action {
         args::Action::Serve(parsed) => (mode.check)(parsed).map(|()| action),
         _ => Ok(action),
@@ -62,7 +60,7 @@ fn run(mode: &Mode, args: &[OsString]) -> ExitCode {
     match action {
         Ok(args::Action::Serve(parsed)) => {
             logging::init(parsed.verbosity);
-            exit::finish((mode.serve)(&parsed))
+            Outcome::of((mode.serve)(&parsed, env))
         }
         Ok(args::Action::Version) => {
             println!(
@@ -70,31 +68,15 @@ fn run(mode: &Mode, args: &[OsString]) -> ExitCode {
                 mode.program,
                 env!("CARGO_PKG_VERSION")
             );
-            ExitCode::SUCCESS
+            Outcome::Success
         }
         Ok(args::Action::Help) => {
             print!(
                 "{} for kubelet (image-credential-provider in drop-in mode)\n\nUsage:\n{}",
                 mode.program, mode.usage
             );
-            ExitCode::SUCCESS
+            Outcome::Success
         }
-        Err(message) => exit::usage(&message, &format!("{} --help", mode.program)),
+        Err(message) => Outcome::usage(&message, &format!("{} --help", mode.program)),
     }
-}
-
-/// Plugin mode with `rules`: the request from stdin, the response to stdout, the token
-/// cache where the environment or the default puts it.
-#[cfg_attr(
-    not(any(feature = "ecr", feature = "acr")),
-    allow(dead_code, reason = "called by the ecr and acr drop-in modes")
-)]
-fn serve(rules: &Rules) -> anyhow::Result<()> {
-    let cache_dir = cache::dir(&rules.cache, None, false);
-    plugin::serve(
-        std::io::stdin().lock(),
-        std::io::stdout().lock(),
-        rules,
-        cache_dir.as_deref(),
-    )
 }

@@ -14,11 +14,13 @@ mod write;
 
 use std::fmt;
 use std::path::Path;
-use std::process::ExitCode;
 
+use icp_core::Environment;
 use serde::{Deserialize, Deserializer};
 
-pub use write::write;
+use crate::protocol::ApiVersion;
+
+pub use write::{configuration, write_into};
 
 /// The `kubelet.config.k8s.io` versions that hold a `CredentialProviderConfig`.
 pub const CONFIG_API_VERSIONS: [&str; 3] = [
@@ -27,11 +29,12 @@ pub const CONFIG_API_VERSIONS: [&str; 3] = [
     "kubelet.config.k8s.io/v1alpha1",
 ];
 
-/// The protocol versions a provider entry may ask for, in the kubelet's (sorted) order.
+/// The protocol versions a provider entry may ask for, in the kubelet's (sorted) order:
+/// the protocol's own ([`ApiVersion`]).
 pub const PLUGIN_API_VERSIONS: [&str; 3] = [
-    "credentialprovider.kubelet.k8s.io/v1",
-    "credentialprovider.kubelet.k8s.io/v1alpha1",
-    "credentialprovider.kubelet.k8s.io/v1beta1",
+    ApiVersion::V1.as_str(),
+    ApiVersion::V1Alpha1.as_str(),
+    ApiVersion::V1Beta1.as_str(),
 ];
 
 /// The kind of the document.
@@ -136,7 +139,7 @@ where
 }
 
 /// A provider entry as read, with where it is.
-pub struct Entry {
+pub struct ProviderEntry {
     /// The file it is in.
     pub file: String,
     /// Its index in that file's `providers`.
@@ -145,7 +148,7 @@ pub struct Entry {
     pub provider: CredentialProvider,
 }
 
-impl Entry {
+impl ProviderEntry {
     /// `providers[i].field` of this entry.
     fn at(&self, field: &str) -> String {
         format!("providers[{}].{field}", self.index)
@@ -154,7 +157,7 @@ impl Entry {
 
 /// One problem (the kubelet refuses the configuration) or warning (it accepts it, but
 /// something in it cannot work).
-struct Finding {
+pub struct Finding {
     file: String,
     field: String,
     message: String,
@@ -172,9 +175,11 @@ impl fmt::Display for Finding {
 
 /// What a check found.
 #[derive(Default)]
-struct Report {
-    errors: Vec<Finding>,
-    warnings: Vec<Finding>,
+pub struct Report {
+    /// What the kubelet refuses.
+    pub errors: Vec<Finding>,
+    /// What it accepts, but cannot work.
+    pub warnings: Vec<Finding>,
 }
 
 impl Report {
@@ -193,33 +198,32 @@ impl Report {
             message: message.into(),
         });
     }
+}
 
-    /// Every finding on stderr, one line each, errors first.
-    fn print(&self) {
-        for error in &self.errors {
-            eprintln!("error: {error}");
-        }
-        for warning in &self.warnings {
-            eprintln!("warning: {warning}");
-        }
-    }
+/// What `check-config --kubelet-config` found.
+pub struct Judgement {
+    /// The file or directory judged.
+    pub origin: String,
+    /// How many provider entries it holds.
+    pub providers: usize,
+    /// The problems and warnings, in the order found.
+    pub report: Report,
 }
 
 /// `check-config --kubelet-config PATH [--config RULES] [--name NAME]`: judges the kubelet
 /// configuration at `path` (a file, or a directory as Kubernetes 1.34+ reads one) as the
-/// kubelet does, one line per problem and warning on stderr. With `rules`, that file is
-/// checked too, and every rule pattern the kubelet would not send this binary (run as
-/// provider `name`, by default this binary's file name) is a warning. Exit 1 on a problem.
-pub fn check_command(path: &Path, rules: Option<&Path>, name: Option<&str>) -> ExitCode {
+/// kubelet does. With `rules`, that file is checked too (its backends built with `env`),
+/// and every rule pattern the kubelet would not send this binary, run as provider `name`,
+/// is a warning.
+pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -> Judgement {
     let origin = path.display().to_string();
     let mut report = Report::default();
     let entries = read::read(path, &mut report);
     validate::validate(&origin, &entries, &mut report);
     if let Some(rules_path) = rules {
-        match crate::rules::load(Some(rules_path), true) {
+        match crate::rules::check(rules_path, env) {
             Ok(rules) => {
-                let name = name.map_or_else(program_name, str::to_owned);
-                cover::check_reach(&entries, &rules, rules_path, &name, &origin, &mut report);
+                cover::check_reach(&entries, &rules, rules_path, name, &origin, &mut report);
             }
             Err(problems) => {
                 for problem in problems.problems {
@@ -228,31 +232,9 @@ pub fn check_command(path: &Path, rules: Option<&Path>, name: Option<&str>) -> E
             }
         }
     }
-    report.print();
-    if !report.errors.is_empty() {
-        return ExitCode::FAILURE;
+    Judgement {
+        origin,
+        providers: entries.len(),
+        report,
     }
-    let warnings = match report.warnings.len() {
-        0 => String::new(),
-        1 => " (1 warning)".to_owned(),
-        n => format!(" ({n} warnings)"),
-    };
-    let providers = match entries.len() {
-        1 => "1 provider".to_owned(),
-        n => format!("{n} providers"),
-    };
-    println!("{origin}: {providers}, no problems{warnings}");
-    ExitCode::SUCCESS
-}
-
-/// This binary's file name, the provider name the kubelet knows it by.
-fn program_name() -> String {
-    std::env::args_os()
-        .next()
-        .as_deref()
-        .map(Path::new)
-        .and_then(Path::file_name)
-        .and_then(|name| name.to_str())
-        .unwrap_or(env!("CARGO_PKG_NAME"))
-        .to_owned()
 }

@@ -10,7 +10,7 @@ use icp_core::quote;
 use serde_json::Value;
 
 use super::{
-    CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, Entry, KIND, Report,
+    CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, ProviderEntry, Report,
 };
 use crate::document;
 
@@ -20,7 +20,7 @@ const MAX_FILE_SIZE: u64 = 1024 * 1024;
 const EXTENSIONS: [&[u8]; 3] = [b".json", b".yaml", b".yml"];
 
 /// One configuration file: where, and its text or why it could not be read.
-pub struct Source {
+pub struct ConfigFile {
     /// The file, as messages name it.
     pub origin: String,
     /// Its text.
@@ -28,9 +28,9 @@ pub struct Source {
 }
 
 /// Every provider entry at `path`, in the kubelet's order; what is wrong goes to `report`.
-pub fn read(path: &Path, report: &mut Report) -> Vec<Entry> {
-    match sources(path) {
-        Ok(sources) => decode(&sources, report),
+pub fn read(path: &Path, report: &mut Report) -> Vec<ProviderEntry> {
+    match config_files(path) {
+        Ok(files) => decode(&files, report),
         Err(error) => {
             report.error(&path.display().to_string(), "", error);
             Vec::new()
@@ -40,16 +40,16 @@ pub fn read(path: &Path, report: &mut Report) -> Vec<Entry> {
 
 /// The files the kubelet reads at `path`: the file itself, or a directory's
 /// configuration files ([`directory_files`]), at least one.
-pub fn sources(path: &Path) -> Result<Vec<Source>, String> {
+pub fn config_files(path: &Path) -> Result<Vec<ConfigFile>, String> {
     let metadata = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
     if !metadata.is_dir() {
-        return Ok(vec![source(path)]);
+        return Ok(vec![config_file(path)]);
     }
     let files = directory_files(path)?;
     if files.is_empty() {
         return Err("no configuration files (*.json, *.yaml, *.yml) in the directory".into());
     }
-    Ok(files.iter().map(|file| source(file)).collect())
+    Ok(files.iter().map(|file| config_file(file)).collect())
 }
 
 /// The files of `dir` the kubelet reads, in lexical order: those whose extension is one
@@ -75,14 +75,14 @@ pub fn sort_lexically(paths: &mut [PathBuf]) {
 }
 
 /// Reads one configuration file.
-pub fn source(path: &Path) -> Source {
+pub fn config_file(path: &Path) -> ConfigFile {
     let read = || -> Result<String, String> {
         let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
         let bytes = icp_core::io::read_capped(file, MAX_FILE_SIZE)
             .map_err(|e| format!("cannot read: {e}"))?;
         String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
     };
-    Source {
+    ConfigFile {
         origin: path.display().to_string(),
         text: read(),
     }
@@ -95,13 +95,13 @@ fn go_ext(name: &[u8]) -> &[u8] {
         .map_or(&[][..], |dot| &name[dot..])
 }
 
-/// Every provider entry of `sources`, in order.
-pub fn decode(sources: &[Source], report: &mut Report) -> Vec<Entry> {
+/// Every provider entry of `files`, in order.
+pub fn decode(files: &[ConfigFile], report: &mut Report) -> Vec<ProviderEntry> {
     let mut entries = Vec::new();
-    for source in sources {
-        match &source.text {
-            Ok(text) => entries.extend(decode_file(&source.origin, text, report)),
-            Err(error) => report.error(&source.origin, "", error.as_str()),
+    for file in files {
+        match &file.text {
+            Ok(text) => entries.extend(decode_file(&file.origin, text, report)),
+            Err(error) => report.error(&file.origin, "", error.as_str()),
         }
     }
     entries
@@ -109,7 +109,7 @@ pub fn decode(sources: &[Source], report: &mut Report) -> Vec<Entry> {
 
 /// The provider entries of one file. `kind` and `apiVersion` are judged first, as the
 /// kubelet's decoder does; then the document and each provider entry strictly.
-fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
+fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<ProviderEntry> {
     let value = match parse_document(text) {
         Ok((value, more)) => {
             if more {
@@ -194,7 +194,7 @@ fn decode_file(origin: &str, text: &str, report: &mut Report) -> Vec<Entry> {
                 }
             }
         };
-        entries.push(Entry {
+        entries.push(ProviderEntry {
             file: origin.to_owned(),
             index,
             provider,

@@ -4,21 +4,21 @@
 
 use std::collections::{HashMap, HashSet};
 
-use icp_core::pattern::{SchemelessUrl, check_url};
+use icp_core::pattern::{Glob, SchemelessUrl, check_url};
 use icp_core::quote;
 
-use super::{Entry, PLUGIN_API_VERSIONS, Report, ServiceAccountTokenAttributes, cover};
+use super::{PLUGIN_API_VERSIONS, ProviderEntry, Report, ServiceAccountTokenAttributes};
 
 /// The `tokenAttributes.cacheType` values.
 const CACHE_TYPES: [&str; 2] = ["ServiceAccount", "Token"];
 
 /// Judges `entries`, read from `origin`, as the kubelet does; every problem and warning
 /// goes to `report`.
-pub fn validate(origin: &str, entries: &[Entry], report: &mut Report) {
+pub fn validate(origin: &str, entries: &[ProviderEntry], report: &mut Report) {
     if entries.is_empty() && report.errors.is_empty() {
         report.error(origin, "providers", "at least one provider is required");
     }
-    let mut seen: HashMap<&str, &Entry> = HashMap::new();
+    let mut seen: HashMap<&str, &ProviderEntry> = HashMap::new();
     for entry in entries {
         name(entry, &mut seen, report);
         let provider = &entry.provider;
@@ -80,7 +80,11 @@ pub fn validate(origin: &str, entries: &[Entry], report: &mut Report) {
 
 /// The name is the binary's file name in the kubelet's bin directory: not empty, not a
 /// path, unique across every file read.
-fn name<'a>(entry: &'a Entry, seen: &mut HashMap<&'a str, &'a Entry>, report: &mut Report) {
+fn name<'a>(
+    entry: &'a ProviderEntry,
+    seen: &mut HashMap<&'a str, &'a ProviderEntry>,
+    report: &mut Report,
+) {
     let name = entry.provider.name.as_str();
     let file = entry.file.as_str();
     let at = entry.at("name");
@@ -128,7 +132,7 @@ fn is_negative_duration(text: &str) -> Result<bool, ()> {
 }
 
 fn token_attributes(
-    entry: &Entry,
+    entry: &ProviderEntry,
     attributes: &ServiceAccountTokenAttributes,
     report: &mut Report,
 ) {
@@ -236,7 +240,7 @@ fn match_image_warnings(text: &str) -> Vec<String> {
     }
     if url.labels.iter().any(String::is_empty) {
         warnings.push("has an empty host label, so it matches no image".to_owned());
-    } else if let Some(label) = url.labels.iter().find(|l| cover::glob(l).is_none()) {
+    } else if let Some(label) = url.labels.iter().find(|l| Glob::parse(l).is_err()) {
         warnings.push(format!(
             "host label {} is not a valid glob, so it matches no image",
             quote(label)

@@ -7,13 +7,13 @@
 //! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
 //! an answer that is not ours to judge; not caching that is the safe choice.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use icp_core::Environment;
 
-use super::read::{self, Source};
+use super::read::{self, ConfigFile};
 use super::{
     CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, PLUGIN_API_VERSIONS,
     Report, ServiceAccountTokenAttributes, validate,
@@ -26,41 +26,31 @@ const MARKER: &str = "# Written by image-credential-provider kubelet-config";
 /// The `defaultCacheDuration` written (see the module documentation).
 const DEFAULT_CACHE_DURATION: &str = "0s";
 
-/// `kubelet-config [--config RULES] [--name NAME] [--output DIR]`: prints the kubelet
-/// configuration for the rules in force (the embedded default without `rules`), or writes
-/// it to `DIR/NAME.yaml`.
-/// With `service_account_tokens`, the entry asks the kubelet for pods' service account
-/// tokens as the rules' backends need them.
-pub fn write(
+/// `kubelet-config [--config RULES] [--name NAME]`: the kubelet configuration for the
+/// rules in force (the embedded default without `rules_path`; backends built with `env`
+/// when they are asked about service account tokens), as a YAML document the kubelet
+/// accepts. With `service_account_tokens`, the entry asks the kubelet for pods' service
+/// account tokens as the rules' backends need them.
+pub fn configuration(
     rules_path: Option<&Path>,
-    name: Option<&str>,
-    output: Option<&Path>,
+    name: &str,
     service_account_tokens: bool,
-) -> anyhow::Result<()> {
-    let rules = crate::rules::load(rules_path, false)?;
+    env: &Environment,
+) -> anyhow::Result<String> {
+    let rules = crate::rules::load(rules_path, env)?;
     let rules_path = rules_path
         .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
         .transpose()?;
-    let name = name.map_or_else(super::program_name, str::to_owned);
-    let mut config = generate(&rules, rules_path.as_deref(), &name)?;
+    let mut config = generate(&rules, rules_path.as_deref(), name)?;
     if service_account_tokens {
         config.providers[0].token_attributes = Some(token_attributes(&rules)?);
     }
     let text = render(&config, rules_path.as_deref());
-    match output {
-        None => {
-            judge(vec![Source {
-                origin: "the configuration".to_owned(),
-                text: Ok(text.clone()),
-            }])?;
-            let mut stdout = std::io::stdout().lock();
-            stdout
-                .write_all(text.as_bytes())
-                .and_then(|()| stdout.flush())
-                .context("writing to stdout")
-        }
-        Some(dir) => write_into(dir, &name, &text),
-    }
+    judge(vec![ConfigFile {
+        origin: "the configuration".to_owned(),
+        text: Ok(text.clone()),
+    }])?;
+    Ok(text)
 }
 
 /// One provider entry named `name` for every pattern of `rules`, run with `--config
@@ -109,11 +99,16 @@ fn generate(
 /// answer per service account; the plugin's token cache shares one exchange among its
 /// pods).
 fn token_attributes(rules: &Rules) -> anyhow::Result<ServiceAccountTokenAttributes> {
-    let uses: Vec<_> = rules
-        .rules
-        .iter()
-        .filter_map(|rule| Some((rule, rule.backend.service_account_token()?)))
-        .collect();
+    let mut uses = Vec::new();
+    for rule in &rules.rules {
+        let backend = rule.backend().map_err(|failure| {
+            anyhow::Error::new(failure).context(format!(
+                "{} backend (rule {})",
+                rule.backend_name, rule.index
+            ))
+        })?;
+        uses.extend(backend.service_account_token().map(|uses| (rule, uses)));
+    }
     let Some((_, first)) = uses.first() else {
         bail!(
             "no rule of {} has a backend that uses service account tokens (ecr, acr, or gcp \
@@ -215,11 +210,11 @@ fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> Strin
 }
 
 /// Fails, naming the first problem, unless the kubelet accepts the configuration made of
-/// `sources` (in its reading order).
-fn judge(sources: Vec<Source>) -> anyhow::Result<()> {
+/// `files` (in its reading order).
+fn judge(files: Vec<ConfigFile>) -> anyhow::Result<()> {
     let mut report = Report::default();
-    let entries = read::decode(&sources, &mut report);
-    let origin = sources.first().map_or("", |s| s.origin.as_str()).to_owned();
+    let entries = read::decode(&files, &mut report);
+    let origin = files.first().map_or("", |s| s.origin.as_str()).to_owned();
     validate::validate(&origin, &entries, &mut report);
     match report.errors.split_first() {
         None => Ok(()),
@@ -231,11 +226,12 @@ fn judge(sources: Vec<Source>) -> anyhow::Result<()> {
     }
 }
 
-/// Writes `text` to `dir/name.yaml` atomically, replacing only a file this command wrote,
-/// and only when the kubelet accepts the directory with it.
-fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
+/// `kubelet-config --output DIR`: writes `text` to `dir/name.yaml` atomically, replacing
+/// only a file this command wrote, and only when the kubelet accepts the directory with
+/// it. Returns the file written.
+pub fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf> {
     // The name is judged before it becomes part of a path.
-    judge(vec![Source {
+    judge(vec![ConfigFile {
         origin: "the configuration".to_owned(),
         text: Ok(text.to_owned()),
     }])?;
@@ -262,24 +258,24 @@ fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<()> {
         files.push(file.clone());
         read::sort_lexically(&mut files);
     }
-    let sources = files
+    let config_files = files
         .iter()
         .map(|path| {
             if *path == file {
-                Source {
+                ConfigFile {
                     origin: file.display().to_string(),
                     text: Ok(text.to_owned()),
                 }
             } else {
-                read::source(path)
+                read::config_file(path)
             }
         })
         .collect();
-    judge(sources).with_context(|| format!("not writing {}", file.display()))?;
-    write_atomically(dir, &file, name, text)
+    judge(config_files).with_context(|| format!("not writing {}", file.display()))?;
+    let temporary = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
+    icp_core::io::write_atomically(&file, &temporary, text.as_bytes(), 0o644)
         .with_context(|| format!("writing {}", file.display()))?;
-    println!("wrote {}", file.display());
-    Ok(())
+    Ok(file)
 }
 
 /// Whether `file` may be written: it does not exist, or it is a regular file (not a
@@ -297,26 +293,6 @@ fn replaceable(file: &Path) -> anyhow::Result<bool> {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(error) => Err(error).with_context(|| file.display().to_string()),
     }
-}
-
-/// A temporary file the kubelet does not read (its extension is `.tmp`), synced, then
-/// renamed over `file`.
-fn write_atomically(dir: &Path, file: &Path, name: &str, text: &str) -> std::io::Result<()> {
-    let temporary: PathBuf = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
-    let mut out = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o644)
-        .open(&temporary)?;
-    let written = out
-        .write_all(text.as_bytes())
-        .and_then(|()| out.sync_all())
-        .and_then(|()| std::fs::rename(&temporary, file));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -21,6 +21,13 @@ impl Environment {
         Environment { fixed: None }
     }
 
+    /// No variables at all: a test's starting point.
+    pub fn empty() -> Environment {
+        Environment {
+            fixed: Some(BTreeMap::new()),
+        }
+    }
+
     /// Exactly these variables and no others: what a test passes.
     pub fn from_pairs<K, V>(pairs: impl IntoIterator<Item = (K, V)>) -> Environment
     where

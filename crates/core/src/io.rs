@@ -1,6 +1,10 @@
-//! Reading input whole, but never more of it than a limit.
+//! Reading input whole, but never more of it than a limit; writing a file whole, or not
+//! at all.
 
-use std::io::{self, Read};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 /// Reads `input` to its end, or fails with [`io::ErrorKind::FileTooLarge`] ("larger than
 /// `max` bytes") as soon as it holds more than `max` bytes; a hostile or broken file or
@@ -17,9 +21,41 @@ pub fn read_capped(input: impl Read, max: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// Writes `content` to `target` so that a reader sees the old file or the new one, never
+/// part of one: into `temporary` (a new file next to `target`, created with `mode`; an
+/// existing file or symlink of that name fails the write), synced, renamed over `target`,
+/// and the directory synced. The temporary file is removed when any step fails.
+pub fn write_atomically(
+    target: &Path,
+    temporary: &Path,
+    content: &[u8],
+    mode: u32,
+) -> io::Result<()> {
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(temporary)?;
+        file.write_all(content)?;
+        file.sync_all()?;
+        fs::rename(temporary, target)?;
+        let dir = target
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(temporary);
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
-    use super::read_capped;
+    use super::{read_capped, write_atomically};
+    use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
     fn reads_up_to_the_limit_and_no_further() {
@@ -27,5 +63,22 @@ mod tests {
         let error = read_capped(&b"123456"[..], 5).unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::FileTooLarge);
         assert_eq!(error.to_string(), "larger than 5 bytes");
+    }
+
+    #[test]
+    fn an_atomic_write_replaces_the_file_or_leaves_it() {
+        let dir = std::env::temp_dir().join(format!("icp-core-io-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (target, temporary) = (dir.join("f"), dir.join(".f.tmp"));
+        std::fs::write(&target, "old").unwrap();
+        write_atomically(&target, &temporary, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o600);
+        assert!(!temporary.exists());
+        symlink(dir.join("elsewhere"), &temporary).unwrap();
+        assert!(write_atomically(&target, &temporary, b"newer", 0o600).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert!(!dir.join("elsewhere").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -13,7 +13,10 @@
 //! [`urls_match_str`] is that function, and [`SchemelessUrl`] Go's URL parsing reproduced
 //! closely enough that odd input fails or matches as it does in the kubelet. [`Pattern`]
 //! is the stricter form this project accepts in its own rules file: it refuses what
-//! parses but means something else than it seems (`?`, `#`, `@`, a scheme).
+//! parses but means something else than it seems (`?`, `#`, `@`, a scheme). [`Glob`] is
+//! the one reading of a label's Go glob, which matches, and which also says whether one
+//! glob covers another ([`SchemelessUrl::covers`]), as `check-config --kubelet-config`
+//! asks.
 
 use std::fmt;
 
@@ -200,54 +203,175 @@ fn split_host_port(hostport: &str) -> (&str, &str) {
     (host, &hostport[colon + 1..])
 }
 
-/// Compiles one host label of a pattern, written in Go `filepath.Match` syntax, into a
-/// `glob` pattern. Go's URL parser already refused `\\` and `^` in a host, so what is left
-/// to translate is: runs of `*` become one `*` (the same in Go, but `**` is special to
-/// `glob`), and a class that starts with `!` (literal in Go, negation in `glob`) has the
-/// `!` moved to its end.
-fn compile_label(label: &str) -> Result<glob::Pattern, PatternError> {
-    let bad = || PatternError::Glob(label.to_owned());
-    let mut out = String::with_capacity(label.len() + 2);
-    let mut chars = label.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '[' => {
-                let literal_bang = chars.next_if_eq(&'!').is_some();
-                let mut class = String::new();
-                loop {
-                    match chars.next().ok_or_else(bad)? {
-                        ']' if !class.is_empty() || literal_bang => break,
-                        ']' => return Err(bad()),
-                        c => class.push(c),
-                    }
-                }
-                if class.starts_with('-') || class.ends_with('-') {
-                    return Err(bad());
-                }
-                out.push('[');
-                out.push_str(&class);
-                if literal_bang {
-                    out.push('!');
-                }
-                out.push(']');
-            }
-            '*' => {
-                while chars.next_if_eq(&'*').is_some() {}
-                out.push('*');
-            }
-            _ => out.push(c),
-        }
-    }
-    glob::Pattern::new(&out).map_err(|_| bad())
+/// One step of a Go `filepath.Match` glob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GlobToken {
+    /// `*`: any run of characters.
+    Star,
+    /// `?`: any one character.
+    Any,
+    /// A character or a class: one character in these inclusive ranges.
+    In(Vec<(char, char)>),
 }
 
-fn label_matches(pattern: &glob::Pattern, label: &str) -> bool {
-    let options = glob::MatchOptions {
-        case_sensitive: true,
-        require_literal_separator: true,
-        require_literal_leading_dot: false,
-    };
-    pattern.matches_with(label, options)
+/// One host label of a kubelet glob, read as Go's `filepath.Match` reads a pattern: the
+/// one reading of Go globs, for matching images and for judging which glob covers which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob(Vec<GlobToken>);
+
+impl Glob {
+    /// Reads `label`, or fails where Go fails (`ErrBadPattern`: the kubelet then matches
+    /// no image with it). Escapes and negated classes cannot occur: Go's URL parser
+    /// refuses `\` and `^` in a host, so they are refused here too; `!` is no negation in
+    /// Go, and stays a character.
+    pub fn parse(label: &str) -> Result<Glob, PatternError> {
+        let bad = || PatternError::Glob(label.to_owned());
+        let mut tokens = Vec::new();
+        let mut chars = label.chars().peekable();
+        while let Some(c) = chars.next() {
+            tokens.push(match c {
+                '*' => GlobToken::Star,
+                '?' => GlobToken::Any,
+                '\\' => return Err(bad()),
+                '[' => {
+                    let mut ranges = Vec::new();
+                    loop {
+                        if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
+                            break;
+                        }
+                        let end = |c: Option<char>| {
+                            c.filter(|c| !matches!(c, '-' | ']' | '\\' | '^'))
+                                .ok_or_else(bad)
+                        };
+                        let low = end(chars.next())?;
+                        let high = match chars.next_if_eq(&'-') {
+                            Some(_) => end(chars.next())?,
+                            None => low,
+                        };
+                        chars.peek().ok_or_else(bad)?;
+                        ranges.push((low, high));
+                    }
+                    GlobToken::In(ranges)
+                }
+                c => GlobToken::In(vec![(c, c)]),
+            });
+        }
+        Ok(Glob(tokens))
+    }
+
+    /// The steps of the glob.
+    pub fn tokens(&self) -> &[GlobToken] {
+        &self.0
+    }
+
+    /// Whether `text` matches, as `filepath.Match` says (case-sensitively; `*` and `?`
+    /// take any character, as a host label holds no `/`).
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = text.chars().collect();
+        // reach[i]: the steps so far match text[..i].
+        let mut reach = vec![false; text.len() + 1];
+        reach[0] = true;
+        for token in &self.0 {
+            let mut next = vec![false; text.len() + 1];
+            match token {
+                GlobToken::Star => {
+                    let mut reached = false;
+                    for (i, slot) in next.iter_mut().enumerate() {
+                        reached |= reach[i];
+                        *slot = reached;
+                    }
+                }
+                single => {
+                    for (i, &c) in text.iter().enumerate() {
+                        next[i + 1] = reach[i] && single.takes_char(c);
+                    }
+                }
+            }
+            reach = next;
+        }
+        reach[text.len()]
+    }
+
+    /// Whether this glob matches every string `inner` matches, decided on the globs
+    /// themselves: a `*` absorbs any run of the inner glob, `?` any one character or
+    /// class, a class or character the characters it contains. What this says is covered
+    /// is covered; the rare globs it cannot prove covered are not.
+    pub fn covers(&self, inner: &Glob) -> bool {
+        let (outer, inner) = (&self.0, &inner.0);
+        let width = inner.len() + 1;
+        // covered[i * width + j]: outer[i..] covers inner[j..].
+        let mut covered = vec![false; (outer.len() + 1) * width];
+        covered[outer.len() * width + inner.len()] = true;
+        for i in (0..outer.len()).rev() {
+            for j in (0..=inner.len()).rev() {
+                covered[i * width + j] = match &outer[i] {
+                    GlobToken::Star => {
+                        covered[(i + 1) * width + j]
+                            || (j < inner.len() && covered[i * width + j + 1])
+                    }
+                    single => {
+                        j < inner.len()
+                            && takes(single, &inner[j])
+                            && covered[(i + 1) * width + j + 1]
+                    }
+                };
+            }
+        }
+        covered[0]
+    }
+}
+
+impl GlobToken {
+    /// Whether this step takes the character `c`.
+    fn takes_char(&self, c: char) -> bool {
+        match self {
+            GlobToken::Star | GlobToken::Any => true,
+            GlobToken::In(ranges) => ranges.iter().any(|&(low, high)| low <= c && c <= high),
+        }
+    }
+}
+
+/// Whether every character `inner` takes, `outer` takes.
+fn takes(outer: &GlobToken, inner: &GlobToken) -> bool {
+    match (outer, inner) {
+        (GlobToken::Any, GlobToken::Any | GlobToken::In(_)) => true,
+        (GlobToken::In(outer), GlobToken::In(inner)) => inner.iter().all(|&(low, high)| {
+            // Extend what the outer ranges cover from `low` on, until it stops growing.
+            let mut next = low as u32;
+            loop {
+                let before = next;
+                for &(a, b) in outer {
+                    if a as u32 <= next && next <= b as u32 {
+                        next = b as u32 + 1;
+                    }
+                }
+                if low > high || next > high as u32 {
+                    return true;
+                }
+                if next == before {
+                    return false;
+                }
+            }
+        }),
+        _ => false,
+    }
+}
+
+impl SchemelessUrl {
+    /// Whether kubelet glob `self` matches every image kubelet glob `inner` matches: the
+    /// same port and number of labels, a path that is a prefix of the inner one, and each
+    /// label covering the inner one ([`Glob::covers`]).
+    pub fn covers(&self, inner: &SchemelessUrl) -> bool {
+        self.port == inner.port
+            && self.labels.len() == inner.labels.len()
+            && inner.path.starts_with(&self.path)
+            && self.labels.iter().zip(&inner.labels).all(|(o, i)| {
+                match (Glob::parse(o), Glob::parse(i)) {
+                    (Ok(o), Ok(i)) => o.covers(&i),
+                    _ => false,
+                }
+            })
+    }
 }
 
 /// Whether the kubelet's URL parsing accepts `s` (schemeless) at all: an `auth` key or
@@ -268,7 +392,7 @@ pub fn urls_match_str(glob: &str, target: &str) -> Result<bool, PatternError> {
         return Ok(false);
     }
     for (pattern, label) in glob.labels.iter().zip(&target.labels) {
-        if !label_matches(&compile_label(pattern)?, label) {
+        if !Glob::parse(pattern)?.matches(label) {
             return Ok(false);
         }
     }
@@ -283,7 +407,7 @@ pub fn urls_match_str(glob: &str, target: &str) -> Result<bool, PatternError> {
 #[derive(Clone)]
 pub struct Pattern {
     text: String,
-    labels: Vec<glob::Pattern>,
+    labels: Vec<Glob>,
     port: String,
     path: String,
 }
@@ -314,7 +438,7 @@ impl Pattern {
         let labels = url
             .labels
             .iter()
-            .map(|l| compile_label(l))
+            .map(|l| Glob::parse(l))
             .collect::<Result<_, _>>()?;
         Ok(Pattern {
             text: text.to_owned(),
@@ -346,7 +470,7 @@ impl Pattern {
                 .labels
                 .iter()
                 .zip(&target.labels)
-                .all(|(p, l)| label_matches(p, l))
+                .all(|(p, l)| p.matches(l))
     }
 }
 
@@ -425,5 +549,72 @@ mod tests {
         assert!(!pattern.matches("r.corp.example/team/app"));
         assert!(!pattern.matches("r.corp.example:5000/other"));
         assert!(!Pattern::parse("Quay.io").unwrap().matches("quay.io/x"));
+    }
+
+    fn label(outer: &str, inner: &str) -> bool {
+        Glob::parse(outer)
+            .unwrap()
+            .covers(&Glob::parse(inner).unwrap())
+    }
+
+    #[test]
+    fn go_glob_syntax() {
+        assert_eq!(
+            Glob::parse("a*").unwrap().tokens(),
+            [GlobToken::In(vec![('a', 'a')]), GlobToken::Star]
+        );
+        assert_eq!(
+            Glob::parse("[a-c!]").unwrap().tokens(),
+            [GlobToken::In(vec![('a', 'c'), ('!', '!')])]
+        );
+        for bad in ["[", "[a", "[]", "[a-]", "[-a]", "[a-", "a\\*"] {
+            assert!(Glob::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn label_coverage() {
+        let covered = [
+            ("*", "*-docker"),
+            ("*", "*"),
+            ("*-docker", "us-docker"),
+            ("*-docker", "*-docker"),
+            ("ecr*", "ecr-fips"),
+            ("ecr*", "ecr*"),
+            ("a*", "ab*"),
+            ("a?", "ab"),
+            ("?", "[xy]"),
+            ("[a-c]", "b"),
+            ("[a-cd-f]", "[b-e]"),
+            ("**", "*"),
+        ];
+        for (outer, inner) in covered {
+            assert!(label(outer, inner), "{outer} covers {inner}");
+        }
+        let not_covered = [
+            ("ecr", "ecr*"),
+            ("ecr", "ECR"),
+            ("?", "*"),
+            ("*b", "*"),
+            ("a?", "a*"),
+            ("[a-c]", "[b-e]"),
+            ("[ab]", "?"),
+            ("us-docker", "*-docker"),
+        ];
+        for (outer, inner) in not_covered {
+            assert!(!label(outer, inner), "{outer} does not cover {inner}");
+        }
+    }
+
+    #[test]
+    fn url_coverage_compares_label_count_port_and_path_prefix() {
+        let url = |s| SchemelessUrl::parse(s).unwrap();
+        assert!(url("*.gcr.io").covers(&url("us.gcr.io/team")));
+        assert!(url("gcr.io/team").covers(&url("gcr.io/team/app")));
+        assert!(!url("gcr.io/team").covers(&url("gcr.io")));
+        assert!(!url("*.gcr.io").covers(&url("gcr.io")));
+        assert!(!url("reg.io").covers(&url("reg.io:5000")));
+        assert!(url("reg.io:5000").covers(&url("reg.io:5000/x")));
+        assert!(!url("*.dkr.ecr.*.amazonaws.com").covers(&url("*.dkr.ecr*.*.amazonaws.com")));
     }
 }

@@ -107,7 +107,7 @@ impl Build for DockerConfig {
     /// without one. The file is read when credentials are asked for, or by `check`: building
     /// never fails.
     fn build(config: Config, context: &Context<'_>) -> Result<DockerConfig, Error> {
-        Ok(DockerConfig::with_env(
+        Ok(DockerConfig::new(
             config,
             context.base_dir,
             context.env.clone(),
@@ -116,12 +116,9 @@ impl Build for DockerConfig {
 }
 
 impl DockerConfig {
-    /// [`Build::build`] with the process's environment.
-    pub fn new(config: Config, base_dir: &Path) -> Self {
-        DockerConfig::with_env(config, base_dir, Environment::process())
-    }
-
-    fn with_env(config: Config, base_dir: &Path, env: Environment) -> Self {
+    /// [`Build::build`]: the backend for a rule's `config`, relative paths against
+    /// `base_dir`, credential helpers looked up in `env`'s `PATH`.
+    pub fn new(config: Config, base_dir: &Path, env: Environment) -> Self {
         DockerConfig {
             path: base_dir.join(config.path),
             helper_dir: config.helper_dir.map(|dir| base_dir.join(dir)),

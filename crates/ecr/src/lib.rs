@@ -96,15 +96,9 @@ impl Build for Ecr {
 }
 
 impl Ecr {
-    /// [`Build::build`] with the process's environment.
-    pub fn new(config: Config, base_dir: &Path) -> Result<Self, Error> {
-        Self::build(
-            config,
-            &Context {
-                base_dir,
-                env: &Environment::process(),
-            },
-        )
+    /// [`Build::build`]: the backend for a rule's `config`, in `env`.
+    pub fn new(config: Config, base_dir: &Path, env: &Environment) -> Result<Self, Error> {
+        Self::build(config, &Context { base_dir, env })
     }
 
     /// Sets the role a service account token is exchanged for when its service account has
@@ -254,7 +248,7 @@ mod tests {
     use super::*;
 
     fn ecr(config: Config) -> Ecr {
-        Ecr::new(config, Path::new("/")).unwrap()
+        Ecr::new(config, Path::new("/"), &Environment::empty()).unwrap()
     }
 
     fn image(reference: &str) -> ImageRef {
@@ -333,7 +327,7 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(
-            Ecr::new(config, Path::new("/")),
+            Ecr::new(config, Path::new("/"), &Environment::empty()),
             Err(Error::Config(_))
         ));
     }

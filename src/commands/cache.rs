@@ -1,0 +1,53 @@
+//! `cache list`, `cache clear`: the token cache, shown or emptied.
+
+use std::io::Write;
+
+use anyhow::Context;
+
+use super::{CacheAction, Globals, Outcome};
+use crate::cache::Cache;
+use crate::duration;
+
+/// Lists or clears the token cache in force.
+pub fn run(globals: &Globals, action: &CacheAction) -> Outcome {
+    Outcome::of(cache(globals, action))
+}
+
+fn cache(globals: &Globals, action: &CacheAction) -> anyhow::Result<()> {
+    let rules = globals.rules()?;
+    let dir = globals
+        .cache_dir(&rules)
+        .context("the token cache is turned off")?;
+    let cache =
+        Cache::open(&dir).with_context(|| format!("token cache {} is unusable", dir.display()))?;
+    match action {
+        CacheAction::List => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "KEY\tBACKEND\tSCOPE\tIDENTITY\tEXPIRES")?;
+            for entry in cache
+                .list()
+                .with_context(|| format!("listing {}", dir.display()))?
+            {
+                let expires = match entry
+                    .expires_at
+                    .duration_since(std::time::SystemTime::now())
+                {
+                    Ok(left) => format!("in {}", duration::format(left)),
+                    Err(_) => "expired".to_owned(),
+                };
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{expires}",
+                    entry.key, entry.backend, entry.scope, entry.identity
+                )?;
+            }
+        }
+        CacheAction::Clear => {
+            let removed = cache
+                .clear()
+                .with_context(|| format!("clearing {}", dir.display()))?;
+            println!("removed {removed} cached tokens from {}", dir.display());
+        }
+    }
+    Ok(())
+}
