@@ -82,3 +82,36 @@ fn every_drop_in_takes_any_klog_level_and_refuses_unknown_flags_alike() {
             .assert_error(2, "verbosity \"high\" is not a number");
     }
 }
+
+/// The official `auth-provider-gcp` accepts `--project-id` and `--identity-provider` with
+/// the dockercfg flows and warns that they apply to `gcr` only: a kubelet configuration
+/// passing them keeps working (here the metadata server is unreachable, so the pull fails
+/// as a fetch, not as a usage error).
+#[test]
+fn the_gcp_identity_flags_with_a_dockercfg_flow_are_a_warning_not_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = drop_in(dir.path(), "auth-provider-gcp");
+    for flow in ["--authFlow=dockercfg", "--authFlow=dockercfg-url"] {
+        let run = Plugin::at(
+            &program,
+            [
+                "get-credentials",
+                flow,
+                "--project-id=my-project",
+                "--identity-provider=https://container.googleapis.com/v1/projects/my-project/locations/l/clusters/c",
+            ],
+        )
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .stdin(request(API_VERSIONS[0], "registry.example/app"))
+        .run();
+        assert_eq!(run.code, 1, "{flow}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(
+                "--project-id and --identity-provider apply only to --authFlow gcr; ignored"
+            ),
+            "{flow}: {}",
+            run.stderr
+        );
+        assert!(run.stdout.is_empty());
+    }
+}

@@ -60,13 +60,8 @@ pub const MODE: Mode = Mode {
                 return Err(format!("unexpected argument {}", icp_core::quote(extra)));
             }
         }
-        let source = source(parsed)?;
-        let workload = workload_identity(parsed)?;
-        if workload.is_some() && source != icp_gcp::Source::Metadata {
-            return Err(format!(
-                "--project-id and --identity-provider are for --authFlow gcr, not {}",
-                parsed.all("authFlow").last().map_or("gcr", String::as_str)
-            ));
+        if source(parsed)? == icp_gcp::Source::Metadata {
+            workload_identity(parsed)?;
         }
         Ok(())
     },
@@ -98,9 +93,25 @@ fn workload_identity(parsed: &args::Parsed) -> Result<Option<icp_gcp::WorkloadId
     Ok(Some(settings))
 }
 
+/// Answers the request on stdin. The per-pod identity flags apply to the `gcr` flow only:
+/// with a dockercfg flow they are ignored with a warning, as the official binary does, so
+/// a kubelet configuration that passes them keeps working.
 fn serve(parsed: &args::Parsed, env: &icp_core::Environment) -> anyhow::Result<()> {
     let source = source(parsed).map_err(anyhow::Error::msg)?;
-    let workload = workload_identity(parsed).map_err(anyhow::Error::msg)?;
+    let workload = if source == icp_gcp::Source::Metadata {
+        workload_identity(parsed).map_err(anyhow::Error::msg)?
+    } else {
+        if ["project-id", "identity-provider"]
+            .iter()
+            .any(|flag| !parsed.all(flag).is_empty())
+        {
+            tracing::warn!(
+                auth_flow = parsed.all("authFlow").last().map_or("gcr", String::as_str),
+                "--project-id and --identity-provider apply only to --authFlow gcr; ignored"
+            );
+        }
+        None
+    };
     let request = protocol::read_request(std::io::stdin().lock())?;
     let rules = rules(source, workload, &request.image, env)?;
     crate::commands::plugin::respond(&request, &rules, env)
@@ -208,17 +219,31 @@ mod tests {
                 ],
                 "identity provider \"x.example\" is not an https:// URL",
             ),
-            (
-                &[
-                    "get-credentials",
-                    "--authFlow=dockercfg",
-                    "--project-id=my-project",
-                    "--identity-provider=https://x.example",
-                ],
-                "--project-id and --identity-provider are for --authFlow gcr, not dockercfg",
-            ),
         ] {
             assert_eq!(check(args).unwrap_err(), expected, "{args:?}");
+        }
+    }
+
+    /// The official binary accepts the per-pod identity flags with every flow and warns
+    /// that they apply to `gcr` only; a kubelet configuration passing them keeps working.
+    #[test]
+    fn the_identity_flags_are_accepted_with_the_dockercfg_flows() {
+        for flow in ["--authFlow=dockercfg", "--authFlow=dockercfg-url"] {
+            for flags in [
+                &[
+                    "--project-id=my-project",
+                    "--identity-provider=https://x.example",
+                ][..],
+                &["--project-id=my-project"],
+                &["--identity-provider=not-a-url"],
+            ] {
+                let args: Vec<&str> = ["get-credentials", flow]
+                    .iter()
+                    .chain(flags)
+                    .copied()
+                    .collect();
+                assert_eq!(check(&args), Ok(()), "{args:?}");
+            }
         }
     }
 
