@@ -49,6 +49,7 @@ mod token;
 mod workload;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use icp_core::{
@@ -106,17 +107,57 @@ pub struct Gcp {
 enum Credential {
     /// A service account of the instance, from the metadata server.
     Metadata { account: String },
-    /// A key or `authorized_user` file, read when the backend was made.
-    File(CredentialFile),
+    /// A key or `authorized_user` file.
+    File(KeyFile),
     /// A docker config in an instance attribute, or at a URL in one.
     Dockercfg { url: bool },
 }
 
+/// The node's credential file: read when the node's identity first needs it (a pod
+/// pulling as itself never does), then kept for the backend's life. What is wrong with it
+/// is the error of every use that needs it, and of `check`.
+#[derive(Debug)]
+struct KeyFile {
+    path: PathBuf,
+    /// A service account key is required (source `serviceAccountKey`); an
+    /// `authorized_user` file is refused.
+    key_only: bool,
+    read: OnceLock<Result<CredentialFile, String>>,
+}
+
+impl KeyFile {
+    fn new(path: PathBuf, key_only: bool) -> Credential {
+        Credential::File(KeyFile {
+            path,
+            key_only,
+            read: OnceLock::new(),
+        })
+    }
+
+    /// The file, read and checked on first use.
+    fn get(&self) -> Result<&CredentialFile, Error> {
+        self.read
+            .get_or_init(|| match load(&self.path) {
+                Ok(CredentialFile::AuthorizedUser(_)) if self.key_only => Err(
+                    "is an authorized_user file, not a service account key (use source applicationDefault)"
+                        .to_owned(),
+                ),
+                Ok(file) => Ok(file),
+                Err(Error::CredentialFile { problem, .. }) => Err(problem),
+                Err(other) => Err(other.to_string()),
+            })
+            .as_ref()
+            .map_err(|problem| Error::CredentialFile {
+                path: self.path.clone(),
+                problem: problem.clone(),
+            })
+    }
+}
+
 impl Gcp {
     /// The backend for a rule's `config`, with the variables of `env`; relative key file
-    /// paths are taken from `base_dir`. A key file named by the rule or the environment is
-    /// read here: a `config` that contradicts itself, or a credential file that is missing
-    /// or unusable, is the error.
+    /// paths are taken from `base_dir`. A `config` that contradicts itself is the error; a
+    /// credential file is read when the node's identity first needs it.
     pub fn new(config: Config, base_dir: &Path, env: &Environment) -> Result<Gcp, Error> {
         if config.service_account.is_some() && config.source != Source::Metadata {
             return Err(Error::Config(format!(
@@ -150,8 +191,8 @@ impl Gcp {
                 Credential::Metadata { account }
             }
             Source::ServiceAccountKey => match (&config.key_file, &vars.application_credentials) {
-                (Some(path), _) => service_account_key(&base_dir.join(path))?,
-                (None, Some(path)) => service_account_key(path)?,
+                (Some(path), _) => KeyFile::new(base_dir.join(path), true),
+                (None, Some(path)) => KeyFile::new(path.clone(), true),
                 (None, None) => {
                     return Err(Error::NoCredentials(
                         "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS"
@@ -160,7 +201,7 @@ impl Gcp {
                 }
             },
             Source::ApplicationDefault => match application_default_file(&vars) {
-                Some(path) => Credential::File(load(&path)?),
+                Some(path) => KeyFile::new(path, false),
                 None => Credential::Metadata {
                     account: "default".to_owned(),
                 },
@@ -210,12 +251,10 @@ impl Gcp {
         }
         match &self.credential {
             Credential::Metadata { account } => self.metadata.token(&fetch, account).await,
-            Credential::File(CredentialFile::ServiceAccount(key)) => {
-                oauth::service_account(&fetch, key).await
-            }
-            Credential::File(CredentialFile::AuthorizedUser(user)) => {
-                oauth::authorized_user(&fetch, user).await
-            }
+            Credential::File(file) => match file.get()? {
+                CredentialFile::ServiceAccount(key) => oauth::service_account(&fetch, key).await,
+                CredentialFile::AuthorizedUser(user) => oauth::authorized_user(&fetch, user).await,
+            },
             Credential::Dockercfg { url: false } => {
                 let config = self.metadata.attribute(&fetch, DOCKERCFG_ATTRIBUTE).await?;
                 let origin = format!("instance attribute {DOCKERCFG_ATTRIBUTE}");
@@ -243,17 +282,6 @@ fn load(path: &Path) -> Result<CredentialFile, Error> {
             problem: other.to_string(),
         },
     })
-}
-
-/// A service account key file: a credential file that must not be an `authorized_user`.
-fn service_account_key(path: &Path) -> Result<Credential, Error> {
-    match load(path)? {
-        file @ CredentialFile::ServiceAccount(_) => Ok(Credential::File(file)),
-        CredentialFile::AuthorizedUser(_) => Err(Error::CredentialFile {
-            path: path.to_owned(),
-            problem: "is an authorized_user file, not a service account key (use source applicationDefault)".into(),
-        }),
-    }
 }
 
 /// The `gcp` row of the binary's backend table: the rule section is [`Config`], every
@@ -286,7 +314,7 @@ impl TokenBackend for Gcp {
     /// its credential file is usable, and `GCE_METADATA_HOST` is valid where it is used.
     fn check(&self) -> Result<(), Error> {
         match &self.credential {
-            Credential::File(_) => Ok(()),
+            Credential::File(file) => file.get().map(|_| ()),
             Credential::Metadata { .. } | Credential::Dockercfg { .. } => self.metadata.check(),
         }
     }
@@ -318,7 +346,7 @@ impl TokenBackend for Gcp {
             Credential::Metadata { account } => {
                 google(format!("gcp:metadata:{}:{account}", self.metadata.host()))
             }
-            Credential::File(file) => google(file.identity()),
+            Credential::File(file) => google(file.get()?.identity()),
             Credential::Dockercfg { url } => TokenKey {
                 identity: format!(
                     "gcp:{}:{}",

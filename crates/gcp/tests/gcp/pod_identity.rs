@@ -91,10 +91,16 @@ fn an_opted_in_account_is_keyed_by_itself_and_others_by_the_node() {
 }
 
 #[test]
-fn the_nodes_credential_file_is_read_when_the_backend_is_built() {
-    // No backend is left in an unusable state: a missing key file is the constructor's
-    // error, which the binary reports for the pull whose rule first needs the backend.
-    let error = gcp(Source::ServiceAccountKey, Some("missing.json")).unwrap_err();
+fn the_pods_identity_does_not_need_the_nodes_credential_file() {
+    let gcp = gcp(Source::ServiceAccountKey, Some("missing.json")).unwrap();
+    let image = ImageRef::parse("gcr.io/my-project/app").unwrap();
+    assert!(gcp.check().is_err(), "the node's key file is missing");
+    let opted = account("team-a", "app", &[(ENABLE_ANNOTATION, "true")]);
+    assert!(gcp.token_key(&request(&image, Some(&opted))).is_ok());
+    let not_opted = account("team-a", "app", &[]);
+    let error = gcp
+        .token_key(&request(&image, Some(&not_opted)))
+        .unwrap_err();
     assert!(error.to_string().contains("missing.json"), "{error}");
 }
 

@@ -167,8 +167,8 @@ fn an_unreadable_private_key_is_a_file_error_that_shows_nothing_of_it() {
 
 #[test]
 fn a_missing_key_file_fails_the_rule_not_the_rules_file() {
-    // The binary builds a backend when a rule naming it first matches, so the
-    // constructor's error fails that rule's pulls only.
+    // A rule that names no key at all is the constructor's error, which the binary
+    // reports for the pulls of that rule only.
     let config = Config {
         source: Source::ServiceAccountKey,
         ..Config::default()
@@ -178,7 +178,8 @@ fn a_missing_key_file_fails_the_rule_not_the_rules_file() {
         "no credentials: source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS";
     assert_eq!(error.to_string(), expected);
 
-    let error = Gcp::new(key_config("missing.json"), Path::new("/nowhere"), &no_env()).unwrap_err();
+    let gcp = Gcp::new(key_config("missing.json"), Path::new("/nowhere"), &no_env()).unwrap();
+    let error = gcp.fetch(&request(&image())).unwrap_err();
     assert!(
         error
             .to_string()
@@ -199,9 +200,9 @@ fn a_user_file_is_not_a_service_account_key() {
         source: Source::ServiceAccountKey,
         ..Config::default()
     };
-    let error = Gcp::new(config, Path::new("/"), &env).unwrap_err();
+    let gcp = Gcp::new(config, Path::new("/"), &env).unwrap();
     assert_eq!(
-        error.to_string(),
+        gcp.check().unwrap_err().to_string(),
         format!(
             "credential file {}: is an authorized_user file, not a service account key (use source applicationDefault)",
             path.display()
