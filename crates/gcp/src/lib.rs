@@ -126,7 +126,8 @@ struct KeyFile {
 }
 
 impl KeyFile {
-    fn new(path: PathBuf, key_only: bool) -> Credential {
+    /// The credential of the file at `path`, not read yet.
+    fn credential(path: PathBuf, key_only: bool) -> Credential {
         Credential::File(KeyFile {
             path,
             key_only,
@@ -191,8 +192,8 @@ impl Gcp {
                 Credential::Metadata { account }
             }
             Source::ServiceAccountKey => match (&config.key_file, &vars.application_credentials) {
-                (Some(path), _) => KeyFile::new(base_dir.join(path), true),
-                (None, Some(path)) => KeyFile::new(path.clone(), true),
+                (Some(path), _) => KeyFile::credential(base_dir.join(path), true),
+                (None, Some(path)) => KeyFile::credential(path.clone(), true),
                 (None, None) => {
                     return Err(Error::NoCredentials(
                         "source serviceAccountKey needs keyFile or GOOGLE_APPLICATION_CREDENTIALS"
@@ -201,7 +202,7 @@ impl Gcp {
                 }
             },
             Source::ApplicationDefault => match application_default_file(&vars) {
-                Some(path) => KeyFile::new(path, false),
+                Some(path) => KeyFile::credential(path, false),
                 None => Credential::Metadata {
                     account: "default".to_owned(),
                 },
