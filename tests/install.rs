@@ -281,7 +281,10 @@ fn kubeadm_install_prints_the_missing_flags_and_uninstall_leaves_the_root_as_it_
     ] {
         assert!(out.contains(&flag), "{out}");
     }
-    assert!(out.contains("restart it"), "{out}");
+    assert!(
+        out.contains("restart the kubelet once the flags above are set"),
+        "{out}"
+    );
     // The configuration runs the installed binary with the rules, as the node names them.
     let config = node.read(KUBEADM_CONFIG);
     assert!(
@@ -346,6 +349,17 @@ fn set_kubelet_flags_keeps_a_backup_that_uninstall_puts_back() {
         "{again}"
     );
     assert!(!again.contains("restart"), "{again}");
+    assert_eq!(node.listing(), installed);
+    // Nor does installing again without --set-kubelet-flags: it leaves the flags alone.
+    let again = ok(&node.install(&["--config", RULES])).to_owned();
+    assert!(
+        again.contains("unchanged /etc/default/kubelet (kubelet flags)"),
+        "{again}"
+    );
+    assert!(
+        !again.contains("missing") && !again.contains("restart"),
+        "{again}"
+    );
     assert_eq!(node.listing(), installed);
 
     let out = ok(&node.uninstall(&[])).to_owned();
@@ -498,7 +512,7 @@ fn k3s_uses_its_default_directories_and_needs_no_flags() {
     assert_installed_binary(&node, "/var/lib/rancher/credentialprovider/bin");
     assert!(out.contains("wrote /var/lib/rancher/credentialprovider/config.yaml (the kubelet's credential provider configuration)"), "{out}");
     assert!(!out.contains("missing"), "{out}");
-    assert!(out.contains("restart it"), "{out}");
+    assert!(out.contains("restart the kubelet to apply this"), "{out}");
     ok(&node.uninstall(&[]));
     assert_eq!(node.listing(), before);
 }

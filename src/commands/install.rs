@@ -44,11 +44,16 @@ pub(super) fn print(report: &Report, dry_run: bool) {
             "missing kubelet flag: {flag} (add it to {place}, or run install with --set-kubelet-flags)"
         );
     }
-    if report.restart || !report.missing_flags.is_empty() {
-        let changed = if dry_run { "would change" } else { "changed" };
+    if !report.missing_flags.is_empty() {
         println!(
-            "the kubelet reads its flags and credential provider configuration when it starts: \
-             restart it when they are complete (this {changed} them; it never restarts the kubelet)"
+            "restart the kubelet once the flags above are set: it reads them, and its \
+             credential provider configuration, only when it starts (this command never \
+             restarts it)"
+        );
+    } else if report.restart {
+        println!(
+            "restart the kubelet to apply this: it reads its flags and credential provider \
+             configuration only when it starts (this command never restarts it)"
         );
     }
 }

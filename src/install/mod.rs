@@ -267,7 +267,13 @@ pub fn install(options: &Options, env: &Environment) -> anyhow::Result<Report> {
         before: old.as_ref(),
         texts: BTreeMap::new(),
     };
-    let flags = Flags::read(&view)?;
+    // The flags as they were before an earlier install set them, to set them again; or
+    // as they are, when they are left alone.
+    let flags = Flags::read(if options.set_kubelet_flags {
+        &view
+    } else {
+        &now
+    })?;
     let bin_arg = match (&options.bin_dir, &flags.bin_dir) {
         (Some(path), _) => node_arg(path)?,
         (None, Some(setting)) => setting.value.clone(),
@@ -358,7 +364,13 @@ pub fn install(options: &Options, env: &Environment) -> anyhow::Result<Report> {
         }
     }
 
-    let ops = plan(&root, old.as_ref(), &location.manifest, planned)?;
+    let ops = plan(
+        &root,
+        old.as_ref(),
+        &location.manifest,
+        planned,
+        !options.set_kubelet_flags,
+    )?;
     report.restart = ops.iter().any(|op| match op {
         Op::Put { what, .. } => restarts(what),
         Op::Undo(entry) => restarts(&entry.what),
@@ -463,12 +475,15 @@ fn writable(root: &Root, dir: &Path, what: &str) -> anyhow::Result<()> {
 }
 
 /// The changes that turn the node into `planned`, from what an earlier install (`old`)
-/// left; checks every directory written to, and that no backup would be overwritten.
+/// left (the kubelet flags it set kept as they are with `keep_flags`, else undone when not
+/// planned again); checks every directory written to, and that no backup would be
+/// overwritten.
 fn plan(
     root: &Root,
     old: Option<&Manifest>,
     manifest_path: &Path,
     planned: Vec<(PathBuf, Content, String)>,
+    keep_flags: bool,
 ) -> anyhow::Result<Vec<Op>> {
     let mut ops = Vec::new();
     let mut dirs: Vec<&Path> = planned
@@ -527,7 +542,13 @@ fn plan(
                 Op::Put { path, .. } | Op::Unchanged(_, path, _) => *path == entry.path,
                 _ => false,
             });
-            if !kept && entry.wrote != DIRECTORY {
+            if kept || entry.wrote == DIRECTORY {
+                continue;
+            }
+            if keep_flags && entry.what == FLAGS {
+                let (path, what) = (entry.path.clone(), entry.what.clone());
+                ops.push(Op::Unchanged(Some(entry.clone()), path, what));
+            } else {
                 ops.push(Op::Undo(entry.clone()));
             }
         }
