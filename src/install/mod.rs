@@ -400,7 +400,7 @@ fn configuration(
     let host = root.host(&location.file);
     let ours = old.is_some_and(|m| m.entry(&location.file).is_some());
     if !ours && !kubelet_config::replaceable(&host)? {
-        let names = kubelet_config::provider_names(&host);
+        let names = kubelet_config::provider_names(&root.host(&root.resolve_all(&location.file)?));
         if let Some(name) = options.drop_ins.iter().find(|n| names.contains(n)) {
             report.notes.push(format!(
                 "kept {}: its provider {name} runs this binary under that name",
