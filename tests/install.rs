@@ -403,11 +403,22 @@ fn dry_run_changes_nothing() {
 #[test]
 fn uninstall_refuses_a_file_it_did_not_write() {
     let node = kubeadm();
-    node.uninstall(&[]).assert_error(
-        1,
-        "nothing to uninstall: no /etc/kubernetes/image-credential-provider.install-manifest",
+    // Nothing installed: nothing to do, and no error (a DaemonSet may run it twice).
+    let before = node.listing();
+    let out = ok(&node.uninstall(&[])).to_owned();
+    assert!(
+        out.starts_with(
+            "nothing to uninstall: no /etc/kubernetes/image-credential-provider.install-manifest"
+        ),
+        "{out}"
     );
+    assert_eq!(node.listing(), before);
     ok(&node.install(&["--config", RULES, "--set-kubelet-flags"]));
+    // A manifest others could have written is not taken for install's.
+    let manifest = node.path("/etc/kubernetes/image-credential-provider.install-manifest");
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o666)).unwrap();
+    node.uninstall(&[]).assert_error(1, "not trusted");
+    fs::set_permissions(&manifest, fs::Permissions::from_mode(0o644)).unwrap();
     let binary = format!("{KUBEADM_BIN_DIR}/image-credential-provider");
     node.write(&binary, "#!/bin/sh\necho someone else's\n", 0o755);
     let changed = node.listing();
@@ -579,4 +590,50 @@ fn a_directory_others_can_write_to_is_refused() {
         "not writing under /etc/kubernetes: its mode 0775 lets others write to it",
     );
     assert_eq!(node.listing(), before);
+}
+
+#[test]
+fn an_upgrade_replaces_the_binary_and_keeps_the_first_backups() {
+    let node = aks_ubuntu();
+    let before = node.listing();
+    ok(&node.install(&["--drop-in", "acr-credential-provider"]));
+    // A newer build: the same program with other bytes (an ELF file ignores what follows it).
+    let newer_dir = tempfile::tempdir().unwrap();
+    let newer = newer_dir.path().join("image-credential-provider");
+    let mut bytes = fs::read(BINARY).unwrap();
+    bytes.extend_from_slice(b"newer");
+    fs::write(&newer, &bytes).unwrap();
+    fs::set_permissions(&newer, fs::Permissions::from_mode(0o755)).unwrap();
+    let root = node.root().to_str().unwrap();
+    let run = Plugin::at(
+        &newer,
+        [
+            "install",
+            "--root",
+            root,
+            "--drop-in",
+            "acr-credential-provider",
+        ],
+    )
+    .run();
+    let out = ok(&run);
+    let bin_dir = "/var/lib/kubelet/credential-provider";
+    assert!(
+        out.contains(&format!(
+            "wrote {bin_dir}/image-credential-provider (the binary)"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "unchanged {bin_dir}/acr-credential-provider (drop-in acr-credential-provider)"
+        )),
+        "{out}"
+    );
+    assert_eq!(
+        fs::read(node.path(&format!("{bin_dir}/image-credential-provider"))).unwrap(),
+        bytes
+    );
+    ok(&node.uninstall(&[]));
+    assert_eq!(node.listing(), before, "the official binary is back");
 }

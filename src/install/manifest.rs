@@ -3,16 +3,17 @@
 //! so that `uninstall` removes only what is still as `install` left it and puts back what
 //! was replaced.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::root::is_absent;
+use super::root::{is_absent, owned_by_us};
 
 /// The manifest's file name, beside the kubelet's configuration (the kubelet reads only
 /// `*.json`, `*.yaml` and `*.yml` files of a configuration directory).
@@ -49,13 +50,28 @@ pub struct Entry {
 }
 
 impl Manifest {
-    /// The manifest at `host`, or `None` when there is none.
+    /// The manifest at `host`, or `None` when there is none. Only a regular file owned
+    /// by root (or the running user) that no one else can write is read: what it lists is
+    /// removed and replaced.
     pub fn read(host: &Path) -> anyhow::Result<Option<Manifest>> {
-        let file = match File::open(host) {
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(host)
+        {
             Ok(file) => file,
             Err(error) if is_absent(&error) => return Ok(None),
             Err(error) => return Err(error).with_context(|| host.display().to_string()),
         };
+        let metadata = file
+            .metadata()
+            .with_context(|| host.display().to_string())?;
+        if !metadata.is_file() || !owned_by_us(&metadata) {
+            bail!(
+                "{}: not trusted (a manifest is a regular file of root's that only root can write)",
+                host.display()
+            );
+        }
         let bytes = icp_core::io::read_capped(file, MAX_SIZE)
             .with_context(|| host.display().to_string())?;
         serde_json::from_slice(&bytes)

@@ -258,6 +258,7 @@ pub fn install(options: &Options, env: &Environment) -> anyhow::Result<Report> {
         &Flags::read(&now)?,
         options.kubelet_config.as_deref(),
     )?;
+    root.check_trusted(location.manifest.parent().expect("a file in a directory"))?;
     let old = Manifest::read(&root.host(&location.manifest))?;
     if let Some(old) = &old {
         verify(&root, old)?;
@@ -566,13 +567,8 @@ fn execute(
     dry_run: bool,
     report: &mut Report,
 ) -> anyhow::Result<()> {
-    let mut entries: Vec<Entry> = old
-        .map(|m| {
-            m.entries
-                .into_iter()
-                .filter(|e| e.wrote == DIRECTORY)
-                .collect()
-        })
+    let (mut entries, old_files): (Vec<Entry>, Vec<Entry>) = old
+        .map(|m| m.entries.into_iter().partition(|e| e.wrote == DIRECTORY))
         .unwrap_or_default();
     let mut files = Vec::new();
     let mut result = Ok(());
@@ -641,7 +637,10 @@ fn execute(
         return result;
     }
     if result.is_err() {
-        files.retain(|entry| report.steps.iter().any(|s| s.path == entry.path));
+        // What was done, and what an earlier install wrote that was not reached.
+        let done = |path: &Path| report.steps.iter().any(|s| s.path == path);
+        files.retain(|entry| done(&entry.path));
+        files.extend(old_files.into_iter().filter(|entry| !done(&entry.path)));
     }
     entries.extend(files);
     let manifest = Manifest { entries };
@@ -683,30 +682,39 @@ fn create_dir(root: &Root, path: &Path) -> anyhow::Result<()> {
 fn put(root: &Root, path: &Path, content: &Content, make_backup: bool) -> anyhow::Result<()> {
     let host = root.host(path);
     let context = || format!("writing {}", path.display());
+    let backup = root.host(&manifest::backup_path(path));
     if make_backup {
-        fs::hard_link(&host, root.host(&manifest::backup_path(path))).with_context(context)?;
+        fs::hard_link(&host, &backup).with_context(context)?;
     }
+    let result = write(&host, content).with_context(context);
+    if result.is_err() && make_backup {
+        let _ = fs::remove_file(&backup);
+    }
+    result
+}
+
+/// Writes `content` at `host` atomically: a file with its mode, or a symbolic link.
+fn write(host: &Path, content: &Content) -> std::io::Result<()> {
     let name = host.file_name().expect("a file name").to_string_lossy();
     let temporary = host.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     match content {
         Content::File(bytes, mode) => {
-            icp_core::io::write_atomically(&host, &temporary, bytes, *mode)
-                .with_context(context)?;
-            if fs::metadata(&host).with_context(context)?.mode() & 0o7777 != *mode {
-                fs::set_permissions(&host, fs::Permissions::from_mode(*mode))
-                    .with_context(context)?;
+            icp_core::io::write_atomically(host, &temporary, bytes, *mode)?;
+            // The mode the file was created with went through the umask.
+            if fs::metadata(host)?.mode() & 0o7777 != *mode {
+                fs::set_permissions(host, fs::Permissions::from_mode(*mode))?;
             }
+            Ok(())
         }
         Content::Symlink(target) => {
             let result = std::os::unix::fs::symlink(target, &temporary)
-                .and_then(|()| fs::rename(&temporary, &host));
+                .and_then(|()| fs::rename(&temporary, host));
             if result.is_err() {
                 let _ = fs::remove_file(&temporary);
             }
-            result.with_context(context)?;
+            result
         }
     }
-    Ok(())
 }
 
 /// Puts back the backup of `entry`'s path, or removes what install wrote there (a
@@ -736,6 +744,7 @@ fn undo(root: &Root, entry: &Entry) -> anyhow::Result<()> {
 /// every backup what it kept.
 fn verify(root: &Root, manifest: &Manifest) -> anyhow::Result<()> {
     for entry in &manifest.entries {
+        root.check_trusted(entry.path.parent().unwrap_or(Path::new("/")))?;
         if entry.wrote == DIRECTORY {
             continue;
         }
@@ -773,7 +782,8 @@ pub struct UninstallOptions {
 }
 
 /// `uninstall`: puts back what `install` replaced and removes what it wrote, or fails,
-/// changing nothing, when any of it changed since.
+/// changing nothing, when any of it changed since. Without a manifest there is nothing to
+/// do, which is no error: uninstalling twice is uninstalling once.
 pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<Report> {
     let root = Root::new(&options.root)?;
     let now = View {
@@ -786,15 +796,18 @@ pub fn uninstall(options: &UninstallOptions) -> anyhow::Result<Report> {
         &Flags::read(&now)?,
         options.kubelet_config.as_deref(),
     )?;
+    root.check_trusted(location.manifest.parent().expect("a file in a directory"))?;
+    let mut report = Report::default();
     let Some(manifest) = Manifest::read(&root.host(&location.manifest))? else {
-        bail!(
+        // Done already (a DaemonSet's pod run again), or never installed here.
+        report.notes.push(format!(
             "nothing to uninstall: no {} (install keeps it beside the kubelet's credential \
              provider configuration; give uninstall the --root and --kubelet-config install had)",
             location.manifest.display()
-        );
+        ));
+        return Ok(report);
     };
     verify(&root, &manifest)?;
-    let mut report = Report::default();
     let (dirs, files): (Vec<&Entry>, Vec<&Entry>) =
         manifest.entries.iter().partition(|e| e.wrote == DIRECTORY);
     for entry in files.iter().rev() {

@@ -166,12 +166,25 @@ fn push_front(todo: &mut VecDeque<OsString>, path: &Path) {
     }
 }
 
+/// Whether what `metadata` describes is owned by root or by the running user, and
+/// writable by no one else: the trust rule for what `install` writes into or reads its
+/// orders from.
+pub fn owned_by_us(metadata: &fs::Metadata) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    (metadata.uid() == 0 || metadata.uid() == euid) && metadata.mode() & 0o022 == 0
+}
+
 /// The trust rule for the directory at node path `node`.
 fn trusted(node: &Path, metadata: &fs::Metadata) -> anyhow::Result<()> {
-    let euid = unsafe { libc::geteuid() };
     if !metadata.is_dir() {
         bail!("{} is not a directory", node.display());
     }
+    if owned_by_us(metadata) {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let euid = unsafe { libc::geteuid() };
     if metadata.uid() != 0 && metadata.uid() != euid {
         bail!(
             "not writing under {}: it is owned by uid {}, neither root nor the running user",

@@ -60,12 +60,11 @@ pub fn configuration_as(
     env: &Environment,
 ) -> anyhow::Result<String> {
     let rules = crate::rules::load(rules_path, env)?;
-    let rules_path = rules_arg;
-    let mut config = generate(&rules, rules_path, name)?;
+    let mut config = generate(&rules, rules_arg, name)?;
     if service_account_tokens {
         config.providers[0].token_attributes = Some(token_attributes(&rules)?);
     }
-    let text = render(&config, rules_path);
+    let text = render(&config, rules_arg);
     judge(vec![ConfigFile {
         origin: "the configuration".to_owned(),
         text: Ok(text.clone()),
