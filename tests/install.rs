@@ -637,3 +637,32 @@ fn an_upgrade_replaces_the_binary_and_keeps_the_first_backups() {
     ok(&node.uninstall(&[]));
     assert_eq!(node.listing(), before, "the official binary is back");
 }
+
+#[test]
+fn a_configuration_directory_gets_a_file_of_its_own() {
+    let node = kubeadm();
+    node.write(
+        "/etc/kubernetes/credential-providers.d/other.yaml",
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n- name: other\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  matchImages: [\"other.example\"]\n  defaultCacheDuration: 1m\n",
+        0o644,
+    );
+    let before = node.listing();
+    let dir = "/etc/kubernetes/credential-providers.d";
+    let out = ok(&node.install(&["--config", RULES, "--kubelet-config", dir])).to_owned();
+    assert!(out.contains(&format!("wrote {dir}/image-credential-provider.yaml (the kubelet's credential provider configuration)")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "missing kubelet flag: --image-credential-provider-config={dir} ("
+        )),
+        "{out}"
+    );
+    let check = Plugin::new([
+        "check-config",
+        "--kubelet-config",
+        node.path(dir).to_str().unwrap(),
+    ])
+    .run();
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    ok(&node.uninstall(&["--kubelet-config", dir]));
+    assert_eq!(node.listing(), before);
+}
