@@ -665,4 +665,20 @@ fn a_configuration_directory_gets_a_file_of_its_own() {
     assert_eq!(check.code, 0, "{}", check.stderr);
     ok(&node.uninstall(&["--kubelet-config", dir]));
     assert_eq!(node.listing(), before);
+
+    // A link in it that leads out of the root is not followed.
+    let outside = tempfile::tempdir().unwrap();
+    fs::write(outside.path().join("x.yaml"), "providers: []\n").unwrap();
+    symlink(
+        outside.path().join("x.yaml"),
+        node.path(&format!("{dir}/x.yaml")),
+    )
+    .unwrap();
+    let before = node.listing();
+    node.install(&["--config", RULES, "--kubelet-config", dir])
+        .assert_error(
+            1,
+            &format!("{dir}/x.yaml is a symbolic link out of the node's root"),
+        );
+    assert_eq!(node.listing(), before);
 }

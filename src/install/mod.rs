@@ -439,10 +439,34 @@ fn configuration(
     if location.directory {
         let dir = host.parent().expect("a file in a directory");
         if dir.is_dir() {
+            links_stay_inside(root, location.file.parent().expect("a directory"))?;
             kubelet_config::judge_in_directory(dir, &host, &text)?;
         }
     }
     Ok(Some(text))
+}
+
+/// Fails when a symbolic link in the node directory `dir` (resolved) leads out of the
+/// root, which reading the directory's files as the kubelet does would follow.
+fn links_stay_inside(root: &Root, dir: &Path) -> anyhow::Result<()> {
+    for entry in fs::read_dir(root.host(dir)).with_context(|| dir.display().to_string())? {
+        let name = entry
+            .with_context(|| dir.display().to_string())?
+            .file_name();
+        let node = dir.join(&name);
+        let host = root.host(&node);
+        if !fs::symlink_metadata(&host).is_ok_and(|m| m.file_type().is_symlink()) {
+            continue;
+        }
+        let inside = root.host(&root.resolve_all(&node)?);
+        if fs::canonicalize(&host).is_ok_and(|followed| followed != inside) {
+            bail!(
+                "{} is a symbolic link out of the node's root: not reading it",
+                node.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Fails unless the node directory `dir` (resolved), or its nearest existing ancestor for
