@@ -15,6 +15,7 @@ pub mod commands;
 mod document;
 mod dropin;
 mod duration;
+mod install;
 mod kubelet_config;
 mod logging;
 mod plugin;

@@ -24,6 +24,13 @@ mod dropin;
 mod ecr;
 #[cfg(feature = "gcp")]
 mod gcp;
+#[cfg(all(
+    feature = "docker-config",
+    feature = "ecr",
+    feature = "acr",
+    feature = "gcp"
+))]
+mod install;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod kubelet_config;
 #[cfg(all(

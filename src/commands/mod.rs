@@ -1,5 +1,5 @@
 //! The command line: plugin mode (no subcommand), `get`, `check-config`,
-//! `kubelet-config` and `cache`, one module each, or a drop-in mode when the binary is run
+//! `kubelet-config`, `cache`, `install` and `uninstall`, one module each, or a drop-in mode when the binary is run
 //! under an official provider's name (`crate::dropin`, which answers in plugin mode).
 //! Each command prints its results and returns its [`Outcome`]; `main` alone ends the
 //! process with it.
@@ -7,9 +7,11 @@
 mod cache;
 mod check_config;
 mod get;
+mod install;
 mod kubelet_config;
 mod outcome;
 pub(crate) mod plugin;
+mod uninstall;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -87,6 +89,54 @@ enum Command {
         /// the nodes need RBAC for the audience: see the README).
         #[arg(long)]
         service_account_tokens: bool,
+    },
+    /// Copy this binary into the node's kubelet plugin directory, link the drop-in names
+    /// asked for, write the kubelet's credential provider configuration (for the rules of
+    /// --config, a path on the node), and print the kubelet flags still missing. Never
+    /// restarts the kubelet; `uninstall` takes it all out again.
+    Install {
+        /// The directory to take as the node's `/` (a DaemonSet's hostPath mount of `/`);
+        /// no symbolic link is followed out of it.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The plugin directory (default: the kubelet's --image-credential-provider-bin-dir,
+        /// else /usr/local/libexec/kubernetes/credential-providers).
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// The kubelet's credential provider configuration, a file or a directory (1.34+)
+        /// (default: the kubelet's --image-credential-provider-config, else
+        /// /etc/kubernetes/credential-providers.yaml).
+        #[arg(long, value_name = "PATH")]
+        kubelet_config: Option<PathBuf>,
+        /// Also install this binary under an official provider's name, replacing that
+        /// provider (ecr-credential-provider, acr-credential-provider, auth-provider-gcp);
+        /// repeatable.
+        #[arg(long, value_name = "NAME")]
+        drop_in: Vec<String>,
+        /// Ask the kubelet for pods' service account tokens (see kubelet-config).
+        #[arg(long)]
+        service_account_tokens: bool,
+        /// Set the kubelet flags that are missing, in the file the node's kubelet reads
+        /// them from (the file kept as a backup that uninstall puts back).
+        #[arg(long)]
+        set_kubelet_flags: bool,
+        /// Print what would be done, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Take out what `install` wrote and put back what it replaced; refuses, changing
+    /// nothing, when any of it changed since.
+    Uninstall {
+        /// The directory to take as the node's `/`, as for install.
+        #[arg(long, value_name = "DIR", default_value = "/")]
+        root: PathBuf,
+        /// The kubelet's credential provider configuration install wrote, when the
+        /// kubelet's flags do not name it (as for install).
+        #[arg(long, value_name = "PATH")]
+        kubelet_config: Option<PathBuf>,
+        /// Print what would be done, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
@@ -171,6 +221,36 @@ pub fn run(args: Vec<OsString>) -> Outcome {
             service_account_tokens,
         ),
         Some(Command::Cache { action }) => cache::run(&globals, &action),
+        Some(Command::Install {
+            root,
+            bin_dir,
+            kubelet_config,
+            drop_in,
+            service_account_tokens,
+            set_kubelet_flags,
+            dry_run,
+        }) => install::run(
+            &globals,
+            crate::install::Options {
+                root,
+                bin_dir,
+                rules: None,
+                kubelet_config,
+                drop_ins: drop_in,
+                service_account_tokens,
+                set_kubelet_flags,
+                dry_run,
+            },
+        ),
+        Some(Command::Uninstall {
+            root,
+            kubelet_config,
+            dry_run,
+        }) => uninstall::run(&crate::install::UninstallOptions {
+            root,
+            kubelet_config,
+            dry_run,
+        }),
     }
 }
 

@@ -20,7 +20,9 @@ use serde::{Deserialize, Deserializer};
 
 use crate::protocol::ApiVersion;
 
-pub use write::{configuration, write_into};
+pub use write::{
+    configuration, configuration_as, judge_in_directory, provider_names, replaceable, write_into,
+};
 
 /// The `kubelet.config.k8s.io` versions that hold a `CredentialProviderConfig`.
 pub const CONFIG_API_VERSIONS: [&str; 3] = [

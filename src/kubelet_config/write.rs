@@ -37,15 +37,34 @@ pub fn configuration(
     service_account_tokens: bool,
     env: &Environment,
 ) -> anyhow::Result<String> {
-    let rules = crate::rules::load(rules_path, env)?;
-    let rules_path = rules_path
+    let rules_arg = rules_path
         .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
         .transpose()?;
-    let mut config = generate(&rules, rules_path.as_deref(), name)?;
+    configuration_as(
+        rules_path,
+        rules_arg.as_deref(),
+        name,
+        service_account_tokens,
+        env,
+    )
+}
+
+/// [`configuration`] for rules read from `rules_path` that the kubelet's node knows as
+/// `rules_arg` (`install --root`: the file is read under the root, and named by its path on
+/// the node).
+pub fn configuration_as(
+    rules_path: Option<&Path>,
+    rules_arg: Option<&Path>,
+    name: &str,
+    service_account_tokens: bool,
+    env: &Environment,
+) -> anyhow::Result<String> {
+    let rules = crate::rules::load(rules_path, env)?;
+    let mut config = generate(&rules, rules_arg, name)?;
     if service_account_tokens {
         config.providers[0].token_attributes = Some(token_attributes(&rules)?);
     }
-    let text = render(&config, rules_path.as_deref());
+    let text = render(&config, rules_arg);
     judge(vec![ConfigFile {
         origin: "the configuration".to_owned(),
         text: Ok(text.clone()),
@@ -251,6 +270,17 @@ pub fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf>
             file.display()
         );
     }
+    judge_in_directory(dir, &file, text)?;
+    let temporary = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
+    icp_core::io::write_atomically(&file, &temporary, text.as_bytes(), 0o644)
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
+/// Fails, naming the first problem, unless the kubelet accepts the configuration
+/// directory `dir` with `text` as its file `file` (written there or replacing it).
+pub fn judge_in_directory(dir: &Path, file: &Path, text: &str) -> anyhow::Result<()> {
+    let file = file.to_owned();
     let mut files: Vec<PathBuf> = read::directory_files(dir)
         .map_err(anyhow::Error::msg)
         .with_context(|| dir.display().to_string())?;
@@ -271,16 +301,22 @@ pub fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf>
             }
         })
         .collect();
-    judge(config_files).with_context(|| format!("not writing {}", file.display()))?;
-    let temporary = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
-    icp_core::io::write_atomically(&file, &temporary, text.as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", file.display()))?;
-    Ok(file)
+    judge(config_files).with_context(|| format!("not writing {}", file.display()))
+}
+
+/// The names of the providers the kubelet configuration at `path` (a file or a
+/// directory) holds, those of entries it would refuse included.
+pub fn provider_names(path: &Path) -> Vec<String> {
+    let mut report = Report::default();
+    read::read(path, &mut report)
+        .into_iter()
+        .map(|entry| entry.provider.name)
+        .collect()
 }
 
 /// Whether `file` may be written: it does not exist, or it is a regular file (not a
 /// symlink) that this command wrote.
-fn replaceable(file: &Path) -> anyhow::Result<bool> {
+pub fn replaceable(file: &Path) -> anyhow::Result<bool> {
     match std::fs::symlink_metadata(file) {
         Ok(metadata) if metadata.is_file() => {
             let mut existing = Vec::new();
