@@ -110,4 +110,13 @@ impl icp_core::BackendError for Error {
             Error::ServiceAccount { error, .. } => error.kind(),
         }
     }
+
+    /// A 5xx answer too.
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => *status >= 500,
+            Error::ServiceAccount { error, .. } => error.is_transient(),
+            error => error.kind().is_transient(),
+        }
+    }
 }

@@ -155,4 +155,13 @@ impl icp_core::BackendError for Error {
             Error::ServiceAccount { cause, .. } => cause.kind(),
         }
     }
+
+    /// A 5xx answer too.
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => *status >= 500,
+            Error::ServiceAccount { cause, .. } => cause.is_transient(),
+            error => error.kind().is_transient(),
+        }
+    }
 }
