@@ -26,6 +26,8 @@ mod ecr;
 mod gcp;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod kubelet_config;
+#[cfg(feature = "ecr")]
+mod observe;
 #[cfg(all(
     feature = "docker-config",
     feature = "ecr",
@@ -36,5 +38,7 @@ mod readme;
 #[cfg(feature = "docker-config")]
 mod registry;
 mod serve;
+#[cfg(feature = "ecr")]
+mod stale;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod static_binary;
