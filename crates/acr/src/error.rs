@@ -120,3 +120,29 @@ impl icp_core::BackendError for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icp_core::{BackendError, ErrorKind};
+
+    #[test]
+    fn a_server_error_is_transient_and_still_a_bad_response() {
+        let status = |status| Error::Status {
+            service: "Azure AD".into(),
+            status,
+            detail: String::new(),
+        };
+        assert!(status(503).is_transient());
+        assert_eq!(status(503).kind(), ErrorKind::BadResponse);
+        assert!(!status(404).is_transient());
+        let wrapped = Error::ServiceAccount {
+            account: "team/app".into(),
+            identity: "client-id=x".into(),
+            error: Box::new(status(500)),
+        };
+        assert!(wrapped.is_transient());
+        assert!(Error::Throttled("x".into()).is_transient());
+        assert!(!Error::NoCredentials("x".into()).is_transient());
+    }
+}

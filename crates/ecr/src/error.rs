@@ -403,6 +403,26 @@ mod tests {
     }
 
     #[test]
+    fn server_errors_are_transient_and_keep_their_message() {
+        use icp_core::{BackendError, ErrorKind};
+        for (code, status) in [
+            (Some("ServerException"), Some(500)),
+            (None, Some(503)),
+            (Some("ServiceUnavailable"), None),
+            (Some("InternalFailure"), None),
+        ] {
+            let error = from_code("ECR", 3, code, Some("boom"), status);
+            assert!(error.is_transient(), "{error}");
+            assert_eq!(error.kind(), ErrorKind::BadResponse);
+            assert!(error.to_string().starts_with("ECR error: "), "{error}");
+        }
+        for status in [400, 404] {
+            assert!(!from_code("ECR", 3, None, None, Some(status)).is_transient());
+        }
+        assert!(!from_code("STS", 3, Some("AccessDenied"), None, Some(403)).is_transient());
+    }
+
+    #[test]
     fn credential_errors_are_found_among_the_causes() {
         let limits = crate::DEFAULT_LIMITS;
         let not_loaded = CredentialsError::not_loaded("no providers in chain provided credentials");
