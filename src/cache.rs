@@ -193,8 +193,9 @@ impl Cache {
     }
 
     /// The cached token for `key`, if there is a sound one that has not expired, inside
-    /// the safety margin or not: what a stale answer may use when a refresh failed
-    /// (`crate::stale`). An entry stays on disk until a fresh token replaces it.
+    /// the safety margin or not: the token a refresh replaces, which a stale answer may use
+    /// when the refresh fails (`crate::stale`). An entry stays on disk until a fresh token
+    /// replaces it.
     pub fn get_stale(&self, backend: &str, key: &TokenKey) -> Option<Token> {
         self.get_with(backend, key, Duration::ZERO)
     }

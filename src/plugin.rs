@@ -189,12 +189,13 @@ fn shared_fetch(
         return Ok(fresh(token));
     }
     record.cache = CacheUse::Miss;
+    let cached = cache.get_stale(&rule.backend_name, &key);
     match fetch(record) {
         Ok(token) => {
             cache.put(&rule.backend_name, &key, &token);
             Ok(fresh(token))
         }
-        Err(failure) => match crate::stale::fallback(&cache, &rule.backend_name, &key, &failure) {
+        Err(failure) => match crate::stale::fallback(cached, &rule.backend_name, &key, &failure) {
             Some(stale) => {
                 record.cache = CacheUse::Stale;
                 record.problem = Some(failure.problem());

@@ -14,7 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use icp_core::{BackendError, Token, TokenKey};
 
-use crate::cache::Cache;
 use crate::plugin::BackendFailed;
 
 /// The longest `cacheDuration` of a stale answer: the kubelet asks again within a minute,
@@ -22,11 +21,12 @@ use crate::plugin::BackendFailed;
 /// at most once a minute per kubelet cache key while the token lasts.
 pub const STALE_CACHE_DURATION: Duration = Duration::from_secs(60);
 
-/// The cached token to answer with, and its `cacheDuration`, when the refresh of `key`'s
-/// token by `backend` failed with `failure`: `None` unless the failure is transient and a
-/// cached token is still valid. Logs a warning naming the failure when it answers.
+/// The token to answer with, and its `cacheDuration`, when the refresh of `cached` (the
+/// token cached for `key`, read before the refresh: `Cache::get_stale`) by `backend`
+/// failed with `failure`: `None` unless there was one, the failure is transient and the
+/// token is still valid. Logs a warning naming the failure when it answers.
 pub fn fallback(
-    cache: &Cache,
+    cached: Option<Token>,
     backend: &str,
     key: &TokenKey,
     failure: &BackendFailed,
@@ -34,7 +34,7 @@ pub fn fallback(
     if !failure.is_transient() {
         return None;
     }
-    let token = cache.get_stale(backend, key)?;
+    let token = cached?;
     let duration = cache_duration(&token, SystemTime::now())?;
     tracing::warn!(
         provider = backend,

@@ -232,7 +232,9 @@ fn concurrent_runs_count_into_one_metrics_file_that_prometheus_reads() {
     };
     assert_eq!(sample(&format!("{histogram}_count{{{labels}}}")), 1.0);
     assert_eq!(bucket("0.25"), 0.0, "the fake takes 300 ms");
-    assert_eq!(bucket("0.5"), 1.0);
+    let bounds = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "+Inf"];
+    let cumulative: Vec<f64> = bounds.iter().map(|le| bucket(le)).collect();
+    assert!(cumulative.is_sorted(), "{cumulative:?}");
     assert_eq!(bucket("+Inf"), 1.0);
     assert!(sample(&format!("{histogram}_sum{{{labels}}}")) >= 0.3);
     assert_eq!(fake.ecr_calls(), 1);
