@@ -3,8 +3,8 @@
 //!
 //! Each plugin process lives for one answer, so the counts are kept across processes in
 //! a small state file, `metrics-state.json`, in the token cache directory (in `DIR` when
-//! caching is off), updated under an exclusive lock on `metrics-state.lock` beside it;
-//! then `DIR/image_credential_provider.prom` is rendered in the Prometheus text format and
+//! caching is off), rewritten in place under an exclusive lock on itself; then
+//! `DIR/image_credential_provider.prom` is rendered in the Prometheus text format and
 //! replaced atomically (written to a temporary file node_exporter does not read, renamed).
 //! The counts survive every process's end, not necessarily a power loss (neither file is
 //! synced, to keep the answer fast): a lost or corrupt state file starts from zero, a
@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,6 @@ pub const DIR_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR";
 pub const FILE_NAME: &str = "image_credential_provider.prom";
 /// The state file, in the token cache directory or the metrics directory.
 const STATE_NAME: &str = "metrics-state.json";
-/// The lock of the state file.
-const LOCK_NAME: &str = "metrics-state.lock";
 /// Largest state file read; a larger one is corrupt.
 const MAX_STATE_SIZE: u64 = 256 * 1024;
 /// Version of the state format; another one starts from zero.
@@ -122,17 +120,17 @@ impl Metrics {
         }
         crate::cache::prepare_dir(&self.dir)?;
         crate::cache::prepare_dir(&self.state_dir)?;
-        let _lock = lock(&self.state_dir.join(LOCK_NAME))?;
         let state_path = self.state_dir.join(STATE_NAME);
-        let mut state = read_state(&state_path).unwrap_or_else(|error| {
-            if error.kind() != io::ErrorKind::NotFound {
-                tracing::info!(path = %state_path.display(), %error, "metrics state unreadable; counting from zero");
-            }
+        let file = open_state(&state_path)?;
+        lock(&file)?;
+        let mut state = read_state(&file).unwrap_or_else(|error| {
+            tracing::info!(path = %state_path.display(), %error, "metrics state unreadable; counting from zero");
             State::default()
         });
         state.count(record);
         let json = serde_json::to_vec(&state).expect("the state always serialises");
-        replace(&state_path, &json, 0o600)?;
+        file.write_all_at(&json, 0)?;
+        file.set_len(json.len() as u64)?;
         replace(&self.dir.join(FILE_NAME), state.render().as_bytes(), 0o644)
     }
 }
@@ -256,20 +254,33 @@ fn labels<const N: usize>(key: &str) -> Option<[&str; N]> {
         .filter(|values| values.iter().all(plain))
 }
 
-/// Reads the state, only from a regular file of this user's, never through a symlink.
-fn read_state(path: &Path) -> io::Result<State> {
+/// Opens the state file for reading and writing, creating it 0600; only a regular file of
+/// this user's, never through a symlink.
+fn open_state(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() || meta.uid() != euid() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
-            "not a regular file of this user's",
+            "the metrics state is not a regular file of this user's",
         ));
     }
+    Ok(file)
+}
+
+/// Reads the state from `file`; an empty file (a new one) is an empty state.
+fn read_state(file: &File) -> io::Result<State> {
     let bytes = icp_core::io::read_capped(file, MAX_STATE_SIZE)?;
+    if bytes.is_empty() {
+        return Ok(State::default());
+    }
     let state: State = serde_json::from_slice(&bytes)
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "corrupt state"))?;
     if state.format != FORMAT {
@@ -281,19 +292,12 @@ fn read_state(path: &Path) -> io::Result<State> {
     Ok(state)
 }
 
-/// Takes the exclusive lock on `path`, waiting at most [`LOCK_WAIT`].
-fn lock(path: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+/// Takes the exclusive lock on `file`, waiting at most [`LOCK_WAIT`].
+fn lock(file: &File) -> io::Result<()> {
     let deadline = Instant::now() + LOCK_WAIT;
     loop {
         match file.try_lock() {
-            Ok(()) => return Ok(file),
+            Ok(()) => return Ok(()),
             Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(2))
             }
