@@ -232,7 +232,9 @@ fn concurrent_runs_count_into_one_metrics_file_that_prometheus_reads() {
     };
     assert_eq!(sample(&format!("{histogram}_count{{{labels}}}")), 1.0);
     assert_eq!(bucket("0.25"), 0.0, "the fake takes 300 ms");
-    let bounds = ["0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "+Inf"];
+    let bounds = [
+        "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "20", "30", "+Inf",
+    ];
     let cumulative: Vec<f64> = bounds.iter().map(|le| bucket(le)).collect();
     assert!(cumulative.is_sorted(), "{cumulative:?}");
     assert_eq!(bucket("+Inf"), 1.0);
@@ -246,5 +248,31 @@ fn concurrent_runs_count_into_one_metrics_file_that_prometheus_reads() {
         leftovers,
         ["image_credential_provider.prom"],
         "no temporary file left"
+    );
+}
+
+#[test]
+fn the_environment_names_the_audit_log_and_the_metrics_directory() {
+    let fake = FakeAws::start(Duration::ZERO, 0);
+    let root = tempfile::tempdir().unwrap();
+    let cache = root.path().join("cache");
+    let metrics = root.path().join("textfile");
+    std::fs::create_dir(&metrics).unwrap();
+    let log = root.path().join("audit.log");
+    let run = plugin(
+        &fake,
+        &cache,
+        &[],
+        request(API_VERSIONS[0], &format!("{REGISTRY}/app")),
+    )
+    .env("IMAGE_CREDENTIAL_PROVIDER_AUDIT_LOG", &log)
+    .env("IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR", &metrics)
+    .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 1);
+    let samples = parse_with_prometheus_client(&metrics.join("image_credential_provider.prom"));
+    assert_eq!(
+        samples["image_credential_provider_requests_total{backend=\"ecr\",cache=\"miss\",outcome=\"served\"}"],
+        1.0
     );
 }
