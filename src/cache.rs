@@ -189,6 +189,19 @@ impl Cache {
     /// The cached token for `key`, if there is a sound one with more than the safety
     /// margin left.
     pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Token> {
+        self.get_with(backend, key, SAFETY_MARGIN)
+    }
+
+    /// The cached token for `key`, if there is a sound one that has not expired, inside
+    /// the safety margin or not: the token a refresh replaces, which a stale answer may use
+    /// when the refresh fails (`crate::stale`). An entry stays on disk until a fresh token
+    /// replaces it.
+    pub fn get_stale(&self, backend: &str, key: &TokenKey) -> Option<Token> {
+        self.get_with(backend, key, Duration::ZERO)
+    }
+
+    /// The cached token for `key`, if there is a sound one with more than `margin` left.
+    fn get_with(&self, backend: &str, key: &TokenKey, margin: Duration) -> Option<Token> {
         let path = self
             .dir
             .join(format!("{}.json", Self::file_stem(backend, key)));
@@ -205,7 +218,7 @@ impl Cache {
                 let left = expires_at
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
-                if left > SAFETY_MARGIN {
+                if left > margin {
                     tracing::info!(backend, scope = %key.scope, "token cache hit");
                     return Some(Token {
                         username: entry.username,
@@ -411,8 +424,10 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-/// Creates `dir` (0700, missing parents 0755) or checks that the one there can be trusted.
-fn prepare_dir(dir: &Path) -> io::Result<()> {
+/// Creates `dir` (0700, missing parents 0755) or checks that the one there can be trusted:
+/// the rule for every directory the plugin writes into (the audit log's and the metrics'
+/// too).
+pub(crate) fn prepare_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
         Ok(meta) => return trusted(&meta),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}

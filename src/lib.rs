@@ -6,9 +6,11 @@
 //! [`serve`] (`plugin.rs`), which reads one `CredentialProviderRequest` (`protocol`),
 //! finds the first rule that serves the image, builds its backend if this is the rule's
 //! first use (`backends`), asks it through the shared token cache (`cache`), and writes
-//! one `CredentialProviderResponse`. A command returns its [`Outcome`]: an error is one
+//! one `CredentialProviderResponse`, and records the answer in the audit log (`audit`)
+//! and the node metrics (`metrics`) when they are on (`record`). A command returns its [`Outcome`]: an error is one
 //! line on stderr, a non-zero exit, nothing on stdout.
 
+mod audit;
 mod backends;
 mod cache;
 pub mod commands;
@@ -18,11 +20,15 @@ mod duration;
 mod install;
 mod kubelet_config;
 mod logging;
+mod metrics;
 mod plugin;
 mod protocol;
+mod record;
 mod rules;
+mod stale;
 
 pub use backends::Backend;
 pub use commands::Outcome;
 pub use plugin::serve;
+pub use record::Recorders;
 pub use rules::{Rule, Rules};

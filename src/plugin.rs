@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use std::fmt;
 
@@ -13,6 +13,7 @@ use icp_core::{AuthEntry, BackendError, ErrorKind, ImageRef, Token, expiry};
 use crate::backends::{Backend, DynTokenBackend, Failure};
 use crate::cache::{Cache, SAFETY_MARGIN};
 use crate::protocol::{self, PluginRequest, PluginResponse};
+use crate::record::{CacheUse, Outcome, Problem, Record, Recorders};
 use crate::rules::{Rule, Rules};
 
 /// The cache duration of credentials with no expiry (docker config files) when the rule
@@ -21,38 +22,76 @@ pub const STATIC_CACHE_DURATION: Duration = Duration::from_secs(5 * 60);
 
 /// Plugin mode, as the kubelet runs it: one `CredentialProviderRequest` read from
 /// `input`, one `CredentialProviderResponse` written to `output`, with tokens shared
-/// through the cache at `cache_dir` (none when caching is off). Nothing is written on
-/// error.
+/// through the cache at `cache_dir` (none when caching is off), and the answer (or the
+/// failure) given to `recorders`. Nothing is written on error.
 pub fn serve(
     input: impl Read,
     output: impl Write,
     rules: &Rules,
     cache_dir: Option<&Path>,
+    recorders: &Recorders,
 ) -> anyhow::Result<()> {
-    let request = protocol::read_request(input)?;
-    respond(&request, output, rules, cache_dir)
+    let request = protocol::read_request(input).inspect_err(|_| {
+        let mut record = Record::new(SystemTime::now(), None);
+        record.problem = Some(BAD_REQUEST);
+        recorders.record(&record);
+    })?;
+    respond(&request, output, rules, cache_dir, recorders)
 }
 
-/// Answers `request` on `output`; nothing is written on error.
+/// Answers `request` on `output`, and gives the answer (or the failure) to `recorders`;
+/// nothing is written on error.
 pub fn respond(
     request: &PluginRequest,
     mut output: impl Write,
     rules: &Rules,
     cache_dir: Option<&Path>,
+    recorders: &Recorders,
 ) -> anyhow::Result<()> {
-    let response = answer(request, rules, cache_dir)?;
-    output
-        .write_all(response.to_json().as_bytes())
-        .and_then(|()| output.flush())
-        .context("writing the response")
+    let mut record = Record::new(SystemTime::now(), Some(&request.image));
+    let result = answer(request, rules, cache_dir, &mut record).and_then(|response| {
+        record.outcome = match response.auth.is_empty() {
+            true => Outcome::Empty,
+            false => Outcome::Served,
+        };
+        record.cache_duration = Some(response.cache_duration);
+        output
+            .write_all(response.to_json().as_bytes())
+            .and_then(|()| output.flush())
+            .context("writing the response")
+            .inspect_err(|_| {
+                record.problem = Some(Problem {
+                    kind: "io",
+                    transient: false,
+                })
+            })
+    });
+    if let Err(error) = &result {
+        record.outcome = Outcome::Error;
+        record.problem = record
+            .problem
+            .or(Some(match error.downcast_ref::<BackendFailed>() {
+                Some(failed) => failed.problem(),
+                None => BAD_REQUEST,
+            }));
+    }
+    recorders.record(&record);
+    result
 }
 
+/// The problem of a request that cannot be read or names no valid image.
+const BAD_REQUEST: Problem = Problem {
+    kind: "bad-request",
+    transient: false,
+};
+
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
-/// caching is off).
+/// caching is off), filling in `record` on the way.
 pub fn answer(
     request: &PluginRequest,
     rules: &Rules,
     cache_dir: Option<&Path>,
+    record: &mut Record,
 ) -> anyhow::Result<PluginResponse> {
     let image = ImageRef::parse(&request.image).with_context(|| {
         format!(
@@ -65,6 +104,8 @@ pub fn answer(
         return Ok(PluginResponse::empty(request.api_version));
     };
     tracing::info!(image = %image.name(), rule = rule.index, provider = %rule.backend_name, "rule matched");
+    record.rule = Some(rule.index);
+    record.backend = Some(rule.backend_name.clone());
     let backend = backend.map_err(|failure| BackendFailed::new(rule, failure))?;
     let core_request = icp_core::Request {
         image: &image,
@@ -73,6 +114,7 @@ pub fn answer(
     };
     let (auth, lifetime) = match backend {
         Backend::Static(backend) => {
+            record.identity = Some("node".to_owned());
             let credentials = backend
                 .provide(&core_request)
                 .map_err(|failure| BackendFailed::new(rule, failure))?;
@@ -83,8 +125,8 @@ pub fn answer(
             )
         }
         Backend::Token(backend) => {
-            let token = shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
-            let lifetime = token_lifetime(&token);
+            let (token, lifetime) =
+                shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record)?;
             (token_auth(&token, backend.patterns(&image)), lifetime)
         }
     };
@@ -103,33 +145,65 @@ pub fn answer(
 }
 
 /// A token from the shared cache, or fetched by this process (or by another one it
-/// waited for) and stored there.
+/// waited for) and stored there, or a stale one when the refresh failed ([`stale`]); and
+/// how long the kubelet may cache it. `record` learns the identity, the cache's use and
+/// the upstream fetch's time.
+///
+/// [`stale`]: crate::stale
 fn shared_fetch(
     rule: &Rule,
     backend: &dyn DynTokenBackend,
     request: &icp_core::Request<'_>,
     cache_dir: Option<&Path>,
-) -> Result<Token, BackendFailed> {
+    record: &mut Record,
+) -> Result<(Token, Duration), BackendFailed> {
     let failed = |failure| BackendFailed::new(rule, failure);
-    let fetch = || backend.fetch(request).map_err(failed);
+    let fetch = |record: &mut Record| {
+        let started = Instant::now();
+        let result = backend.fetch(request).map_err(failed);
+        record.upstream = Some(started.elapsed());
+        record.upstream_failed = result.is_err();
+        result
+    };
+    let fresh = |token: Token| {
+        let lifetime = token_lifetime(&token);
+        (token, lifetime)
+    };
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
             .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
             .ok()
     }) else {
-        return fetch();
+        record.cache = CacheUse::Off;
+        record.identity = backend.token_key(request).ok().map(|key| key.identity);
+        return fetch(record).map(fresh);
     };
     let key = backend.token_key(request).map_err(failed)?;
+    record.identity = Some(key.identity.clone());
+    record.cache = CacheUse::Hit;
     if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(token);
+        return Ok(fresh(token));
     }
     let _lock = cache.lock(&rule.backend_name, &key);
     if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(token);
+        return Ok(fresh(token));
     }
-    let token = fetch()?;
-    cache.put(&rule.backend_name, &key, &token);
-    Ok(token)
+    record.cache = CacheUse::Miss;
+    let cached = cache.get_stale(&rule.backend_name, &key);
+    match fetch(record) {
+        Ok(token) => {
+            cache.put(&rule.backend_name, &key, &token);
+            Ok(fresh(token))
+        }
+        Err(failure) => match crate::stale::fallback(cached, &rule.backend_name, &key, &failure) {
+            Some(stale) => {
+                record.cache = CacheUse::Stale;
+                record.problem = Some(failure.problem());
+                Ok(stale)
+            }
+            None => Err(failure),
+        },
+    }
 }
 
 /// A backend's failure on one pull, building the backend included: the one error a pull
@@ -143,6 +217,14 @@ pub struct BackendFailed {
 }
 
 impl BackendFailed {
+    /// What the audit log and the metrics say of it.
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: self.failure.kind().as_str(),
+            transient: self.failure.is_transient(),
+        }
+    }
+
     /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the image
     /// is not served or the failure is transient (throttled, timed out, network), at `-vv`
     /// otherwise; the error line itself says the rest.
@@ -152,7 +234,7 @@ impl BackendFailed {
             ErrorKind::NotServed => {
                 tracing::info!(%provider, rule = index, %kind, "the backend does not serve the image")
             }
-            kind if kind.is_transient() => {
+            _ if failure.is_transient() => {
                 tracing::info!(%provider, rule = index, %kind, "transient failure: the kubelet asks again at the next pull")
             }
             ErrorKind::Config => {
@@ -183,6 +265,10 @@ impl std::error::Error for BackendFailed {
 impl BackendError for BackendFailed {
     fn kind(&self) -> ErrorKind {
         self.failure.kind()
+    }
+
+    fn is_transient(&self) -> bool {
+        self.failure.is_transient()
     }
 }
 

@@ -11,6 +11,10 @@
 //! cache:                     # optional: the token cache shared by plugin processes
 //!   enabled: true
 //!   dir: /var/cache/image-credential-provider
+//! audit:                     # optional: one JSON line per answer (`crate::audit`)
+//!   path: /var/log/image-credential-provider/audit.log
+//! metrics:                   # optional: node_exporter's textfile collector (`crate::metrics`)
+//!   dir: /var/lib/node_exporter/textfile_collector
 //! ```
 //!
 //! The file is YAML or JSON, read into typed structs (`RulesFile`, `RuleFields`) whose
@@ -39,8 +43,10 @@ use serde::Deserialize;
 use serde::de::{self, DeserializeOwned, Deserializer, IgnoredAny};
 use serde_json::Value;
 
+use crate::audit::AuditSettings;
 use crate::backends::{self, Backend, Failure};
 use crate::cache::CacheSettings;
+use crate::metrics::MetricsSettings;
 use crate::{document, duration};
 
 /// Largest rules file read.
@@ -62,6 +68,10 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// The `cache` section.
     pub cache: CacheSettings,
+    /// The `audit` section.
+    pub audit: AuditSettings,
+    /// The `metrics` section.
+    pub metrics: MetricsSettings,
 }
 
 /// One rule.
@@ -107,6 +117,8 @@ impl Rules {
             origin: origin.to_owned(),
             rules,
             cache: CacheSettings::default(),
+            audit: AuditSettings::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -300,6 +312,10 @@ struct RulesFile {
     rules: Option<Field<RuleList>>,
     #[serde(default, deserialize_with = "present")]
     cache: Option<Field<CacheSettings>>,
+    #[serde(default, deserialize_with = "present")]
+    audit: Option<Field<AuditSettings>>,
+    #[serde(default, deserialize_with = "present")]
+    metrics: Option<Field<MetricsSettings>>,
     #[serde(flatten)]
     unknown: BTreeMap<String, IgnoredAny>,
 }
@@ -460,6 +476,8 @@ pub fn from_value(
     let mut problems = Vec::new();
     let mut rules = Vec::new();
     let mut cache = CacheSettings::default();
+    let mut audit = AuditSettings::default();
+    let mut metrics = MetricsSettings::default();
     match value {
         Value::Object(top) if is_kubelet_config(&top) => problems.push(KUBELET_CONFIG.to_owned()),
         Value::Object(_) => {
@@ -474,6 +492,16 @@ pub fn from_value(
                     }
                 }
                 Some(Err(error)) => problems.push(format!("cache: {error}")),
+            }
+            match file.audit.map(|field| field.0) {
+                None => {}
+                Some(Ok(settings)) => audit.path = settings.path.map(|p| base_dir.join(p)),
+                Some(Err(error)) => problems.push(format!("audit: {error}")),
+            }
+            match file.metrics.map(|field| field.0) {
+                None => {}
+                Some(Ok(settings)) => metrics.dir = settings.dir.map(|d| base_dir.join(d)),
+                Some(Err(error)) => problems.push(format!("metrics: {error}")),
             }
             match file.rules.map(|field| field.0) {
                 Some(Ok(RuleList(items))) => {
@@ -491,11 +519,12 @@ pub fn from_value(
                 Some(Err(error)) => problems.push(format!("rules: {error}")),
                 None => problems.push("rules: missing".to_owned()),
             }
-            problems.extend(
-                file.unknown.keys().map(|key| {
-                    format!("{}: unknown field (expected rules, cache)", field_name(key))
-                }),
-            );
+            problems.extend(file.unknown.keys().map(|key| {
+                format!(
+                    "{}: unknown field (expected rules, cache, audit, metrics)",
+                    field_name(key)
+                )
+            }));
         }
         _ => problems.push("expected a mapping with a rules list".to_owned()),
     }
@@ -504,6 +533,8 @@ pub fn from_value(
             origin: origin.to_owned(),
             rules,
             cache,
+            audit,
+            metrics,
         })
     } else {
         Err(Problems::new(origin, problems))

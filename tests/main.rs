@@ -33,6 +33,8 @@ mod gcp;
 mod install;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod kubelet_config;
+#[cfg(feature = "ecr")]
+mod observe;
 #[cfg(all(
     feature = "docker-config",
     feature = "ecr",
@@ -43,5 +45,7 @@ mod readme;
 #[cfg(feature = "docker-config")]
 mod registry;
 mod serve;
+#[cfg(feature = "ecr")]
+mod stale;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod static_binary;

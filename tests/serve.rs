@@ -8,7 +8,7 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use icp_core::{Credentials, ImageRef, Request, Secret, Token, TokenKey};
-use image_credential_provider::{Backend, Rule, Rules, serve};
+use image_credential_provider::{Backend, Recorders, Rule, Rules, serve};
 
 use common::{API_VERSIONS, kubelet, pod, request, service_account_request};
 
@@ -115,7 +115,13 @@ fn serve_text(
     cache: Option<&std::path::Path>,
 ) -> (anyhow::Result<()>, String) {
     let mut output = Vec::new();
-    let result = serve(input.as_bytes(), &mut output, rules, cache);
+    let result = serve(
+        input.as_bytes(),
+        &mut output,
+        rules,
+        cache,
+        &Recorders::default(),
+    );
     (result, String::from_utf8(output).unwrap())
 }
 

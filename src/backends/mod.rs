@@ -19,6 +19,7 @@ pub use table::{Lazy, NAMES, Recipe, TABLE, find, log_targets, section_key};
 #[derive(Debug, Clone)]
 pub struct Failure {
     kind: ErrorKind,
+    transient: bool,
     error: Arc<dyn std::error::Error + Send + Sync>,
 }
 
@@ -27,6 +28,7 @@ impl Failure {
     pub fn new(error: impl BackendError) -> Failure {
         Failure {
             kind: error.kind(),
+            transient: error.is_transient(),
             error: Arc::new(error),
         }
     }
@@ -48,6 +50,10 @@ impl std::error::Error for Failure {
 impl BackendError for Failure {
     fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 

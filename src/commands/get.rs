@@ -29,5 +29,6 @@ fn get(globals: &Globals, image: &str, api_version: &str) -> anyhow::Result<()> 
         std::io::stdout().lock(),
         &rules,
         cache_dir.as_deref(),
+        &globals.recorders(&rules, cache_dir.as_deref()),
     )
 }

@@ -21,6 +21,7 @@ use icp_core::Environment;
 
 pub use outcome::Outcome;
 
+use crate::record::Recorders;
 use crate::rules::{self, Rules};
 use crate::{dropin, logging};
 
@@ -47,6 +48,15 @@ struct Cli {
     /// Fetch every token, and neither read nor write the token cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Append one JSON line per answer to FILE, never a secret (default: the environment's
+    /// IMAGE_CREDENTIAL_PROVIDER_AUDIT_LOG, else the rules file's audit.path).
+    #[arg(long, global = true, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+    /// Keep request counts and upstream latencies in DIR/image_credential_provider.prom for
+    /// node_exporter's textfile collector (default: the environment's
+    /// IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR, else the rules file's metrics.dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    metrics_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -162,6 +172,10 @@ struct Globals {
     cache_dir: Option<PathBuf>,
     /// `--no-cache`.
     no_cache: bool,
+    /// `--audit-log`.
+    audit_log: Option<PathBuf>,
+    /// `--metrics-dir`.
+    metrics_dir: Option<PathBuf>,
     /// The environment backends and the cache read: the process's.
     env: Environment,
 }
@@ -181,6 +195,34 @@ impl Globals {
             &self.env,
         )
     }
+
+    /// The audit log and metrics in force, for answers with the token cache at
+    /// `cache_dir`.
+    fn recorders(&self, rules: &Rules, cache_dir: Option<&Path>) -> Recorders {
+        recorders(
+            rules,
+            self.audit_log.as_deref(),
+            self.metrics_dir.as_deref(),
+            cache_dir,
+            &self.env,
+        )
+    }
+}
+
+/// The audit log and metrics in force: the flags', else the environment's, else the rules
+/// file's; their state kept beside the token cache at `cache_dir`.
+fn recorders(
+    rules: &Rules,
+    audit_log: Option<&Path>,
+    metrics_dir: Option<&Path>,
+    cache_dir: Option<&Path>,
+    env: &Environment,
+) -> Recorders {
+    Recorders::new(
+        crate::audit::path(&rules.audit, audit_log, env).as_deref(),
+        crate::metrics::dir(&rules.metrics, metrics_dir, env).as_deref(),
+        cache_dir,
+    )
 }
 
 /// Runs the command line `args` (the program's name first), with the process's
@@ -200,6 +242,8 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         config: cli.config,
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
+        audit_log: cli.audit_log,
+        metrics_dir: cli.metrics_dir,
         env,
     };
     match cli.command {

@@ -16,12 +16,14 @@ pub(super) fn run(globals: &Globals) -> Outcome {
             std::io::stdout().lock(),
             &rules,
             cache_dir.as_deref(),
+            &globals.recorders(&rules, cache_dir.as_deref()),
         )
     }))
 }
 
 /// Plugin mode with `rules`, as the drop-in modes run it: the request from stdin, the
-/// response to stdout, the token cache where `env` or the default puts it.
+/// response to stdout, the token cache, the audit log and the metrics where `env` or the
+/// defaults put them.
 #[cfg_attr(
     not(any(feature = "ecr", feature = "acr")),
     allow(dead_code, reason = "called by the ecr and acr drop-in modes")
@@ -33,6 +35,7 @@ pub fn serve(rules: &Rules, env: &Environment) -> anyhow::Result<()> {
         std::io::stdout().lock(),
         rules,
         cache_dir.as_deref(),
+        &super::recorders(rules, None, None, cache_dir.as_deref(), env),
     )
 }
 
@@ -49,5 +52,6 @@ pub fn respond(request: &PluginRequest, rules: &Rules, env: &Environment) -> any
         std::io::stdout().lock(),
         rules,
         cache_dir.as_deref(),
+        &super::recorders(rules, None, None, cache_dir.as_deref(), env),
     )
 }

@@ -110,4 +110,39 @@ impl icp_core::BackendError for Error {
             Error::ServiceAccount { error, .. } => error.kind(),
         }
     }
+
+    /// A 5xx answer too.
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Status { status, .. } => *status >= 500,
+            Error::ServiceAccount { error, .. } => error.is_transient(),
+            error => error.kind().is_transient(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use icp_core::{BackendError, ErrorKind};
+
+    #[test]
+    fn a_server_error_is_transient_and_still_a_bad_response() {
+        let status = |status| Error::Status {
+            service: "Azure AD".into(),
+            status,
+            detail: String::new(),
+        };
+        assert!(status(503).is_transient());
+        assert_eq!(status(503).kind(), ErrorKind::BadResponse);
+        assert!(!status(404).is_transient());
+        let wrapped = Error::ServiceAccount {
+            account: "team/app".into(),
+            identity: "client-id=x".into(),
+            error: Box::new(status(500)),
+        };
+        assert!(wrapped.is_transient());
+        assert!(Error::Throttled("x".into()).is_transient());
+        assert!(!Error::NoCredentials("x".into()).is_transient());
+    }
 }

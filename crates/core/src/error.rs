@@ -74,4 +74,12 @@ impl fmt::Display for ErrorKind {
 pub trait BackendError: std::error::Error + Send + Sync + 'static {
     /// What kind of failure this is.
     fn kind(&self) -> ErrorKind;
+
+    /// Whether trying again later may succeed with nothing changed: its kind's
+    /// [`ErrorKind::is_transient`], and also a server error (HTTP 5xx) from a service that
+    /// is down or overloaded, which is of kind [`ErrorKind::BadResponse`] like any other
+    /// unexpected status. A backend whose errors can be 5xx answers overrides this.
+    fn is_transient(&self) -> bool {
+        self.kind().is_transient()
+    }
 }

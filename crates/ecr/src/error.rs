@@ -55,8 +55,17 @@ pub enum Error {
         /// The SDK's description of the failure.
         detail: String,
     },
-    /// The service answered with an error other than the ones above (5xx after retries,
-    /// a client error).
+    /// The service answered with a server error (HTTP 5xx, or an AWS code that says the
+    /// service failed) on every try: of kind `BadResponse` as [`Error::Status`] is, and
+    /// transient.
+    #[error("{service} error: {detail}")]
+    Unavailable {
+        /// The AWS service that answered.
+        service: &'static str,
+        /// AWS's error code and message, or the HTTP status.
+        detail: String,
+    },
+    /// The service answered with an error other than the ones above (a client error).
     #[error("{service} error: {detail}")]
     Status {
         /// The AWS service that answered.
@@ -134,6 +143,16 @@ const DENIED_CODES: &[&str] = &[
     "RegionDisabledException",
 ];
 
+/// AWS error codes that mean the service failed, whatever the HTTP status.
+const UNAVAILABLE_CODES: &[&str] = &[
+    "InternalFailure",
+    "InternalError",
+    "InternalServerError",
+    "ServerException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+];
+
 /// An error and all its causes, on one line: each one's message, joined by `: `, leaving
 /// out a message already contained in an earlier one. Only `Display` is used, never
 /// `Debug`, which for SDK errors can include a raw response body.
@@ -194,6 +213,8 @@ fn from_code(
             detail,
         },
         _ if status == Some(403) || status == Some(401) => Error::AccessDenied { service, detail },
+        Some(code) if UNAVAILABLE_CODES.contains(&code) => Error::Unavailable { service, detail },
+        _ if status.is_some_and(|status| status >= 500) => Error::Unavailable { service, detail },
         _ => Error::Status { service, detail },
     }
 }
@@ -320,8 +341,19 @@ impl icp_core::BackendError for Error {
             Error::Throttled { .. } => ErrorKind::Throttled,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
-            Error::Status { .. } | Error::BadResponse { .. } => ErrorKind::BadResponse,
+            Error::Unavailable { .. } | Error::Status { .. } | Error::BadResponse { .. } => {
+                ErrorKind::BadResponse
+            }
             Error::ServiceAccount { cause, .. } => cause.kind(),
+        }
+    }
+
+    /// A 5xx answer too.
+    fn is_transient(&self) -> bool {
+        match self {
+            Error::Unavailable { .. } => true,
+            Error::ServiceAccount { cause, .. } => cause.is_transient(),
+            error => error.kind().is_transient(),
         }
     }
 }
@@ -368,6 +400,26 @@ mod tests {
         );
         let long = from_code("ECR", 3, Some("X"), Some(&"m\n".repeat(10_000)), Some(500));
         assert!(long.to_string().len() < 300, "{long}");
+    }
+
+    #[test]
+    fn server_errors_are_transient_and_keep_their_message() {
+        use icp_core::{BackendError, ErrorKind};
+        for (code, status) in [
+            (Some("ServerException"), Some(500)),
+            (None, Some(503)),
+            (Some("ServiceUnavailable"), None),
+            (Some("InternalFailure"), None),
+        ] {
+            let error = from_code("ECR", 3, code, Some("boom"), status);
+            assert!(error.is_transient(), "{error}");
+            assert_eq!(error.kind(), ErrorKind::BadResponse);
+            assert!(error.to_string().starts_with("ECR error: "), "{error}");
+        }
+        for status in [400, 404] {
+            assert!(!from_code("ECR", 3, None, None, Some(status)).is_transient());
+        }
+        assert!(!from_code("STS", 3, Some("AccessDenied"), None, Some(403)).is_transient());
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! ECR `GetAuthorizationToken` (JSON 1.1 protocol) and STS `AssumeRole` /
 //! `AssumeRoleWithWebIdentity` (query protocol), granted to anyone. It answers as the
 //! services do, slowly when told to, and can hang the first calls to stand in for a
-//! stuck upstream. The tests of the token cache count its calls.
+//! stuck upstream, or go down mid-way ([`FakeAws::go_down`]). The tests of the token cache
+//! count its calls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::server::{AMZ_JSON, Fake, Recorded, Reply, base64};
+use super::server::{AMZ_JSON, Fake, Recorded, Reply, aws_error, base64};
 use crate::time::now;
 
 /// The fake; it serves until the test process ends.
@@ -24,6 +25,25 @@ struct State {
     sts_calls: AtomicUsize,
     delay: Duration,
     hang_first: usize,
+    /// How ECR answers now: [`UP`], [`HANG`], or an error status.
+    mode: AtomicU16,
+    /// The lifetime of the tokens handed out, in seconds.
+    lifetime: AtomicU64,
+}
+
+/// [`State::mode`]: answering.
+const UP: u16 = 0;
+/// [`State::mode`]: never answering.
+const HANG: u16 = 1;
+
+/// How a fake that went down answers `GetAuthorizationToken`.
+#[derive(Debug, Clone, Copy)]
+pub enum Down {
+    /// Never: the connection stays open without an answer.
+    Hang,
+    /// With this HTTP status and the AWS error ECR gives with it (`ServerException` for
+    /// 500, `ServiceUnavailableException` for 503, `AccessDeniedException` for 403, ...).
+    Status(u16),
 }
 
 impl FakeAws {
@@ -35,6 +55,8 @@ impl FakeAws {
             sts_calls: AtomicUsize::new(0),
             delay,
             hang_first,
+            mode: AtomicU16::new(UP),
+            lifetime: AtomicU64::new(12 * 3600),
         });
         let shared = state.clone();
         let fake = Fake::start(move |request, _| answer(&shared, request));
@@ -50,6 +72,26 @@ impl FakeAws {
         self.state.ecr_calls.load(Ordering::SeqCst)
     }
 
+    /// From now on, answers `GetAuthorizationToken` as `down` says.
+    pub fn go_down(&self, down: Down) {
+        let mode = match down {
+            Down::Hang => HANG,
+            Down::Status(status) => status,
+        };
+        self.state.mode.store(mode, Ordering::SeqCst);
+    }
+
+    /// From now on, answers `GetAuthorizationToken` again.
+    pub fn come_back(&self) {
+        self.state.mode.store(UP, Ordering::SeqCst);
+    }
+
+    /// From now on, hands out tokens that expire `seconds` after they are fetched (12
+    /// hours until then, as ECR's do).
+    pub fn token_lifetime(&self, seconds: u64) {
+        self.state.lifetime.store(seconds, Ordering::SeqCst);
+    }
+
     /// How many STS calls arrived.
     pub fn sts_calls(&self) -> usize {
         self.state.sts_calls.load(Ordering::SeqCst)
@@ -62,11 +104,15 @@ fn answer(state: &State, request: &Recorded) -> Reply {
         .is_some_and(|target| target.ends_with("GetAuthorizationToken"));
     let (status, content_type, body) = if is_ecr {
         let call = state.ecr_calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if call <= state.hang_first {
-            return Reply::Hang;
+        match state.mode.load(Ordering::SeqCst) {
+            _ if call <= state.hang_first => return Reply::Hang,
+            UP => {}
+            HANG => return Reply::Hang,
+            status => return aws_error(status, ecr_error_code(status), "the fake is down"),
         }
         std::thread::sleep(state.delay);
-        (200, AMZ_JSON, ecr_token(call))
+        let lifetime = state.lifetime.load(Ordering::SeqCst);
+        (200, AMZ_JSON, ecr_token(call, lifetime))
     } else if request.body.contains("Action=AssumeRole") {
         state.sts_calls.fetch_add(1, Ordering::SeqCst);
         let web_identity = request.body.contains("Action=AssumeRoleWithWebIdentity");
@@ -90,9 +136,20 @@ pub fn password(n: usize) -> String {
     format!("fake-ecr-token-{n}")
 }
 
-fn ecr_token(n: usize) -> String {
+/// The AWS error code ECR answers with `status`.
+fn ecr_error_code(status: u16) -> &'static str {
+    match status {
+        401 | 403 => "AccessDeniedException",
+        429 => "ThrottlingException",
+        503 => "ServiceUnavailableException",
+        500..=599 => "ServerException",
+        _ => "InvalidParameterException",
+    }
+}
+
+fn ecr_token(n: usize, lifetime: u64) -> String {
     let token = base64(&format!("AWS:{}", password(n)));
-    let expires = now() + 12 * 3600;
+    let expires = now() + lifetime;
     format!(
         r#"{{"authorizationData":[{{"authorizationToken":"{token}","expiresAt":{expires},"proxyEndpoint":"https://111122223333.dkr.ecr.us-east-1.amazonaws.com"}}]}}"#
     )
