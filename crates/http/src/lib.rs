@@ -24,6 +24,9 @@
 //! `/etc/ssl/certs`) are read only when the bundle lacks a server certificate's issuer, or
 //! when there is no bundle. There are no built-in roots.
 //!
+//! A connection is kept alive for the next request to the same host, for the client's
+//! life: a fetch's requests to one service share one TCP connection and TLS handshake.
+//!
 //! The API is async, for use inside the runtime [`run`] builds for one fetch; making a
 //! [`Client`] builds no runtime and opens no connection. What else every network backend
 //! shares is here too: the bounds of a fetch ([`Limits`]), and the one summary of an
