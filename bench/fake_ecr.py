@@ -18,6 +18,11 @@ lock = threading.Lock()
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Each answer in one write, sent at once: a head and a body in two small writes, with
+    # Nagle's algorithm on, wait for the client's delayed ACK (40 ms) on a kept-alive
+    # connection, which no real metadata server or ECR endpoint does.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass

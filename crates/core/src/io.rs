@@ -31,6 +31,29 @@ pub fn write_atomically(
     content: &[u8],
     mode: u32,
 ) -> io::Result<()> {
+    write_through(target, temporary, content, mode, true)
+}
+
+/// [`write_atomically`] without the syncs: readers still see the old file or the new one,
+/// but after a crash of the machine the new one may be empty or cut short. For files that
+/// are worth nothing then (a reader takes a broken one for no file), where a sync would
+/// cost more than the file is worth.
+pub fn replace_atomically(
+    target: &Path,
+    temporary: &Path,
+    content: &[u8],
+    mode: u32,
+) -> io::Result<()> {
+    write_through(target, temporary, content, mode, false)
+}
+
+fn write_through(
+    target: &Path,
+    temporary: &Path,
+    content: &[u8],
+    mode: u32,
+    sync: bool,
+) -> io::Result<()> {
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
@@ -38,8 +61,13 @@ pub fn write_atomically(
             .mode(mode)
             .open(temporary)?;
         file.write_all(content)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(temporary, target)?;
+        if !sync {
+            return Ok(());
+        }
         let dir = target
             .parent()
             .filter(|dir| !dir.as_os_str().is_empty())
@@ -54,7 +82,7 @@ pub fn write_atomically(
 
 #[cfg(test)]
 mod tests {
-    use super::{read_capped, write_atomically};
+    use super::{read_capped, replace_atomically, write_atomically};
     use std::os::unix::fs::{MetadataExt, symlink};
 
     #[test]
@@ -77,6 +105,23 @@ mod tests {
         assert!(!temporary.exists());
         symlink(dir.join("elsewhere"), &temporary).unwrap();
         assert!(write_atomically(&target, &temporary, b"newer", 0o600).is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert!(!dir.join("elsewhere").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unsynced_replace_is_as_atomic_for_readers() {
+        let dir = std::env::temp_dir().join(format!("icp-core-io-r-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (target, temporary) = (dir.join("f"), dir.join(".f.tmp"));
+        std::fs::write(&target, "old").unwrap();
+        replace_atomically(&target, &temporary, b"new", 0o600).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(std::fs::metadata(&target).unwrap().mode() & 0o777, 0o600);
+        assert!(!temporary.exists());
+        symlink(dir.join("elsewhere"), &temporary).unwrap();
+        assert!(replace_atomically(&target, &temporary, b"newer", 0o600).is_err());
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
         assert!(!dir.join("elsewhere").exists());
         std::fs::remove_dir_all(&dir).unwrap();

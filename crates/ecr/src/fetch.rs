@@ -12,6 +12,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_ecr::config::interceptors::InterceptorContext;
 use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::os_shim_internal::Env;
 use aws_types::service_config::ServiceConfigKey;
 use base64::Engine;
@@ -20,6 +21,7 @@ use icp_core::{Environment, Secret, Token};
 use icp_http::{Deadline, Limits, RunError};
 
 use crate::Error;
+use crate::connector::Sdk;
 use crate::error::{from_sdk, seconds};
 use crate::limits;
 use crate::pod::PodRole;
@@ -98,8 +100,9 @@ pub(crate) fn fetch(
 /// through `ConfigLoader::env`, which aws-config offers only under its `test-util` feature
 /// (its `Env` takes UTF-8 variables only, as `std::env::var` reads them); the process's
 /// environment is the SDK's default, left as it is. The HTTP client below the SDK reads
-/// the proxy variables (`HTTPS_PROXY`, ...) and `SSL_CERT_FILE` from the process itself:
-/// no API of the SDK passes them in.
+/// the proxy variables (`HTTPS_PROXY`, ...) from the backend's environment too
+/// ([`crate::connector`]), and the root certificates (`SSL_CERT_FILE`, `SSL_CERT_DIR`) of
+/// the process, as every backend does.
 fn sdk_environment(env: &Environment) -> Option<Env> {
     let vars: HashMap<String, String> = env
         .fixed()?
@@ -126,6 +129,14 @@ async fn fetch_async(
     if let Some(env) = sdk_environment(env) {
         loader = loader.env(env);
     }
+    let options = icp_http::Options {
+        connect_timeout: limits.connect,
+        timeout: limits.request,
+        ..icp_http::Options::default()
+    };
+    let client =
+        icp_http::Client::new(options, env).map_err(|error| Error::Config(error.to_string()))?;
+    loader = loader.http_client(SharedHttpClient::new(Sdk::new(client)));
     let sdk = loader.load().await;
     let credentials = match target.identity {
         Identity::Node => None,

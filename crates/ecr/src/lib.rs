@@ -25,6 +25,7 @@
 //! variables (and `AWS_ENDPOINT_URL`) are honoured, as the AWS SDKs do.
 
 mod config;
+mod connector;
 mod error;
 mod fetch;
 mod host;

@@ -1,7 +1,8 @@
-//! The client: one connection per request, bounded in time and size.
+//! The client: connections kept alive per host for the client's life, every request
+//! bounded in time and size.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,14 +41,17 @@ impl Default for Options {
     }
 }
 
-/// An HTTP/1.1 client over rustls. Each request opens its own connection; nothing is
-/// pooled, retried or followed (redirects come back as responses).
+/// An HTTP/1.1 client over rustls. A connection is kept alive after a request for the
+/// next one to the same scheme, host and port, for the client's life; nothing is retried
+/// or followed (redirects come back as responses).
 #[derive(Debug)]
 pub struct Client {
     options: Options,
     overrides: Overrides,
     proxies: Proxies,
     tls: OnceLock<Arc<ClientConfig>>,
+    /// Connections kept alive after a request, for the next one to the same host.
+    idle: Mutex<Vec<(PoolKey, Connection)>>,
 }
 
 impl Client {
@@ -62,6 +66,7 @@ impl Client {
             overrides: Overrides::from_env(env)?,
             proxies: Proxies::from_env(env)?,
             tls: OnceLock::new(),
+            idle: Mutex::new(Vec::new()),
         })
     }
 
@@ -101,6 +106,21 @@ impl Client {
             None => self.proxies.for_target(target.https, &target.host),
         };
         let http = build_request(target, request, proxy.filter(|_| !target.https))?;
+        let key = (target.https, target.host.clone(), target.port);
+        // A kept-alive connection to the same host first; a request it could not even
+        // take (the server closed it meanwhile) goes on a new one.
+        let mut http = http;
+        if let Some(mut connection) = self.idle(&key)
+            && connection.sender.ready().await.is_ok()
+        {
+            match connection.sender.try_send_request(http).await {
+                Ok(response) => return self.read(target, key, connection, response).await,
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => http = unsent,
+                    None => return Err(http_error(target, error.into_error())),
+                },
+            }
+        }
         let connect = async {
             let mut tcp = match proxy {
                 Some(proxy) => self.connect_tcp(&proxy.host, proxy.port).await?,
@@ -134,10 +154,81 @@ impl Client {
                 authority: target.authority(),
                 timeout: connect_timeout,
             })??;
-        match stream {
-            Stream::Plain(stream) => self.round_trip(target, stream, http).await,
-            Stream::Tls(stream) => self.round_trip(target, *stream, http).await,
+        let mut connection = match stream {
+            Stream::Plain(stream) => Connection::open(target, stream).await?,
+            Stream::Tls(stream) => Connection::open(target, *stream).await?,
+        };
+        let response = connection.sender.send_request(http).await;
+        match response {
+            Ok(response) => self.read(target, key, connection, response).await,
+            Err(cause) => Err(http_error(target, cause)),
         }
+    }
+
+    /// A kept-alive connection to `key`'s host, if one is still open.
+    fn idle(&self, key: &PoolKey) -> Option<Connection> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(position) = idle.iter().position(|(k, _)| k == key) {
+            let (_, connection) = idle.swap_remove(position);
+            if !connection.sender.is_closed() {
+                return Some(connection);
+            }
+        }
+        None
+    }
+
+    /// Reads the whole body of `response`, then keeps `connection` for the next request
+    /// to the same host when the exchange left it open.
+    async fn read(
+        &self,
+        target: &Target,
+        key: PoolKey,
+        connection: Connection,
+        response: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<Response, Error> {
+        let (parts, body) = response.into_parts();
+        let limit = self.options.max_body;
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|cause| {
+                if cause.is::<LengthLimitError>() {
+                    Error::TooLarge {
+                        authority: target.authority(),
+                        limit,
+                    }
+                } else {
+                    Error::Http {
+                        authority: target.authority(),
+                        cause,
+                    }
+                }
+            })?
+            .to_bytes()
+            .to_vec();
+        // Once the body is read, hyper readies the connection for another request unless
+        // either side asked to close it (which the next request's wait for it finds).
+        if !connection.sender.is_closed() {
+            self.idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((key, connection));
+        }
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        Ok(Response {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        })
     }
 
     fn tls_config(&self) -> Result<Arc<ClientConfig>, Error> {
@@ -177,63 +268,50 @@ impl Client {
             cause: last,
         })
     }
+}
 
-    async fn round_trip<S>(
-        &self,
-        target: &Target,
-        stream: S,
-        request: hyper::Request<Full<Bytes>>,
-    ) -> Result<Response, Error>
+/// What a kept-alive connection is kept for: scheme, host and port.
+type PoolKey = (bool, String, u16);
+
+/// One HTTP/1.1 connection: the handle requests are sent on, and the task that drives it,
+/// aborted when the connection is dropped (with the client, or when a request's deadline
+/// drops it mid-exchange).
+struct Connection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+impl Connection {
+    async fn open<S>(target: &Target, stream: S) -> Result<Connection, Error>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let http_error = |cause: hyper::Error| Error::Http {
-            authority: target.authority(),
-            cause: Box::new(cause),
-        };
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
-            .map_err(http_error)?;
-        let connection = tokio::spawn(connection);
-        let response = sender.send_request(request).await.map_err(http_error);
-        let response = match response {
-            Ok(response) => response,
-            Err(error) => {
-                connection.abort();
-                return Err(error);
-            }
-        };
-        let (parts, body) = response.into_parts();
-        let limit = self.options.max_body;
-        let body = Limited::new(body, limit).collect().await.map_err(|cause| {
-            if cause.is::<LengthLimitError>() {
-                Error::TooLarge {
-                    authority: target.authority(),
-                    limit,
-                }
-            } else {
-                Error::Http {
-                    authority: target.authority(),
-                    cause,
-                }
-            }
+            .map_err(|cause| http_error(target, cause))?;
+        let task = tokio::spawn(async move {
+            let _ = connection.await;
         });
-        connection.abort();
-        let headers = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        Ok(Response {
-            status: parts.status.as_u16(),
-            headers,
-            body: body?.to_bytes().to_vec(),
-        })
+        Ok(Connection { sender, task })
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn http_error(target: &Target, cause: hyper::Error) -> Error {
+    Error::Http {
+        authority: target.authority(),
+        cause: Box::new(cause),
     }
 }
 

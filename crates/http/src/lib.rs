@@ -16,9 +16,16 @@
 //! HTTP on a link-local address). `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY`, read from the
 //! [`Environment`](icp_core::Environment) the client is made with, are honoured
 //! as Go's `net/http` honours them (an `http://` proxy, `CONNECT` tunnels for HTTPS), except
-//! that loopback and link-local addresses are always reached directly. TLS trusts the platform's root certificates, read by
-//! `rustls-native-certs`; when `SSL_CERT_FILE` or `SSL_CERT_DIR` is set, those are read
-//! *instead*, as OpenSSL does.
+//! that loopback and link-local addresses are always reached directly. TLS trusts the platform's root certificates; when
+//! `SSL_CERT_FILE` or `SSL_CERT_DIR` (a `:`-separated list) is set, those are read
+//! *instead*, as OpenSSL does. They are read on a client's first `https://` request, the
+//! bundle file only (`SSL_CERT_FILE`, else the distribution's, such as
+//! `/etc/ssl/certs/ca-certificates.crt`); the certificate directories (`SSL_CERT_DIR`, else
+//! `/etc/ssl/certs`) are read only when the bundle lacks a server certificate's issuer, or
+//! when there is no bundle. There are no built-in roots.
+//!
+//! A connection is kept alive for the next request to the same host, for the client's
+//! life: a fetch's requests to one service share one TCP connection and TLS handshake.
 //!
 //! The API is async, for use inside the runtime [`run`] builds for one fetch; making a
 //! [`Client`] builds no runtime and opens no connection. What else every network backend
@@ -61,6 +68,7 @@ mod message;
 mod proxy;
 mod resolve;
 mod retry;
+mod roots;
 mod run;
 mod summary;
 mod tls;

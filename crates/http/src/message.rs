@@ -52,6 +52,12 @@ impl Request {
         self.header("Content-Type", content_type)
     }
 
+    /// Sets the body alone, its `Content-Type` (if any) being among the headers.
+    pub fn raw_body(mut self, body: impl Into<Vec<u8>>) -> Request {
+        self.body = body.into();
+        self
+    }
+
     /// Sets an `application/x-www-form-urlencoded` body made of `pairs`.
     pub fn form(self, pairs: &[(&str, &str)]) -> Request {
         self.body("application/x-www-form-urlencoded", form_encode(pairs))

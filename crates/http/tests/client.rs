@@ -379,6 +379,52 @@ fn https_goes_through_the_connect_proxy_of_the_environment() {
 }
 
 #[test]
+fn a_connection_is_kept_for_the_next_request_to_the_same_host() {
+    let world = world();
+    let closing = FakeServer::https(world.ca.server_config(&["closing.test"]), |_| {
+        Reply::status(200).header("connection", "close").body("bye")
+    });
+    let proxy = ConnectProxy::start(vec![
+        ("proxied.test:443".to_owned(), world.proxied.address()),
+        ("closing.test:443".to_owned(), closing.address()),
+    ]);
+    let env = Environment::from_pairs([("HTTPS_PROXY", format!("http://{}", proxy.address))]);
+    let connects = |host: &str| {
+        proxy
+            .heads()
+            .iter()
+            .filter(|head| head.starts_with(&format!("CONNECT {host}:443 ")))
+            .count()
+    };
+    let client = Client::new(Options::default(), &env).unwrap();
+    block_on(async {
+        for path in ["/v2/", "/oauth2/token", "/v2/"] {
+            let response = client
+                .send(Request::get(format!("https://proxied.test{path}")))
+                .await;
+            assert_eq!(response.unwrap().body, b"tunnelled");
+        }
+    });
+    assert_eq!(
+        connects("proxied.test"),
+        1,
+        "one connection, one TLS handshake"
+    );
+    // A server that closes after each answer gets a new connection for each request.
+    block_on(async {
+        for _ in 0..2 {
+            let response = client.send(Request::get("https://closing.test/")).await;
+            assert_eq!(response.unwrap().body, b"bye");
+        }
+    });
+    assert_eq!(connects("closing.test"), 2);
+    // Another client (another fetch) has connections of its own.
+    let other = Client::new(Options::default(), &env).unwrap();
+    block_on(other.send(Request::get("https://proxied.test/v2/"))).unwrap();
+    assert_eq!(connects("proxied.test"), 2);
+}
+
+#[test]
 fn plain_http_goes_to_the_http_proxy_in_absolute_form() {
     let world = world();
     let client = Client::new(Options::default(), &world.env).unwrap();

@@ -481,6 +481,24 @@ fn fips_and_dual_stack_hosts_use_the_matching_api_endpoint() {
 }
 
 #[test]
+fn the_sdk_sends_through_the_proxy_of_the_backend_environment() {
+    let proxy = refusing_proxy();
+    let env = aws_env(&[STATIC_KEYS[0], STATIC_KEYS[1], ("HTTPS_PROXY", &proxy.url)]);
+    let backend = backend(Config::default(), &env).with_limits(Limits {
+        attempts: 1,
+        ..quick_limits()
+    });
+    let err = fetch(&backend, IMAGE).unwrap_err();
+    assert!(matches!(err, Error::Network { .. }), "{err}");
+    let requests = proxy.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        (requests[0].method.as_str(), requests[0].target.as_str()),
+        ("CONNECT", "api.ecr.eu-west-1.amazonaws.com:443")
+    );
+}
+
+#[test]
 fn look_alike_hosts_are_not_served_and_cause_no_request() {
     let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
     let env = aws_env(&[

@@ -48,15 +48,22 @@ pub fn aws_env(vars: &[(&str, &str)]) -> Environment {
         ),
         ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
     ];
-    vars.iter()
+    let env = vars
+        .iter()
         .fold(Environment::from_pairs(clean), |env, (name, value)| {
             env.with(*name, *value)
-        })
+        });
+    // A child [`run_child`] started has its proxy in the process's environment: the
+    // backend's too, where the HTTP client below the SDK reads it.
+    match (child_case(), std::env::var("HTTPS_PROXY")) {
+        (Some(_), Ok(proxy)) => env.with("HTTPS_PROXY", proxy),
+        _ => env,
+    }
 }
 
-/// The AWS SDK's HTTP client reads the proxy variables from the process's environment, not
-/// from the backend's: with an HTTP proxy set for 127.0.0.1, the fakes would be asked
-/// through it. These tests never change the process's environment, so they refuse to run.
+/// A proxy variable of the developer's that would send requests to the fakes on 127.0.0.1
+/// through a proxy: these tests never change the process's environment, so they refuse to
+/// run with one.
 fn no_proxy_for_the_loopback() {
     let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
     let bypassed = ["NO_PROXY", "no_proxy"]
