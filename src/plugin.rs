@@ -83,7 +83,13 @@ pub fn answer(
             )
         }
         Backend::Token(backend) => {
-            let token = shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
+            let token = match shared_fetch(rule, backend.as_ref(), &core_request, cache_dir) {
+                // Logged at -v with the reason (BackendFailed::new).
+                Err(failed) if failed.kind() == ErrorKind::NotServed => {
+                    return Ok(PluginResponse::empty(request.api_version));
+                }
+                fetched => fetched?,
+            };
             let lifetime = token_lifetime(&token);
             (token_auth(&token, backend.patterns(&image)), lifetime)
         }
@@ -143,14 +149,15 @@ pub struct BackendFailed {
 }
 
 impl BackendFailed {
-    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the image
-    /// is not served or the failure is transient (throttled, timed out, network), at `-vv`
+    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the request
+    /// is not served (with the reason: the pull is then answered with no credentials) or
+    /// the failure is transient (throttled, timed out, network), at `-vv`
     /// otherwise; the error line itself says the rest.
     fn new(rule: &Rule, failure: Failure) -> BackendFailed {
         let (provider, index, kind) = (&rule.backend_name, rule.index, failure.kind());
         match kind {
             ErrorKind::NotServed => {
-                tracing::info!(%provider, rule = index, %kind, "the backend does not serve the image")
+                tracing::info!(%provider, rule = index, %kind, reason = %failure, "the backend does not serve the request; answering with no credentials")
             }
             kind if kind.is_transient() => {
                 tracing::info!(%provider, rule = index, %kind, "transient failure: the kubelet asks again at the next pull")

@@ -281,7 +281,7 @@ pub fn embedded(env: &Environment) -> Rules {
         .iter()
         .filter(|row| !row.default_patterns.is_empty())
         .filter_map(|row| {
-            let backend = row.lazy(None, Path::new("."), env).ok()?;
+            let backend = row.lazy(None, Path::new("."), env, None).ok()?;
             Some((row, backend))
         })
         .enumerate()
@@ -629,7 +629,7 @@ impl RuleReader<'_> {
             "provider".to_owned()
         };
         let backend = backends::find(&provider)
-            .and_then(|row| row.lazy(section, self.base_dir, self.env))
+            .and_then(|row| row.lazy(section, self.base_dir, self.env, cache_duration))
             .map_err(|e| problems.push(format!("{}: {e}", at(&field))))
             .ok()?;
         if self.check {
