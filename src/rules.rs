@@ -62,6 +62,10 @@ pub struct Rules {
     pub rules: Vec<Rule>,
     /// The `cache` section.
     pub cache: CacheSettings,
+    /// The audience of pods' tokens this instance serves (`--audience`), when a node has
+    /// one provider entry per audience: the rules of other audiences are left to their
+    /// entries ([`admits`]). `None`: every rule.
+    pub audience: Option<String>,
 }
 
 /// One rule.
@@ -95,6 +99,7 @@ impl Rules {
             }
             match rule.backend() {
                 Ok(backend) if !backend.serves(image) => continue,
+                Ok(backend) if !admits(self.audience.as_deref(), backend) => continue,
                 built => return Some((rule, built)),
             }
         }
@@ -107,6 +112,7 @@ impl Rules {
             origin: origin.to_owned(),
             rules,
             cache: CacheSettings::default(),
+            audience: None,
         }
     }
 }
@@ -151,6 +157,16 @@ impl Rule {
         backends::Lazy::force(&self.backend)
             .as_ref()
             .map_err(Failure::clone)
+    }
+}
+
+/// Whether an instance serving pods' tokens of `audience` (all rules when `None`) serves
+/// the rules of `backend`: those whose backend asks for tokens of that audience, and those
+/// that use none.
+pub fn admits(audience: Option<&str>, backend: &Backend) -> bool {
+    match (audience, backend.service_account_token()) {
+        (Some(audience), Some(uses)) => uses.audience == audience,
+        _ => true,
     }
 }
 
@@ -504,6 +520,7 @@ pub fn from_value(
             origin: origin.to_owned(),
             rules,
             cache,
+            audience: None,
         })
     } else {
         Err(Problems::new(origin, problems))

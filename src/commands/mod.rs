@@ -45,6 +45,11 @@ struct Cli {
     /// Fetch every token, and neither read nor write the token cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// Serve only the rules whose backends take pods' tokens of AUDIENCE (and those that
+    /// take none): one instance per audience, as kubelet-config --service-account-tokens
+    /// writes them when the rules need several.
+    #[arg(long, value_name = "AUDIENCE")]
+    audience: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -112,6 +117,8 @@ struct Globals {
     cache_dir: Option<PathBuf>,
     /// `--no-cache`.
     no_cache: bool,
+    /// `--audience`.
+    audience: Option<String>,
     /// The environment backends and the cache read: the process's.
     env: Environment,
 }
@@ -119,7 +126,9 @@ struct Globals {
 impl Globals {
     /// The rules in force: `--config`'s, or the embedded default.
     fn rules(&self) -> Result<Rules, rules::Problems> {
-        rules::load(self.config.as_deref(), &self.env)
+        let mut rules = rules::load(self.config.as_deref(), &self.env)?;
+        rules.audience.clone_from(&self.audience);
+        Ok(rules)
     }
 
     /// The token cache directory in force, or `None` when caching is off.
@@ -150,6 +159,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         config: cli.config,
         cache_dir: cli.cache_dir,
         no_cache: cli.no_cache,
+        audience: cli.audience,
         env,
     };
     match cli.command {
