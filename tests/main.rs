@@ -22,6 +22,14 @@ mod docker_config;
 mod dropin;
 #[cfg(feature = "ecr")]
 mod ecr;
+#[cfg(any(
+    feature = "quay",
+    feature = "jfrog",
+    feature = "cloudsmith",
+    feature = "vault",
+    feature = "tokenExchange"
+))]
+mod exchange;
 #[cfg(feature = "gcp")]
 mod gcp;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
@@ -30,7 +38,12 @@ mod kubelet_config;
     feature = "docker-config",
     feature = "ecr",
     feature = "acr",
-    feature = "gcp"
+    feature = "gcp",
+    feature = "quay",
+    feature = "jfrog",
+    feature = "cloudsmith",
+    feature = "vault",
+    feature = "tokenExchange"
 ))]
 mod readme;
 #[cfg(feature = "docker-config")]
