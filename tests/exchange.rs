@@ -203,7 +203,7 @@ fn pod_pulls_with_its_own_exchanged_token(case: &Case) {
 fn tokens_are_shared_by_the_pods_of_one_account_and_by_no_one_else(case: &Case) {
     let setup = Setup::new(case.rule);
     let config = setup.kubelet_config();
-    let mut pull = |pod: &Pod| {
+    let pull = |pod: &Pod| {
         let (_, password) = credential(&fresh_pull(&setup, case, &config, pod));
         (password, setup.exchanges(case))
     };
@@ -492,7 +492,6 @@ fn pass_through_is_written_with_cache_type_token_and_the_kubelet_takes_it() {
 mod several_audiences {
     use super::*;
 
-    const ECR_IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:v1";
     const STATIC_IMAGE: &str = "registry.corp.example/app:v1";
 
     fn setup() -> Setup {
