@@ -60,6 +60,10 @@ pub type Recipe = Box<dyn FnOnce() -> Result<Backend, Failure>>;
 /// The backend of a rule, built on first use.
 pub type Lazy = LazyCell<Result<Backend, Failure>, Recipe>;
 
+/// How a [`Row`] reads a rule's section: the section, the rules file's directory, the
+/// environment and the rule's `cacheDuration`, to a recipe or the problem.
+type Prepare = fn(Option<Value>, &Path, &Environment, Option<Duration>) -> Result<Recipe, String>;
+
 /// One backend this binary can build.
 pub struct Row {
     /// The name a rule's `provider` field gives: `ecr`. The rule's settings for it are
@@ -72,7 +76,7 @@ pub struct Row {
     /// settings, and returns how to build it with them, relative paths resolved against
     /// the given directory, with the rule's `cacheDuration`. The error is the problem with
     /// the section.
-    prepare: fn(Option<Value>, &Path, &Environment, Option<Duration>) -> Result<Recipe, String>,
+    prepare: Prepare,
     /// The backend type's name, whose first part is its crate: a log target.
     type_name: fn() -> &'static str,
     /// The drop-in mode of the backend's official provider, if this binary has one.
