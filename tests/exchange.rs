@@ -14,6 +14,13 @@ use std::path::{Path, PathBuf};
 use icp_test_kit::exchange::{self, World};
 
 use crate::common::kubelet::service_account::{Kubelet, Outcome, Pod, TokenAttributes};
+#[cfg(all(
+    feature = "ecr",
+    feature = "docker-config",
+    feature = "quay",
+    feature = "vault"
+))]
+use crate::common::kubelet::service_account::{Node, Sent};
 use crate::common::{API_VERSIONS, Plugin, pod, request, service_account_request};
 
 /// One backend's rule and what its fake answers.
@@ -599,38 +606,37 @@ mod several_audiences {
             judged.stdout
         );
 
-        // Each entry's instance, as the kubelet runs it for the images of its matchImages.
-        let pod = pod("team-a", "web-1", "app", &[]);
-        for (entry, case) in [(1, &QUAY), (2, &VAULT)] {
-            let name = providers[entry]["name"].as_str().unwrap();
-            let args = strings(&providers[entry]["args"]);
+        // The kubelet runs the entry whose matchImages match each image, and only that
+        // one: each instance under its own name, with its own args and audience's token.
+        let mut node = Node::from_config(&config);
+        let run_entry = |index: usize, sent: &Sent| {
+            let name = providers[index]["name"].as_str().unwrap();
+            let args = strings(&providers[index]["args"]);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let mut kubelet = kubelet(&config, entry);
-            let outcome = kubelet.pull(case.image, Some(&pod), |sent| {
-                let run = instance(&setup, name, &args)
-                    .stdin(sent.stdin.clone())
-                    .run();
-                (run.code, run.stdout)
-            });
-            let (_, password) = credential(&outcome);
-            assert_ne!(password, outcome.sent.unwrap().token.unwrap());
-            assert_eq!(setup.exchanges(case), 1);
-        }
-        // The first instance serves the docker config file's rule, with ECR's audience...
-        let first = strings(&providers[0]["args"]);
-        let first: Vec<&str> = first.iter().map(String::as_str).collect();
-        let mut kubelet0 = kubelet(&config, 0);
-        let outcome = kubelet0.pull(STATIC_IMAGE, Some(&pod), |sent| {
-            let run = instance(&setup, "image-credential-provider", &first)
+            let run = instance(&setup, name, &args)
                 .stdin(sent.stdin.clone())
                 .run();
             (run.code, run.stdout)
-        });
-        assert_eq!(
-            credential(&outcome),
-            ("corp".to_owned(), "corp-pw".to_owned())
-        );
-        // ... and none of another audience's, even when asked: its token is ECR's.
+        };
+        let pod = pod("team-a", "web-1", "app", &[]);
+        for (image, entry) in [(QUAY.image, 1), (VAULT.image, 2), (STATIC_IMAGE, 0)] {
+            let outcomes = node.pull(image, Some(&pod), &run_entry);
+            assert_eq!(outcomes.len(), 1, "{image}: {outcomes:?}");
+            let (index, outcome) = &outcomes[0];
+            assert_eq!(*index, entry, "{image}");
+            let sent = outcome.sent.clone().unwrap();
+            let claims = crate::common::kubelet::service_account::claims(&sent.token.unwrap());
+            assert_eq!(claims["aud"][0], expected[entry].1, "{image}");
+            let (user, password) = credential(outcome);
+            if image == STATIC_IMAGE {
+                assert_eq!((user.as_str(), password.as_str()), ("corp", "corp-pw"));
+            }
+        }
+        assert_eq!((setup.exchanges(&QUAY), setup.exchanges(&VAULT)), (1, 1));
+        let first = strings(&providers[0]["args"]);
+        let first: Vec<&str> = first.iter().map(String::as_str).collect();
+        // The first instance serves none of another audience's rules even when asked:
+        // its token is ECR's.
         let (input, _) = service_account_request(QUAY.image, &pod, "sts.amazonaws.com");
         let verbose: Vec<&str> = ["-v"].into_iter().chain(first.iter().copied()).collect();
         let run = instance(&setup, "image-credential-provider", &verbose)
