@@ -126,7 +126,13 @@ pub fn answer(
         }
         Backend::Token(backend) => {
             let (token, lifetime) =
-                shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record)?;
+                match shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record) {
+                    // Logged at -v with the reason (BackendFailed::new).
+                    Err(failed) if failed.kind() == ErrorKind::NotServed => {
+                        return Ok(PluginResponse::empty(request.api_version));
+                    }
+                    fetched => fetched?,
+                };
             (token_auth(&token, backend.patterns(&image)), lifetime)
         }
     };
@@ -225,14 +231,15 @@ impl BackendFailed {
         }
     }
 
-    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the image
-    /// is not served or the failure is transient (throttled, timed out, network), at `-vv`
+    /// The failure of `rule`'s backend, logged as its kind asks: at `-v` when the request
+    /// is not served (with the reason: the pull is then answered with no credentials) or
+    /// the failure is transient (throttled, timed out, network), at `-vv`
     /// otherwise; the error line itself says the rest.
     fn new(rule: &Rule, failure: Failure) -> BackendFailed {
         let (provider, index, kind) = (&rule.backend_name, rule.index, failure.kind());
         match kind {
             ErrorKind::NotServed => {
-                tracing::info!(%provider, rule = index, %kind, "the backend does not serve the image")
+                tracing::info!(%provider, rule = index, %kind, reason = %failure, "the backend does not serve the request; answering with no credentials")
             }
             _ if failure.is_transient() => {
                 tracing::info!(%provider, rule = index, %kind, "transient failure: the kubelet asks again at the next pull")

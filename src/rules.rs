@@ -72,6 +72,10 @@ pub struct Rules {
     pub audit: AuditSettings,
     /// The `metrics` section.
     pub metrics: MetricsSettings,
+    /// The audience of pods' tokens this instance serves (`--audience`), when a node has
+    /// one provider entry per audience: the rules of other audiences are left to their
+    /// entries ([`admits`]). `None`: every rule.
+    pub audience: Option<String>,
 }
 
 /// One rule.
@@ -105,6 +109,7 @@ impl Rules {
             }
             match rule.backend() {
                 Ok(backend) if !backend.serves(image) => continue,
+                Ok(backend) if !admits(self.audience.as_deref(), backend) => continue,
                 built => return Some((rule, built)),
             }
         }
@@ -119,6 +124,7 @@ impl Rules {
             cache: CacheSettings::default(),
             audit: AuditSettings::default(),
             metrics: MetricsSettings::default(),
+            audience: None,
         }
     }
 }
@@ -163,6 +169,16 @@ impl Rule {
         backends::Lazy::force(&self.backend)
             .as_ref()
             .map_err(Failure::clone)
+    }
+}
+
+/// Whether an instance serving pods' tokens of `audience` (all rules when `None`) serves
+/// the rules of `backend`: those whose backend asks for tokens of that audience, and those
+/// that use none.
+pub fn admits(audience: Option<&str>, backend: &Backend) -> bool {
+    match (audience, backend.service_account_token()) {
+        (Some(audience), Some(uses)) => uses.audience == audience,
+        _ => true,
     }
 }
 
@@ -293,7 +309,7 @@ pub fn embedded(env: &Environment) -> Rules {
         .iter()
         .filter(|row| !row.default_patterns.is_empty())
         .filter_map(|row| {
-            let backend = row.lazy(None, Path::new("."), env).ok()?;
+            let backend = row.lazy(None, Path::new("."), env, None).ok()?;
             Some((row, backend))
         })
         .enumerate()
@@ -535,6 +551,7 @@ pub fn from_value(
             cache,
             audit,
             metrics,
+            audience: None,
         })
     } else {
         Err(Problems::new(origin, problems))
@@ -660,7 +677,7 @@ impl RuleReader<'_> {
             "provider".to_owned()
         };
         let backend = backends::find(&provider)
-            .and_then(|row| row.lazy(section, self.base_dir, self.env))
+            .and_then(|row| row.lazy(section, self.base_dir, self.env, cache_duration))
             .map_err(|e| problems.push(format!("{}: {e}", at(&field))))
             .ok()?;
         if self.check {

@@ -228,7 +228,7 @@ fn check_config_lists_every_problem() {
     let path = rules_file(
         dir.path(),
         "rules:\n- {matchImages: [\"*.a.example\", \"https://b\"], provider: docker-config, dockerConfig: {path: missing.json}, cacheDuration: 1d}\n\
-         - {matchImages: [c.example], provider: quay, colour: blue}\n",
+         - {matchImages: [c.example], provider: harbor, colour: blue}\n",
     );
     let run = Plugin::new([
         "check-config".as_ref(),

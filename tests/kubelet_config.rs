@@ -364,8 +364,28 @@ fn service_account_tokens_are_asked_for_as_the_rules_backends_need_them() {
     // Without the flag, no tokens are asked for: node identity, no RBAC needed.
     let run = kubelet_config(&["--config", examples.join("ecr.yaml").to_str().unwrap()]);
     assert!(!run.stdout.contains("tokenAttributes"), "{}", run.stdout);
-    // One entry has one audience: the embedded rules name three clouds.
-    kubelet_config(&["--service-account-tokens"]).assert_error(1, "more than one audience");
+    // One entry has one audience: the embedded rules need two (gcp without
+    // workloadIdentity takes no token), so there are two entries, each run with --audience.
+    let run = kubelet_config(&["--service-account-tokens"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let config: serde_json::Value = serde_yaml_ng::from_str(&run.stdout).unwrap();
+    let names: Vec<&str> = config["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "image-credential-provider",
+            "image-credential-provider-api-azureadtokenexchange"
+        ]
+    );
+    assert_eq!(
+        config["providers"][1]["args"],
+        serde_json::json!(["--audience", "api://AzureADTokenExchange"])
+    );
     let static_only = testdata().join("rules.yaml");
     kubelet_config(&[
         "--config",

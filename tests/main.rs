@@ -22,6 +22,14 @@ mod docker_config;
 mod dropin;
 #[cfg(feature = "ecr")]
 mod ecr;
+#[cfg(any(
+    feature = "quay",
+    feature = "jfrog",
+    feature = "cloudsmith",
+    feature = "vault",
+    feature = "tokenExchange"
+))]
+mod exchange;
 #[cfg(feature = "gcp")]
 mod gcp;
 #[cfg(all(
@@ -39,7 +47,12 @@ mod observe;
     feature = "docker-config",
     feature = "ecr",
     feature = "acr",
-    feature = "gcp"
+    feature = "gcp",
+    feature = "quay",
+    feature = "jfrog",
+    feature = "cloudsmith",
+    feature = "vault",
+    feature = "tokenExchange"
 ))]
 mod readme;
 #[cfg(feature = "docker-config")]

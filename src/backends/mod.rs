@@ -105,6 +105,15 @@ impl Backend {
         }
     }
 
+    /// Whether the kubelet must cache this backend's answers per pod token
+    /// (`cacheType: Token`): it answers with the pod's token itself.
+    pub fn requires_token_cache_type(&self) -> bool {
+        match self {
+            Backend::Static(_) => false,
+            Backend::Token(backend) => backend.requires_token_cache_type(),
+        }
+    }
+
     /// Whether this backend will serve `image` at all (strict host checks of cloud
     /// backends; no I/O).
     pub fn serves(&self, image: &ImageRef) -> bool {
@@ -145,6 +154,8 @@ pub trait DynTokenBackend {
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
     /// See [`icp_core::TokenBackend::service_account_token`].
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse>;
+    /// See [`icp_core::TokenBackend::requires_token_cache_type`].
+    fn requires_token_cache_type(&self) -> bool;
     /// See [`icp_core::TokenBackend::check`].
     fn check(&self) -> Result<(), Failure>;
 }
@@ -164,6 +175,9 @@ impl<B: icp_core::TokenBackend> DynTokenBackend for B {
     }
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         icp_core::TokenBackend::service_account_token(self)
+    }
+    fn requires_token_cache_type(&self) -> bool {
+        icp_core::TokenBackend::requires_token_cache_type(self)
     }
     fn check(&self) -> Result<(), Failure> {
         icp_core::TokenBackend::check(self).map_err(Failure::new)

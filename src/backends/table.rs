@@ -9,12 +9,15 @@
 
 use std::cell::LazyCell;
 use std::path::Path;
+use std::time::Duration;
 
 use icp_core::{Build, Context, Environment, StaticBackend, TokenBackend};
 use serde_json::Value;
 
 use super::{Backend, Failure};
+use crate::cache::SAFETY_MARGIN;
 use crate::dropin::Mode;
+use crate::plugin::STATIC_CACHE_DURATION;
 
 /// Every backend this project has, each once: `"name" => kind Type`, and `, drop_in
 /// module` when the binary run under its official provider's name takes that provider's
@@ -43,6 +46,11 @@ backends! {
     "ecr" => token icp_ecr::Ecr, drop_in ecr;
     "acr" => token icp_acr::Acr, drop_in acr;
     "gcp" => token icp_gcp::Gcp, drop_in gcp;
+    "quay" => token icp_exchange::Quay;
+    "jfrog" => token icp_exchange::Jfrog;
+    "cloudsmith" => token icp_exchange::Cloudsmith;
+    "vault" => token icp_exchange::Vault;
+    "tokenExchange" => token icp_exchange::TokenExchange;
 }
 
 /// How a rule's backend is built, once its section is read: called at most once, when
@@ -51,6 +59,10 @@ pub type Recipe = Box<dyn FnOnce() -> Result<Backend, Failure>>;
 
 /// The backend of a rule, built on first use.
 pub type Lazy = LazyCell<Result<Backend, Failure>, Recipe>;
+
+/// How a [`Row`] reads a rule's section: the section, the rules file's directory, the
+/// environment and the rule's `cacheDuration`, to a recipe or the problem.
+type Prepare = fn(Option<Value>, &Path, &Environment, Option<Duration>) -> Result<Recipe, String>;
 
 /// One backend this binary can build.
 pub struct Row {
@@ -62,8 +74,9 @@ pub struct Row {
     pub default_patterns: &'static [&'static str],
     /// Reads a rule's section (`None` when the rule has none) into the backend's typed
     /// settings, and returns how to build it with them, relative paths resolved against
-    /// the given directory. The error is the problem with the section.
-    prepare: fn(Option<Value>, &Path, &Environment) -> Result<Recipe, String>,
+    /// the given directory, with the rule's `cacheDuration`. The error is the problem with
+    /// the section.
+    prepare: Prepare,
     /// The backend type's name, whose first part is its crate: a log target.
     type_name: fn() -> &'static str,
     /// The drop-in mode of the backend's official provider, if this binary has one.
@@ -109,15 +122,17 @@ impl Row {
         }
     }
 
-    /// The backend of a rule with `section` (`None` when it has none), built on first use
-    /// with `base_dir` and `env`; the error is the problem with the section.
+    /// The backend of a rule with `section` (`None` when it has none) and
+    /// `cache_duration` (its `cacheDuration`), built on first use with `base_dir` and
+    /// `env`; the error is the problem with the section.
     pub fn lazy(
         &self,
         section: Option<Value>,
         base_dir: &Path,
         env: &Environment,
+        cache_duration: Option<Duration>,
     ) -> Result<Lazy, String> {
-        (self.prepare)(section, base_dir, env).map(LazyCell::new)
+        (self.prepare)(section, base_dir, env, cache_duration).map(LazyCell::new)
     }
 
     /// The crate the backend is in, whose logs `-v` shows.
@@ -156,11 +171,20 @@ impl<B: TokenBackend + 'static> Kind<B> for TokenKind {
     }
 }
 
+/// How long a token whose service states no expiry is taken to live: the rule's
+/// `cacheDuration` (default [`STATIC_CACHE_DURATION`], as for credentials that do not
+/// expire) plus the cache's [`SAFETY_MARGIN`], so that such a token is used, by the token
+/// cache and the kubelet, for `cacheDuration` after it was fetched.
+pub fn default_lifetime(cache_duration: Option<Duration>) -> Duration {
+    cache_duration.unwrap_or(STATIC_CACHE_DURATION) + SAFETY_MARGIN
+}
+
 /// [`Row::prepare`] of backend `B`: its settings from the section, or its default.
 fn prepare<B, K>(
     section: Option<Value>,
     base_dir: &Path,
     env: &Environment,
+    cache_duration: Option<Duration>,
 ) -> Result<Recipe, String>
 where
     B: Build + 'static,
@@ -184,7 +208,7 @@ where
             env: &env,
         };
         B::build(config, &context)
-            .map(K::wrap)
+            .map(|backend| K::wrap(backend.with_default_lifetime(default_lifetime(cache_duration))))
             .map_err(Failure::new)
     }))
 }
@@ -239,7 +263,20 @@ mod tests {
     #[test]
     fn section_keys_are_camel_case_names() {
         let keys: Vec<String> = NAMES.iter().map(|name| section_key(name)).collect();
-        assert_eq!(keys, ["dockerConfig", "ecr", "acr", "gcp"]);
+        assert_eq!(
+            keys,
+            [
+                "dockerConfig",
+                "ecr",
+                "acr",
+                "gcp",
+                "quay",
+                "jfrog",
+                "cloudsmith",
+                "vault",
+                "tokenExchange"
+            ]
+        );
     }
 
     #[test]

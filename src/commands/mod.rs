@@ -57,6 +57,11 @@ struct Cli {
     /// IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR, else the rules file's metrics.dir).
     #[arg(long, global = true, value_name = "DIR")]
     metrics_dir: Option<PathBuf>,
+    /// Serve only the rules whose backends take pods' tokens of AUDIENCE (and those that
+    /// take none): one instance per audience, as kubelet-config --service-account-tokens
+    /// writes them when the rules need several.
+    #[arg(long, value_name = "AUDIENCE")]
+    audience: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -176,6 +181,8 @@ struct Globals {
     audit_log: Option<PathBuf>,
     /// `--metrics-dir`.
     metrics_dir: Option<PathBuf>,
+    /// `--audience`.
+    audience: Option<String>,
     /// The environment backends and the cache read: the process's.
     env: Environment,
 }
@@ -183,7 +190,9 @@ struct Globals {
 impl Globals {
     /// The rules in force: `--config`'s, or the embedded default.
     fn rules(&self) -> Result<Rules, rules::Problems> {
-        rules::load(self.config.as_deref(), &self.env)
+        let mut rules = rules::load(self.config.as_deref(), &self.env)?;
+        rules.audience.clone_from(&self.audience);
+        Ok(rules)
     }
 
     /// The token cache directory in force, or `None` when caching is off.
@@ -244,6 +253,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         no_cache: cli.no_cache,
         audit_log: cli.audit_log,
         metrics_dir: cli.metrics_dir,
+        audience: cli.audience,
         env,
     };
     match cli.command {

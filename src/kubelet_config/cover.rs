@@ -11,13 +11,15 @@ use std::path::Path;
 use icp_core::pattern::SchemelessUrl;
 use icp_core::quote;
 
-use super::{ProviderEntry, Report};
-use crate::rules::Rules;
+use super::{ProviderEntry, Report, audiences, fit};
+use crate::rules::{Rule, Rules};
 
-/// With `--config RULES`: finds the provider entry named `name` (the one that runs this
-/// binary) and warns about what keeps `rules` from working through it: no such entry,
-/// `args` that name other rules, and every rule pattern none of its `matchImages`
-/// covers, whose images the kubelet (partly or wholly) never asks this binary about.
+/// With `--config RULES`: finds the provider entries that run this binary (the one
+/// named `name`, and those named `name-…` that serve one audience with `--audience`) and
+/// warns about what keeps `rules` from working through them: no such entry, `args` that
+/// name other rules, `tokenAttributes` that do not fit the rules an entry serves
+/// ([`fit`]), and every rule pattern that no `matchImages` entry of an entry serving the
+/// rule covers, whose images the kubelet (partly or wholly) never asks this binary about.
 pub fn check_reach(
     entries: &[ProviderEntry],
     rules: &Rules,
@@ -26,7 +28,16 @@ pub fn check_reach(
     origin: &str,
     report: &mut Report,
 ) {
-    let Some(entry) = entries.iter().find(|e| e.provider.name == name) else {
+    let prefix = format!("{name}-");
+    let ours: Vec<&ProviderEntry> = entries
+        .iter()
+        .filter(|e| {
+            e.provider.name == name
+                || (e.provider.name.starts_with(&prefix)
+                    && audiences::audience_arg(&e.provider.args).is_some())
+        })
+        .collect();
+    if ours.is_empty() {
         report.warning(
             origin,
             "",
@@ -37,7 +48,49 @@ pub fn check_reach(
             ),
         );
         return;
-    };
+    }
+    for entry in &ours {
+        check_args(entry, rules, rules_path, report);
+        fit::check(entry, rules, report);
+    }
+    for rule in &rules.rules {
+        let serving: Vec<SchemelessUrl> = ours
+            .iter()
+            .filter(|entry| serves(entry, rule))
+            .flat_map(|entry| &entry.provider.match_images)
+            .filter_map(|m| SchemelessUrl::parse(m).ok())
+            .collect();
+        for (j, pattern) in rule.patterns.iter().enumerate() {
+            let Ok(inner) = SchemelessUrl::parse(pattern.as_str()) else {
+                continue;
+            };
+            if !serving.iter().any(|outer| outer.covers(&inner)) {
+                report.warning(
+                    &rules.origin,
+                    format!("rules[{}].matchImages[{j}]", rule.index),
+                    format!(
+                        "{}: no matchImages entry of provider {} covers it, so the kubelet does not ask this binary about all of its images",
+                        quote(pattern.as_str()),
+                        quote(name)
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Whether the instance `entry` runs serves `rule` (its `--audience`, if any, admits the
+/// rule's backend; a backend that cannot be built is served by every instance).
+pub fn serves(entry: &ProviderEntry, rule: &Rule) -> bool {
+    let audience = audiences::audience_arg(&entry.provider.args);
+    match rule.backend() {
+        Ok(backend) => crate::rules::admits(audience, backend),
+        Err(_) => true,
+    }
+}
+
+/// Warns when `entry`'s arguments run the binary with other rules than `rules`.
+fn check_args(entry: &ProviderEntry, rules: &Rules, rules_path: &Path, report: &mut Report) {
     match config_arg(&entry.provider.args) {
         None => report.warning(
             &entry.file,
@@ -65,30 +118,6 @@ pub fn check_reach(
             ),
         ),
         Some(_) => {}
-    }
-    let globs: Vec<SchemelessUrl> = entry
-        .provider
-        .match_images
-        .iter()
-        .filter_map(|m| SchemelessUrl::parse(m).ok())
-        .collect();
-    for rule in &rules.rules {
-        for (j, pattern) in rule.patterns.iter().enumerate() {
-            let Ok(inner) = SchemelessUrl::parse(pattern.as_str()) else {
-                continue;
-            };
-            if !globs.iter().any(|outer| outer.covers(&inner)) {
-                report.warning(
-                    &rules.origin,
-                    format!("rules[{}].matchImages[{j}]", rule.index),
-                    format!(
-                        "{}: no matchImages entry of provider {} covers it, so the kubelet does not ask this binary about all of its images",
-                        quote(pattern.as_str()),
-                        quote(name)
-                    ),
-                );
-            }
-        }
     }
 }
 

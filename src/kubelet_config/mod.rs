@@ -7,7 +7,9 @@
 //! as strict as the kubelet is: unknown fields, wrong `kind` or `apiVersion` are errors;
 //! a field written `null` counts as absent, as in Go.
 
+mod audiences;
 mod cover;
+mod fit;
 mod read;
 mod validate;
 mod write;

@@ -1,7 +1,8 @@
 //! `kubelet-config`: the kubelet configuration that installs this binary for the rules in
 //! force, one provider entry whose `matchImages` are the rules' patterns (which match as
-//! the kubelet's do), checked as the kubelet would check it before it is printed or
-//! written.
+//! the kubelet's do), or with `--service-account-tokens` one entry per audience of pods'
+//! tokens the rules need ([`audiences`]), checked as the kubelet would check it before it
+//! is printed or written.
 //!
 //! `defaultCacheDuration` is `0s`: the kubelet uses it only for an answer without a
 //! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
@@ -16,9 +17,9 @@ use icp_core::Environment;
 use super::read::{self, ConfigFile};
 use super::{
     CONFIG_API_VERSIONS, CredentialProvider, CredentialProviderConfig, KIND, PLUGIN_API_VERSIONS,
-    Report, ServiceAccountTokenAttributes, validate,
+    Report, audiences, validate,
 };
-use crate::rules::Rules;
+use crate::rules::Rule;
 
 /// The first line of every file `kubelet-config` writes; `--output` replaces only files
 /// that start with it.
@@ -30,7 +31,8 @@ const DEFAULT_CACHE_DURATION: &str = "0s";
 /// rules in force (the embedded default without `rules_path`; backends built with `env`
 /// when they are asked about service account tokens), as a YAML document the kubelet
 /// accepts. With `service_account_tokens`, the entry asks the kubelet for pods' service
-/// account tokens as the rules' backends need them.
+/// account tokens as the rules' backends need them; rules that need tokens of several
+/// audiences get one entry per audience ([`audiences`]).
 pub fn configuration(
     rules_path: Option<&Path>,
     name: &str,
@@ -60,10 +62,32 @@ pub fn configuration_as(
     env: &Environment,
 ) -> anyhow::Result<String> {
     let rules = crate::rules::load(rules_path, env)?;
-    let mut config = generate(&rules, rules_arg, name)?;
+    let all: Vec<&Rule> = rules.rules.iter().collect();
+    let mut providers = Vec::new();
     if service_account_tokens {
-        config.providers[0].token_attributes = Some(token_attributes(&rules)?);
+        let groups = audiences::groups(&rules)?;
+        let several = groups.len() > 1;
+        let list: Vec<&str> = groups.iter().map(|g| g.audience.as_str()).collect();
+        for (group, name) in groups.iter().zip(audiences::names(name, &list)) {
+            let (rules, audience) = match several {
+                true => (&group.rules, Some(group.audience.as_str())),
+                false => (&all, None),
+            };
+            let mut entry = provider(rules, rules_arg, audience, &name)?;
+            entry.token_attributes = Some(group.token_attributes());
+            providers.push(entry);
+        }
+    } else {
+        providers.push(provider(&all, rules_arg, None, name)?);
     }
+    if providers.iter().all(|p| p.match_images.is_empty()) {
+        bail!("no rules in force ({}): give --config RULES", rules.origin);
+    }
+    let config = CredentialProviderConfig {
+        api_version: CONFIG_API_VERSIONS[0].to_owned(),
+        kind: KIND.to_owned(),
+        providers,
+    };
     let text = render(&config, rules_arg);
     judge(vec![ConfigFile {
         origin: "the configuration".to_owned(),
@@ -73,22 +97,21 @@ pub fn configuration_as(
 }
 
 /// One provider entry named `name` for every pattern of `rules`, run with `--config
-/// rules_path` when there is one.
-fn generate(
-    rules: &Rules,
+/// rules_path` when there is one, and `--audience` when it serves the rules of one
+/// `audience` of several.
+fn provider(
+    rules: &[&Rule],
     rules_path: Option<&Path>,
+    audience: Option<&str>,
     name: &str,
-) -> anyhow::Result<CredentialProviderConfig> {
+) -> anyhow::Result<CredentialProvider> {
     let mut match_images: Vec<String> = Vec::new();
-    for pattern in rules.rules.iter().flat_map(|rule| &rule.patterns) {
+    for pattern in rules.iter().flat_map(|rule| &rule.patterns) {
         if !match_images.iter().any(|m| m == pattern.as_str()) {
             match_images.push(pattern.as_str().to_owned());
         }
     }
-    if match_images.is_empty() {
-        bail!("no rules in force ({}): give --config RULES", rules.origin);
-    }
-    let args = match rules_path {
+    let mut args = match rules_path {
         Some(path) => {
             let path = path
                 .to_str()
@@ -97,65 +120,16 @@ fn generate(
         }
         None => Vec::new(),
     };
-    Ok(CredentialProviderConfig {
-        api_version: CONFIG_API_VERSIONS[0].to_owned(),
-        kind: KIND.to_owned(),
-        providers: vec![CredentialProvider {
-            name: name.to_owned(),
-            api_version: PLUGIN_API_VERSIONS[0].to_owned(),
-            match_images,
-            default_cache_duration: Some(DEFAULT_CACHE_DURATION.to_owned()),
-            args,
-            ..CredentialProvider::default()
-        }],
-    })
-}
-
-/// The `tokenAttributes` the rules' backends need to pull as pods' service accounts: the
-/// one audience they share, every annotation key they read as optional (a service account
-/// without them keeps the node's identity), `requireServiceAccount: false` (pods without
-/// one still pull as the node), and `cacheType: ServiceAccount` (the kubelet keeps one
-/// answer per service account; the plugin's token cache shares one exchange among its
-/// pods).
-fn token_attributes(rules: &Rules) -> anyhow::Result<ServiceAccountTokenAttributes> {
-    let mut uses = Vec::new();
-    for rule in &rules.rules {
-        let backend = rule.backend().map_err(|failure| {
-            anyhow::Error::new(failure).context(format!(
-                "{} backend (rule {})",
-                rule.backend_name, rule.index
-            ))
-        })?;
-        uses.extend(backend.service_account_token().map(|uses| (rule, uses)));
+    if let Some(audience) = audience {
+        args.extend([audiences::FLAG.to_owned(), audience.to_owned()]);
     }
-    let Some((_, first)) = uses.first() else {
-        bail!(
-            "no rule of {} has a backend that uses service account tokens (ecr, acr, or gcp \
-             with workloadIdentity)",
-            rules.origin
-        );
-    };
-    if let Some((rule, other)) = uses.iter().find(|(_, u)| u.audience != first.audience) {
-        bail!(
-            "the rules need tokens for more than one audience ({:?} and {:?} for rule {}), and a \
-             provider entry has one: give each cloud its own rules file and --name",
-            first.audience,
-            other.audience,
-            rule.index
-        );
-    }
-    let mut keys: Vec<String> = Vec::new();
-    for key in uses.iter().flat_map(|(_, u)| &u.annotation_keys) {
-        if !keys.contains(key) {
-            keys.push(key.clone());
-        }
-    }
-    Ok(ServiceAccountTokenAttributes {
-        service_account_token_audience: first.audience.clone(),
-        cache_type: "ServiceAccount".to_owned(),
-        require_service_account: Some(false),
-        required_service_account_annotation_keys: Vec::new(),
-        optional_service_account_annotation_keys: keys,
+    Ok(CredentialProvider {
+        name: name.to_owned(),
+        api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+        match_images,
+        default_cache_duration: Some(DEFAULT_CACHE_DURATION.to_owned()),
+        args,
+        ..CredentialProvider::default()
     })
 }
 
@@ -172,6 +146,25 @@ fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> Strin
         "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n",
         rules.replace(['\n', '\r'], " ")
     );
+    if let [first, others @ ..] = &config.providers[..]
+        && !others.is_empty()
+    {
+        out.push_str(&format!(
+            "# The rules need pods' tokens of {} audiences, and a provider entry has one: each entry \
+             runs this binary\n# under its own name with {} and serves only the rules of that audience. \
+             Install the names\n# in the kubelet's --image-credential-provider-bin-dir as symlinks to {}:\n",
+            config.providers.len(),
+            audiences::FLAG,
+            first.name.replace(['\n', '\r'], " ")
+        ));
+        for other in others {
+            out.push_str(&format!(
+                "#   ln -s {} {}\n",
+                first.name.replace(['\n', '\r'], " "),
+                other.name.replace(['\n', '\r'], " ")
+            ));
+        }
+    }
     let q = |text: &str| serde_json::Value::from(text).to_string();
     let list = |out: &mut String, indent: &str, key: &str, items: &[String]| {
         if !items.is_empty() {

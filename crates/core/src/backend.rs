@@ -12,7 +12,7 @@
 //! clients inside [`TokenBackend::fetch`], so nothing of the kind is paid for on a cache hit.
 
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::{Environment, ImageRef, Secret, ServiceAccount};
 
@@ -173,6 +173,13 @@ pub trait TokenBackend {
         None
     }
 
+    /// Whether the kubelet must cache this backend's answers per pod token
+    /// (`tokenAttributes.cacheType: Token`) rather than per service account: true for a
+    /// backend that answers with the pod's token itself. `false` by default.
+    fn requires_token_cache_type(&self) -> bool {
+        false
+    }
+
     /// The `auth` keys the token is returned under for `image`: its registry by default;
     /// a backend that serves mirrors adds them.
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
@@ -217,4 +224,11 @@ pub trait Build: Sized {
     /// Builds the backend. No network: files the settings name may be read, and a
     /// problem with them is an error here.
     fn build(config: Self::Config, context: &Context<'_>) -> Result<Self, Self::Error>;
+
+    /// The backend, told how long a token lives when its service does not say (the
+    /// binary derives it from the rule's `cacheDuration`). Backends whose services always
+    /// state a token's expiry ignore it, as this default does.
+    fn with_default_lifetime(self, _lifetime: Duration) -> Self {
+        self
+    }
 }

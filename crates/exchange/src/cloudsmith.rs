@@ -167,6 +167,10 @@ impl Build for Cloudsmith {
     fn build(config: CloudsmithConfig, context: &Context<'_>) -> Result<Cloudsmith, Error> {
         Cloudsmith::new(config, context)
     }
+
+    fn with_default_lifetime(self, lifetime: std::time::Duration) -> Cloudsmith {
+        Cloudsmith::with_default_lifetime(self, lifetime)
+    }
 }
 
 impl TokenBackend for Cloudsmith {

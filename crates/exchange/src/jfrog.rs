@@ -134,6 +134,10 @@ impl Build for Jfrog {
     fn build(config: JfrogConfig, context: &Context<'_>) -> Result<Jfrog, Error> {
         Jfrog::new(config, context)
     }
+
+    fn with_default_lifetime(self, lifetime: std::time::Duration) -> Jfrog {
+        Jfrog::with_default_lifetime(self, lifetime)
+    }
 }
 
 impl TokenBackend for Jfrog {

@@ -156,6 +156,10 @@ impl Build for Quay {
     fn build(config: QuayConfig, context: &Context<'_>) -> Result<Quay, Error> {
         Quay::new(config, context)
     }
+
+    fn with_default_lifetime(self, lifetime: std::time::Duration) -> Quay {
+        Quay::with_default_lifetime(self, lifetime)
+    }
 }
 
 impl TokenBackend for Quay {

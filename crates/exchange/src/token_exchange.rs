@@ -355,6 +355,10 @@ impl Build for TokenExchange {
     fn build(config: TokenExchangeConfig, context: &Context<'_>) -> Result<TokenExchange, Error> {
         TokenExchange::new(config, context)
     }
+
+    fn with_default_lifetime(self, lifetime: std::time::Duration) -> TokenExchange {
+        TokenExchange::with_default_lifetime(self, lifetime)
+    }
 }
 
 impl TokenBackend for TokenExchange {
@@ -441,5 +445,9 @@ impl TokenBackend for TokenExchange {
 
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         Some(self.base.token_use())
+    }
+
+    fn requires_token_cache_type(&self) -> bool {
+        TokenExchange::requires_token_cache_type(self)
     }
 }

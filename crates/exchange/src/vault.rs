@@ -191,6 +191,10 @@ impl Build for Vault {
     fn build(config: VaultConfig, context: &Context<'_>) -> Result<Vault, Error> {
         Vault::new(config, context)
     }
+
+    fn with_default_lifetime(self, lifetime: std::time::Duration) -> Vault {
+        Vault::with_default_lifetime(self, lifetime)
+    }
 }
 
 impl TokenBackend for Vault {

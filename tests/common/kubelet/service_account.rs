@@ -338,3 +338,58 @@ pub fn claims(token: &str) -> Value {
         .unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
+
+/// A kubelet with several providers in service-account-token mode, as a node whose rules
+/// need several audiences has them (one entry each): a pull runs every provider whose
+/// `matchImages` match the image (without tag or digest, as the kubelet matches them), each
+/// with its own attributes, cache and tokens, and the kubelet tries the credentials of all
+/// of them, in the providers' order.
+pub struct Node {
+    /// Each provider's `matchImages` and its kubelet.
+    providers: Vec<(Vec<icp_core::Pattern>, Kubelet)>,
+}
+
+impl Node {
+    /// The providers of a `CredentialProviderConfig`, each with its `tokenAttributes`.
+    pub fn from_config(config: &Value) -> Node {
+        let providers = config["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|provider| {
+                let patterns = provider["matchImages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| icp_core::Pattern::parse(m.as_str().unwrap()).unwrap())
+                    .collect();
+                let attributes = provider
+                    .get("tokenAttributes")
+                    .map(TokenAttributes::from_json);
+                let version = provider["apiVersion"].as_str().unwrap();
+                (patterns, Kubelet::new(version, attributes))
+            })
+            .collect();
+        Node { providers }
+    }
+
+    /// Pulls `image` for `pod`: the outcome of each provider whose `matchImages` match
+    /// it, by index, running `plugin` (given the provider's index) when that provider's
+    /// kubelet would.
+    pub fn pull(
+        &mut self,
+        image: &str,
+        pod: Option<&Pod>,
+        mut plugin: impl FnMut(usize, &Sent) -> (i32, String),
+    ) -> Vec<(usize, Outcome)> {
+        let name = icp_core::ImageRef::parse(image).unwrap().name();
+        self.providers
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, (patterns, _))| patterns.iter().any(|p| p.matches(&name)))
+            .map(|(index, (_, kubelet))| {
+                (index, kubelet.pull(image, pod, |sent| plugin(index, sent)))
+            })
+            .collect()
+    }
+}

@@ -5,7 +5,12 @@
 //! writes them, `{"errors": [...]}`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
+
+/// How many Vault tokens the test process issued: tests running at once each have their
+/// own world, and a token one world issued must not name another world's account.
+static ISSUED: AtomicU64 = AtomicU64::new(0);
 
 use super::{Knobs, TRUST, audience, check_subject};
 use crate::{Recorded, Reply};
@@ -17,7 +22,8 @@ fn errors(status: u16, message: &str) -> Reply {
     )
 }
 
-/// Vault tokens issued, to the `namespace:name` they were issued to.
+/// Vault tokens issued, to the `namespace:name` they were issued to: one map for every
+/// world of the test process, so each token is numbered across them ([`ISSUED`]).
 fn tokens() -> &'static Mutex<BTreeMap<String, String>> {
     static TOKENS: OnceLock<Mutex<BTreeMap<String, String>>> = OnceLock::new();
     TOKENS.get_or_init(Default::default)
@@ -53,7 +59,7 @@ pub fn vault(knobs: &Knobs, request: &Recorded) -> Reply {
         403,
         r#"{"errors":["1 error occurred:\n\t* permission denied\n\n"]}"#,
     );
-    let lease = knobs.secret_lease.load(std::sync::atomic::Ordering::SeqCst);
+    let lease = knobs.secret_lease.load(Ordering::SeqCst);
     match segments[..] {
         ["secret", "data", "registry", ns, sa] => {
             if ns != namespace {
@@ -102,7 +108,7 @@ fn login(knobs: &Knobs, request: &Recorded) -> Reply {
         allowed,
     ) {
         Ok(subject) => {
-            let token = format!("hvs.fake{}", knobs.serial());
+            let token = format!("hvs.fake{}", ISSUED.fetch_add(1, Ordering::SeqCst) + 1);
             tokens()
                 .lock()
                 .unwrap()
