@@ -251,8 +251,7 @@ fn load_file(path: &Path, env: &Environment, check: bool) -> Result<Rules, Probl
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let bytes = icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|e| e.to_string())?;
+    let bytes = icp_core::io::read_file(path, MAX_FILE_SIZE).map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 

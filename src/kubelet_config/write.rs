@@ -7,7 +7,6 @@
 //! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
 //! an answer that is not ours to judge; not caching that is the safe choice.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -283,9 +282,7 @@ pub fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf>
 fn replaceable(file: &Path) -> anyhow::Result<bool> {
     match std::fs::symlink_metadata(file) {
         Ok(metadata) if metadata.is_file() => {
-            let mut existing = Vec::new();
-            std::fs::File::open(file)
-                .and_then(|f| f.take(MARKER.len() as u64).read_to_end(&mut existing))
+            let existing = icp_core::io::read_file(file, read::MAX_FILE_SIZE)
                 .with_context(|| format!("reading {}", file.display()))?;
             Ok(existing.starts_with(MARKER.as_bytes()))
         }

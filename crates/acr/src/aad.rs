@@ -243,7 +243,7 @@ pub fn check_files(identity: &Identity) -> Result<(), Error> {
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::azure_json::read_text(path).map_err(|e| {
         Error::NoCredentials(format!(
             "cannot read the {what} file {}: {e}",
             path.display()

@@ -306,11 +306,7 @@ fn usable_key(key: &str, place: &str) -> Option<String> {
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
     let origin = || path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|cause| Error::Read {
-        origin: origin(),
-        cause,
-    })?;
-    icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|cause| match cause.kind() {
+    icp_core::io::read_file(path, MAX_FILE_SIZE).map_err(|cause| match cause.kind() {
         std::io::ErrorKind::FileTooLarge => Error::TooLarge { origin: origin() },
         _ => Error::Read {
             origin: origin(),
