@@ -196,7 +196,7 @@ impl Cache {
                     && entry.scope == key.scope =>
             {
                 let Some(expires_at) = entry.expiry(SystemTime::now()) else {
-                    tracing::info!(path = %path.display(), "cache entry ignored: implausible expiry");
+                    tracing::info!(path = %icp_core::quote::path(&path), "cache entry ignored: implausible expiry");
                     return None;
                 };
                 let left = expires_at
@@ -213,12 +213,14 @@ impl Cache {
                 tracing::info!(backend, scope = %key.scope, "cached token is too close to expiry");
             }
             Ok(_) => {
-                tracing::info!(path = %path.display(), "cache entry belongs to another key; ignored")
+                tracing::info!(path = %icp_core::quote::path(&path), "cache entry belongs to another key; ignored")
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 tracing::debug!(backend, scope = %key.scope, "token cache miss")
             }
-            Err(error) => tracing::info!(path = %path.display(), %error, "cache entry ignored"),
+            Err(error) => {
+                tracing::info!(path = %icp_core::quote::path(&path), %error, "cache entry ignored")
+            }
         }
         None
     }
@@ -230,7 +232,7 @@ impl Cache {
             .dir
             .join(format!("{}.lock", Self::file_stem(backend, key)));
         let file = open_lock_file(&path)
-            .map_err(|error| tracing::info!(path = %path.display(), %error, "cache lock unusable"))
+            .map_err(|error| tracing::info!(path = %icp_core::quote::path(&path), %error, "cache lock unusable"))
             .ok()?;
         let deadline = Instant::now() + LOCK_WAIT;
         let mut pause = Duration::from_millis(2);
@@ -248,7 +250,7 @@ impl Cache {
                     return None;
                 }
                 Err(fs::TryLockError::Error(error)) => {
-                    tracing::info!(path = %path.display(), %error, "cache lock failed");
+                    tracing::info!(path = %icp_core::quote::path(&path), %error, "cache lock failed");
                     return None;
                 }
             }
@@ -285,7 +287,7 @@ impl Cache {
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
         if let Err(error) = write_entry(&self.dir, &stem, &json) {
-            tracing::info!(dir = %self.dir.display(), %error, "could not store the token in the cache");
+            tracing::info!(dir = %icp_core::quote::path(&self.dir), %error, "could not store the token in the cache");
         }
     }
 
@@ -652,7 +654,10 @@ mod tests {
             error.to_string().contains("open\" is writable by others"),
             "{error}"
         );
-        assert!(Cache::open(&open_to_all.join("c")).is_err(), "created, still refused");
+        assert!(
+            Cache::open(&open_to_all.join("c")).is_err(),
+            "created, still refused"
+        );
         fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o1777)).unwrap();
         Cache::open(&open_to_all.join("c")).unwrap();
     }

@@ -114,7 +114,7 @@ fn shared_fetch(
     let fetch = || backend.fetch(request).map_err(failed);
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
-            .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
+            .map_err(|error| tracing::info!(dir = %icp_core::quote::path(dir), %error, "token cache unusable; answering uncached"))
             .ok()
     }) else {
         return fetch();

@@ -240,7 +240,7 @@ pub fn check(path: &Path, env: &Environment) -> Result<Rules, Problems> {
 }
 
 fn load_file(path: &Path, env: &Environment, check: bool) -> Result<Rules, Problems> {
-    let origin = path.display().to_string();
+    let origin = icp_core::quote::path(path);
     let fail = |problem: String| Problems::new(&origin, vec![problem]);
     let text = read_capped(path).map_err(fail)?;
     let value = parse_document(path, &text).map_err(fail)?;

@@ -32,7 +32,7 @@ pub fn read(path: &Path, report: &mut Report) -> Vec<ProviderEntry> {
     match config_files(path) {
         Ok(files) => decode(&files, report),
         Err(error) => {
-            report.error(&path.display().to_string(), "", error);
+            report.error(&icp_core::quote::path(path), "", error);
             Vec::new()
         }
     }
@@ -82,7 +82,7 @@ pub fn config_file(path: &Path) -> ConfigFile {
         String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
     };
     ConfigFile {
-        origin: path.display().to_string(),
+        origin: icp_core::quote::path(path),
         text: read(),
     }
 }

@@ -68,7 +68,7 @@ pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
 /// Reads `azure.json` at `path`; a problem names the file, and a field, never a value in it.
 pub fn read_azure_json(path: &Path) -> Result<AzureJson, Error> {
     let bad = |reason: String| Error::AzureConfig {
-        path: path.display().to_string(),
+        path: icp_core::quote::path(path),
         reason,
     };
     let text = read_text(path).map_err(|e| bad(e.to_string()))?;

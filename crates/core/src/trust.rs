@@ -161,7 +161,11 @@ mod tests {
         for (path, mode, problem) in [
             (&file, 0o757, "tool\" is writable by others (mode 757)"),
             (&file, 0o775, "tool\" is writable by others (mode 775)"),
-            (&dir, 0o777, "bin\" is writable by others (mode 777) and not sticky"),
+            (
+                &dir,
+                0o777,
+                "bin\" is writable by others (mode 777) and not sticky",
+            ),
             (&dir, 0o1777, ""),
         ] {
             chmod(path, mode);

@@ -414,8 +414,9 @@ echo '{"ServerURL":"registry.example","Username":"robot","Secret":"hunter2"}'"#,
             assert_eq!(error.kind(), ErrorKind::Config);
             let message = error.to_string();
             assert!(
-                message.starts_with("docker-credential-planted: never run from where others could have planted it: ")
-                    && message.contains(&format!("is writable by others (mode {mode:o})")),
+                message.starts_with(
+                    "docker-credential-planted: never run from where others could have planted it: "
+                ) && message.contains(&format!("is writable by others (mode {mode:o})")),
                 "{message}"
             );
             chmod(path, if path == dir.path() { 0o700 } else { 0o755 });
