@@ -75,6 +75,17 @@ pub enum Error {
     /// The async runtime for the fetch could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A role of another partition than the registry's: STS would refuse it, so it is
+    /// never sent.
+    #[error(
+        "the role is in partition {role}, the registry in {registry}: a role can only be assumed in its own partition"
+    )]
+    OtherPartition {
+        /// The role ARN's partition, quoted.
+        role: String,
+        /// The registry's partition.
+        registry: &'static str,
+    },
     /// A role named for a service account is not an IAM role ARN.
     #[error("not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)")]
     InvalidRole,
@@ -313,7 +324,9 @@ impl icp_core::BackendError for Error {
     fn kind(&self) -> icp_core::ErrorKind {
         use icp_core::ErrorKind;
         match self {
-            Error::Config(_) | Error::InvalidRole => ErrorKind::Config,
+            Error::Config(_) | Error::InvalidRole | Error::OtherPartition { .. } => {
+                ErrorKind::Config
+            }
             Error::NotServed(_) => ErrorKind::NotServed,
             Error::NoCredentials(_) | Error::Credentials(_) => ErrorKind::NoCredentials,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
