@@ -228,6 +228,12 @@ fn classify_chain(
                         "loading AWS credentials took longer than {limit}"
                     )));
                 }
+                _ if answered_as_no_imds(credentials) => {
+                    tracing::info!(
+                        "something other than EC2's instance metadata service answers at the metadata address; taken as no instance credentials"
+                    );
+                    return Some(Error::NoCredentials(CREDENTIAL_SOURCES.to_owned()));
+                }
                 _ => {
                     let source = credentials.source();
                     let cause = source.and_then(|s| classify_chain(CREDENTIAL_SOURCE, limits, s));
@@ -267,6 +273,28 @@ fn classify_chain(
         next = err.source();
     }
     None
+}
+
+/// Whether the instance metadata address answered, but not as EC2's metadata service does:
+/// a GCE or Azure metadata server, or a proxy, refusing the session token request (400,
+/// 403), answering it without a TTL header or a usable token, or answering the credential
+/// paths with a client error. There are no instance credentials there, as on a node with
+/// nothing at that address.
+fn answered_as_no_imds(err: &(dyn StdError + 'static)) -> bool {
+    use aws_config::imds::client::error::{ImdsError, TokenError};
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<TokenError>() {
+            return true;
+        }
+        if let Some(ImdsError::ErrorResponse(response)) = err.downcast_ref::<ImdsError>()
+            && response.response().status().is_client_error()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Maps the failure of an `operation` call (`GetAuthorizationToken`,
