@@ -48,8 +48,26 @@ pub fn respond(
 }
 
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
-/// caching is off).
+/// caching is off). A backend's failure never carries a fragment of the request's service
+/// account token: upstream services (STS, Entra ID, Google STS) may echo it in their
+/// errors, and this is the one place every backend's failure passes with the token known.
 pub fn answer(
+    request: &PluginRequest,
+    rules: &Rules,
+    cache_dir: Option<&Path>,
+) -> anyhow::Result<PluginResponse> {
+    let answered = answer_with_token(request, rules, cache_dir);
+    match (&request.service_account, answered) {
+        (Some(account), Err(error)) => Err(match error.downcast::<BackendFailed>() {
+            Ok(failed) => failed.without(&account.token).into(),
+            Err(error) => error,
+        }),
+        (_, answered) => answered,
+    }
+}
+
+/// [`answer`], whose failures may still hold the service account token.
+fn answer_with_token(
     request: &PluginRequest,
     rules: &Rules,
     cache_dir: Option<&Path>,
@@ -164,6 +182,16 @@ impl BackendFailed {
             backend: rule.backend_name.clone(),
             rule: rule.index,
             failure,
+        }
+    }
+}
+
+impl BackendFailed {
+    /// This failure with every fragment of `token` removed from its text.
+    fn without(self, token: &icp_core::Secret) -> BackendFailed {
+        BackendFailed {
+            failure: self.failure.without(token),
+            ..self
         }
     }
 }
