@@ -9,6 +9,7 @@
 //! one `CredentialProviderResponse`. A command returns its [`Outcome`]: an error is one
 //! line on stderr, a non-zero exit, nothing on stdout.
 
+mod audience;
 mod backends;
 mod cache;
 pub mod commands;

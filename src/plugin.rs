@@ -101,6 +101,12 @@ fn answer_with_token(
             )
         }
         Backend::Token(backend) => {
+            if let (Some(account), Some(token_use)) = (
+                core_request.service_account,
+                backend.service_account_token(),
+            ) {
+                crate::audience::check(account, &token_use, &rule.backend_name, rule.index)?;
+            }
             let token = shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
             let lifetime = token_lifetime(&token);
             (token_auth(&token, backend.patterns(&image)), lifetime)

@@ -501,3 +501,62 @@ fn icp_core_euid_is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+#[test]
+#[cfg(feature = "acr")]
+fn an_entry_whose_tokens_do_not_fit_its_rules_is_reported() {
+    let rules = testdata().join("examples/acr.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let write = |audience: &str, keys: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+                 - name: image-credential-provider\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n\
+                 \x20 matchImages: [\"*.azurecr.io\", \"*.*.geo.azurecr.io\", \"mirror.corp.example\", \"*.azurecr.contoso.example\"]\n\
+                 \x20 defaultCacheDuration: 0s\n  args: [\"--config\", {rules:?}]\n  tokenAttributes:\n\
+                 \x20   serviceAccountTokenAudience: {audience}\n    cacheType: ServiceAccount\n\
+                 \x20   requireServiceAccount: false\n    optionalServiceAccountAnnotationKeys: [{keys}]\n"
+            ),
+        )
+        .unwrap();
+        check(&config, &["--config", rules.to_str().unwrap()])
+    };
+    let fits = write(
+        "api://AzureADTokenExchange",
+        "kubernetes.azure.com/acr-client-id, kubernetes.azure.com/acr-tenant-id",
+    );
+    assert_eq!(
+        (fits.code, fits.stderr.as_str()),
+        (0, ""),
+        "{}",
+        fits.stderr
+    );
+
+    let no_tenant = write(
+        "api://AzureADTokenExchange",
+        "kubernetes.azure.com/acr-client-id",
+    );
+    let warnings = lines(&no_tenant, "warning: ");
+    assert!(!warnings.is_empty(), "{}", no_tenant.stderr);
+    for line in &warnings {
+        assert!(
+            line.contains("providers[0].tokenAttributes: annotation \"kubernetes.azure.com/acr-tenant-id\" is not passed to the plugin, and the acr backend of rule "),
+            "{line}"
+        );
+    }
+
+    let other_cloud = write(
+        "sts.amazonaws.com",
+        "kubernetes.azure.com/acr-client-id, kubernetes.azure.com/acr-tenant-id",
+    );
+    let warnings = lines(&other_cloud, "warning: ");
+    assert!(!warnings.is_empty(), "{}", other_cloud.stderr);
+    for line in &warnings {
+        assert!(
+            line.contains("providers[0].tokenAttributes.serviceAccountTokenAudience: \"sts.amazonaws.com\" is not \"api://AzureADTokenExchange\", the audience the acr backend of rule "),
+            "{line}"
+        );
+    }
+}

@@ -303,6 +303,13 @@ impl icp_core::TokenBackend for EchoingTokens {
         })
     }
 
+    fn service_account_token(&self) -> Option<icp_core::ServiceAccountTokenUse> {
+        Some(icp_core::ServiceAccountTokenUse {
+            audience: "echo-audience".into(),
+            annotation_keys: Vec::new(),
+        })
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Echoed> {
         let token = request.service_account.unwrap().token.expose();
         let parts: Vec<&str> = token.split('.').collect();
@@ -333,7 +340,7 @@ fn no_fragment_of_the_pods_token_reaches_the_error_line() {
     let (input, token) = service_account_request(
         "r.fake.example/app",
         &pod("team-a", "web-1", "app", &[]),
-        "fake-audience",
+        "echo-audience",
     );
     let (result, output) = serve_text(&rules, &input, None);
     let message = format!("{:#}", result.unwrap_err());
@@ -345,5 +352,42 @@ fn no_fragment_of_the_pods_token_reaches_the_error_line() {
     for part in token.split('.') {
         assert!(!message.contains(part), "{message}");
         assert!(!message.contains(&part[..12]), "{message}");
+    }
+}
+
+#[test]
+fn a_token_for_another_audience_is_never_sent_to_the_backend() {
+    let rules = Rules::new(
+        "test",
+        vec![
+            Rule::new(
+                0,
+                "echo",
+                &["*.fake.example"],
+                Backend::tokens(EchoingTokens),
+            )
+            .unwrap(),
+        ],
+    );
+    for audience in ["sts.amazonaws.com", "echo-audience-2", ""] {
+        let (input, token) = service_account_request(
+            "r.fake.example/app",
+            &pod("team-a", "web-1", "app", &[]),
+            audience,
+        );
+        let (result, output) = serve_text(&rules, &input, None);
+        let message = format!("{:#}", result.unwrap_err());
+        assert_eq!(output, "");
+        assert!(
+            message.contains(&format!(
+                "echo backend (rule 0): the service account token of team-a/app is for [\"{audience}\"], not \"echo-audience\" as the backend expects; not sent"
+            )),
+            "{message}"
+        );
+        assert!(
+            !message.contains("InvalidIdentityToken"),
+            "never fetched: {message}"
+        );
+        assert!(!message.contains(token.split('.').nth(1).unwrap()));
     }
 }

@@ -9,6 +9,7 @@
 
 mod cover;
 mod read;
+mod tokens;
 mod validate;
 mod write;
 
@@ -224,6 +225,9 @@ pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -
         match crate::rules::check(rules_path, env) {
             Ok(rules) => {
                 cover::check_reach(&entries, &rules, rules_path, name, &origin, &mut report);
+                if let Some(entry) = entries.iter().find(|e| e.provider.name == name) {
+                    tokens::check_tokens(entry, &rules, &mut report);
+                }
             }
             Err(problems) => {
                 for problem in problems.problems {

@@ -167,7 +167,11 @@ impl TokenBackend for Ecr {
     /// Tokens for STS's `AssumeRoleWithWebIdentity`, with the role annotation.
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         Some(ServiceAccountTokenUse {
-            audience: STS_AUDIENCE.to_owned(),
+            audience: self
+                .config
+                .audience
+                .clone()
+                .unwrap_or_else(|| STS_AUDIENCE.to_owned()),
             annotation_keys: vec![self.config.role_annotation().to_owned()],
         })
     }
