@@ -18,8 +18,9 @@
 //!
 //! The directory is the plugin's own when it creates it (0700, missing parents 0755 as
 //! `mkdir -p` makes them). A directory that already exists is used as it is, and only if
-//! it can be trusted: a real directory (not a symlink), owned by the running user, and
-//! writable by no one else. A shared sticky directory such as `/tmp` is refused too:
+//! it can be trusted: a real directory (not a symlink) that passes [`icp_core::trust`]
+//! (it and every directory above it owned by root or the running user, and writable by no
+//! one else). A shared sticky directory such as `/tmp` is refused too:
 //! other users could plant files under the names of entries and locks, which the plugin
 //! could then neither use nor replace. Nothing here ever deletes, empties or changes the
 //! mode of a directory or file the plugin did not create: `clear` removes only
@@ -34,6 +35,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use icp_core::trust::euid;
 use icp_core::{Environment, Secret, Token, TokenKey, expiry};
 use sha2::{Digest, Sha256};
 
@@ -117,11 +119,6 @@ fn default_dir(env: &Environment) -> Option<PathBuf> {
                 .map(|h| PathBuf::from(h).join(".cache"))
         })?;
     Some(base.join("image-credential-provider"))
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
 }
 
 /// An open cache directory.
@@ -213,7 +210,7 @@ impl Cache {
                     && entry.scope == key.scope =>
             {
                 let Some(expires_at) = entry.expiry(SystemTime::now()) else {
-                    tracing::info!(path = %path.display(), "cache entry ignored: implausible expiry");
+                    tracing::info!(path = %icp_core::quote::path(&path), "cache entry ignored: implausible expiry");
                     return None;
                 };
                 let left = expires_at
@@ -230,12 +227,14 @@ impl Cache {
                 tracing::info!(backend, scope = %key.scope, "cached token is too close to expiry");
             }
             Ok(_) => {
-                tracing::info!(path = %path.display(), "cache entry belongs to another key; ignored")
+                tracing::info!(path = %icp_core::quote::path(&path), "cache entry belongs to another key; ignored")
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 tracing::debug!(backend, scope = %key.scope, "token cache miss")
             }
-            Err(error) => tracing::info!(path = %path.display(), %error, "cache entry ignored"),
+            Err(error) => {
+                tracing::info!(path = %icp_core::quote::path(&path), %error, "cache entry ignored")
+            }
         }
         None
     }
@@ -251,10 +250,10 @@ impl Cache {
             .dir
             .join(format!("{}.lock", Self::file_stem(backend, key)));
         let file = open_lock_file(&path)
-            .map_err(|error| tracing::info!(path = %path.display(), %error, "cache lock unusable"))
+            .map_err(|error| tracing::info!(path = %icp_core::quote::path(&path), %error, "cache lock unusable"))
             .ok()?;
         let failed = |error: io::Error| {
-            tracing::info!(path = %path.display(), %error, "cache lock failed");
+            tracing::info!(path = %icp_core::quote::path(&path), %error, "cache lock failed");
         };
         match file.try_lock() {
             Ok(()) => return Some(Lock { _file: file }),
@@ -309,7 +308,7 @@ impl Cache {
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
         if let Err(error) = write_entry(&self.dir, &stem, &json) {
-            tracing::info!(dir = %self.dir.display(), %error, "could not store the token in the cache");
+            tracing::info!(dir = %icp_core::quote::path(&self.dir), %error, "could not store the token in the cache");
         }
     }
 
@@ -437,7 +436,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 /// too).
 pub(crate) fn prepare_dir(dir: &Path) -> io::Result<()> {
     match fs::symlink_metadata(dir) {
-        Ok(meta) => return trusted(&meta),
+        Ok(meta) => return trusted(dir, &meta),
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
     }
@@ -450,34 +449,22 @@ pub(crate) fn prepare_dir(dir: &Path) -> io::Result<()> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         // Another process may have created it first; then it must pass the same checks.
         Err(error) if error.kind() != io::ErrorKind::AlreadyExists => Err(error),
-        _ => trusted(&fs::symlink_metadata(dir)?),
+        _ => trusted(dir, &fs::symlink_metadata(dir)?),
     }
 }
 
-/// Whether an existing cache directory can be trusted: a directory, not a symlink, owned
-/// by the running user and writable by no one else. The error says which it is not.
-fn trusted(meta: &fs::Metadata) -> io::Result<()> {
-    let refuse = |why: String| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+/// Whether an existing cache directory can be trusted: a directory, not a symlink, that
+/// passes [`icp_core::trust::check`] (it and every directory above it owned by root or the
+/// running user and writable by no one else). The error says which it is not.
+fn trusted(dir: &Path, meta: &fs::Metadata) -> io::Result<()> {
+    let refuse = |why: &str| Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
     if meta.file_type().is_symlink() {
-        return refuse("it is a symbolic link; name the directory itself".to_owned());
+        return refuse("it is a symbolic link; name the directory itself");
     }
     if !meta.is_dir() {
-        return refuse("it is not a directory".to_owned());
+        return refuse("it is not a directory");
     }
-    if meta.uid() != euid() {
-        return refuse(format!(
-            "it is owned by uid {}, not by the running user (uid {})",
-            meta.uid(),
-            euid()
-        ));
-    }
-    if meta.mode() & 0o022 != 0 {
-        return refuse(format!(
-            "it is writable by others (mode {:o}); use a directory only this user can write to",
-            meta.mode() & 0o7777
-        ));
-    }
-    Ok(())
+    icp_core::trust::check(dir).map(drop)
 }
 
 /// Reads an entry without following a symlink, and only if it is a regular file of this
@@ -699,6 +686,25 @@ mod tests {
         let error = Cache::open(&link).unwrap_err();
         assert!(error.to_string().contains("symbolic link"), "{error}");
         assert!(Cache::open(Path::new("/proc/self/no-such-cache")).is_err());
+    }
+
+    #[test]
+    fn a_private_directory_below_one_others_can_write_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let open_to_all = root.path().join("open");
+        fs::create_dir(&open_to_all).unwrap();
+        fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o777)).unwrap();
+        let error = Cache::open(&open_to_all.join("c")).unwrap_err();
+        assert!(
+            error.to_string().contains("open\" is writable by others"),
+            "{error}"
+        );
+        assert!(
+            Cache::open(&open_to_all.join("c")).is_err(),
+            "created, still refused"
+        );
+        fs::set_permissions(&open_to_all, fs::Permissions::from_mode(0o1777)).unwrap();
+        Cache::open(&open_to_all.join("c")).unwrap();
     }
 
     #[test]

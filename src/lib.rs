@@ -10,6 +10,7 @@
 //! and the node metrics (`metrics`) when they are on (`record`). A command returns its [`Outcome`]: an error is one
 //! line on stderr, a non-zero exit, nothing on stdout.
 
+mod audience;
 mod audit;
 mod backends;
 mod cache;

@@ -86,8 +86,28 @@ const BAD_REQUEST: Problem = Problem {
 };
 
 /// Answers one request, with tokens shared through the cache at `cache_dir` (none when
-/// caching is off), filling in `record` on the way.
+/// caching is off), filling in `record` on the way. A backend's failure never carries a
+/// fragment of the request's service account token: upstream services (STS, Entra ID,
+/// Google STS) may echo it in their errors, and this is the one place every backend's
+/// failure passes with the token known.
 pub fn answer(
+    request: &PluginRequest,
+    rules: &Rules,
+    cache_dir: Option<&Path>,
+    record: &mut Record,
+) -> anyhow::Result<PluginResponse> {
+    let answered = answer_with_token(request, rules, cache_dir, record);
+    match (&request.service_account, answered) {
+        (Some(account), Err(error)) => Err(match error.downcast::<BackendFailed>() {
+            Ok(failed) => failed.without(&account.token).into(),
+            Err(error) => error,
+        }),
+        (_, answered) => answered,
+    }
+}
+
+/// [`answer`], whose failures may still hold the service account token.
+fn answer_with_token(
     request: &PluginRequest,
     rules: &Rules,
     cache_dir: Option<&Path>,
@@ -125,6 +145,12 @@ pub fn answer(
             )
         }
         Backend::Token(backend) => {
+            if let (Some(account), Some(token_use)) = (
+                core_request.service_account,
+                backend.service_account_token(),
+            ) {
+                crate::audience::check(account, &token_use, &rule.backend_name, rule.index)?;
+            }
             let (token, lifetime) =
                 match shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record) {
                     // Logged at -v with the reason (BackendFailed::new).
@@ -177,7 +203,7 @@ fn shared_fetch(
     };
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
-            .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
+            .map_err(|error| tracing::info!(dir = %icp_core::quote::path(dir), %error, "token cache unusable; answering uncached"))
             .ok()
     }) else {
         record.cache = CacheUse::Off;
@@ -253,6 +279,16 @@ impl BackendFailed {
             backend: rule.backend_name.clone(),
             rule: rule.index,
             failure,
+        }
+    }
+}
+
+impl BackendFailed {
+    /// This failure with every fragment of `token` removed from its text.
+    fn without(self, token: &icp_core::Secret) -> BackendFailed {
+        BackendFailed {
+            failure: self.failure.without(token),
+            ..self
         }
     }
 }

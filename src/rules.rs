@@ -268,7 +268,7 @@ pub fn check(path: &Path, env: &Environment) -> Result<Rules, Problems> {
 }
 
 fn load_file(path: &Path, env: &Environment, check: bool) -> Result<Rules, Problems> {
-    let origin = path.display().to_string();
+    let origin = icp_core::quote::path(path);
     let fail = |problem: String| Problems::new(&origin, vec![problem]);
     let text = read_capped(path).map_err(fail)?;
     let value = parse_document(path, &text).map_err(fail)?;
@@ -279,8 +279,7 @@ fn load_file(path: &Path, env: &Environment, check: bool) -> Result<Rules, Probl
 }
 
 fn read_capped(path: &Path) -> Result<String, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let bytes = icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|e| e.to_string())?;
+    let bytes = icp_core::io::read_file(path, MAX_FILE_SIZE).map_err(|e| e.to_string())?;
     String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
 }
 

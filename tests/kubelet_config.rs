@@ -394,3 +394,191 @@ fn service_account_tokens_are_asked_for_as_the_rules_backends_need_them() {
     ])
     .assert_error(1, "uses service account tokens");
 }
+
+fn mkfifo(path: &Path) {
+    let made = std::process::Command::new("mkfifo").arg(path).status();
+    assert!(
+        made.is_ok_and(|s| s.success()),
+        "mkfifo (coreutils; see .ci/setup)"
+    );
+}
+
+#[test]
+fn special_files_are_refused_at_once_never_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    mkfifo(&fifo);
+    assert_findings(
+        "a FIFO as the file",
+        &check(&fifo, &[]),
+        "error: cannot read: not a regular file: a FIFO",
+    );
+    let stdin = dir.path().join("stdin.yaml");
+    std::os::unix::fs::symlink("/proc/self/fd/0", &stdin).unwrap();
+    assert_findings(
+        "a link to stdin",
+        &check(&stdin, &[]),
+        "error: cannot read: not a regular file: a FIFO",
+    );
+    let configs = dir.path().join("configs");
+    std::fs::create_dir(&configs).unwrap();
+    std::fs::copy(
+        testdata().join("kubelet-config/validate-valid.yaml"),
+        configs.join("a.yaml"),
+    )
+    .unwrap();
+    mkfifo(&configs.join("b.yaml"));
+    assert_findings(
+        "a FIFO in the directory",
+        &check(&configs, &[]),
+        "error: b.yaml: cannot read: not a regular file: a FIFO",
+    );
+    for args in [
+        vec!["check-config", "--config"],
+        vec!["kubelet-config", "--config"],
+    ] {
+        let mut args: Vec<&str> = args;
+        args.push(fifo.to_str().unwrap());
+        Plugin::new(args)
+            .run()
+            .assert_error(1, "not a regular file: a FIFO");
+    }
+}
+
+#[test]
+fn a_file_name_never_forges_a_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a\nerror: forged.yaml"),
+        "kind: CredentialProviderConfig\n",
+    )
+    .unwrap();
+    let run = check(dir.path(), &[]);
+    assert_eq!(run.code, 1);
+    let errors = lines(&run, "error: ");
+    assert!(
+        !errors.iter().any(|line| line.starts_with("forged")),
+        "{errors:#?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .all(|line| line.contains("a\\nerror: forged.yaml\"")),
+        "{errors:#?}"
+    );
+}
+
+#[test]
+fn output_writes_only_into_a_directory_no_one_else_can_write() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    for mode in [0o777, 0o1777, 0o775] {
+        let out = root.path().join(format!("open-{mode:o}"));
+        std::fs::create_dir(&out).unwrap();
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(mode)).unwrap();
+        kubelet_config(&["--output", out.to_str().unwrap()])
+            .assert_error(1, &format!("is writable by others (mode {mode:o})"));
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
+        // Below a directory others can write (not sticky), a private one is refused too.
+        if mode == 0o777 {
+            let below = out.join("below");
+            kubelet_config(&["--output", below.to_str().unwrap()])
+                .assert_error(1, "is writable by others (mode 777) and not sticky");
+        }
+    }
+    if icp_core_euid_is_root() {
+        let foreign = root.path().join("foreign");
+        std::fs::create_dir(&foreign).unwrap();
+        std::os::unix::fs::chown(&foreign, Some(65534), None).unwrap();
+        kubelet_config(&["--output", foreign.to_str().unwrap()])
+            .assert_error(1, "is owned by uid 65534");
+    }
+    // Under umask 000, what it creates is 0755 all the same.
+    let created = root.path().join("new/credential-providers");
+    let run = Plugin::at(
+        Path::new("/bin/sh"),
+        [
+            "-c",
+            "umask 000; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_image-credential-provider"),
+            "kubelet-config",
+            "--output",
+            created.to_str().unwrap(),
+        ],
+    )
+    .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for dir in [root.path().join("new"), created] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().mode() & 0o7777,
+            0o755,
+            "{dir:?}"
+        );
+    }
+}
+
+fn icp_core_euid_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[test]
+#[cfg(feature = "acr")]
+fn an_entry_whose_tokens_do_not_fit_its_rules_is_reported() {
+    let rules = testdata().join("examples/acr.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    let write = |audience: &str, keys: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+                 - name: image-credential-provider\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n\
+                 \x20 matchImages: [\"*.azurecr.io\", \"*.*.geo.azurecr.io\", \"mirror.corp.example\", \"*.azurecr.contoso.example\"]\n\
+                 \x20 defaultCacheDuration: 0s\n  args: [\"--config\", {rules:?}]\n  tokenAttributes:\n\
+                 \x20   serviceAccountTokenAudience: {audience}\n    cacheType: ServiceAccount\n\
+                 \x20   requireServiceAccount: false\n    optionalServiceAccountAnnotationKeys: [{keys}]\n"
+            ),
+        )
+        .unwrap();
+        check(&config, &["--config", rules.to_str().unwrap()])
+    };
+    let fits = write(
+        "api://AzureADTokenExchange",
+        "kubernetes.azure.com/acr-client-id, kubernetes.azure.com/acr-tenant-id",
+    );
+    assert_eq!(
+        (fits.code, fits.stderr.as_str()),
+        (0, ""),
+        "{}",
+        fits.stderr
+    );
+
+    let no_tenant = write(
+        "api://AzureADTokenExchange",
+        "kubernetes.azure.com/acr-client-id",
+    );
+    let warnings = lines(&no_tenant, "warning: ");
+    assert!(!warnings.is_empty(), "{}", no_tenant.stderr);
+    for line in &warnings {
+        assert!(
+            line.contains("providers[0].tokenAttributes.optionalServiceAccountAnnotationKeys: rule ")
+                && line.contains(" (acr) reads the service account annotation \"kubernetes.azure.com/acr-tenant-id\", which the kubelet does not pass on"),
+            "{line}"
+        );
+    }
+
+    let other_cloud = write(
+        "sts.amazonaws.com",
+        "kubernetes.azure.com/acr-client-id, kubernetes.azure.com/acr-tenant-id",
+    );
+    let warnings = lines(&other_cloud, "warning: ");
+    assert!(!warnings.is_empty(), "{}", other_cloud.stderr);
+    for line in &warnings {
+        assert!(
+            line.contains("providers[0].tokenAttributes.serviceAccountTokenAudience: rule ")
+                && line.contains(" (acr) needs pods' tokens for \"api://AzureADTokenExchange\", not \"sts.amazonaws.com\""),
+            "{line}"
+        );
+    }
+}

@@ -271,3 +271,129 @@ fn tokens_are_shared_by_pods_of_one_service_account_and_by_no_one_else() {
         }
     }
 }
+
+/// A token backend whose cloud refuses the pod's token and echoes it in its error, as STS,
+/// Entra ID or Google STS may: whole, each part on its own, and the first part cut short.
+struct EchoingTokens;
+
+#[derive(Debug)]
+struct Echoed(String);
+
+impl fmt::Display for Echoed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Echoed {}
+
+impl icp_core::BackendError for Echoed {
+    fn kind(&self) -> icp_core::ErrorKind {
+        icp_core::ErrorKind::AccessDenied
+    }
+}
+
+impl icp_core::TokenBackend for EchoingTokens {
+    type Error = Echoed;
+
+    fn serves(&self, _: &ImageRef) -> bool {
+        true
+    }
+
+    fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Echoed> {
+        Ok(TokenKey {
+            identity: request
+                .service_account
+                .map_or("node".to_owned(), |account| account.key(&[])),
+            scope: request.image.host().into(),
+        })
+    }
+
+    fn service_account_token(&self) -> Option<icp_core::ServiceAccountTokenUse> {
+        Some(icp_core::ServiceAccountTokenUse {
+            audience: "echo-audience".into(),
+            annotation_keys: Vec::new(),
+        })
+    }
+
+    fn fetch(&self, request: &Request<'_>) -> Result<Token, Echoed> {
+        let token = request.service_account.unwrap().token.expose();
+        let parts: Vec<&str> = token.split('.').collect();
+        Err(Echoed(format!(
+            "InvalidIdentityToken: could not verify {token}; header {} payload {} signature {}; body: \"subject_token={}...\"",
+            parts[0],
+            parts[1],
+            parts[2],
+            &parts[0][..20]
+        )))
+    }
+}
+
+#[test]
+fn no_fragment_of_the_pods_token_reaches_the_error_line() {
+    let rules = Rules::new(
+        "test",
+        vec![
+            Rule::new(
+                0,
+                "echo",
+                &["*.fake.example"],
+                Backend::tokens(EchoingTokens),
+            )
+            .unwrap(),
+        ],
+    );
+    let (input, token) = service_account_request(
+        "r.fake.example/app",
+        &pod("team-a", "web-1", "app", &[]),
+        "echo-audience",
+    );
+    let (result, output) = serve_text(&rules, &input, None);
+    let message = format!("{:#}", result.unwrap_err());
+    assert_eq!(output, "");
+    assert!(
+        message.starts_with("echo backend (rule 0): InvalidIdentityToken: could not verify "),
+        "{message}"
+    );
+    for part in token.split('.') {
+        assert!(!message.contains(part), "{message}");
+        assert!(!message.contains(&part[..12]), "{message}");
+    }
+}
+
+#[test]
+fn a_token_for_another_audience_is_never_sent_to_the_backend() {
+    let rules = Rules::new(
+        "test",
+        vec![
+            Rule::new(
+                0,
+                "echo",
+                &["*.fake.example"],
+                Backend::tokens(EchoingTokens),
+            )
+            .unwrap(),
+        ],
+    );
+    for audience in ["sts.amazonaws.com", "echo-audience-2", ""] {
+        let (input, token) = service_account_request(
+            "r.fake.example/app",
+            &pod("team-a", "web-1", "app", &[]),
+            audience,
+        );
+        let (result, output) = serve_text(&rules, &input, None);
+        let message = format!("{:#}", result.unwrap_err());
+        assert_eq!(output, "");
+        assert!(
+            message.contains(&format!(
+                "echo backend (rule 0): the service account token of team-a/app is for [\"{audience}\"], not \"echo-audience\" as the backend expects; not sent"
+            )),
+            "{message}"
+        );
+        assert!(
+            !message.contains("InvalidIdentityToken"),
+            "never fetched: {message}"
+        );
+        assert!(!message.contains(token.split('.').nth(1).unwrap()));
+    }
+}

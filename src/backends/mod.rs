@@ -34,6 +34,37 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// This failure with every fragment of `token` removed from its message and its
+    /// causes' (see [`icp_core::Secret::remove_from`]), which become one text: for the
+    /// request's service account token, which an upstream service may echo.
+    pub fn without(&self, token: &icp_core::Secret) -> Failure {
+        let mut text = self.error.to_string();
+        let mut cause = self.error.source();
+        while let Some(error) = cause {
+            text.push_str(&format!(": {error}"));
+            cause = error.source();
+        }
+        Failure {
+            kind: self.kind,
+            transient: self.transient,
+            error: Arc::new(Removed(token.remove_from(&text))),
+        }
+    }
+}
+
+/// A failure's text with a token removed.
+#[derive(Debug)]
+struct Removed(String);
+
+impl fmt::Display for Removed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Removed {}
+
 /// The backend's own message; its causes are its [`source`](std::error::Error::source)s.
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

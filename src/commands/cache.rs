@@ -18,15 +18,15 @@ fn cache(globals: &Globals, action: &CacheAction) -> anyhow::Result<()> {
     let dir = globals
         .cache_dir(&rules)
         .context("the token cache is turned off")?;
-    let cache =
-        Cache::open(&dir).with_context(|| format!("token cache {} is unusable", dir.display()))?;
+    let cache = Cache::open(&dir)
+        .with_context(|| format!("token cache {} is unusable", icp_core::quote::path(&dir)))?;
     match action {
         CacheAction::List => {
             let mut out = std::io::stdout().lock();
             writeln!(out, "KEY\tBACKEND\tSCOPE\tIDENTITY\tEXPIRES")?;
             for entry in cache
                 .list()
-                .with_context(|| format!("listing {}", dir.display()))?
+                .with_context(|| format!("listing {}", icp_core::quote::path(&dir)))?
             {
                 let expires = match entry
                     .expires_at
@@ -45,8 +45,11 @@ fn cache(globals: &Globals, action: &CacheAction) -> anyhow::Result<()> {
         CacheAction::Clear => {
             let removed = cache
                 .clear()
-                .with_context(|| format!("clearing {}", dir.display()))?;
-            println!("removed {removed} cached tokens from {}", dir.display());
+                .with_context(|| format!("clearing {}", icp_core::quote::path(&dir)))?;
+            println!(
+                "removed {removed} cached tokens from {}",
+                icp_core::quote::path(&dir)
+            );
         }
     }
     Ok(())

@@ -33,7 +33,7 @@ pub fn run(
             }
             Some(dir) => {
                 let file = kubelet_config::write_into(dir, name, &text)?;
-                println!("wrote {}", file.display());
+                println!("wrote {}", icp_core::quote::path(&file));
                 Ok(())
             }
         }

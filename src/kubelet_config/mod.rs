@@ -220,7 +220,7 @@ pub struct Judgement {
 /// and every rule pattern the kubelet would not send this binary, run as provider `name`,
 /// is a warning.
 pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -> Judgement {
-    let origin = path.display().to_string();
+    let origin = icp_core::quote::path(path);
     let mut report = Report::default();
     let entries = read::read(path, &mut report);
     validate::validate(&origin, &entries, &mut report);

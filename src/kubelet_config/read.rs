@@ -15,7 +15,7 @@ use super::{
 use crate::document;
 
 /// Largest configuration file read.
-const MAX_FILE_SIZE: u64 = 1024 * 1024;
+pub(super) const MAX_FILE_SIZE: u64 = 1024 * 1024;
 /// The extensions the kubelet reads in a directory (Go's `filepath.Ext`, case-sensitive).
 const EXTENSIONS: [&[u8]; 3] = [b".json", b".yaml", b".yml"];
 
@@ -32,7 +32,7 @@ pub fn read(path: &Path, report: &mut Report) -> Vec<ProviderEntry> {
     match config_files(path) {
         Ok(files) => decode(&files, report),
         Err(error) => {
-            report.error(&path.display().to_string(), "", error);
+            report.error(&icp_core::quote::path(path), "", error);
             Vec::new()
         }
     }
@@ -77,13 +77,12 @@ pub fn sort_lexically(paths: &mut [PathBuf]) {
 /// Reads one configuration file.
 pub fn config_file(path: &Path) -> ConfigFile {
     let read = || -> Result<String, String> {
-        let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
-        let bytes = icp_core::io::read_capped(file, MAX_FILE_SIZE)
+        let bytes = icp_core::io::read_file(path, MAX_FILE_SIZE)
             .map_err(|e| format!("cannot read: {e}"))?;
         String::from_utf8(bytes).map_err(|_| "not valid UTF-8".to_owned())
     };
     ConfigFile {
-        origin: path.display().to_string(),
+        origin: icp_core::quote::path(path),
         text: read(),
     }
 }

@@ -8,7 +8,6 @@
 //! `cacheDuration`, and every answer of this binary has one, so it can only ever apply to
 //! an answer that is not ours to judge; not caching that is the safe choice.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -40,7 +39,9 @@ pub fn configuration(
     env: &Environment,
 ) -> anyhow::Result<String> {
     let rules_arg = rules_path
-        .map(|path| std::path::absolute(path).with_context(|| format!("{}", path.display())))
+        .map(|path| {
+            std::path::absolute(path).with_context(|| icp_core::quote::path(path).to_string())
+        })
         .transpose()?;
     configuration_as(
         rules_path,
@@ -113,9 +114,9 @@ fn provider(
     }
     let mut args = match rules_path {
         Some(path) => {
-            let path = path
-                .to_str()
-                .with_context(|| format!("rules path {} is not UTF-8", path.display()))?;
+            let path = path.to_str().with_context(|| {
+                format!("rules path {} is not UTF-8", icp_core::quote::path(path))
+            })?;
             vec!["--config".to_owned(), path.to_owned()]
         }
         None => Vec::new(),
@@ -139,12 +140,13 @@ fn provider(
 /// string.
 fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> String {
     let rules = match rules_path {
-        Some(path) => format!("the rules in {}", path.display()),
+        Some(path) => format!("the rules in {}", icp_core::quote::path(path)),
         None => "the embedded default rules".to_owned(),
     };
+    // The path is shown as messages show paths: quoted, every line-breaking character
+    // escaped (YAML 1.1 also ends a comment at U+0085, U+2028 and U+2029), when it has any.
     let mut out = format!(
-        "{MARKER} for {}.\n# Run it again after changing the rules; it replaces this file.\n",
-        rules.replace(['\n', '\r'], " ")
+        "{MARKER} for {rules}.\n# Run it again after changing the rules; it replaces this file.\n"
     );
     if let [first, others @ ..] = &config.providers[..]
         && !others.is_empty()
@@ -165,7 +167,7 @@ fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> Strin
             ));
         }
     }
-    let q = |text: &str| serde_json::Value::from(text).to_string();
+    let q = yaml_string;
     let list = |out: &mut String, indent: &str, key: &str, items: &[String]| {
         if !items.is_empty() {
             out.push_str(&format!("{indent}{key}:\n"));
@@ -221,6 +223,27 @@ fn render(config: &CredentialProviderConfig, rules_path: Option<&Path>) -> Strin
     out
 }
 
+/// `text` as a YAML double-quoted scalar that every YAML reader reads back as `text`: a
+/// JSON string, with what JSON leaves as it is but YAML does not escaped too (the line
+/// breaks U+0085, U+2028 and U+2029, which YAML 1.1 folds into spaces, and the characters
+/// YAML does not allow in a document at all).
+fn yaml_string(text: &str) -> String {
+    let json = serde_json::Value::from(text).to_string();
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '\u{80}'..='\u{9f}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{feff}'
+            | '\u{fffe}'
+            | '\u{ffff}' => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Fails, naming the first problem, unless the kubelet accepts the configuration made of
 /// `files` (in its reading order).
 fn judge(files: Vec<ConfigFile>) -> anyhow::Result<()> {
@@ -249,24 +272,25 @@ pub fn write_into(dir: &Path, name: &str, text: &str) -> anyhow::Result<PathBuf>
     }])?;
     match std::fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => {}
-        Ok(_) => bail!("{} is not a directory", dir.display()),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating directory {}", dir.display()))?;
-        }
-        Err(error) => bail!("{}: {error}", dir.display()),
+        Ok(_) => bail!("{} is not a directory", icp_core::quote::path(dir)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => create_dirs(dir)
+            .with_context(|| format!("creating directory {}", icp_core::quote::path(dir)))?,
+        Err(error) => bail!("{}: {error}", icp_core::quote::path(dir)),
     }
+    // Whoever can write into the directory picks what the kubelet runs as root.
+    icp_core::trust::check(dir)
+        .with_context(|| format!("not writing into {}", icp_core::quote::path(dir)))?;
     let file = dir.join(format!("{name}.yaml"));
     if !replaceable(&file)? {
         bail!(
             "{} exists and was not written by kubelet-config: remove it, or choose another --name",
-            file.display()
+            icp_core::quote::path(&file)
         );
     }
     judge_in_directory(dir, &file, text)?;
     let temporary = dir.join(format!(".{name}.yaml.{}.tmp", std::process::id()));
     icp_core::io::write_atomically(&file, &temporary, text.as_bytes(), 0o644)
-        .with_context(|| format!("writing {}", file.display()))?;
+        .with_context(|| format!("writing {}", icp_core::quote::path(&file)))?;
     Ok(file)
 }
 
@@ -276,7 +300,7 @@ pub fn judge_in_directory(dir: &Path, file: &Path, text: &str) -> anyhow::Result
     let file = file.to_owned();
     let mut files: Vec<PathBuf> = read::directory_files(dir)
         .map_err(anyhow::Error::msg)
-        .with_context(|| dir.display().to_string())?;
+        .with_context(|| icp_core::quote::path(dir))?;
     if !files.contains(&file) {
         files.push(file.clone());
         read::sort_lexically(&mut files);
@@ -286,7 +310,7 @@ pub fn judge_in_directory(dir: &Path, file: &Path, text: &str) -> anyhow::Result
         .map(|path| {
             if *path == file {
                 ConfigFile {
-                    origin: file.display().to_string(),
+                    origin: icp_core::quote::path(&file),
                     text: Ok(text.to_owned()),
                 }
             } else {
@@ -294,7 +318,7 @@ pub fn judge_in_directory(dir: &Path, file: &Path, text: &str) -> anyhow::Result
             }
         })
         .collect();
-    judge(config_files).with_context(|| format!("not writing {}", file.display()))
+    judge(config_files).with_context(|| format!("not writing {}", icp_core::quote::path(&file)))
 }
 
 /// The names of the providers the kubelet configuration at `path` (a file or a
@@ -307,20 +331,32 @@ pub fn provider_names(path: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Creates `dir` and its missing parents 0755 whatever the umask, as the kubelet's
+/// configuration directories are: readable by all, writable by their owner alone.
+fn create_dirs(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Some(parent) = dir.parent().filter(|parent| !parent.exists()) {
+        create_dirs(parent)?;
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// Whether `file` may be written: it does not exist, or it is a regular file (not a
 /// symlink) that this command wrote.
 pub fn replaceable(file: &Path) -> anyhow::Result<bool> {
     match std::fs::symlink_metadata(file) {
         Ok(metadata) if metadata.is_file() => {
-            let mut existing = Vec::new();
-            std::fs::File::open(file)
-                .and_then(|f| f.take(MARKER.len() as u64).read_to_end(&mut existing))
-                .with_context(|| format!("reading {}", file.display()))?;
+            let existing = icp_core::io::read_file(file, read::MAX_FILE_SIZE)
+                .with_context(|| format!("reading {}", icp_core::quote::path(file)))?;
             Ok(existing.starts_with(MARKER.as_bytes()))
         }
         Ok(_) => Ok(false),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(error) => Err(error).with_context(|| file.display().to_string()),
+        Err(error) => Err(error).with_context(|| icp_core::quote::path(file)),
     }
 }
 
@@ -375,5 +411,47 @@ mod tests {
             }],
         });
         assert_eq!(read, expected);
+    }
+
+    #[test]
+    fn no_line_breaking_character_of_a_rules_path_ends_the_comment_or_changes_a_string() {
+        for name in [
+            "a\nkind: Forged",
+            "a\rkind: Forged",
+            "a\u{85}kind: Forged",
+            "a\u{2028}kind: Forged",
+            "a\u{2029}kind: Forged",
+            "a\u{feff}\u{9f}b",
+        ] {
+            let path = format!("/etc/{name}.yaml");
+            let config = CredentialProviderConfig {
+                api_version: CONFIG_API_VERSIONS[0].to_owned(),
+                kind: KIND.to_owned(),
+                providers: vec![CredentialProvider {
+                    name: "p".to_owned(),
+                    api_version: PLUGIN_API_VERSIONS[0].to_owned(),
+                    match_images: vec!["*.example".to_owned()],
+                    default_cache_duration: Some("0s".to_owned()),
+                    args: vec!["--config".to_owned(), path.clone()],
+                    ..CredentialProvider::default()
+                }],
+            };
+            let text = render(&config, Some(Path::new(&path)));
+            let header = text.split_inclusive('\n').next().unwrap();
+            assert!(header.starts_with(MARKER), "{text:?}");
+            assert!(
+                !header
+                    .trim_end_matches('\n')
+                    .contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']),
+                "{header:?}"
+            );
+            assert!(
+                !text.contains(['\r', '\u{85}', '\u{2028}', '\u{2029}']),
+                "{text:?}"
+            );
+            let read: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+            assert_eq!(read["kind"], KIND, "{text:?}");
+            assert_eq!(read["providers"][0]["args"][1], path.as_str(), "{text:?}");
+        }
     }
 }

@@ -456,14 +456,16 @@ fn a_token_sts_rejects_is_one_line_naming_the_service_account_and_no_fallback() 
     }
     // Opted in and refused: the node's identity is not used instead.
     assert_eq!((world.sts_count(), world.metadata.request_count()), (1, 0));
-    // A token for another audience than the pool's is refused the same way.
+    // A token for another audience than the pool's is refused too, and now before it is
+    // sent: Google STS is not asked (issue 20, item 8; it used to answer invalid_grant).
     let (outcome, run) = world.fresh_pull("sts.amazonaws.com", &config_arg(&rules), &pod);
     assert_eq!(outcome.error.as_deref(), Some("exit status 1"));
     assert!(outcome.credentials.is_empty());
     run.assert_error(
         1,
-        "invalid_grant (The audience in ID Token does not match the expected audience.)",
+        "the service account token of team-a/app is for [\"sts.amazonaws.com\"], not \"my-project.svc.id.goog\" as the backend expects; not sent",
     );
+    assert_eq!((world.sts_count(), world.metadata.request_count()), (1, 0));
 }
 
 #[test]

@@ -243,17 +243,17 @@ pub fn check_files(identity: &Identity) -> Result<(), Error> {
 }
 
 fn read_secret_file(path: &Path, what: &str) -> Result<Secret, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::azure_json::read_text(path).map_err(|e| {
         Error::NoCredentials(format!(
             "cannot read the {what} file {}: {e}",
-            path.display()
+            icp_core::quote::path(path)
         ))
     })?;
     let text = text.trim();
     if text.is_empty() {
         return Err(Error::NoCredentials(format!(
             "the {what} file {} is empty",
-            path.display()
+            icp_core::quote::path(path)
         )));
     }
     Ok(Secret::new(text))

@@ -53,13 +53,25 @@ pub struct EnvironmentFile {
     pub container_registry_dns_suffix: String,
 }
 
+/// Largest file of settings or secrets read (`azure.json`, the cloud's environment file,
+/// a token or secret file).
+const MAX_FILE_SIZE: u64 = 1024 * 1024;
+
+/// The text of the regular file at `path`, at most [`MAX_FILE_SIZE`] bytes (see
+/// [`icp_core::io::read_file`]).
+pub(crate) fn read_text(path: &Path) -> std::io::Result<String> {
+    let bytes = icp_core::io::read_file(path, MAX_FILE_SIZE)?;
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"))
+}
+
 /// Reads `azure.json` at `path`; a problem names the file, and a field, never a value in it.
 pub fn read_azure_json(path: &Path) -> Result<AzureJson, Error> {
     let bad = |reason: String| Error::AzureConfig {
-        path: path.display().to_string(),
+        path: icp_core::quote::path(path),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = read_text(path).map_err(|e| bad(e.to_string()))?;
     let text = text.trim_start_matches('\u{feff}');
     Members::parse(text)
         .and_then(|members| AzureJson::from_members(&members))
@@ -72,7 +84,7 @@ pub fn read_environment_file(path: &str) -> Result<EnvironmentFile, Error> {
         path: path.to_owned(),
         reason,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = read_text(Path::new(path)).map_err(|e| bad(e.to_string()))?;
     let read = |members: Members| -> Result<EnvironmentFile, String> {
         Ok(EnvironmentFile {
             active_directory_endpoint: members.string("activeDirectoryEndpoint")?,

@@ -78,7 +78,7 @@ pub fn resolve_cloud(
         let reason = format!("unknown cloud {}", quote(name));
         match (from_file, &config.azure_config) {
             (true, Some(path)) => Error::AzureConfig {
-                path: path.display().to_string(),
+                path: icp_core::quote::path(path),
                 reason,
             },
             _ => Error::Config(reason),

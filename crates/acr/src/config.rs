@@ -52,6 +52,9 @@ pub struct Config {
     /// A custom cloud's registry token audience (default
     /// `https://containerregistry.azure.net`).
     pub registry_audience: Option<String>,
+    /// The audience pods' service account tokens must carry (a federated credential's
+    /// audience); defaults to `api://AzureADTokenExchange`.
+    pub audience: Option<String>,
     /// The service account annotation holding the client id of a pod's own identity, when
     /// the kubelet sends the pod's token (default `kubernetes.azure.com/acr-client-id`).
     pub client_id_annotation: Option<String>,

@@ -86,6 +86,8 @@ pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
 #[derive(Debug, Clone)]
 pub struct Acr {
     settings: Settings,
+    /// The audience of pods' service account tokens.
+    audience: String,
     limits: Limits,
     /// The environment the backend was built with, for its clients' overrides and proxies.
     env: Environment,
@@ -104,6 +106,10 @@ impl Acr {
             }
         })?;
         Ok(Acr {
+            audience: config
+                .audience
+                .clone()
+                .unwrap_or_else(|| TOKEN_EXCHANGE_AUDIENCE.to_owned()),
             settings,
             limits: Limits::default(),
             env: env.clone(),
@@ -321,7 +327,7 @@ impl TokenBackend for Acr {
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         let keys = &self.settings.annotations;
         Some(ServiceAccountTokenUse {
-            audience: TOKEN_EXCHANGE_AUDIENCE.to_owned(),
+            audience: self.audience.clone(),
             annotation_keys: vec![keys.client_id.clone(), keys.tenant_id.clone()],
         })
     }

@@ -10,13 +10,14 @@
 //! - [`error`]: the kinds of backend failure, shared by every backend's `Error`;
 //! - [`expiry`]: a token's expiry from what its cloud states, bounded;
 //! - [`image`]: container image references, parsed and normalised as the kubelet does;
-//! - [`io`]: reading files and streams whole, up to a limit;
+//! - [`io`]: reading regular files and streams whole, up to a limit;
 //! - [`jwt`]: the claims of a JWT, read unverified;
 //! - [`names`]: Kubernetes names and annotation keys, as apimachinery judges them;
 //! - [`pattern`]: the kubelet's glob matching of `matchImages` entries and `auth` keys;
 //! - [`quote`]: input quoted in messages, escaped and cut short;
 //! - [`secret`]: a string that never shows itself in logs or debug output;
-//! - [`service_account`]: the pulling pod's service account, read from its token.
+//! - [`service_account`]: the pulling pod's service account, read from its token;
+//! - [`trust`]: whether a file or directory could have been planted by someone else.
 
 pub mod backend;
 pub mod calendar;
@@ -31,6 +32,7 @@ pub mod pattern;
 pub mod quote;
 pub mod secret;
 pub mod service_account;
+pub mod trust;
 
 pub use backend::{
     AuthEntry, Build, CacheKeyType, Context, Credentials, Request, ServiceAccountTokenUse,

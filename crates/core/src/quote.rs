@@ -16,6 +16,19 @@ pub fn quote(text: &str) -> String {
     }
 }
 
+/// A file's path as messages show it: as it is when it holds nothing [`quote`] would
+/// escape (the common case, so messages read `error: /etc/a.yaml: ...`), else quoted by
+/// [`quote`], so a file named `a\nerror: forged.yaml` never starts a line of its own.
+pub fn path(path: &std::path::Path) -> String {
+    let text = path.to_string_lossy();
+    let quoted = quote(&text);
+    if !text.is_empty() && quoted.len() == text.len() + 2 && quoted[1..quoted.len() - 1] == *text {
+        text.into_owned()
+    } else {
+        quoted
+    }
+}
+
 /// `text` cut after `max` characters, with `...` where it was cut: the one way a long
 /// message, problem or upstream text is shortened.
 pub fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -33,6 +46,23 @@ mod tests {
     fn short_text_is_escaped_whole() {
         assert_eq!(quote("a.io/b"), "\"a.io/b\"");
         assert_eq!(quote("a\nb\"c"), "\"a\\nb\\\"c\"");
+    }
+
+    #[test]
+    fn a_path_is_quoted_only_when_it_holds_something_to_escape() {
+        use std::path::Path;
+        assert_eq!(path(Path::new("/etc/a b/é.yaml")), "/etc/a b/é.yaml");
+        assert_eq!(
+            path(Path::new("d/a\nerror: forged.yaml")),
+            "\"d/a\\nerror: forged.yaml\""
+        );
+        for name in ["a\u{2028}b", "a\u{85}b", "a\"b", "a\\b", "a\rb", ""] {
+            let shown = path(Path::new(name));
+            assert!(
+                shown.starts_with('"') && !shown.contains(['\n', '\r', '\u{85}', '\u{2028}']),
+                "{shown}"
+            );
+        }
     }
 
     #[test]

@@ -49,6 +49,22 @@ pub struct ServiceAccount {
 }
 
 impl ServiceAccount {
+    /// The token's audiences: its `aud` claim, a string or a list of strings; empty when
+    /// it has none (or the token is no JWT).
+    pub fn audiences(&self) -> Vec<String> {
+        let Ok(claims) = crate::jwt::claims(self.token.expose()) else {
+            return Vec::new();
+        };
+        match claims.get("aud") {
+            Some(serde_json::Value::String(audience)) => vec![audience.clone()],
+            Some(serde_json::Value::Array(list)) => list
+                .iter()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// The service account `token` belongs to, from its `kubernetes.io` claims, with the
     /// `annotations` the kubelet passed on.
     pub fn from_token(

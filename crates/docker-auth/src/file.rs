@@ -152,7 +152,7 @@ pub fn quote_key(key: &str) -> String {
 
 /// Reads and parses the file at `path`; see [`parse_contents`].
 pub fn load(path: &Path) -> Result<Contents, Error> {
-    parse_contents(&read_capped(path)?, &path.display().to_string())
+    parse_contents(&read_capped(path)?, &icp_core::quote::path(path))
 }
 
 /// The inline credentials of a docker config that came from `origin`; see
@@ -305,12 +305,8 @@ fn usable_key(key: &str, place: &str) -> Option<String> {
 }
 
 fn read_capped(path: &Path) -> Result<Vec<u8>, Error> {
-    let origin = || path.display().to_string();
-    let file = std::fs::File::open(path).map_err(|cause| Error::Read {
-        origin: origin(),
-        cause,
-    })?;
-    icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|cause| match cause.kind() {
+    let origin = || icp_core::quote::path(path);
+    icp_core::io::read_file(path, MAX_FILE_SIZE).map_err(|cause| match cause.kind() {
         std::io::ErrorKind::FileTooLarge => Error::TooLarge { origin: origin() },
         _ => Error::Read {
             origin: origin(),

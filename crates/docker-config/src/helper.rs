@@ -52,9 +52,11 @@ impl Error {
     /// hangs, a timeout; one that fails or answers nonsense, a bad answer.
     pub fn kind(&self) -> ErrorKind {
         match self.problem {
-            Problem::NotBare | Problem::NotOnPath | Problem::NotInDir(_) | Problem::Spawn(_) => {
-                ErrorKind::Config
-            }
+            Problem::NotBare
+            | Problem::NotOnPath(_)
+            | Problem::NotInDir(_)
+            | Problem::Untrusted(_)
+            | Problem::Spawn(_) => ErrorKind::Config,
             Problem::Timeout(_) => ErrorKind::Timeout,
             Problem::TooMuchOutput
             | Problem::Wait(_)
@@ -79,10 +81,12 @@ impl fmt::Display for Call {
 enum Problem {
     #[error("not a bare helper name; never run")]
     NotBare,
-    #[error("not found on PATH")]
-    NotOnPath,
-    #[error("not found in {0}")]
+    #[error("not found on PATH{}", skipped_note(.0))]
+    NotOnPath(Vec<std::io::Error>),
+    #[error("not found in {}", quote(&.0.to_string_lossy()))]
     NotInDir(PathBuf),
+    #[error("never run from where others could have planted it: {0}")]
+    Untrusted(std::io::Error),
     #[error("cannot start: {0}")]
     Spawn(std::io::Error),
     #[error("no answer within {0:?}; killed it and what it started")]
@@ -97,6 +101,19 @@ enum Problem {
         "answered with something other than the expected JSON (not shown: it may hold a secret)"
     )]
     Malformed,
+}
+
+/// `; skipped PATH entries others could write to: ...` naming why each was skipped, or
+/// nothing when none was.
+fn skipped_note(skipped: &[std::io::Error]) -> String {
+    if skipped.is_empty() {
+        return String::new();
+    }
+    let reasons: Vec<String> = skipped.iter().map(ToString::to_string).collect();
+    format!(
+        " (skipped PATH entries others could have planted it in: {})",
+        reasons.join("; ")
+    )
 }
 
 /// `; stderr: "..."` with the start of `stderr` on one line, or nothing when it is empty.
@@ -121,6 +138,11 @@ impl Helper {
     /// Finds `docker-credential-<name>` in `dir`, or without one in the absolute
     /// directories of `env`'s `PATH` (relative ones are never searched). `name` must be a
     /// bare helper name; the file must be an executable file.
+    ///
+    /// The plugin runs as root, so a helper is run only from where no one else could have
+    /// planted it ([`icp_core::trust::check`]): `dir` and the file must pass the rule, or
+    /// the helper is not run; a `PATH` directory that fails it is skipped (noted at `-v`,
+    /// and in the error when the helper is found nowhere else).
     pub fn locate(name: &str, dir: Option<&Path>, env: &Environment) -> Result<Helper, Error> {
         let error = |problem| Error {
             helper: if is_helper_name(name) {
@@ -138,15 +160,32 @@ impl Helper {
         let file = format!("docker-credential-{name}");
         let found = |dir: &Path| Some(dir.join(&file)).filter(|path| is_executable(path));
         let program = match dir {
-            Some(dir) => found(dir).ok_or_else(|| error(Problem::NotInDir(dir.to_owned())))?,
-            None => env
-                .get_os("PATH")
-                .iter()
-                .flat_map(std::env::split_paths)
-                .filter(|dir| dir.is_absolute())
-                .find_map(|dir| found(&dir))
-                .ok_or_else(|| error(Problem::NotOnPath))?,
+            Some(dir) => {
+                icp_core::trust::check(dir).map_err(|e| error(Problem::Untrusted(e)))?;
+                found(dir).ok_or_else(|| error(Problem::NotInDir(dir.to_owned())))?
+            }
+            None => {
+                let mut skipped = Vec::new();
+                let program = env
+                    .get_os("PATH")
+                    .iter()
+                    .flat_map(std::env::split_paths)
+                    .filter(|dir| dir.is_absolute())
+                    .filter_map(|dir| found(&dir).map(|program| (dir, program)))
+                    .find_map(|(dir, program)| match icp_core::trust::check(&dir) {
+                        Ok(_) => Some(program),
+                        Err(reason) => {
+                            tracing::info!(helper = %file, %reason, "PATH entry skipped: others could have planted the helper there");
+                            skipped.push(reason);
+                            None
+                        }
+                    });
+                program.ok_or_else(|| error(Problem::NotOnPath(skipped)))?
+            }
         };
+        // The file itself: not writable by others, not owned by another user; run as
+        // resolved, so no link can be changed between this check and the run.
+        let program = icp_core::trust::check(&program).map_err(|e| error(Problem::Untrusted(e)))?;
         Ok(Helper {
             name: name.to_owned(),
             program,
@@ -351,6 +390,65 @@ echo '{"ServerURL":"registry.example","Username":"robot","Secret":"hunter2"}'"#,
         assert!(Helper::locate("plain", Some(dir.path()), &env).is_err());
         assert!(Helper::locate("../x", Some(dir.path()), &env).is_err());
         assert!(Helper::locate("surely-absent-helper", None, &env).is_err());
+    }
+
+    #[test]
+    fn a_helper_others_could_have_planted_is_never_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let ran = dir.path().join("ran");
+        let body = format!("touch {}", ran.display());
+        helper(dir.path(), "planted", &body);
+        let program = dir.path().join("docker-credential-planted");
+        let no_path = Environment::from_pairs([("PATH", "")]);
+        let chmod = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        // The file writable by others, the helperDir writable by others.
+        for (path, mode) in [
+            (program.as_path(), 0o757),
+            (program.as_path(), 0o775),
+            (dir.path(), 0o777),
+        ] {
+            chmod(path, mode);
+            let error = Helper::locate("planted", Some(dir.path()), &no_path).unwrap_err();
+            assert_eq!(error.kind(), ErrorKind::Config);
+            let message = error.to_string();
+            assert!(
+                message.starts_with(
+                    "docker-credential-planted: never run from where others could have planted it: "
+                ) && message.contains(&format!("is writable by others (mode {mode:o})")),
+                "{message}"
+            );
+            chmod(path, if path == dir.path() { 0o700 } else { 0o755 });
+        }
+        if icp_core::trust::euid() == 0 {
+            std::os::unix::fs::chown(&program, Some(65534), None).unwrap();
+            let message = Helper::locate("planted", Some(dir.path()), &no_path)
+                .unwrap_err()
+                .to_string();
+            assert!(message.contains("is owned by uid 65534"), "{message}");
+            std::os::unix::fs::chown(&program, Some(0), None).unwrap();
+        }
+        Helper::locate("planted", Some(dir.path()), &no_path).unwrap();
+        assert!(!ran.exists());
+
+        // On PATH, a directory others can write is skipped for a later, trusted one.
+        let open = tempfile::tempdir().unwrap();
+        helper(open.path(), "planted", "exit 0");
+        chmod(open.path(), 0o777);
+        let path = format!("{}:{}", open.path().display(), dir.path().display());
+        let env = Environment::from_pairs([("PATH", path)]);
+        let found = Helper::locate("planted", None, &env).unwrap();
+        assert_eq!(found.program, program);
+        let only_open = Environment::from_pairs([("PATH", open.path())]);
+        let message = Helper::locate("planted", None, &only_open)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with("docker-credential-planted: not found on PATH (skipped PATH entries others could have planted it in: ")
+                && message.contains("is writable by others (mode 777)"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -35,6 +35,9 @@ pub struct Config {
     /// one; defaults to [`ROLE_ANNOTATION`], the official provider's key. A service account
     /// without it pulls with the node's identity.
     pub role_arn_annotation: Option<String>,
+    /// The audience pods' service account tokens must carry (the IAM OIDC provider's
+    /// client id); defaults to `sts.amazonaws.com`.
+    pub audience: Option<String>,
 }
 
 /// The service account annotation the official provider reads a pod's ECR role from.

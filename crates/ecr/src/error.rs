@@ -84,6 +84,17 @@ pub enum Error {
     /// The async runtime for the fetch could not be started.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
+    /// A role of another partition than the registry's: STS would refuse it, so it is
+    /// never sent.
+    #[error(
+        "the role is in partition {role}, the registry in {registry}: a role can only be assumed in its own partition"
+    )]
+    OtherPartition {
+        /// The role ARN's partition, quoted.
+        role: String,
+        /// The registry's partition.
+        registry: &'static str,
+    },
     /// A role named for a service account is not an IAM role ARN.
     #[error("not an IAM role ARN (arn:<partition>:iam::<12-digit account>:role/<name>)")]
     InvalidRole,
@@ -238,6 +249,12 @@ fn classify_chain(
                         "loading AWS credentials took longer than {limit}"
                     )));
                 }
+                _ if answered_as_no_imds(credentials) => {
+                    tracing::info!(
+                        "something other than EC2's instance metadata service answers at the metadata address; taken as no instance credentials"
+                    );
+                    return Some(Error::NoCredentials(CREDENTIAL_SOURCES.to_owned()));
+                }
                 _ => {
                     let source = credentials.source();
                     let cause = source.and_then(|s| classify_chain(CREDENTIAL_SOURCE, limits, s));
@@ -277,6 +294,28 @@ fn classify_chain(
         next = err.source();
     }
     None
+}
+
+/// Whether the instance metadata address answered, but not as EC2's metadata service does:
+/// a GCE or Azure metadata server, or a proxy, refusing the session token request (400,
+/// 403), answering it without a TTL header or a usable token, or answering the credential
+/// paths with a client error. There are no instance credentials there, as on a node with
+/// nothing at that address.
+fn answered_as_no_imds(err: &(dyn StdError + 'static)) -> bool {
+    use aws_config::imds::client::error::{ImdsError, TokenError};
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<TokenError>() {
+            return true;
+        }
+        if let Some(ImdsError::ErrorResponse(response)) = err.downcast_ref::<ImdsError>()
+            && response.response().status().is_client_error()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// Maps the failure of an `operation` call (`GetAuthorizationToken`,
@@ -334,7 +373,9 @@ impl icp_core::BackendError for Error {
     fn kind(&self) -> icp_core::ErrorKind {
         use icp_core::ErrorKind;
         match self {
-            Error::Config(_) | Error::InvalidRole => ErrorKind::Config,
+            Error::Config(_) | Error::InvalidRole | Error::OtherPartition { .. } => {
+                ErrorKind::Config
+            }
             Error::NotServed(_) => ErrorKind::NotServed,
             Error::NoCredentials(_) | Error::Credentials(_) => ErrorKind::NoCredentials,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,

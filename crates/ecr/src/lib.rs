@@ -168,7 +168,11 @@ impl TokenBackend for Ecr {
     /// Tokens for STS's `AssumeRoleWithWebIdentity`, with the role annotation.
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         Some(ServiceAccountTokenUse {
-            audience: STS_AUDIENCE.to_owned(),
+            audience: self
+                .config
+                .audience
+                .clone()
+                .unwrap_or_else(|| STS_AUDIENCE.to_owned()),
             annotation_keys: vec![self.config.role_annotation().to_owned()],
         })
     }
@@ -227,6 +231,18 @@ impl TokenBackend for Ecr {
                 identity,
             },
         };
+        let role = match &target.identity {
+            Identity::Pod(pod) => Some(pod.role_arn),
+            Identity::NodeRole(arn, _) => Some(*arn),
+            Identity::Node => None,
+        };
+        if let Some(arn) = role {
+            let checked = same_partition(arn, &target.region);
+            match pod {
+                Some(pod) => checked.map_err(|cause| pod.error(cause))?,
+                None => checked?,
+            }
+        }
         tracing::debug!(
             registry = request.image.registry(),
             region = target.region,
@@ -241,6 +257,19 @@ impl TokenBackend for Ecr {
             Some(pod) => fetched.map_err(|cause| pod.error(cause)),
             None => fetched,
         }
+    }
+}
+
+/// Refuses a role of another partition than the one of `region` (the registry's),
+/// before anything is sent to STS.
+fn same_partition(role_arn: &str, region: &str) -> Result<(), Error> {
+    let role = role_arn.split(':').nth(1).unwrap_or_default();
+    match Partition::of_region(region) {
+        Some(registry) if registry.as_str() != role => Err(Error::OtherPartition {
+            role: icp_core::quote(role),
+            registry: registry.as_str(),
+        }),
+        _ => Ok(()),
     }
 }
 
@@ -319,6 +348,51 @@ mod tests {
             .token_key(&icp_core::Request::new(&image("public.ecr.aws/x/y")))
             .unwrap();
         assert_ne!(a.scope, public.scope);
+    }
+
+    #[test]
+    fn a_role_of_another_partition_is_refused_before_sts_is_asked() {
+        // No credentials and no endpoint: reaching STS would be another error.
+        let backend = ecr(Config {
+            role_arn: Some("arn:aws-cn:iam::123456789012:role/x".into()),
+            ..Config::default()
+        });
+        let registry = image("123456789012.dkr.ecr.us-east-1.amazonaws.com/app");
+        let error = backend
+            .fetch(&icp_core::Request::new(&registry))
+            .unwrap_err();
+        assert!(matches!(error, Error::OtherPartition { .. }), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "the role is in partition \"aws-cn\", the registry in aws: a role can only be assumed in its own partition"
+        );
+        let account = icp_core::ServiceAccount {
+            namespace: "team".into(),
+            name: "puller".into(),
+            uid: "u".into(),
+            token: icp_core::Secret::new("a.b.c"),
+            annotations: [(
+                config::ROLE_ANNOTATION.to_owned(),
+                "arn:aws-cn:iam::123456789012:role/pod".to_owned(),
+            )]
+            .into(),
+        };
+        let request = icp_core::Request {
+            service_account: Some(&account),
+            ..icp_core::Request::new(&registry)
+        };
+        let error = ecr(Config::default()).fetch(&request).unwrap_err();
+        assert!(
+            error.to_string().starts_with("service account team/puller")
+                && error
+                    .to_string()
+                    .contains("partition \"aws-cn\", the registry in aws"),
+            "{error}"
+        );
+        assert_eq!(
+            same_partition("arn:aws-cn:iam::123456789012:role/x", "cn-north-1").ok(),
+            Some(())
+        );
     }
 
     #[test]

@@ -329,12 +329,10 @@ fn host(authority: &str) -> &str {
 /// The client secret in `path`, trailing line breaks removed.
 fn read_secret(path: &Path) -> Result<Secret, Error> {
     let error = |reason: String| Error::File {
-        path: path.display().to_string(),
+        path: icp_core::quote::path(path),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
-    let bytes =
-        icp_core::io::read_capped(file, MAX_SECRET_FILE).map_err(|e| error(e.to_string()))?;
+    let bytes = icp_core::io::read_file(path, MAX_SECRET_FILE).map_err(|e| error(e.to_string()))?;
     let text = String::from_utf8(bytes).map_err(|_| error("not UTF-8".into()))?;
     let secret = text.trim_end_matches(['\r', '\n']);
     if secret.is_empty() {

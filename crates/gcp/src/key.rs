@@ -73,9 +73,7 @@ impl CredentialFile {
             path: path.to_owned(),
             problem,
         };
-        let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-        let bytes =
-            icp_core::io::read_capped(file, MAX_FILE_SIZE).map_err(|e| bad(e.to_string()))?;
+        let bytes = icp_core::io::read_file(path, MAX_FILE_SIZE).map_err(|e| bad(e.to_string()))?;
         let raw: RawFile = serde_json::from_slice(&bytes).map_err(|e| {
             bad(format!(
                 "not a JSON credential file (line {} column {})",

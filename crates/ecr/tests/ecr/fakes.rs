@@ -371,6 +371,64 @@ fn instance_metadata_credentials_through_imdsv2() {
 }
 
 #[test]
+fn another_metadata_server_at_the_address_means_no_aws_credentials() {
+    use icp_test_kit::server::{FakeServer, Reply as Answer};
+    let fake = Fake::start(|_, _| ecr_answer("AWS:p", 1_900_000_000));
+    type Answers = fn(&str, &str) -> Answer;
+    let servers: [(&str, Answers); 5] = [
+        // GCE's metadata server and proxies refuse what they do not know.
+        ("403 everywhere", |_, _| Answer::status(403)),
+        ("400 everywhere", |_, _| Answer::status(400)),
+        ("404 everywhere", |_, _| {
+            Answer::status(404).body("<html>\nnot found\n</html>")
+        }),
+        // A token without the TTL header, then credentials paths refused.
+        ("no TTL header", |method, _| match method {
+            "PUT" => Answer::status(200).body("a-token"),
+            _ => Answer::status(403),
+        }),
+        (
+            "token, then 400 on the credential paths",
+            |method, _| match method {
+                "PUT" => Answer::status(200)
+                    .header("x-aws-ec2-metadata-token-ttl-seconds", "21600")
+                    .body("a-token"),
+                _ => Answer::status(400),
+            },
+        ),
+    ];
+    for (case, answer) in servers {
+        let metadata = FakeServer::http(move |request| answer(&request.method, request.path()));
+        let url = format!("http://{}", metadata.address());
+        let env = aws_env(&[
+            ("AWS_EC2_METADATA_DISABLED", "false"),
+            ("AWS_EC2_METADATA_SERVICE_ENDPOINT", &url),
+            ("AWS_ENDPOINT_URL_ECR", &fake.url),
+        ]);
+        let error = fetch(&backend(Config::default(), &env), IMAGE).unwrap_err();
+        assert!(matches!(error, Error::NoCredentials(_)), "{case}: {error}");
+        let message = error.to_string();
+        assert!(
+            message.starts_with("no AWS credentials found (looked in: "),
+            "{case}: {message}"
+        );
+        assert!(
+            !message.contains("SDK bug") && !message.contains("TTL"),
+            "{case}: {message}"
+        );
+        assert!(
+            metadata.request_count() > 0,
+            "{case}: the address was asked"
+        );
+    }
+    assert_eq!(
+        fake.requests().len(),
+        0,
+        "ECR is never asked without credentials"
+    );
+}
+
+#[test]
 fn eks_pod_identity_credentials_from_the_container_endpoint() {
     let agent = Fake::start(|request, _| {
         match request.header("authorization") {

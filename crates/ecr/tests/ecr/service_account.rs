@@ -290,8 +290,13 @@ fn sts_is_asked_in_the_region_and_partition_of_the_image() {
             attempts: 1,
             ..quick_limits()
         });
+        // A role of the registry's own partition: another is refused before STS is asked.
         let role = if image.contains(".cn/") {
             "arn:aws-cn:iam::111122223333:role/pod-puller"
+        } else if image.contains(".us-gov-") {
+            "arn:aws-us-gov:iam::111122223333:role/pod-puller"
+        } else if image.contains(".amazonaws.eu/") {
+            "arn:aws-eusc:iam::111122223333:role/pod-puller"
         } else {
             ROLE
         };
