@@ -129,6 +129,7 @@ const DENIED_CODES: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
     "InvalidIdentityToken",
+    "InvalidTokenException",
     "IDPRejectedClaim",
     "AuthFailure",
     "RegionDisabledException",
