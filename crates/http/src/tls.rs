@@ -1,4 +1,4 @@
-//! The rustls client configuration: aws-lc-rs, platform roots, HTTP/1.1.
+//! The rustls client configuration: aws-lc-rs, platform roots (or given ones), HTTP/1.1.
 
 use std::sync::Arc;
 
@@ -20,6 +20,28 @@ pub(crate) fn client_config() -> Result<Arc<ClientConfig>, Error> {
         };
         return Err(Error::Roots(why));
     }
+    with_roots(roots)
+}
+
+/// Builds the client configuration trusting only the certificates of the PEM bundle `pem`
+/// (a cluster's CA, say); `source` names it in errors.
+pub(crate) fn client_config_trusting(pem: &[u8], source: &str) -> Result<Arc<ClientConfig>, Error> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Roots(format!("{source}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Roots(format!("{source}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Roots(format!("{source} holds no PEM certificate")));
+    }
+    with_roots(roots)
+}
+
+fn with_roots(roots: RootCertStore) -> Result<Arc<ClientConfig>, Error> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
