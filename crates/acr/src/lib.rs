@@ -138,11 +138,13 @@ impl Acr {
 
     /// The backend the official `acr-credential-provider` command line asks for: the
     /// identity and cloud of its `azure.json` (read here; a relative path is taken from
-    /// the working directory, as the official provider does), and the
-    /// `--registry-mirror` values, each `mirror:loginserver[,...]`.
+    /// the working directory, as the official provider does), the `--registry-mirror`
+    /// values, each `mirror:loginserver[,...]`, and the identity bindings of its `--ib-*`
+    /// flags.
     pub fn from_command_line(
         azure_config: &Path,
         registry_mirrors: &[String],
+        identity_bindings: Option<IdentityBindingsConfig>,
         env: &Environment,
     ) -> Result<Acr, Error> {
         let mut mirrors = BTreeMap::new();
@@ -152,6 +154,7 @@ impl Acr {
         let config = Config {
             azure_config: Some(azure_config.to_owned()),
             registry_mirrors: mirrors,
+            identity_bindings,
             ..Config::default()
         };
         Acr::new(config, Path::new("."), env)
