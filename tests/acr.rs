@@ -5,9 +5,12 @@
 //! the `acr-credential-provider` drop-in; and the kubelet's service-account-token mode
 //! (KEP-4412), each answer checked against the model of the kubelet in that mode: a pod's
 //! own identity, the node's as a fallback, isolation between service accounts, one
-//! exchange for many pods of one account, and refusals.
+//! exchange for many pods of one account, and refusals; AKS identity bindings in
+//! `acr/identity_binding.rs`.
 
 use crate::common;
+#[path = "acr/identity_binding.rs"]
+mod identity_binding;
 
 use std::path::{Path, PathBuf};
 

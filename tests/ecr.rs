@@ -2,9 +2,12 @@
 //! (static keys, web identity, an assumed role from a rule), the cache duration from a
 //! real expiry, ECR Public, errors, look-alike hosts that must cause no token request, a
 //! pull-through proxy rule, and the `ecr-credential-provider` drop-in name; the kubelet's
-//! service-account-token mode in `ecr/service_account.rs`.
+//! service-account-token mode in `ecr/service_account.rs`, EKS Pod Identity in
+//! `ecr/pod_identity.rs`.
 
 use crate::common;
+#[path = "ecr/pod_identity.rs"]
+mod pod_identity;
 #[path = "ecr/service_account.rs"]
 mod service_account;
 

@@ -22,7 +22,8 @@ const IMDS_ENDPOINT: &str = "http://169.254.169.254";
 const MANAGED_IDENTITY_HINT: &str = "not on an Azure VM, or IMDS unreachable; else configure \
      acr.identity, an azure.json, or AZURE_FEDERATED_TOKEN_FILE with AZURE_CLIENT_ID and AZURE_TENANT_ID";
 const IMDS_API_VERSION: &str = "2018-02-01";
-const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+/// The `client_assertion_type` of a JWT client assertion.
+pub(crate) const ASSERTION_TYPE: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 #[derive(Deserialize)]
 struct TokenResponse {
@@ -161,7 +162,13 @@ async fn aad_token(
     let response = fetch
         .send("Azure AD", || Request::post(url.clone()).form(form))
         .await?;
-    // Azure AD refuses bad credentials with 400 (invalid_client, unauthorized_client, ...).
+    token_answer("Azure AD", &response)
+}
+
+/// The access token of a token endpoint's answer; bad credentials (a 400 with
+/// `invalid_client`, `unauthorized_client` or `invalid_grant`, as Azure AD refuses them) are
+/// [`Error::AccessDenied`].
+pub(crate) fn token_answer(service: &str, response: &Response) -> Result<Secret, Error> {
     if response.status == 400 {
         let detail = error_detail(&response.body);
         if ["invalid_client", "unauthorized_client", "invalid_grant"]
@@ -169,12 +176,12 @@ async fn aad_token(
             .any(|code| detail.starts_with(code))
         {
             return Err(Error::AccessDenied {
-                service: "Azure AD".into(),
+                service: service.to_owned(),
                 detail: format!("HTTP 400: {detail}"),
             });
         }
     }
-    parse_token("Azure AD", &response)
+    parse_token(service, response)
 }
 
 fn parse_token(service: &str, response: &Response) -> Result<Secret, Error> {

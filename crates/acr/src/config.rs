@@ -8,6 +8,7 @@ use icp_core::quote;
 use serde::Deserialize;
 
 use crate::Error;
+pub use crate::identity_binding::IdentityBindingsConfig;
 
 /// The `acr:` section of a rule. Every field is optional: with none, the identity is
 /// workload identity when `AZURE_FEDERATED_TOKEN_FILE` is set and the VM's
@@ -73,6 +74,10 @@ pub struct Config {
     /// registry, and every pod must be able to pull them).
     #[serde(default)]
     pub mirrors_use_pod_identity: bool,
+    /// AKS identity bindings: a pod's service account token is exchanged at the cluster's
+    /// identity-binding endpoint instead of Azure AD, as the official provider's `--ib-*`
+    /// flags do; see [`IdentityBindingsConfig`].
+    pub identity_bindings: Option<IdentityBindingsConfig>,
 }
 
 /// The kinds of Azure identity.

@@ -24,6 +24,11 @@
 //! identity is used; an image on a mirror is always fetched as the node's identity, as the
 //! official provider does, unless [`Config::mirrors_use_pod_identity`] is set.
 //!
+//! With `identityBindings` in the rule (AKS identity bindings, the official provider's
+//! `--ib-*` flags), a request carrying the pod's token is fetched as the identity the
+//! service account is bound to instead: step 2 is sent to the cluster's identity-binding
+//! endpoint (see [`identity_binding`](mod@identity_binding)), whatever the other annotations.
+//!
 //! The Azure AD token only ever goes to a host strictly recognised (by its `host` module) as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
 //!
@@ -47,6 +52,7 @@ mod error;
 mod fetch;
 mod host;
 mod identity;
+pub mod identity_binding;
 mod identity_choice;
 mod registry;
 mod service_account;
@@ -66,11 +72,12 @@ pub use aad::IMDS_ENDPOINT_ENV;
 use cloud::Cloud;
 use cloud_choice::CloudChoice;
 use config::parse_registry_mirrors;
-pub use config::{Config, IdentityKind};
+pub use config::{Config, IdentityBindingsConfig, IdentityKind};
 pub use error::Error;
 use fetch::Fetch;
 pub use host::DEFAULT_PATTERNS;
 pub use icp_http::Limits;
+use identity_binding::Bound;
 use service_account::PodIdentity;
 pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
 use settings::Settings;
@@ -81,6 +88,25 @@ pub const TOKEN_EXCHANGE_AUDIENCE: &str = "api://AzureADTokenExchange";
 
 /// The username of every ACR refresh token.
 pub const USERNAME: &str = "00000000-0000-0000-0000-000000000000";
+
+/// Whose identity a fetch is done as when it is not the node's.
+#[derive(Debug, Clone, Copy)]
+enum Pod<'a> {
+    /// The client id and tenant of the service account's annotations, with Azure AD.
+    Annotated(PodIdentity<'a>),
+    /// The identity the service account is bound to, with the identity-binding endpoint.
+    Bound(Bound<'a>),
+}
+
+impl Pod<'_> {
+    /// `error`, said of the pod's service account and identity.
+    fn context(&self, error: Error) -> Error {
+        match self {
+            Pod::Annotated(pod) => pod.context(error),
+            Pod::Bound(bound) => bound.context(error),
+        }
+    }
+}
 
 /// The ACR backend: one resolved identity, one cloud (or the image's), and mirrors.
 #[derive(Debug, Clone)]
@@ -118,11 +144,13 @@ impl Acr {
 
     /// The backend the official `acr-credential-provider` command line asks for: the
     /// identity and cloud of its `azure.json` (read here; a relative path is taken from
-    /// the working directory, as the official provider does), and the
-    /// `--registry-mirror` values, each `mirror:loginserver[,...]`.
+    /// the working directory, as the official provider does), the `--registry-mirror`
+    /// values, each `mirror:loginserver[,...]`, and the identity bindings of its `--ib-*`
+    /// flags.
     pub fn from_command_line(
         azure_config: &Path,
         registry_mirrors: &[String],
+        identity_bindings: Option<IdentityBindingsConfig>,
         env: &Environment,
     ) -> Result<Acr, Error> {
         let mut mirrors = BTreeMap::new();
@@ -132,6 +160,7 @@ impl Acr {
         let config = Config {
             azure_config: Some(azure_config.to_owned()),
             registry_mirrors: mirrors,
+            identity_bindings,
             ..Config::default()
         };
         Acr::new(config, Path::new("."), env)
@@ -188,7 +217,7 @@ impl Acr {
     /// The pod's own identity when the request carries a service account token and the
     /// account has the annotations; `None` for the node's identity, which an image on a
     /// mirror is always fetched as unless the rule says `mirrorsUsePodIdentity`.
-    fn pod_identity<'a>(&'a self, request: &Request<'a>) -> Result<Option<PodIdentity<'a>>, Error> {
+    fn pod_identity<'a>(&'a self, request: &Request<'a>) -> Result<Option<Pod<'a>>, Error> {
         let Some(account) = request.service_account else {
             return Ok(None);
         };
@@ -199,7 +228,11 @@ impl Acr {
             tracing::debug!(mirror = image.host(), service_account = %account, "an image on a mirror is fetched as the node's identity");
             return Ok(None);
         }
-        self.settings.annotations.pod_identity(account)
+        if let Some(bindings) = &self.settings.identity_bindings {
+            return bindings.bind(account).map(|bound| Some(Pod::Bound(bound)));
+        }
+        let pod = self.settings.annotations.pod_identity(account)?;
+        Ok(pod.map(Pod::Annotated))
     }
 
     /// The login server and cloud of `request`'s image, and the pod identity it is fetched
@@ -207,7 +240,7 @@ impl Acr {
     fn resolve<'a>(
         &'a self,
         request: &Request<'a>,
-    ) -> Result<(String, Cloud, Option<PodIdentity<'a>>), Error> {
+    ) -> Result<(String, Cloud, Option<Pod<'a>>), Error> {
         let (login_server, cloud) = self
             .target(request.image)
             .ok_or_else(|| Error::NotServed(request.image.registry().to_owned()))?;
@@ -220,7 +253,7 @@ impl Acr {
         deadline: Deadline,
         login_server: &str,
         cloud: &Cloud,
-        pod: Option<&PodIdentity<'_>>,
+        pod: Option<&Pod<'_>>,
     ) -> Result<Token, Error> {
         let options = icp_http::Options {
             connect_timeout: self.limits.connect,
@@ -236,7 +269,12 @@ impl Acr {
         };
         let bearer = registry::challenge(&fetch, login_server).await?;
         let (access_token, tenant) = match pod {
-            Some(pod) => {
+            Some(Pod::Bound(bound)) => {
+                tracing::debug!(registry = login_server, service_account = %bound.account, client_id = bound.client_id, tenant = bound.tenant_id, "getting an access token from the identity-binding endpoint as the pod's identity");
+                let token = bound.access_token(&fetch, cloud, &self.env).await?;
+                (token, bound.tenant_id)
+            }
+            Some(Pod::Annotated(pod)) => {
                 tracing::debug!(registry = login_server, service_account = %pod.account, client_id = pod.client_id, tenant = pod.tenant_id, "getting an Azure AD token as the pod's identity");
                 let federated = aad::Federated {
                     authority: self.assertion_authority(cloud),
@@ -323,19 +361,31 @@ impl TokenBackend for Acr {
     type Error = Error;
 
     /// Tokens for Azure AD's workload identity federation, with the client id and tenant
-    /// annotations.
+    /// annotations (identity bindings' own, when the rule has them).
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         let keys = &self.settings.annotations;
+        let annotation_keys = match self.settings.identity_bindings {
+            Some(_) => vec![
+                identity_binding::CLIENT_ID_ANNOTATION.to_owned(),
+                identity_binding::TENANT_ID_ANNOTATION.to_owned(),
+            ],
+            None => vec![keys.client_id.clone(), keys.tenant_id.clone()],
+        };
         Some(ServiceAccountTokenUse {
             audience: self.audience.clone(),
-            annotation_keys: vec![keys.client_id.clone(), keys.tenant_id.clone()],
+            annotation_keys,
         })
     }
 
     /// Reads the files the identity reads at each fetch (a federated token file, a client
-    /// secret file), so that `check-config` reports a missing one now.
+    /// secret file, identity bindings' CA), so that `check-config` reports a missing one
+    /// now.
     fn check(&self) -> Result<(), Error> {
-        aad::check_files(&self.settings.identity)
+        aad::check_files(&self.settings.identity)?;
+        match &self.settings.identity_bindings {
+            Some(bindings) => bindings.check(),
+            None => Ok(()),
+        }
     }
 
     fn serves(&self, image: &ImageRef) -> bool {
@@ -348,7 +398,8 @@ impl TokenBackend for Acr {
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
         let (login_server, cloud, pod) = self.resolve(request)?;
         let identity = match pod {
-            Some(pod) => pod.cache_identity(self.assertion_authority(&cloud)),
+            Some(Pod::Annotated(pod)) => pod.cache_identity(self.assertion_authority(&cloud)),
+            Some(Pod::Bound(bound)) => bound.cache_identity(),
             None => format!(
                 "acr:{}:authority={}",
                 self.settings.identity.fingerprint(),

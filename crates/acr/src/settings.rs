@@ -14,6 +14,7 @@ use crate::cloud_choice::{CloudChoice, resolve_cloud};
 use crate::config::Config;
 use crate::host::is_valid_suffix;
 use crate::identity::Identity;
+use crate::identity_binding::IdentityBindings;
 use crate::identity_choice::resolve_identity;
 use crate::service_account::AnnotationKeys;
 
@@ -35,6 +36,8 @@ pub struct Settings {
     pub annotations: AnnotationKeys,
     /// The instance metadata service's base URL, for a managed identity.
     pub imds_endpoint: String,
+    /// AKS identity bindings, when the rule has them.
+    pub identity_bindings: Option<IdentityBindings>,
 }
 
 /// Resolves `config`: reads `azure.json` (and a custom cloud's environment file) if named,
@@ -77,6 +80,10 @@ pub fn resolve(config: &Config, base_dir: &Path, env: &Environment) -> Result<Se
         config.tenant_id_annotation.as_deref(),
     )?;
     let imds_endpoint = imds_endpoint(&identity, env)?;
+    let identity_bindings = match &config.identity_bindings {
+        Some(section) => Some(IdentityBindings::resolve(section, base_dir)?),
+        None => None,
+    };
     Ok(Settings {
         identity,
         cloud,
@@ -85,6 +92,7 @@ pub fn resolve(config: &Config, base_dir: &Path, env: &Environment) -> Result<Se
         authority_host,
         annotations,
         imds_endpoint,
+        identity_bindings,
     })
 }
 

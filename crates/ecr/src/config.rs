@@ -16,6 +16,7 @@ use crate::host::Partition;
 ///   roleArn: arn:aws:iam::123456789012:role/puller    # assume this role first
 ///   roleSessionName: node-puller
 ///   roleArnAnnotation: eks.amazonaws.com/ecr-role-arn # where a service account names its role
+///   podIdentity: {clusterName: prod}                  # or: EKS Pod Identity, instead of the annotation
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -38,6 +39,24 @@ pub struct Config {
     /// The audience pods' service account tokens must carry (the IAM OIDC provider's
     /// client id); defaults to `sts.amazonaws.com`.
     pub audience: Option<String>,
+    /// EKS Pod Identity: a pod's service account token (audience
+    /// [`POD_IDENTITY_AUDIENCE`](crate::POD_IDENTITY_AUDIENCE)) is exchanged with EKS Auth
+    /// `AssumeRoleForPodIdentity` for the credentials of the role its service account is
+    /// associated with in this cluster, instead of STS `AssumeRoleWithWebIdentity`; a
+    /// service account with no association pulls with the node's identity.
+    pub pod_identity: Option<PodIdentityConfig>,
+}
+
+/// The `ecr.podIdentity` section.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PodIdentityConfig {
+    /// The EKS cluster the node and its pods belong to, as its Pod Identity associations
+    /// name it.
+    pub cluster_name: String,
+    /// The cluster's region, where EKS Auth is asked; defaults to `AWS_REGION` (or
+    /// `AWS_DEFAULT_REGION`) of the node, else the image's region.
+    pub region: Option<String>,
 }
 
 /// The service account annotation the official provider reads a pod's ECR role from.
@@ -85,6 +104,16 @@ impl Config {
                 quote(key)
             ));
         }
+        if let Some(pod_identity) = &self.pod_identity {
+            pod_identity.validate()?;
+            if self.role_arn_annotation.is_some() {
+                return invalid(
+                    "ecr.roleArnAnnotation and ecr.podIdentity exclude each other: a rule's pods \
+                     get one kind of token (audience sts.amazonaws.com or pods.eks.amazonaws.com)"
+                        .into(),
+                );
+            }
+        }
         Ok(())
     }
 
@@ -101,6 +130,36 @@ impl Config {
             .as_deref()
             .unwrap_or(DEFAULT_ROLE_SESSION_NAME)
     }
+}
+
+impl PodIdentityConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if !is_cluster_name(&self.cluster_name) {
+            return Err(Error::Config(format!(
+                "ecr.podIdentity.clusterName {} is not an EKS cluster name (1 to 100 letters, \
+                 digits, - and _, starting with a letter or digit)",
+                quote(&self.cluster_name)
+            )));
+        }
+        if let Some(region) = &self.region
+            && Partition::of_region(region).is_none()
+        {
+            return Err(Error::Config(format!(
+                "ecr.podIdentity.region {} is not an AWS region name",
+                quote(region)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// EKS's rule for a cluster name: 1 to 100 characters, `[0-9A-Za-z][A-Za-z0-9\-_]*`.
+pub(crate) fn is_cluster_name(name: &str) -> bool {
+    (1..=100).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Whether STS accepts `c` in a role session name: letters, digits and `=,.@_-`.
@@ -163,6 +222,8 @@ mod tests {
         );
         assert!(config(r#"{"role_arn":"arn:aws:iam::123456789012:role/x"}"#).is_err());
         assert!(config(r#"{"registryId":"123456789012"}"#).is_err());
+        assert!(config(r#"{"podIdentity":{"cluster":"prod"}}"#).is_err());
+        assert!(config(r#"{"podIdentity":{}}"#).is_err());
         assert_eq!(config("{}").unwrap(), Config::default());
     }
 
@@ -179,6 +240,8 @@ mod tests {
             // apimachinery judges an annotation key in lower case, as the kubelet does the
             // keys `kubelet-config` writes for this one.
             r#"{"roleArnAnnotation":"Example.io/role"}"#,
+            r#"{"podIdentity":{"clusterName":"prod"}}"#,
+            r#"{"podIdentity":{"clusterName":"0-a_B","region":"eu-west-1"}}"#,
         ];
         for json in valid {
             assert!(config(json).unwrap().validate().is_ok(), "{json}");
@@ -218,6 +281,37 @@ mod tests {
             (
                 r#"{"roleArn":"arn:aws:iam::123456789012:role/p","roleSessionName":"a b"}"#,
                 "ecr.roleSessionName",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":""}}"#,
+                "ecr.podIdentity.clusterName",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":"-prod"}}"#,
+                "ecr.podIdentity.clusterName",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":"prod/x"}}"#,
+                "ecr.podIdentity.clusterName",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":"prod.x"}}"#,
+                "ecr.podIdentity.clusterName",
+            ),
+            (
+                &format!(
+                    r#"{{"podIdentity":{{"clusterName":"{}"}}}}"#,
+                    "a".repeat(101)
+                ),
+                "ecr.podIdentity.clusterName",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":"prod","region":"moon-1"}}"#,
+                "ecr.podIdentity.region",
+            ),
+            (
+                r#"{"podIdentity":{"clusterName":"prod"},"roleArnAnnotation":"x.io/r"}"#,
+                "ecr.roleArnAnnotation and ecr.podIdentity",
             ),
         ];
         for (json, field) in invalid {

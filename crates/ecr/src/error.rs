@@ -149,6 +149,7 @@ const DENIED_CODES: &[&str] = &[
     "ExpiredToken",
     "ExpiredTokenException",
     "InvalidIdentityToken",
+    "InvalidTokenException",
     "IDPRejectedClaim",
     "AuthFailure",
     "RegionDisabledException",

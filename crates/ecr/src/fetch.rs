@@ -25,6 +25,7 @@ use crate::connector::Sdk;
 use crate::error::{from_sdk, seconds};
 use crate::limits;
 use crate::pod::PodRole;
+use crate::pod_identity::{self, PodAssociation};
 
 /// What to ask for: where, as whom, and through which API endpoint variant.
 #[derive(Debug, Clone)]
@@ -51,6 +52,12 @@ pub(crate) enum Identity<'a> {
     NodeRole(&'a str, &'a str),
     /// A role assumed with a pod's service account token.
     Pod(PodRole<'a>),
+    /// A pod's EKS Pod Identity; for a service account with no association, the node's
+    /// credentials, or the rule's role (ARN and session name) assumed with them.
+    PodAssociation {
+        association: PodAssociation<'a>,
+        node_role: Option<(&'a str, &'a str)>,
+    },
 }
 
 /// What a log line says of an identity: names and ARNs, never a token.
@@ -72,6 +79,7 @@ impl std::fmt::Display for Identity<'_> {
                 pod.session_name(),
                 pod.account
             ),
+            Identity::PodAssociation { association, .. } => association.fmt(f),
         }
     }
 }
@@ -138,27 +146,59 @@ async fn fetch_async(
         icp_http::Client::new(options, env).map_err(|error| Error::Config(error.to_string()))?;
     loader = loader.http_client(SharedHttpClient::new(Sdk::new(client)));
     let sdk = loader.load().await;
+    let mut credentials_expiry = None;
     let credentials = match target.identity {
         Identity::Node => None,
-        Identity::NodeRole(role_arn, session_name) => Some(SharedCredentialsProvider::new(
-            AssumeRoleProvider::builder(role_arn)
-                .session_name(session_name)
-                .region(region)
-                .configure(&sdk)
-                .build()
-                .await,
-        )),
+        Identity::NodeRole(role_arn, session_name) => {
+            Some(assume_role(&sdk, role_arn, session_name, region).await)
+        }
         Identity::Pod(pod) => Some(web_identity(&sdk, target, &pod, limits).await?),
+        Identity::PodAssociation {
+            association,
+            node_role,
+        } => match association.assume(&sdk, limits).await? {
+            Some(granted) => {
+                credentials_expiry = granted.expires_at;
+                Some(granted.provider)
+            }
+            None => match node_role {
+                Some((role_arn, session_name)) => {
+                    Some(assume_role(&sdk, role_arn, session_name, region).await)
+                }
+                None => None,
+            },
+        },
     };
     let sdk = match credentials {
         Some(provider) => sdk.into_builder().credentials_provider(provider).build(),
         None => sdk,
     };
-    if target.public {
+    let token = if target.public {
         fetch_public(&sdk, target, limits).await
     } else {
         fetch_private(&sdk, target, limits).await
-    }
+    }?;
+    Ok(Token {
+        expires_at: pod_identity::bounded(token.expires_at, credentials_expiry),
+        ..token
+    })
+}
+
+/// The credentials of `role_arn` assumed (STS `AssumeRole`) with the node's.
+async fn assume_role(
+    sdk: &SdkConfig,
+    role_arn: &str,
+    session_name: &str,
+    region: Region,
+) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(
+        AssumeRoleProvider::builder(role_arn)
+            .session_name(session_name)
+            .region(region)
+            .configure(sdk)
+            .build()
+            .await,
+    )
 }
 
 /// The credentials of the role a pod's service account token is exchanged for, with STS
@@ -283,7 +323,7 @@ async fn fetch_public(
 /// as throttling, retried within [`Limits::attempts`] as AWS's own throttling codes
 /// are; the SDK alone would give up on it at once.
 #[derive(Debug)]
-struct TooManyRequests;
+pub(crate) struct TooManyRequests;
 
 impl ClassifyRetry for TooManyRequests {
     fn classify_retry(&self, context: &InterceptorContext) -> RetryAction {

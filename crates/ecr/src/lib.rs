@@ -21,8 +21,13 @@
 //! so no other service account is ever served it. Without such a role the node's identity
 //! is used, as without a token.
 //!
-//! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC` and `AWS_ENDPOINT_URL_STS`
-//! variables (and `AWS_ENDPOINT_URL`) are honoured, as the AWS SDKs do.
+//! With `podIdentity` in the rule ([`PodIdentityConfig`]), the pod's token (audience
+//! [`POD_IDENTITY_AUDIENCE`]) is exchanged with EKS Auth `AssumeRoleForPodIdentity` in the
+//! rule's cluster instead, signed with the node's credentials; a service account with no
+//! Pod Identity association pulls with the node's identity. See [`pod_identity`](mod@pod_identity).
+//!
+//! The `AWS_ENDPOINT_URL_ECR`, `AWS_ENDPOINT_URL_ECR_PUBLIC`, `AWS_ENDPOINT_URL_STS` and
+//! `AWS_ENDPOINT_URL_EKS_AUTH` variables (and `AWS_ENDPOINT_URL`) are honoured, as the AWS SDKs do.
 
 mod config;
 mod connector;
@@ -32,6 +37,7 @@ mod host;
 mod identity;
 mod limits;
 mod pod;
+pub mod pod_identity;
 
 use std::path::Path;
 
@@ -41,16 +47,20 @@ use icp_core::{
 };
 use icp_http::Limits;
 
-pub use config::{Config, ROLE_ANNOTATION};
+pub use config::{Config, PodIdentityConfig, ROLE_ANNOTATION};
 pub use error::Error;
 use fetch::Identity;
 pub use host::DEFAULT_PATTERNS;
 use host::{EcrHost, Partition};
 pub use limits::DEFAULT_LIMITS;
 use pod::{DefaultRole, PodRole};
+use pod_identity::PodAssociation;
 
 /// The audience of the service account tokens STS exchanges, as EKS sets it up.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// The audience of the service account tokens EKS Auth exchanges (EKS Pod Identity).
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 
 /// The ECR backend of one rule.
 #[derive(Debug, Clone)]
@@ -70,6 +80,17 @@ enum Resolved {
         region: String,
         partition: Partition,
     },
+}
+
+impl Resolved {
+    /// The region an image's token is asked for in.
+    fn region(&self) -> &str {
+        match self {
+            Resolved::Ecr(EcrHost::Private { region, .. }) => region,
+            Resolved::Ecr(EcrHost::Public { .. }) => host::PUBLIC_REGION,
+            Resolved::Proxy { region, .. } => region,
+        }
+    }
 }
 
 impl Build for Ecr {
@@ -148,10 +169,21 @@ impl Ecr {
             .ok_or_else(|| Error::NotServed(image.registry().to_owned()))
     }
 
+    /// The pod's service account and the rule's `podIdentity`, if the kubelet sent a token
+    /// and the rule uses EKS Pod Identity.
+    fn pod_identity<'a>(
+        &'a self,
+        request: &Request<'a>,
+    ) -> Option<(&'a icp_core::ServiceAccount, &'a PodIdentityConfig)> {
+        Some((request.service_account?, self.config.pod_identity.as_ref()?))
+    }
+
     /// The role the pod's service account token is exchanged for, if the kubelet sent one
-    /// and the service account (or the backend's default) names a role.
+    /// and the service account (or the backend's default) names a role; never with
+    /// `podIdentity`, whose tokens STS does not take.
     fn pod_role<'a>(&'a self, request: &Request<'a>) -> Result<Option<PodRole<'a>>, Error> {
         match request.service_account {
+            Some(_) if self.config.pod_identity.is_some() => Ok(None),
             Some(account) => PodRole::resolve(
                 account,
                 self.config.role_annotation(),
@@ -165,8 +197,15 @@ impl Ecr {
 impl TokenBackend for Ecr {
     type Error = Error;
 
-    /// Tokens for STS's `AssumeRoleWithWebIdentity`, with the role annotation.
+    /// Tokens for STS's `AssumeRoleWithWebIdentity`, with the role annotation; with
+    /// `podIdentity`, tokens for EKS Auth, which needs no annotation.
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
+        if self.config.pod_identity.is_some() {
+            return Some(ServiceAccountTokenUse {
+                audience: POD_IDENTITY_AUDIENCE.to_owned(),
+                annotation_keys: Vec::new(),
+            });
+        }
         Some(ServiceAccountTokenUse {
             audience: self
                 .config
@@ -183,27 +222,68 @@ impl TokenBackend for Ecr {
 
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Error> {
         let image = request.image;
-        let scope = match self.resolved(image)? {
+        let resolved = self.resolved(image)?;
+        let node = identity::fingerprint(&self.config, &self.env);
+        let identity = match self.pod_identity(request) {
+            Some((account, pod_identity)) => {
+                let region = pod_identity::region(
+                    pod_identity.region.as_deref(),
+                    &self.env,
+                    resolved.region(),
+                );
+                PodAssociation {
+                    account,
+                    cluster: &pod_identity.cluster_name,
+                    region: &region,
+                    node: &node,
+                }
+                .key()
+            }
+            None => match self.pod_role(request)? {
+                Some(pod) => pod.key(),
+                None => node,
+            },
+        };
+        let scope = match resolved {
             Resolved::Ecr(host) => host.scope(),
             Resolved::Proxy { region, partition } => {
                 format!("ecr:{partition}:{region}:via:{}", image.registry())
             }
-        };
-        let identity = match self.pod_role(request)? {
-            Some(pod) => pod.key(),
-            None => identity::fingerprint(&self.config, &self.env),
         };
         Ok(TokenKey { identity, scope })
     }
 
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let pod = self.pod_role(request)?;
-        let identity = match (pod, self.config.role_arn.as_deref()) {
-            (Some(pod), _) => Identity::Pod(pod),
-            (None, Some(arn)) => Identity::NodeRole(arn, self.config.session_name()),
-            (None, None) => Identity::Node,
+        let resolved = self.resolved(request.image)?;
+        let node = identity::fingerprint(&self.config, &self.env);
+        let node_role = self
+            .config
+            .role_arn
+            .as_deref()
+            .map(|arn| (arn, self.config.session_name()));
+        let cluster_region = self.pod_identity(request).map(|(_, pod_identity)| {
+            pod_identity::region(pod_identity.region.as_deref(), &self.env, resolved.region())
+        });
+        let association = self
+            .pod_identity(request)
+            .zip(cluster_region.as_deref())
+            .map(|((account, pod_identity), region)| PodAssociation {
+                account,
+                cluster: &pod_identity.cluster_name,
+                region,
+                node: &node,
+            });
+        let identity = match (association, pod, node_role) {
+            (Some(association), _, _) => Identity::PodAssociation {
+                association,
+                node_role,
+            },
+            (None, Some(pod), _) => Identity::Pod(pod),
+            (None, None, Some((arn, session))) => Identity::NodeRole(arn, session),
+            (None, None, None) => Identity::Node,
         };
-        let target = match self.resolved(request.image)? {
+        let target = match resolved {
             Resolved::Ecr(EcrHost::Private {
                 region,
                 fips,
@@ -233,8 +313,12 @@ impl TokenBackend for Ecr {
         };
         let role = match &target.identity {
             Identity::Pod(pod) => Some(pod.role_arn),
-            Identity::NodeRole(arn, _) => Some(*arn),
-            Identity::Node => None,
+            Identity::NodeRole(arn, _)
+            | Identity::PodAssociation {
+                node_role: Some((arn, _)),
+                ..
+            } => Some(*arn),
+            Identity::Node | Identity::PodAssociation { node_role: None, .. } => None,
         };
         if let Some(arn) = role {
             let checked = same_partition(arn, &target.region);
@@ -253,9 +337,10 @@ impl TokenBackend for Ecr {
             "fetching an ECR authorization token"
         );
         let fetched = fetch::fetch(&target, &self.limits, &self.env);
-        match pod {
-            Some(pod) => fetched.map_err(|cause| pod.error(cause)),
-            None => fetched,
+        match (association, pod) {
+            (Some(association), _) => fetched.map_err(|cause| association.error(cause)),
+            (None, Some(pod)) => fetched.map_err(|cause| pod.error(cause)),
+            (None, None) => fetched,
         }
     }
 }

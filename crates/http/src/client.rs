@@ -77,6 +77,16 @@ impl Client {
         self
     }
 
+    /// Trusts only the certificates of the PEM bundle `pem` (a private CA's, such as a
+    /// cluster's) instead of the platform's roots; `source` names the bundle in errors.
+    pub fn trusting(self, pem: &[u8], source: &str) -> Result<Client, Error> {
+        let config = tls::client_config_trusting(pem, source)?;
+        Ok(Client {
+            tls: OnceLock::from(config),
+            ..self
+        })
+    }
+
     /// The bounds requests are sent with unless they override them.
     pub fn options(&self) -> &Options {
         &self.options

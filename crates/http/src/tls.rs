@@ -1,5 +1,5 @@
-//! The rustls client configuration: aws-lc-rs, the trusted roots of [`crate::roots`],
-//! HTTP/1.1.
+//! The rustls client configuration: aws-lc-rs, the trusted roots of [`crate::roots`] (or
+//! given ones), HTTP/1.1.
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -56,6 +56,30 @@ fn config_for(sources: Sources) -> Result<Arc<ClientConfig>, Error> {
         .map_err(|e| Error::Roots(e.to_string()))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Builds the client configuration trusting only the certificates of the PEM bundle `pem`
+/// (a cluster's CA, say); `source` names it in errors.
+pub(crate) fn client_config_trusting(pem: &[u8], source: &str) -> Result<Arc<ClientConfig>, Error> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| Error::Roots(format!("{source}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| Error::Roots(format!("{source}: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Roots(format!("{source} holds no PEM certificate")));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Roots(e.to_string()))?
+        .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -275,6 +275,36 @@ fn a_certificate_from_an_untrusted_ca_is_refused() {
 }
 
 #[test]
+fn trusting_a_private_ca_replaces_the_platform_roots() {
+    let world = world();
+    let cluster = TestCa::new();
+    let fake = FakeServer::https(cluster.server_config(&["cluster.test"]), |_| {
+        Reply::status(204)
+    });
+    let trusting =
+        |pem: &str| client("cluster.test", 443, fake.address()).trusting(pem.as_bytes(), "ca.crt");
+    let get = |client: Client| block_on(client.send(Request::get("https://cluster.test/")));
+    assert_eq!(get(trusting(cluster.pem()).unwrap()).unwrap().status, 204);
+    // The process's roots (the world's CA) are no longer trusted, nor is a stranger.
+    let roots_only = FakeServer::https(world.ca.server_config(&["cluster.test"]), |_| {
+        Reply::status(204)
+    });
+    let error = block_on(
+        client("cluster.test", 443, roots_only.address())
+            .trusting(cluster.pem().as_bytes(), "ca.crt")
+            .unwrap()
+            .send(Request::get("https://cluster.test/")),
+    )
+    .unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error}");
+    for bad in ["", "not a certificate"] {
+        let error = trusting(bad).unwrap_err().to_string();
+        assert!(error.contains("ca.crt holds no PEM certificate"), "{error}");
+    }
+    assert_eq!(fake.request_count(), 1);
+}
+
+#[test]
 fn a_body_over_the_cap_is_an_error() {
     let world = world();
     let fake = FakeServer::https(world.ca.server_config(&["registry.test"]), |_| {

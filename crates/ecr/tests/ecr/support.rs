@@ -152,9 +152,14 @@ pub fn fetch_as(backend: &Ecr, image: &str, account: &ServiceAccount) -> Result<
 /// A projected service account token for `namespace/name` (uid `<namespace>-<name>-uid`),
 /// shaped as the kubelet's are; `pod` tells pods of one service account apart.
 pub fn projected_token(namespace: &str, name: &str, pod: &str) -> String {
+    token_for("sts.amazonaws.com", namespace, name, pod)
+}
+
+/// [`projected_token`] for `audience`.
+pub fn token_for(audience: &str, namespace: &str, name: &str, pod: &str) -> String {
     let encode = |text: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
     let claims = format!(
-        r#"{{"aud":["sts.amazonaws.com"],"sub":"system:serviceaccount:{namespace}:{name}",
+        r#"{{"aud":["{audience}"],"sub":"system:serviceaccount:{namespace}:{name}",
             "kubernetes.io":{{"namespace":"{namespace}","pod":{{"name":"{pod}","uid":"{pod}-uid"}},
             "serviceaccount":{{"name":"{name}","uid":"{namespace}-{name}-uid"}}}}}}"#
     );

@@ -4,11 +4,14 @@
 //!   and of AWS errors, for tests that script their own answers;
 //! - [`sts`]: STS `AssumeRoleWithWebIdentity` granting roles only to the tokens their trust
 //!   policies name, and ECR answering with a token that names the signing principal;
+//! - [`eks_auth`]: EKS Auth `AssumeRoleForPodIdentity` (EKS Pod Identity), served by the
+//!   fake of [`sts`];
 //! - [`counting`]: ECR and STS answering anyone, counting calls, slow or stuck on demand;
 //! - [`instance_metadata`]: the EC2 instance metadata service (IMDSv2);
 //! - [`moto`](mod@moto): moto's server, the AWS emulator.
 
 pub mod counting;
+pub mod eks_auth;
 pub mod instance_metadata;
 pub mod moto;
 pub mod server;

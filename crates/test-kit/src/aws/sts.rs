@@ -1,15 +1,18 @@
 //! A loopback AWS for the kubelet's service-account-token mode, on the server of
 //! [`server`](super::server): STS `AssumeRoleWithWebIdentity` as the query protocol has it
 //! (a form-encoded POST, an XML answer, XML errors) that grants a role only to the tokens
-//! registered for it, as a role's trust policy would, and ECR `GetAuthorizationToken` (and
-//! ECR Public's) that answers with a token naming the principal whose keys signed the
-//! request. It records every exchange and counts both services' calls.
+//! registered for it, as a role's trust policy would, EKS Auth `AssumeRoleForPodIdentity`
+//! ([`eks_auth`](super::eks_auth)) that grants the role of a service account's Pod Identity
+//! association, and ECR `GetAuthorizationToken` (and ECR Public's) that answers with a
+//! token naming the principal whose keys signed the request. It records every exchange and
+//! counts the services' calls.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::eks_auth::{self, PodIdentityCall};
 use super::server::{AMZ_JSON, Fake, Recorded, Reply, aws_error, base64};
 use crate::form;
 use crate::time::{now, rfc3339};
@@ -46,6 +49,7 @@ struct State {
     ecr_calls: AtomicUsize,
     /// The principal of each ECR call: a role ARN, or `node:<access key id>`.
     ecr_principals: Mutex<Vec<String>>,
+    eks_auth: eks_auth::State,
 }
 
 /// The fake; it serves until the test process ends.
@@ -78,6 +82,35 @@ impl Aws {
             .lock()
             .unwrap()
             .push((token.to_owned(), role_arn.to_owned()));
+    }
+
+    /// Associates the service account `namespace/account` of `cluster` with `role_arn`,
+    /// as an EKS Pod Identity association does.
+    pub fn associate(&self, cluster: &str, namespace: &str, account: &str, role_arn: &str) {
+        self.state
+            .eks_auth
+            .associate(cluster, namespace, account, role_arn);
+    }
+
+    /// Makes EKS Auth answer the next `calls` calls with `ThrottlingException` (HTTP 429).
+    pub fn throttle_eks_auth(&self, calls: usize) {
+        self.state.eks_auth.throttle(calls);
+    }
+
+    /// Makes EKS Auth refuse the node's credentials from now on (`AccessDeniedException`),
+    /// as when the node role lacks `eks-auth:AssumeRoleForPodIdentity`.
+    pub fn deny_eks_auth(&self) {
+        self.state.eks_auth.deny();
+    }
+
+    /// The `AssumeRoleForPodIdentity` calls that arrived, in order.
+    pub fn pod_identity_calls(&self) -> Vec<PodIdentityCall> {
+        self.state.eks_auth.calls()
+    }
+
+    /// How many EKS Auth calls arrived.
+    pub fn eks_auth_calls(&self) -> usize {
+        self.state.eks_auth.count()
     }
 
     /// Makes STS answer every exchange from now on with `Throttling`.
@@ -126,6 +159,17 @@ fn answer(state: &State, request: &Recorded, sts_delay: Duration) -> Reply {
     match request.header("x-amz-target") {
         Some(target) if target.ends_with(".GetAuthorizationToken") => {
             ecr(state, request, target.starts_with("SpencerFrontendService"))
+        }
+        _ if eks_auth::is_eks_auth(request) => {
+            std::thread::sleep(sts_delay);
+            eks_auth::answer(&state.eks_auth, request, |grant| {
+                state
+                    .issued
+                    .lock()
+                    .unwrap()
+                    .insert(grant.access_key_id.clone(), grant.role.clone());
+                state.eks_auth.count()
+            })
         }
         _ => {
             std::thread::sleep(sts_delay);

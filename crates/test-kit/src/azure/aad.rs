@@ -12,7 +12,7 @@ use crate::server::{Recorded, Reply};
 
 /// Azure AD's error answer: the error code, the `AADSTS` description with the trace lines
 /// Azure AD appends, and the numeric code.
-fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Reply {
+pub(super) fn aad_error(status: u16, error: &str, code: u32, description: &str) -> Reply {
     let body = serde_json::json!({
         "error": error,
         "error_description": format!(
@@ -141,7 +141,7 @@ fn aad_answer(knobs: &Knobs, request: &Recorded) -> Reply {
 
 /// The claims of a JWT, unverified: the fake checks what Azure AD checks against a federated
 /// identity credential, not the cluster's signature.
-fn jwt_claims(token: &str) -> Option<serde_json::Value> {
+pub(super) fn jwt_claims(token: &str) -> Option<serde_json::Value> {
     let mut parts = token.split('.');
     let (Some(_), Some(payload), Some(_), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())

@@ -1,4 +1,5 @@
-//! Fakes of Azure AD, IMDS and ACR registries on the loopback, behaving as the real
+//! Fakes of Azure AD, IMDS, ACR registries and an AKS identity-binding endpoint on the
+//! loopback, behaving as the real
 //! services do (errors and throttling included), reached under the real names through
 //! `IMAGE_CREDENTIAL_PROVIDER_RESOLVE` and trusted through `SSL_CERT_FILE`: a [`World`]
 //! of the three, the identities they know, and the knobs that make them misbehave. The
@@ -6,6 +7,7 @@
 //! `bench/run` times the binary against) run on them.
 
 mod aad;
+pub mod identity_binding;
 mod imds;
 mod registry;
 
@@ -149,6 +151,10 @@ pub struct Knobs {
     pub refresh_token: Mutex<Option<String>>,
     /// Delays every registry answer.
     pub registry_delay: Mutex<Duration>,
+    /// Answer this many identity-binding requests with 429 first.
+    pub ib_throttle: AtomicU32,
+    /// Answer this many identity-binding requests with 503 first.
+    pub ib_failures: AtomicU32,
 }
 
 fn take_one(counter: &AtomicU32) -> bool {
@@ -165,6 +171,9 @@ pub struct World {
     pub imds: FakeServer,
     /// The registries, under every name of [`REGISTRY_HOSTS`] and [`HOSTILE_HOSTS`].
     pub registry: FakeServer,
+    /// The identity-binding endpoint, under [`identity_binding::IB_SNI_NAME`], with a
+    /// certificate of the cluster's CA ([`cluster_ca_file`]), not the test CA.
+    pub identity_binding: FakeServer,
     /// What makes the three misbehave.
     pub knobs: Arc<Knobs>,
     /// A directory for the test's files.
@@ -175,6 +184,8 @@ pub struct World {
 pub(crate) struct Shared {
     pub(crate) ca: TestCa,
     ca_file: PathBuf,
+    cluster_ca: TestCa,
+    cluster_ca_file: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -192,17 +203,29 @@ pub(crate) fn shared() -> &'static Shared {
         // environment: every test that sends a request starts by making a `World`, which
         // waits here. The value never changes afterwards.
         unsafe { std::env::set_var("SSL_CERT_FILE", &ca_file) };
+        let cluster_ca = TestCa::new();
+        let cluster_ca_file = dir.path().join("cluster-ca.crt");
+        std::fs::write(&cluster_ca_file, cluster_ca.pem()).unwrap();
         Shared {
             ca,
             ca_file,
+            cluster_ca,
+            cluster_ca_file,
             _dir: dir,
         }
     })
 }
 
-/// The file `SSL_CERT_FILE` names: the test CA, which issued every fake's certificate.
+/// The file `SSL_CERT_FILE` names: the test CA, which issued every fake's certificate but
+/// the identity-binding endpoint's.
 pub fn ca_file() -> PathBuf {
     shared().ca_file.clone()
+}
+
+/// The cluster's CA (as AKS puts it in `/etc/kubernetes/certs/ca.crt`), which issued the
+/// identity-binding endpoint's certificate and no other.
+pub fn cluster_ca_file() -> PathBuf {
+    shared().cluster_ca_file.clone()
 }
 
 impl World {
@@ -225,10 +248,18 @@ impl World {
         let registry = FakeServer::https(shared.ca.server_config(&names), move |request| {
             registry::registry(&k, request)
         });
+        let k = knobs.clone();
+        let identity_binding = FakeServer::https(
+            shared
+                .cluster_ca
+                .server_config(&[identity_binding::IB_SNI_NAME]),
+            move |request| identity_binding::identity_binding(&k, request),
+        );
         World {
             aad,
             imds,
             registry,
+            identity_binding,
             knobs,
             dir: tempfile::tempdir().unwrap(),
         }
@@ -247,6 +278,11 @@ impl World {
                 .chain(HOSTILE_HOSTS)
                 .map(|h| format!("{h}:443:{}", self.registry.address())),
         );
+        resolve.push(format!(
+            "{}:443:{}",
+            identity_binding::IB_SNI_NAME,
+            self.identity_binding.address()
+        ));
         vec![
             ("IMAGE_CREDENTIAL_PROVIDER_RESOLVE", resolve.join(",")),
             (
@@ -270,7 +306,10 @@ impl World {
 
     /// Every request any fake received.
     pub fn request_count(&self) -> usize {
-        self.aad.request_count() + self.imds.request_count() + self.registry.request_count()
+        self.aad.request_count()
+            + self.imds.request_count()
+            + self.registry.request_count()
+            + self.identity_binding.request_count()
     }
 
     /// The registry's requests for one host.
