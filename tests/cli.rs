@@ -282,11 +282,24 @@ fn usage_errors_exit_2_and_version_and_help_exit_0() {
         .run()
         .assert_error(2, "v2");
     let run = Plugin::new(["--version"]).run();
+    assert_eq!(run.code, 0);
+    // The version, and the commit it is built from with that commit's date (not the
+    // clock's), as `git` says them.
+    let git = |args: &[&str]| {
+        let output = std::process::Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("git runs");
+        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    };
     assert_eq!(
-        (run.code, run.stdout.trim()),
-        (
-            0,
-            concat!("image-credential-provider ", env!("CARGO_PKG_VERSION"))
+        run.stdout.trim(),
+        format!(
+            "image-credential-provider {} (commit {}, {})",
+            env!("CARGO_PKG_VERSION"),
+            git(&["rev-parse", "--short=12", "HEAD"]),
+            git(&["log", "-1", "--format=%cs"])
         )
     );
     let run = Plugin::new(["--help"]).run();

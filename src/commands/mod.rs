@@ -29,7 +29,10 @@ use crate::{dropin, logging};
 /// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
 /// writes the CredentialProviderResponse on stdout.
 #[derive(Parser)]
-#[command(name = "image-credential-provider", version)]
+#[command(
+    name = "image-credential-provider",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ICP_VERSION_DETAIL"), ")")
+)]
 struct Cli {
     /// Rules file (YAML or JSON); without it, the embedded default rules (check-config
     /// needs one).

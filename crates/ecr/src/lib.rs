@@ -318,7 +318,10 @@ impl TokenBackend for Ecr {
                 node_role: Some((arn, _)),
                 ..
             } => Some(*arn),
-            Identity::Node | Identity::PodAssociation { node_role: None, .. } => None,
+            Identity::Node
+            | Identity::PodAssociation {
+                node_role: None, ..
+            } => None,
         };
         if let Some(arn) = role {
             let checked = same_partition(arn, &target.region);

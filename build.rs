@@ -1,0 +1,35 @@
+//! Puts the commit the binary is built from, and that commit's date, in `--version`
+//! (`ICP_VERSION_DETAIL`): from the commit, never the clock, so the same commit builds the
+//! same bytes. Outside a git checkout (a source tarball) it says `commit unknown`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn git(args: &[&str]) -> Option<String> {
+    let output = Command::new("git").args(args).output().ok()?;
+    let text = String::from_utf8(output.stdout).ok()?;
+    (output.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    let detail = match (
+        git(&["rev-parse", "--short=12", "HEAD"]),
+        git(&["log", "-1", "--format=%cs"]),
+    ) {
+        (Some(commit), Some(date)) => format!("commit {commit}, {date}"),
+        _ => "commit unknown".to_owned(),
+    };
+    println!("cargo:rustc-env=ICP_VERSION_DETAIL={detail}");
+    // Built again when HEAD moves: a commit, a checkout, a reset.
+    let watched = [
+        git(&["rev-parse", "--git-path", "HEAD"]),
+        git(&["rev-parse", "--git-path", "refs/heads"]),
+        git(&["rev-parse", "--git-path", "packed-refs"]),
+    ];
+    for path in watched.into_iter().flatten() {
+        if Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+    }
+}
