@@ -1,5 +1,7 @@
 //! What can go wrong, each in one line that names the cause and never holds a secret.
 
+use std::time::Duration;
+
 /// An ACR backend error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,9 +36,10 @@ pub enum Error {
         /// The status and the service's error code or message.
         detail: String,
     },
-    /// A service kept answering 429 (or asked to wait longer than the time left).
+    /// A service kept answering 429 (or asked to wait longer than the time left), and how
+    /// long its last answer asked to wait (`Retry-After`), if it said.
     #[error("throttled by {0}; try again later")]
-    Throttled(String),
+    Throttled(String, Option<Duration>),
     /// A service did not answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
@@ -101,13 +104,21 @@ impl icp_core::BackendError for Error {
             Error::NotServed(_) => ErrorKind::NotServed,
             Error::NoCredentials(_) => ErrorKind::NoCredentials,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
-            Error::Throttled(_) => ErrorKind::Throttled,
+            Error::Throttled(..) => ErrorKind::Throttled,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
             Error::Status { .. } | Error::Challenge { .. } | Error::BadResponse { .. } => {
                 ErrorKind::BadResponse
             }
             Error::ServiceAccount { error, .. } => error.kind(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled(_, wait) => *wait,
+            Error::ServiceAccount { error, .. } => error.retry_after(),
+            _ => None,
         }
     }
 }

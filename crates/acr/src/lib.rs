@@ -355,6 +355,14 @@ impl TokenBackend for Acr {
         })
     }
 
+    /// The instance metadata service, when the token is fetched as the VM's managed
+    /// identity.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let node = matches!(self.pod_identity(request), Ok(None));
+        (node && matches!(self.settings.identity, identity::Identity::Managed { .. }))
+            .then_some("azure-imds")
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let (login_server, cloud, pod) = self.resolve(request)?;
         let fetched = icp_http::run(Deadline::after(self.limits.total), |deadline| {

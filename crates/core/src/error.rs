@@ -5,6 +5,7 @@
 //! backend's variants.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The kinds of backend failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,4 +75,11 @@ impl fmt::Display for ErrorKind {
 pub trait BackendError: std::error::Error + Send + Sync + 'static {
     /// What kind of failure this is.
     fn kind(&self) -> ErrorKind;
+
+    /// How long the service asked to be left alone (its `Retry-After`) when it throttled
+    /// the last request ([`ErrorKind::Throttled`]); `None` when it did not say, or for any
+    /// other failure.
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 }

@@ -191,6 +191,14 @@ impl TokenBackend for Ecr {
         Ok(TokenKey { identity, scope })
     }
 
+    /// The instance metadata service, when the node's identity is fetched with no
+    /// credentials named by the environment: the default chain then ends at EC2 IMDS.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let node = matches!(self.pod_role(request), Ok(None));
+        let named = identity::names_credentials(&self.env);
+        (node && !named).then_some("ec2-imds")
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let pod = self.pod_role(request)?;
         let identity = match (pod, self.config.role_arn.as_deref()) {

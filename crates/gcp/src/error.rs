@@ -62,6 +62,8 @@ pub enum Error {
     Throttled {
         /// Which endpoint.
         endpoint: String,
+        /// How long its last answer asked to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
     },
     /// The endpoint answered with another unexpected status on every try.
     #[error("{endpoint} answered HTTP {status}")]
@@ -153,6 +155,14 @@ impl icp_core::BackendError for Error {
             | Error::BadResponse { .. }
             | Error::DockerConfig(_) => ErrorKind::BadResponse,
             Error::ServiceAccount { cause, .. } => cause.kind(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => *retry_after,
+            Error::ServiceAccount { cause, .. } => cause.retry_after(),
+            _ => None,
         }
     }
 }
