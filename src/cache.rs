@@ -118,7 +118,7 @@ fn default_dir(env: &Environment) -> Option<PathBuf> {
     Some(base.join("image-credential-provider"))
 }
 
-fn euid() -> u32 {
+pub(crate) fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
@@ -141,6 +141,20 @@ struct CacheEntry {
     password: String,
     /// Seconds since the Unix epoch.
     expires_at: u64,
+    /// When the token is due for refresh ([`crate::refresh`]), in seconds since the Unix
+    /// epoch; entries written without one are due at the safety margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_at: Option<u64>,
+}
+
+/// A token served from the cache, and when it is due for refresh.
+#[derive(Debug)]
+pub struct Cached {
+    /// The token, with more than the safety margin left.
+    pub token: Token,
+    /// From when a process should fetch a new one; until its expiry less the safety
+    /// margin, the token is still served when that fetch fails.
+    pub refresh_at: SystemTime,
 }
 
 /// What `cache list` shows of an entry: never the token.
@@ -186,9 +200,14 @@ impl Cache {
             .collect()
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The cached token for `key`, if there is a sound one with more than the safety
     /// margin left.
-    pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Token> {
+    pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Cached> {
         let path = self
             .dir
             .join(format!("{}.json", Self::file_stem(backend, key)));
@@ -207,10 +226,18 @@ impl Cache {
                     .unwrap_or_default();
                 if left > SAFETY_MARGIN {
                     tracing::info!(backend, scope = %key.scope, "token cache hit");
-                    return Some(Token {
-                        username: entry.username,
-                        password: Secret::new(entry.password),
-                        expires_at: Some(expires_at),
+                    let last = expires_at - SAFETY_MARGIN;
+                    let refresh_at = entry
+                        .refresh_at
+                        .and_then(|at| UNIX_EPOCH.checked_add(Duration::from_secs(at)))
+                        .map_or(last, |at| at.min(last));
+                    return Some(Cached {
+                        token: Token {
+                            username: entry.username,
+                            password: Secret::new(entry.password),
+                            expires_at: Some(expires_at),
+                        },
+                        refresh_at,
                     });
                 }
                 tracing::info!(backend, scope = %key.scope, "cached token is too close to expiry");
@@ -258,9 +285,10 @@ impl Cache {
         }
     }
 
-    /// Stores `token` for `key`, atomically, unless it would never be served (no expiry,
-    /// or less than the safety margin left). Failures are logged, not returned: the
-    /// answer does not depend on them.
+    /// Stores `token` for `key`, just fetched, atomically, with its refresh point
+    /// ([`crate::refresh::point`]), unless it would never be served (no expiry, or less
+    /// than the safety margin left). Failures are logged, not returned: the answer does
+    /// not depend on them.
     pub fn put(&self, backend: &str, key: &TokenKey, token: &Token) {
         let Some(expires_at) = token.expires_at else {
             return;
@@ -284,6 +312,9 @@ impl Cache {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs(),
+            refresh_at: crate::refresh::point(backend, key, token)
+                .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                .map(|at| at.as_secs()),
         };
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
@@ -562,7 +593,7 @@ mod tests {
         );
         let hit = cache.get("ecr", &key("1-us-east-1")).unwrap();
         assert_eq!(
-            (hit.username.as_str(), hit.password.expose()),
+            (hit.token.username.as_str(), hit.token.password.expose()),
             ("AWS", "tok")
         );
         assert!(cache.get("ecr", &key("1-us-west-2")).is_none());

@@ -15,10 +15,13 @@ pub mod commands;
 mod document;
 mod dropin;
 mod duration;
+mod in_flight;
 mod kubelet_config;
 mod logging;
+pub mod pause;
 mod plugin;
 mod protocol;
+pub mod refresh;
 mod rules;
 
 pub use backends::Backend;

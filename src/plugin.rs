@@ -11,9 +11,11 @@ use anyhow::Context;
 use icp_core::{AuthEntry, BackendError, ErrorKind, ImageRef, Token, expiry};
 
 use crate::backends::{Backend, DynTokenBackend, Failure};
-use crate::cache::{Cache, SAFETY_MARGIN};
+use crate::cache::{Cache, Cached, SAFETY_MARGIN};
+use crate::pause::{Pause, Paused};
 use crate::protocol::{self, PluginRequest, PluginResponse};
 use crate::rules::{Rule, Rules};
+use crate::{in_flight, refresh};
 
 /// The cache duration of credentials with no expiry (docker config files) when the rule
 /// sets none: a changed file is picked up within this time.
@@ -83,8 +85,9 @@ pub fn answer(
             )
         }
         Backend::Token(backend) => {
-            let token = shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
-            let lifetime = token_lifetime(&token);
+            let (token, ask_again) =
+                shared_fetch(rule, backend.as_ref(), &core_request, cache_dir)?;
+            let lifetime = token_lifetime(&token).min(ask_again);
             (token_auth(&token, backend.patterns(&image)), lifetime)
         }
     };
@@ -103,33 +106,100 @@ pub fn answer(
 }
 
 /// A token from the shared cache, or fetched by this process (or by another one it
-/// waited for) and stored there.
+/// waited for) and stored there, and when the kubelet should ask again: at the token's
+/// refresh point ([`refresh`]), or soon when it is answered past that point because its
+/// refresh failed or its API is paused ([`pause`]).
 fn shared_fetch(
     rule: &Rule,
     backend: &dyn DynTokenBackend,
     request: &icp_core::Request<'_>,
     cache_dir: Option<&Path>,
-) -> Result<Token, BackendFailed> {
+) -> Result<(Token, Duration), BackendFailed> {
     let failed = |failure| BackendFailed::new(rule, failure);
-    let fetch = || backend.fetch(request).map_err(failed);
+    let name = &rule.backend_name;
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
             .map_err(|error| tracing::info!(dir = %dir.display(), %error, "token cache unusable; answering uncached"))
             .ok()
     }) else {
-        return fetch();
+        let token = backend.fetch(request).map_err(failed)?;
+        let refresh_at = backend
+            .token_key(request)
+            .ok()
+            .and_then(|key| refresh::point(name, &key, &token));
+        return Ok((token, until(refresh_at)));
     };
     let key = backend.token_key(request).map_err(failed)?;
-    if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(token);
+    let pause = Pause::of(&cache, name, &key.scope);
+    if let Ok(answer) = without_fetch(cache.get(name, &key), &pause, &key.scope) {
+        return answer.map_err(failed);
     }
-    let _lock = cache.lock(&rule.backend_name, &key);
-    if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(token);
+    let _lock = cache.lock(name, &key);
+    let cached = match without_fetch(cache.get(name, &key), &pause, &key.scope) {
+        Ok(answer) => return answer.map_err(failed),
+        Err(cached) => cached,
+    };
+    let _service = backend
+        .metadata_service(request)
+        .and_then(|service| in_flight::lock(&cache, service));
+    match backend.fetch(request) {
+        Ok(token) => {
+            pause.lift();
+            cache.put(name, &key, &token);
+            Ok((token.clone(), until(refresh::point(name, &key, &token))))
+        }
+        Err(failure) if failure.kind() == ErrorKind::Throttled => {
+            let end = pause.begin(failure.retry_after());
+            past_refresh(cached, end, Paused::new(&key.scope, end, Some(failure))).map_err(failed)
+        }
+        Err(failure) => past_refresh(cached, SystemTime::now(), failure).map_err(failed),
     }
-    let token = fetch()?;
-    cache.put(&rule.backend_name, &key, &token);
-    Ok(token)
+}
+
+/// The answer when there is no fetch to make: the cached token before its refresh point,
+/// or, while the API is paused, the cached token past it or the pause's error. Else
+/// (`Err`) what is cached, to fall back on when the fetch fails.
+#[allow(clippy::type_complexity)]
+fn without_fetch(
+    cached: Option<Cached>,
+    pause: &Pause,
+    scope: &str,
+) -> Result<Result<(Token, Duration), Failure>, Option<Cached>> {
+    match cached {
+        Some(hit) if hit.refresh_at > SystemTime::now() => {
+            let ask_again = until(Some(hit.refresh_at));
+            Ok(Ok((hit.token, ask_again)))
+        }
+        cached => match pause.until() {
+            Some(end) => Ok(past_refresh(cached, end, Paused::new(scope, end, None))),
+            None => Err(cached),
+        },
+    }
+}
+
+/// The cached token past its refresh point when there is one, still valid, answered until
+/// `retry` (the end of a pause) or for [`refresh::RETRY`], whichever is later; else
+/// `error`.
+fn past_refresh(
+    cached: Option<Cached>,
+    retry: SystemTime,
+    error: impl BackendError,
+) -> Result<(Token, Duration), Failure> {
+    let Some(cached) = cached else {
+        return Err(Failure::new(error));
+    };
+    let wait = retry
+        .duration_since(SystemTime::now())
+        .unwrap_or_default()
+        .max(refresh::RETRY);
+    tracing::info!(%error, "answering the cached token, still valid, until it can be refreshed");
+    Ok((cached.token, wait))
+}
+
+/// The time until `at`, or nothing when there is no such time.
+fn until(at: Option<SystemTime>) -> Duration {
+    at.and_then(|at| at.duration_since(SystemTime::now()).ok())
+        .unwrap_or_default()
 }
 
 /// A backend's failure on one pull, building the backend included: the one error a pull

@@ -6,6 +6,7 @@ mod table;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use icp_core::{
     BackendError, Credentials, ErrorKind, ImageRef, Request, ServiceAccountTokenUse, Token,
@@ -19,6 +20,7 @@ pub use table::{Lazy, NAMES, Recipe, TABLE, find, log_targets, section_key};
 #[derive(Debug, Clone)]
 pub struct Failure {
     kind: ErrorKind,
+    retry_after: Option<Duration>,
     error: Arc<dyn std::error::Error + Send + Sync>,
 }
 
@@ -27,6 +29,7 @@ impl Failure {
     pub fn new(error: impl BackendError) -> Failure {
         Failure {
             kind: error.kind(),
+            retry_after: error.retry_after(),
             error: Arc::new(error),
         }
     }
@@ -48,6 +51,10 @@ impl std::error::Error for Failure {
 impl BackendError for Failure {
     fn kind(&self) -> ErrorKind {
         self.kind
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -135,6 +142,8 @@ pub trait DynTokenBackend {
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Failure>;
     /// See [`icp_core::TokenBackend::fetch`].
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Failure>;
+    /// See [`icp_core::TokenBackend::metadata_service`].
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str>;
     /// See [`icp_core::TokenBackend::patterns`].
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
     /// See [`icp_core::TokenBackend::service_account_token`].
@@ -152,6 +161,9 @@ impl<B: icp_core::TokenBackend> DynTokenBackend for B {
     }
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Failure> {
         icp_core::TokenBackend::fetch(self, request).map_err(Failure::new)
+    }
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        icp_core::TokenBackend::metadata_service(self, request)
     }
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
         icp_core::TokenBackend::patterns(self, image)
