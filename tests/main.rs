@@ -22,6 +22,8 @@ mod docker_config;
 mod dropin;
 #[cfg(feature = "ecr")]
 mod ecr;
+#[cfg(feature = "ecr")]
+mod fleet;
 #[cfg(feature = "gcp")]
 mod gcp;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]

@@ -1,11 +1,11 @@
 //! A loopback stand-in for the two AWS APIs the ECR backend calls, counting each call:
 //! ECR `GetAuthorizationToken` (JSON 1.1 protocol) and STS `AssumeRole` /
 //! `AssumeRoleWithWebIdentity` (query protocol), granted to anyone. It answers as the
-//! services do, slowly when told to, and can hang the first calls to stand in for a
-//! stuck upstream. The tests of the token cache count its calls.
+//! services do, slowly when told to, can hang the first calls to stand in for a stuck
+//! upstream, and can throttle ECR calls as a quota spent does (`ThrottlingException`). The tests of the token cache count its calls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::server::{AMZ_JSON, Fake, Recorded, Reply, base64};
@@ -24,6 +24,7 @@ struct State {
     sts_calls: AtomicUsize,
     delay: Duration,
     hang_first: usize,
+    throttle: AtomicBool,
 }
 
 impl FakeAws {
@@ -35,6 +36,7 @@ impl FakeAws {
             sts_calls: AtomicUsize::new(0),
             delay,
             hang_first,
+            throttle: AtomicBool::new(false),
         });
         let shared = state.clone();
         let fake = Fake::start(move |request, _| answer(&shared, request));
@@ -48,6 +50,12 @@ impl FakeAws {
     /// How many `GetAuthorizationToken` calls arrived.
     pub fn ecr_calls(&self) -> usize {
         self.state.ecr_calls.load(Ordering::SeqCst)
+    }
+
+    /// Whether ECR calls are answered with `ThrottlingException` (HTTP 400), counted all
+    /// the same, from now on.
+    pub fn throttle(&self, on: bool) {
+        self.state.throttle.store(on, Ordering::SeqCst);
     }
 
     /// How many STS calls arrived.
@@ -66,7 +74,15 @@ fn answer(state: &State, request: &Recorded) -> Reply {
             return Reply::Hang;
         }
         std::thread::sleep(state.delay);
-        (200, AMZ_JSON, ecr_token(call))
+        if state.throttle.load(Ordering::SeqCst) {
+            (
+                400,
+                AMZ_JSON,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
+            )
+        } else {
+            (200, AMZ_JSON, ecr_token(call))
+        }
     } else if request.body.contains("Action=AssumeRole") {
         state.sts_calls.fetch_add(1, Ordering::SeqCst);
         let web_identity = request.body.contains("Action=AssumeRoleWithWebIdentity");
