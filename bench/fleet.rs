@@ -18,8 +18,6 @@
 //! each identity start on each node every 5 minutes on average. Load is counted over the
 //! two days after the first (the cold start itself is the same either way).
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::time::Duration;
 
 use image_credential_provider::{pause, refresh};
@@ -96,7 +94,7 @@ impl Rng {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy)]
 enum Kind {
     /// A pull of (node, identity) that asks the cloud if the token is missing or due.
     Attempt { key: u32, generation: u32 },
@@ -105,9 +103,6 @@ enum Kind {
     /// A node's kubelet restarts.
     Restart { node: u32 },
 }
-
-/// A time in milliseconds and what happens then.
-type Event = Reverse<(u64, Kind)>;
 
 #[derive(Clone, Default)]
 struct Key {
@@ -134,6 +129,9 @@ struct Load {
     mean_per_minute: f64,
     peak_per_minute: u64,
     peak_per_second: u64,
+    /// The peak of refreshes alone: calls for a token the node already had, not the first
+    /// fetches of new nodes.
+    peak_refreshes_per_minute: u64,
     throttled: u64,
     failed_pulls: u64,
 }
@@ -144,10 +142,13 @@ struct Fleet<'a> {
     rng: Rng,
     nodes: Vec<Node>,
     keys: Vec<Key>,
-    events: BinaryHeap<Event>,
+    /// The events of each simulated second, in the order they were scheduled: a time wheel,
+    /// so that tens of millions of events take seconds.
+    wheel: Vec<Vec<(f64, Kind)>>,
     next_id: u64,
     per_second: Vec<u64>,
     per_minute: Vec<u64>,
+    refreshes_per_minute: Vec<u64>,
     throttled: u64,
     failed_pulls: u64,
 }
@@ -157,7 +158,9 @@ const COUNT_FROM: f64 = DAY;
 
 impl Fleet<'_> {
     fn push(&mut self, at: f64, kind: Kind) {
-        self.events.push(Reverse(((at * 1000.0) as u64, kind)));
+        if let Some(second) = self.wheel.get_mut(at as usize) {
+            second.push((at, kind));
+        }
     }
 
     fn schedule(&mut self, key: usize, at: f64) {
@@ -195,7 +198,9 @@ impl Fleet<'_> {
         }
     }
 
-    fn count(&mut self, at: f64) -> bool {
+    /// Counts a call at `at` (a `refresh` of a token the node has), and says whether the
+    /// quota lets it through.
+    fn count(&mut self, at: f64, refresh: bool) -> bool {
         let second = at as usize;
         if second >= self.per_second.len() {
             return true;
@@ -208,6 +213,9 @@ impl Fleet<'_> {
         };
         self.per_second[second] += 1;
         self.per_minute[minute] += 1;
+        if refresh {
+            self.refreshes_per_minute[minute] += 1;
+        }
         used < self.api.quota
     }
 
@@ -219,7 +227,8 @@ impl Fleet<'_> {
         }
         let counted = at >= COUNT_FROM;
         let paused = at < self.nodes[node].pause_until;
-        if !paused && self.count(at) {
+        let refresh = self.keys[key].expires > 0.0;
+        if !paused && self.count(at, refresh) {
             let lifetime = self.api.lifetime;
             let spread = if self.spread {
                 self.keys[key].spread
@@ -270,10 +279,11 @@ impl Fleet<'_> {
             rng: Rng(nodes as u64),
             nodes: vec![Node::default(); nodes],
             keys: vec![Key::default(); nodes * IDENTITIES],
-            events: BinaryHeap::new(),
+            wheel: vec![Vec::new(); end as usize],
             next_id: 0,
             per_second: vec![0; end as usize],
             per_minute: vec![0; end as usize / 60 + 1],
+            refreshes_per_minute: vec![0; end as usize / 60 + 1],
             throttled: 0,
             failed_pulls: 0,
         };
@@ -300,20 +310,21 @@ impl Fleet<'_> {
                 fleet.push(at, Kind::Restart { node: node as u32 });
             }
         }
-        while let Some(Reverse((millis, kind))) = fleet.events.pop() {
-            let at = millis as f64 / 1000.0;
-            if at >= end {
-                break;
-            }
-            match kind {
-                Kind::Attempt { key, generation } => {
-                    if fleet.keys[key as usize].generation == generation {
-                        fleet.attempt(key as usize, at);
+        for second in 0..fleet.wheel.len() {
+            let mut next = 0;
+            while let Some(&(at, kind)) = fleet.wheel[second].get(next) {
+                next += 1;
+                match kind {
+                    Kind::Attempt { key, generation } => {
+                        if fleet.keys[key as usize].generation == generation {
+                            fleet.attempt(key as usize, at);
+                        }
                     }
+                    Kind::Replace { node } => fleet.start_node(node as usize, at),
+                    Kind::Restart { node } => fleet.restart(node as usize, at),
                 }
-                Kind::Replace { node } => fleet.start_node(node as usize, at),
-                Kind::Restart { node } => fleet.restart(node as usize, at),
             }
+            fleet.wheel[second] = Vec::new();
         }
         let first_second = COUNT_FROM as usize;
         let minutes = &fleet.per_minute[first_second / 60..];
@@ -321,6 +332,11 @@ impl Fleet<'_> {
             mean_per_minute: minutes.iter().sum::<u64>() as f64 / minutes.len() as f64,
             peak_per_minute: minutes.iter().copied().max().unwrap_or_default(),
             peak_per_second: fleet.per_second[first_second..]
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or_default(),
+            peak_refreshes_per_minute: fleet.refreshes_per_minute[first_second / 60..]
                 .iter()
                 .copied()
                 .max()
@@ -348,9 +364,9 @@ fn main() {
     );
     println!();
     println!(
-        "| API (quota) | nodes | refresh | mean calls/min | peak calls/min | peak calls/s | peak / quota | throttled calls | pulls with no token |"
+        "| API (quota) | nodes | refresh | mean calls/min | peak calls/min | peak calls/s | peak / quota | peak refreshes/min | throttled calls | pulls with no token |"
     );
-    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for api in APIS {
         for &nodes in &sizes {
             for spread in [false, true] {
@@ -361,7 +377,7 @@ fn main() {
                     load.peak_per_minute
                 };
                 println!(
-                    "| {} | {nodes} | {} | {:.0} | {} | {} | {:.0}% | {} | {} |",
+                    "| {} | {nodes} | {} | {:.0} | {} | {} | {:.0}% | {} | {} | {} |",
                     api.name,
                     if spread {
                         "spread (75%..expiry-5m)"
@@ -372,6 +388,7 @@ fn main() {
                     load.peak_per_minute,
                     load.peak_per_second,
                     peak as f64 * 100.0 / api.quota as f64,
+                    load.peak_refreshes_per_minute,
                     load.throttled,
                     load.failed_pulls,
                 );
