@@ -123,11 +123,11 @@ fn shared_fetch(
             .ok()
     }) else {
         let token = backend.fetch(request).map_err(failed)?;
-        let refresh_at = backend
-            .token_key(request)
-            .ok()
-            .and_then(|key| refresh::point(name, &key, &token));
-        return Ok((token, until(refresh_at)));
+        let ask_again = match backend.token_key(request) {
+            Ok(key) => until(refresh::point(name, &key, &token)),
+            Err(_) => token_lifetime(&token),
+        };
+        return Ok((token, ask_again));
     };
     let key = backend.token_key(request).map_err(failed)?;
     let pause = Pause::of(&cache, name, &key.scope);
@@ -156,15 +156,17 @@ fn shared_fetch(
     }
 }
 
+/// A token and when the kubelet should ask again, or why there is none.
+type Served = Result<(Token, Duration), Failure>;
+
 /// The answer when there is no fetch to make: the cached token before its refresh point,
 /// or, while the API is paused, the cached token past it or the pause's error. Else
 /// (`Err`) what is cached, to fall back on when the fetch fails.
-#[allow(clippy::type_complexity)]
 fn without_fetch(
     cached: Option<Cached>,
     pause: &Pause,
     scope: &str,
-) -> Result<Result<(Token, Duration), Failure>, Option<Cached>> {
+) -> Result<Served, Option<Cached>> {
     match cached {
         Some(hit) if hit.refresh_at > SystemTime::now() => {
             let ask_again = until(Some(hit.refresh_at));
@@ -180,11 +182,7 @@ fn without_fetch(
 /// The cached token past its refresh point when there is one, still valid, answered until
 /// `retry` (the end of a pause) or for [`refresh::RETRY`], whichever is later; else
 /// `error`.
-fn past_refresh(
-    cached: Option<Cached>,
-    retry: SystemTime,
-    error: impl BackendError,
-) -> Result<(Token, Duration), Failure> {
+fn past_refresh(cached: Option<Cached>, retry: SystemTime, error: impl BackendError) -> Served {
     let Some(cached) = cached else {
         return Err(Failure::new(error));
     };
