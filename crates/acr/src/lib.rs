@@ -413,6 +413,17 @@ mod tests {
     }
 
     #[test]
+    fn the_managed_identity_goes_through_the_instance_metadata_service() {
+        let image = image("myacr.azurecr.io/a");
+        let request = icp_core::Request::new(&image);
+        assert_eq!(acr("{}").metadata_service(&request), Some("azure-imds"));
+        assert_eq!(
+            acr(r#"{"clientId": "c1"}"#).metadata_service(&request),
+            Some("azure-imds")
+        );
+    }
+
+    #[test]
     fn serves_login_servers_and_mirrors_only() {
         let backend = acr(r#"{"registryMirrors": {"mirror.example": "myacr.azurecr.io"}}"#);
         for served in [

@@ -264,6 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn the_node_identity_goes_through_imds_unless_the_environment_names_credentials() {
+        let image = image("111122223333.dkr.ecr.us-east-1.amazonaws.com/a");
+        let request = Request::new(&image);
+        assert_eq!(
+            ecr(Config::default()).metadata_service(&request),
+            Some("ec2-imds")
+        );
+        let keys = Environment::from_pairs([("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")]);
+        let with_keys = Ecr::new(Config::default(), Path::new("/"), &keys).unwrap();
+        assert_eq!(with_keys.metadata_service(&request), None);
+    }
+
+    #[test]
     fn serves_ecr_hosts_only_unless_a_region_is_set() {
         let strict = ecr(Config::default());
         assert!(strict.serves(&image(
