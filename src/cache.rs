@@ -139,6 +139,20 @@ struct CacheEntry {
     password: String,
     /// Seconds since the Unix epoch.
     expires_at: u64,
+    /// When the token is due for refresh ([`crate::refresh`]), in seconds since the Unix
+    /// epoch; entries written without one are due at the safety margin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_at: Option<u64>,
+}
+
+/// A token served from the cache, and when it is due for refresh.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The token, with more than the safety margin left.
+    pub token: Token,
+    /// From when a process should fetch a new one; until its expiry less the safety
+    /// margin, the token is still served when that fetch fails.
+    pub refresh_at: SystemTime,
 }
 
 /// What `cache list` shows of an entry: never the token.
@@ -184,22 +198,27 @@ impl Cache {
             .collect()
     }
 
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The cached token for `key`, if there is a sound one with more than the safety
     /// margin left.
-    pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Token> {
+    pub fn get(&self, backend: &str, key: &TokenKey) -> Option<Cached> {
         self.get_with(backend, key, SAFETY_MARGIN)
     }
 
     /// The cached token for `key`, if there is a sound one that has not expired, inside
-    /// the safety margin or not: the token a refresh replaces, which a stale answer may use
-    /// when the refresh fails (`crate::stale`). An entry stays on disk until a fresh token
-    /// replaces it.
-    pub fn get_stale(&self, backend: &str, key: &TokenKey) -> Option<Token> {
+    /// the safety margin or not (its refresh point then past): the token a refresh
+    /// replaces, which a stale answer may use when the refresh fails (`crate::stale`). An
+    /// entry stays on disk until a fresh token replaces it.
+    pub fn get_stale(&self, backend: &str, key: &TokenKey) -> Option<Cached> {
         self.get_with(backend, key, Duration::ZERO)
     }
 
     /// The cached token for `key`, if there is a sound one with more than `margin` left.
-    fn get_with(&self, backend: &str, key: &TokenKey, margin: Duration) -> Option<Token> {
+    fn get_with(&self, backend: &str, key: &TokenKey, margin: Duration) -> Option<Cached> {
         let path = self
             .dir
             .join(format!("{}.json", Self::file_stem(backend, key)));
@@ -218,10 +237,18 @@ impl Cache {
                     .unwrap_or_default();
                 if left > margin {
                     tracing::info!(backend, scope = %key.scope, "token cache hit");
-                    return Some(Token {
-                        username: entry.username,
-                        password: Secret::new(entry.password),
-                        expires_at: Some(expires_at),
+                    let last = expires_at - SAFETY_MARGIN;
+                    let refresh_at = entry
+                        .refresh_at
+                        .and_then(|at| UNIX_EPOCH.checked_add(Duration::from_secs(at)))
+                        .map_or(last, |at| at.min(last));
+                    return Some(Cached {
+                        token: Token {
+                            username: entry.username,
+                            password: Secret::new(entry.password),
+                            expires_at: Some(expires_at),
+                        },
+                        refresh_at,
                     });
                 }
                 tracing::info!(backend, scope = %key.scope, "cached token is too close to expiry");
@@ -278,9 +305,10 @@ impl Cache {
         }
     }
 
-    /// Stores `token` for `key`, atomically, unless it would never be served (no expiry,
-    /// or less than the safety margin left). Failures are logged, not returned: the
-    /// answer does not depend on them.
+    /// Stores `token` for `key`, just fetched, atomically, with its refresh point
+    /// ([`crate::refresh::point`]), unless it would never be served (no expiry, or less
+    /// than the safety margin left). Failures are logged, not returned: the answer does
+    /// not depend on them.
     pub fn put(&self, backend: &str, key: &TokenKey, token: &Token) {
         let Some(expires_at) = token.expires_at else {
             return;
@@ -304,6 +332,9 @@ impl Cache {
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
                 .as_secs(),
+            refresh_at: crate::refresh::point(backend, key, token)
+                .and_then(|at| at.duration_since(UNIX_EPOCH).ok())
+                .map(|at| at.as_secs()),
         };
         let stem = Self::file_stem(backend, key);
         let json = serde_json::to_vec(&entry).expect("an entry always serialises");
@@ -594,7 +625,7 @@ mod tests {
         );
         let hit = cache.get("ecr", &key("1-us-east-1")).unwrap();
         assert_eq!(
-            (hit.username.as_str(), hit.password.expose()),
+            (hit.token.username.as_str(), hit.token.password.expose()),
             ("AWS", "tok")
         );
         assert!(cache.get("ecr", &key("1-us-west-2")).is_none());

@@ -18,13 +18,16 @@ pub mod commands;
 mod document;
 mod dropin;
 mod duration;
+mod in_flight;
 mod install;
 mod kubelet_config;
 mod logging;
 mod metrics;
+pub mod pause;
 mod plugin;
 mod protocol;
 mod record;
+pub mod refresh;
 mod rules;
 mod stale;
 

@@ -11,10 +11,12 @@ use anyhow::Context;
 use icp_core::{AuthEntry, BackendError, ErrorKind, ImageRef, Token, expiry};
 
 use crate::backends::{Backend, DynTokenBackend, Failure};
-use crate::cache::{Cache, SAFETY_MARGIN};
+use crate::cache::{Cache, Cached, SAFETY_MARGIN};
+use crate::pause::{Pause, Paused};
 use crate::protocol::{self, PluginRequest, PluginResponse};
 use crate::record::{CacheUse, Outcome, Problem, Record, Recorders};
 use crate::rules::{Rule, Rules};
+use crate::{in_flight, refresh};
 
 /// The cache duration of credentials with no expiry (docker config files) when the rule
 /// sets none: a changed file is picked up within this time.
@@ -151,7 +153,7 @@ fn answer_with_token(
             ) {
                 crate::audience::check(account, &token_use, &rule.backend_name, rule.index)?;
             }
-            let (token, lifetime) =
+            let (token, ask_again) =
                 match shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record) {
                     // Logged at -v with the reason (BackendFailed::new).
                     Err(failed) if failed.kind() == ErrorKind::NotServed => {
@@ -159,6 +161,9 @@ fn answer_with_token(
                     }
                     fetched => fetched?,
                 };
+            // The refresh point, or a short while for a token answered past it; never
+            // past the token's validity, and never longer than any token is taken to live.
+            let lifetime = ask_again.min(expiry::MAX_LIFETIME);
             (token_auth(&token, backend.patterns(&image)), lifetime)
         }
     };
@@ -177,9 +182,11 @@ fn answer_with_token(
 }
 
 /// A token from the shared cache, or fetched by this process (or by another one it
-/// waited for) and stored there, or a stale one when the refresh failed ([`stale`]); and
-/// how long the kubelet may cache it. `record` learns the identity, the cache's use and
-/// the upstream fetch's time.
+/// waited for) and stored there, and when the kubelet should ask again: at the token's
+/// refresh point ([`refresh`]). Past that point the token is refreshed; when the refresh
+/// fails for a transient reason, or its API is paused after throttling ([`pause`]), the
+/// cached token is answered while it is still valid, for a short while ([`stale`]).
+/// `record` learns the identity, the cache's use and the upstream fetch's time.
 ///
 /// [`stale`]: crate::stale
 fn shared_fetch(
@@ -190,16 +197,13 @@ fn shared_fetch(
     record: &mut Record,
 ) -> Result<(Token, Duration), BackendFailed> {
     let failed = |failure| BackendFailed::new(rule, failure);
+    let name = &rule.backend_name;
     let fetch = |record: &mut Record| {
         let started = Instant::now();
-        let result = backend.fetch(request).map_err(failed);
+        let result = backend.fetch(request);
         record.upstream = Some(started.elapsed());
         record.upstream_failed = result.is_err();
         result
-    };
-    let fresh = |token: Token| {
-        let lifetime = token_lifetime(&token);
-        (token, lifetime)
     };
     let Some(cache) = cache_dir.and_then(|dir| {
         Cache::open(dir)
@@ -207,35 +211,98 @@ fn shared_fetch(
             .ok()
     }) else {
         record.cache = CacheUse::Off;
-        record.identity = backend.token_key(request).ok().map(|key| key.identity);
-        return fetch(record).map(fresh);
+        let key = backend.token_key(request).ok();
+        record.identity = key.as_ref().map(|key| key.identity.clone());
+        let token = fetch(record).map_err(failed)?;
+        let ask_again = match key {
+            Some(key) => until(refresh::point(name, &key, &token)),
+            None => token_lifetime(&token),
+        };
+        return Ok((token, ask_again));
     };
     let key = backend.token_key(request).map_err(failed)?;
     record.identity = Some(key.identity.clone());
     record.cache = CacheUse::Hit;
-    if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(fresh(token));
+    let pause = Pause::of(&cache, name, &key.scope);
+    if let Some(answer) = without_fetch(cache.get_stale(name, &key), &pause, &key, name, record) {
+        return answer.map_err(failed);
     }
-    let _lock = cache.lock(&rule.backend_name, &key);
-    if let Some(token) = cache.get(&rule.backend_name, &key) {
-        return Ok(fresh(token));
+    let _lock = cache.lock(name, &key);
+    let cached = cache.get_stale(name, &key);
+    if let Some(answer) = without_fetch(cached.clone(), &pause, &key, name, record) {
+        return answer.map_err(failed);
     }
     record.cache = CacheUse::Miss;
-    let cached = cache.get_stale(&rule.backend_name, &key);
+    let _service = backend
+        .metadata_service(request)
+        .and_then(|service| in_flight::lock(&cache, service));
     match fetch(record) {
         Ok(token) => {
-            cache.put(&rule.backend_name, &key, &token);
-            Ok(fresh(token))
+            pause.lift();
+            cache.put(name, &key, &token);
+            Ok((token.clone(), until(refresh::point(name, &key, &token))))
         }
-        Err(failure) => match crate::stale::fallback(cached, &rule.backend_name, &key, &failure) {
-            Some(stale) => {
-                record.cache = CacheUse::Stale;
-                record.problem = Some(failure.problem());
-                Ok(stale)
+        Err(failure) => {
+            let retry = match failure.kind() {
+                ErrorKind::Throttled => pause.begin(failure.retry_after()),
+                _ => SystemTime::now(),
+            };
+            let throttled = failure.kind() == ErrorKind::Throttled;
+            let failure = failed(failure);
+            match crate::stale::fallback(cached.map(|hit| hit.token), name, &key, &failure, retry) {
+                Some(stale) => {
+                    record.cache = CacheUse::Stale;
+                    record.problem = Some(failure.problem());
+                    Ok(stale)
+                }
+                None if throttled => Err(failed(Failure::new(Paused::new(
+                    &key.scope,
+                    retry,
+                    Some(failure.into_failure()),
+                )))),
+                None => Err(failure),
             }
-            None => Err(failure),
-        },
+        }
     }
+}
+
+/// A token and when the kubelet should ask again, or why there is none.
+type Served = Result<(Token, Duration), Failure>;
+
+/// The answer when there is no fetch to make: the cached token before its refresh point;
+/// or, while the API is paused, the cached token still valid (a stale answer) or the
+/// pause's error. `None`: a fetch is due.
+fn without_fetch(
+    cached: Option<Cached>,
+    pause: &Pause,
+    key: &icp_core::TokenKey,
+    backend: &str,
+    record: &mut Record,
+) -> Option<Served> {
+    let now = SystemTime::now();
+    match cached {
+        Some(hit) if hit.refresh_at > now => Some(Ok((hit.token, until(Some(hit.refresh_at))))),
+        cached => {
+            let end = pause.until()?;
+            let paused = Paused::new(&key.scope, end, None);
+            Some(
+                match cached.and_then(|hit| crate::stale::answer(hit.token, end, now)) {
+                    Some(stale) => {
+                        tracing::info!(provider = backend, scope = %key.scope, "{paused}; answering the cached token, still valid");
+                        record.cache = CacheUse::Stale;
+                        Ok(stale)
+                    }
+                    None => Err(Failure::new(paused)),
+                },
+            )
+        }
+    }
+}
+
+/// The time until `at`, or nothing when there is no such time.
+fn until(at: Option<SystemTime>) -> Duration {
+    at.and_then(|at| at.duration_since(SystemTime::now()).ok())
+        .unwrap_or_default()
 }
 
 /// A backend's failure on one pull, building the backend included: the one error a pull
@@ -249,6 +316,11 @@ pub struct BackendFailed {
 }
 
 impl BackendFailed {
+    /// The backend's failure itself, without the rule.
+    fn into_failure(self) -> Failure {
+        self.failure
+    }
+
     /// What the audit log and the metrics say of it.
     pub fn problem(&self) -> Problem {
         Problem {

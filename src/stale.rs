@@ -22,20 +22,22 @@ use crate::plugin::BackendFailed;
 pub const STALE_CACHE_DURATION: Duration = Duration::from_secs(60);
 
 /// The token to answer with, and its `cacheDuration`, when the refresh of `cached` (the
-/// token cached for `key`, read before the refresh: `Cache::get_stale`) by `backend`
-/// failed with `failure`: `None` unless there was one, the failure is transient and the
-/// token is still valid. Logs a warning naming the failure when it answers.
+/// token cached for `key`, read before the refresh) by `backend` failed with `failure`:
+/// `None` unless there was one, the failure is transient and the token is still valid.
+/// The kubelet is to ask again at `retry` (the end of a pause the failure began, or now) or
+/// within [`STALE_CACHE_DURATION`], whichever is later, never past the token's validity.
+/// Logs a warning naming the failure when it answers.
 pub fn fallback(
     cached: Option<Token>,
     backend: &str,
     key: &TokenKey,
     failure: &BackendFailed,
+    retry: SystemTime,
 ) -> Option<(Token, Duration)> {
     if !failure.is_transient() {
         return None;
     }
-    let token = cached?;
-    let duration = cache_duration(&token, SystemTime::now())?;
+    let (token, duration) = answer(cached?, retry, SystemTime::now())?;
     tracing::warn!(
         provider = backend,
         scope = %key.scope,
@@ -47,12 +49,17 @@ pub fn fallback(
     Some((token, duration))
 }
 
-/// How long the kubelet may cache a stale answer of `token` at `now`: what remains of its
-/// validity in whole seconds, at most [`STALE_CACHE_DURATION`]; `None` when less than one
-/// second remains (or the token has no expiry), so an expired token is never answered.
-fn cache_duration(token: &Token, now: SystemTime) -> Option<Duration> {
+/// `token` answered at `now` past its refresh point, with how long the kubelet may cache
+/// it: until `retry` or for [`STALE_CACHE_DURATION`], whichever is later, at most what
+/// remains of its validity in whole seconds; `None` when less than a second remains (or
+/// the token has no expiry), so an expired token is never answered.
+pub fn answer(token: Token, retry: SystemTime, now: SystemTime) -> Option<(Token, Duration)> {
     let left = token.expires_at?.duration_since(now).ok()?.as_secs();
-    (left > 0).then(|| Duration::from_secs(left).min(STALE_CACHE_DURATION))
+    let wait = retry
+        .duration_since(now)
+        .unwrap_or_default()
+        .max(STALE_CACHE_DURATION);
+    (left > 0).then(|| (token, Duration::from_secs(left).min(wait)))
 }
 
 #[cfg(test)]
@@ -71,14 +78,26 @@ mod tests {
     #[test]
     fn a_stale_answer_is_short_and_never_outlives_the_token() {
         let now = SystemTime::now();
+        let cache_duration =
+            |token: Token, retry: SystemTime| answer(token, retry, now).map(|(_, d)| d);
         let at = |secs: u64| token(Some(now + Duration::from_secs(secs)));
-        assert_eq!(cache_duration(&at(240), now), Some(STALE_CACHE_DURATION));
-        assert_eq!(cache_duration(&at(20), now), Some(Duration::from_secs(20)));
-        assert_eq!(cache_duration(&at(0), now), None);
+        assert_eq!(cache_duration(at(240), now), Some(STALE_CACHE_DURATION));
+        assert_eq!(cache_duration(at(20), now), Some(Duration::from_secs(20)));
+        assert_eq!(cache_duration(at(0), now), None);
         let expired = token(Some(now - Duration::from_secs(1)));
-        assert_eq!(cache_duration(&expired, now), None);
-        assert_eq!(cache_duration(&token(None), now), None);
+        assert_eq!(cache_duration(expired, now), None);
+        assert_eq!(cache_duration(token(None), now), None);
         let almost = token(Some(now + Duration::from_millis(900)));
-        assert_eq!(cache_duration(&almost, now), None);
+        assert_eq!(cache_duration(almost, now), None);
+        // Until a pause ends when that is later, never past the token's validity.
+        let pause_end = now + Duration::from_secs(200);
+        assert_eq!(
+            cache_duration(at(600), pause_end),
+            Some(Duration::from_secs(200))
+        );
+        assert_eq!(
+            cache_duration(at(100), pause_end),
+            Some(Duration::from_secs(100))
+        );
     }
 }

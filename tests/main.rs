@@ -30,6 +30,8 @@ mod ecr;
     feature = "tokenExchange"
 ))]
 mod exchange;
+#[cfg(feature = "ecr")]
+mod fleet;
 #[cfg(feature = "gcp")]
 mod gcp;
 #[cfg(all(

@@ -6,6 +6,7 @@ mod table;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use icp_core::{
     BackendError, Credentials, ErrorKind, ImageRef, Request, ServiceAccountTokenUse, Token,
@@ -20,6 +21,7 @@ pub use table::{Lazy, NAMES, Recipe, TABLE, find, log_targets, section_key};
 pub struct Failure {
     kind: ErrorKind,
     transient: bool,
+    retry_after: Option<Duration>,
     error: Arc<dyn std::error::Error + Send + Sync>,
 }
 
@@ -29,6 +31,7 @@ impl Failure {
         Failure {
             kind: error.kind(),
             transient: error.is_transient(),
+            retry_after: error.retry_after(),
             error: Arc::new(error),
         }
     }
@@ -48,6 +51,7 @@ impl Failure {
         Failure {
             kind: self.kind,
             transient: self.transient,
+            retry_after: self.retry_after,
             error: Arc::new(Removed(token.remove_from(&text))),
         }
     }
@@ -85,6 +89,10 @@ impl BackendError for Failure {
 
     fn is_transient(&self) -> bool {
         self.transient
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 }
 
@@ -181,6 +189,8 @@ pub trait DynTokenBackend {
     fn token_key(&self, request: &Request<'_>) -> Result<TokenKey, Failure>;
     /// See [`icp_core::TokenBackend::fetch`].
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Failure>;
+    /// See [`icp_core::TokenBackend::metadata_service`].
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str>;
     /// See [`icp_core::TokenBackend::patterns`].
     fn patterns(&self, image: &ImageRef) -> Vec<String>;
     /// See [`icp_core::TokenBackend::service_account_token`].
@@ -200,6 +210,9 @@ impl<B: icp_core::TokenBackend> DynTokenBackend for B {
     }
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Failure> {
         icp_core::TokenBackend::fetch(self, request).map_err(Failure::new)
+    }
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        icp_core::TokenBackend::metadata_service(self, request)
     }
     fn patterns(&self, image: &ImageRef) -> Vec<String> {
         icp_core::TokenBackend::patterns(self, image)

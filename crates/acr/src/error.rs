@@ -1,5 +1,7 @@
 //! What can go wrong, each in one line that names the cause and never holds a secret.
 
+use std::time::Duration;
+
 /// An ACR backend error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -34,9 +36,10 @@ pub enum Error {
         /// The status and the service's error code or message.
         detail: String,
     },
-    /// A service kept answering 429 (or asked to wait longer than the time left).
+    /// A service kept answering 429 (or asked to wait longer than the time left), and how
+    /// long its last answer asked to wait (`Retry-After`), if it said.
     #[error("throttled by {0}; try again later")]
-    Throttled(String),
+    Throttled(String, Option<Duration>),
     /// A service did not answer in time.
     #[error("timed out waiting for {0}")]
     Timeout(String),
@@ -101,7 +104,7 @@ impl icp_core::BackendError for Error {
             Error::NotServed(_) => ErrorKind::NotServed,
             Error::NoCredentials(_) => ErrorKind::NoCredentials,
             Error::AccessDenied { .. } => ErrorKind::AccessDenied,
-            Error::Throttled(_) => ErrorKind::Throttled,
+            Error::Throttled(..) => ErrorKind::Throttled,
             Error::Timeout(_) => ErrorKind::Timeout,
             Error::Network { .. } | Error::Runtime(_) => ErrorKind::Network,
             Error::Status { .. } | Error::Challenge { .. } | Error::BadResponse { .. } => {
@@ -117,6 +120,14 @@ impl icp_core::BackendError for Error {
             Error::Status { status, .. } => *status >= 500,
             Error::ServiceAccount { error, .. } => error.is_transient(),
             error => error.kind().is_transient(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled(_, wait) => *wait,
+            Error::ServiceAccount { error, .. } => error.retry_after(),
+            _ => None,
         }
     }
 }
@@ -142,7 +153,7 @@ mod tests {
             error: Box::new(status(500)),
         };
         assert!(wrapped.is_transient());
-        assert!(Error::Throttled("x".into()).is_transient());
+        assert!(Error::Throttled("x".into(), None).is_transient());
         assert!(!Error::NoCredentials("x".into()).is_transient());
     }
 }

@@ -2,6 +2,8 @@
 //! fetch's deadline; and how a request's failure or an error answer becomes an [`Error`]
 //! naming the service.
 
+use std::time::SystemTime;
+
 use icp_http::{Client, Deadline, Request, Response, Retry, Shape, Summary};
 
 use crate::Error;
@@ -52,7 +54,7 @@ pub fn status_error(service: &str, response: &Response) -> Error {
     let service = service.to_owned();
     let detail = error_detail(&response.body);
     match response.status {
-        429 => Error::Throttled(service),
+        429 => Error::Throttled(service, response.retry_after(SystemTime::now())),
         401 | 403 => Error::AccessDenied {
             service,
             detail: format!("HTTP {}{}", response.status, prefixed(&detail)),

@@ -414,14 +414,16 @@ mod tests {
         let other = with_defaults.bind(&annotated).unwrap();
         assert_ne!(other.cache_identity(), bound.cache_identity());
         assert_eq!(
-            bound.context(Error::Throttled(SERVICE.into())).to_string(),
+            bound
+                .context(Error::Throttled(SERVICE.into(), None))
+                .to_string(),
             "service account team-a/app (identity binding ib.example.azmk8s.io, \
              identityBindings.defaultClientId = c-default): throttled by the identity-binding \
              endpoint; try again later"
         );
         assert!(
             other
-                .context(Error::Throttled(SERVICE.into()))
+                .context(Error::Throttled(SERVICE.into(), None))
                 .to_string()
                 .contains("azure.workload.identity/client-id = c1")
         );

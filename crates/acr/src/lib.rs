@@ -412,6 +412,14 @@ impl TokenBackend for Acr {
         })
     }
 
+    /// The instance metadata service, when the token is fetched as the VM's managed
+    /// identity.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let node = matches!(self.pod_identity(request), Ok(None));
+        (node && matches!(self.settings.identity, identity::Identity::Managed { .. }))
+            .then_some("azure-imds")
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let (login_server, cloud, pod) = self.resolve(request)?;
         let fetched = icp_http::run(Deadline::after(self.limits.total), |deadline| {
@@ -459,6 +467,17 @@ mod tests {
 
     fn image(reference: &str) -> ImageRef {
         ImageRef::parse(reference).unwrap()
+    }
+
+    #[test]
+    fn the_managed_identity_goes_through_the_instance_metadata_service() {
+        let image = image("myacr.azurecr.io/a");
+        let request = icp_core::Request::new(&image);
+        assert_eq!(acr("{}").metadata_service(&request), Some("azure-imds"));
+        assert_eq!(
+            acr(r#"{"clientId": "c1"}"#).metadata_service(&request),
+            Some("azure-imds")
+        );
     }
 
     #[test]

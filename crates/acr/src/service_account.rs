@@ -179,7 +179,7 @@ mod tests {
             "sa=team-a/app/u1;kubernetes.azure.com/acr-client-id=c1;\
              kubernetes.azure.com/acr-tenant-id=t1;acr-client-assertion;authority=https://login.example/"
         );
-        let error = identity.context(Error::Throttled("Azure AD".into()));
+        let error = identity.context(Error::Throttled("Azure AD".into(), None));
         assert_eq!(
             error.to_string(),
             "service account team-a/app (kubernetes.azure.com/acr-client-id = c1, \

@@ -517,7 +517,12 @@ fn persistent_throttling_is_a_throttling_error() {
         .exchange_throttle
         .store(100, std::sync::atomic::Ordering::SeqCst);
     let error = fetch(&world, Config::default(), "myacr.azurecr.io/app").unwrap_err();
-    assert!(matches!(error, Error::Throttled(_)), "{error}");
+    assert!(matches!(error, Error::Throttled(..)), "{error}");
+    assert_eq!(
+        icp_core::BackendError::retry_after(&error),
+        Some(Duration::from_secs(3600)),
+        "the Retry-After that ended the fetch is kept for the node-wide pause"
+    );
     assert_eq!(
         error.to_string(),
         "throttled by myacr.azurecr.io; try again later"

@@ -180,6 +180,16 @@ pub trait TokenBackend {
         false
     }
 
+    /// The metadata service of the node that fetching `request`'s token calls, if any,
+    /// named alike in every process (`azure-imds`, `gce-metadata`, `ec2-imds`): such a
+    /// service limits concurrent calls per machine (Azure IMDS allows 5), so the binary
+    /// lets at most one fetch through it run at a time on the node. No I/O; `None` by
+    /// default.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let _ = request;
+        None
+    }
+
     /// The `auth` keys the token is returned under for `image`: its registry by default;
     /// a backend that serves mirrors adds them.
     fn patterns(&self, image: &ImageRef) -> Vec<String> {

@@ -5,6 +5,7 @@
 //! backend's variants.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The kinds of backend failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,5 +82,12 @@ pub trait BackendError: std::error::Error + Send + Sync + 'static {
     /// unexpected status. A backend whose errors can be 5xx answers overrides this.
     fn is_transient(&self) -> bool {
         self.kind().is_transient()
+    }
+
+    /// How long the service asked to be left alone (its `Retry-After`) when it throttled
+    /// the last request ([`ErrorKind::Throttled`]); `None` when it did not say, or for any
+    /// other failure.
+    fn retry_after(&self) -> Option<Duration> {
+        None
     }
 }

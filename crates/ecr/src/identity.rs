@@ -40,6 +40,16 @@ pub(crate) fn fingerprint(config: &Config, env: &Environment) -> String {
     parts.join(";")
 }
 
+/// Whether the environment names credentials of its own (keys, a profile, a web identity
+/// token, a container endpoint), so that the default chain does not reach the instance
+/// metadata service.
+pub(crate) fn names_credentials(env: &Environment) -> bool {
+    IDENTITY_VARIABLES
+        .iter()
+        .filter(|name| **name != "AWS_EC2_METADATA_SERVICE_ENDPOINT")
+        .any(|name| env.non_empty(name).is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

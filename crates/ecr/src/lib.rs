@@ -253,6 +253,14 @@ impl TokenBackend for Ecr {
         Ok(TokenKey { identity, scope })
     }
 
+    /// The instance metadata service, when the node's identity is fetched with no
+    /// credentials named by the environment: the default chain then ends at EC2 IMDS.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let node = matches!(self.pod_role(request), Ok(None));
+        let named = identity::names_credentials(&self.env);
+        (node && !named).then_some("ec2-imds")
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let pod = self.pod_role(request)?;
         let resolved = self.resolved(request.image)?;
@@ -371,6 +379,19 @@ mod tests {
 
     fn image(reference: &str) -> ImageRef {
         ImageRef::parse(reference).unwrap()
+    }
+
+    #[test]
+    fn the_node_identity_goes_through_imds_unless_the_environment_names_credentials() {
+        let image = image("111122223333.dkr.ecr.us-east-1.amazonaws.com/a");
+        let request = Request::new(&image);
+        assert_eq!(
+            ecr(Config::default()).metadata_service(&request),
+            Some("ec2-imds")
+        );
+        let keys = Environment::from_pairs([("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")]);
+        let with_keys = Ecr::new(Config::default(), Path::new("/"), &keys).unwrap();
+        assert_eq!(with_keys.metadata_service(&request), None);
     }
 
     #[test]

@@ -61,7 +61,10 @@ pub async fn download(fetch: &Fetch<'_>, url: &str) -> Result<(Vec<u8>, String),
             status,
             detail: String::new(),
         }),
-        429 => Err(Error::Throttled { endpoint }),
+        429 => Err(Error::Throttled {
+            endpoint,
+            retry_after: response.retry_after(std::time::SystemTime::now()),
+        }),
         status => Err(Error::Status { endpoint, status }),
     }
 }

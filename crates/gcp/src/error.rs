@@ -62,6 +62,8 @@ pub enum Error {
     Throttled {
         /// Which endpoint.
         endpoint: String,
+        /// How long its last answer asked to wait (`Retry-After`), if it said.
+        retry_after: Option<Duration>,
     },
     /// The endpoint answered with another unexpected status on every try.
     #[error("{endpoint} answered HTTP {status}")]
@@ -162,6 +164,14 @@ impl icp_core::BackendError for Error {
             Error::Status { status, .. } => *status >= 500,
             Error::ServiceAccount { cause, .. } => cause.is_transient(),
             error => error.kind().is_transient(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Throttled { retry_after, .. } => *retry_after,
+            Error::ServiceAccount { cause, .. } => cause.retry_after(),
+            _ => None,
         }
     }
 }

@@ -40,7 +40,10 @@ pub async fn generate_access_token(
             endpoint,
             status,
         }),
-        429 => Err(Error::Throttled { endpoint }),
+        429 => Err(Error::Throttled {
+            endpoint,
+            retry_after: response.retry_after(SystemTime::now()),
+        }),
         status => Err(Error::Status { endpoint, status }),
     }
 }

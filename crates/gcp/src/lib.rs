@@ -363,6 +363,13 @@ impl TokenBackend for Gcp {
         })
     }
 
+    /// The metadata server, when the token (or the docker config) comes from it rather than
+    /// from a pod's identity or a credential file.
+    fn metadata_service(&self, request: &Request<'_>) -> Option<&'static str> {
+        let node = matches!(self.pod(request), Ok(None));
+        (node && !matches!(self.credential, Credential::File(_))).then_some("gce-metadata")
+    }
+
     fn fetch(&self, request: &Request<'_>) -> Result<Token, Error> {
         let pod = self.pod(request)?;
         icp_http::run(Deadline::after(self.limits.total), |deadline| {

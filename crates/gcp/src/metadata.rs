@@ -142,6 +142,7 @@ impl Metadata {
             404 => Err(Error::MetadataNotFound(path.to_owned())),
             429 => Err(Error::Throttled {
                 endpoint: self.endpoint(),
+                retry_after: response.retry_after(SystemTime::now()),
             }),
             status @ (401 | 403) => Err(Error::AccessDenied {
                 endpoint: self.endpoint(),

@@ -67,6 +67,7 @@ pub async fn token_answer(
         }),
         429 => Err(Error::Throttled {
             endpoint: endpoint.to_owned(),
+            retry_after: response.retry_after(SystemTime::now()),
         }),
         status => Err(Error::Status {
             endpoint: endpoint.to_owned(),

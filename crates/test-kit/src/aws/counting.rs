@@ -2,11 +2,11 @@
 //! ECR `GetAuthorizationToken` (JSON 1.1 protocol) and STS `AssumeRole` /
 //! `AssumeRoleWithWebIdentity` (query protocol), granted to anyone. It answers as the
 //! services do, slowly when told to, and can hang the first calls to stand in for a
-//! stuck upstream, or go down mid-way ([`FakeAws::go_down`]). The tests of the token cache
-//! count its calls.
+//! stuck upstream, go down mid-way ([`FakeAws::go_down`]), or throttle ECR calls as a
+//! quota spent does (`ThrottlingException`). The tests of the token cache count its calls.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::server::{AMZ_JSON, Fake, Recorded, Reply, aws_error, base64};
@@ -29,6 +29,8 @@ struct State {
     mode: AtomicU16,
     /// The lifetime of the tokens handed out, in seconds.
     lifetime: AtomicU64,
+    /// ECR calls are answered with `ThrottlingException`.
+    throttle: AtomicBool,
 }
 
 /// [`State::mode`]: answering.
@@ -57,6 +59,7 @@ impl FakeAws {
             hang_first,
             mode: AtomicU16::new(UP),
             lifetime: AtomicU64::new(12 * 3600),
+            throttle: AtomicBool::new(false),
         });
         let shared = state.clone();
         let fake = Fake::start(move |request, _| answer(&shared, request));
@@ -92,6 +95,12 @@ impl FakeAws {
         self.state.lifetime.store(seconds, Ordering::SeqCst);
     }
 
+    /// Whether ECR calls are answered with `ThrottlingException` (HTTP 400), counted all
+    /// the same, from now on.
+    pub fn throttle(&self, on: bool) {
+        self.state.throttle.store(on, Ordering::SeqCst);
+    }
+
     /// How many STS calls arrived.
     pub fn sts_calls(&self) -> usize {
         self.state.sts_calls.load(Ordering::SeqCst)
@@ -111,8 +120,16 @@ fn answer(state: &State, request: &Recorded) -> Reply {
             status => return aws_error(status, ecr_error_code(status), "the fake is down"),
         }
         std::thread::sleep(state.delay);
-        let lifetime = state.lifetime.load(Ordering::SeqCst);
-        (200, AMZ_JSON, ecr_token(call, lifetime))
+        if state.throttle.load(Ordering::SeqCst) {
+            (
+                400,
+                AMZ_JSON,
+                r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#.to_owned(),
+            )
+        } else {
+            let lifetime = state.lifetime.load(Ordering::SeqCst);
+            (200, AMZ_JSON, ecr_token(call, lifetime))
+        }
     } else if request.body.contains("Action=AssumeRole") {
         state.sts_calls.fetch_add(1, Ordering::SeqCst);
         let web_identity = request.body.contains("Action=AssumeRoleWithWebIdentity");
