@@ -1,6 +1,8 @@
 //! The ACR backend against fakes of Azure AD, IMDS and ACR registries: every identity
 //! mode, the sovereign and custom clouds, mirrors, hostile hosts, errors and throttling.
 
+mod identity_binding;
+
 use std::time::{Duration, SystemTime};
 
 use icp_acr::{Acr, CLIENT_ID_ANNOTATION, Config, Error, Limits, TENANT_ID_ANNOTATION, USERNAME};
