@@ -39,11 +39,7 @@ use icp_core::trust::euid;
 use icp_core::{Environment, Secret, Token, TokenKey, expiry};
 use sha2::{Digest, Sha256};
 
-/// What is taken off a token's remaining lifetime before anyone may use it: a cached
-/// token is served only while more than this remains, and the `cacheDuration` the
-/// kubelet gets is what remains less this, so the kubelet never uses a token in its last
-/// minutes.
-pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+pub use crate::refresh::SAFETY_MARGIN;
 /// The environment variable that names the token cache directory.
 pub const DIR_VARIABLE: &str = "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR";
 /// The longest a process waits for another's fetch of the same token before it fetches

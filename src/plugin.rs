@@ -14,7 +14,8 @@ use crate::backends::{Backend, DynTokenBackend, Failure};
 use crate::cache::{Cache, Cached, SAFETY_MARGIN};
 use crate::pause::{Pause, Paused};
 use crate::protocol::{self, PluginRequest, PluginResponse};
-use crate::record::{CacheUse, Outcome, Problem, Record, Recorders};
+use crate::record::{CacheUse, Outcome, Problem, Record};
+use crate::recorders::Recorders;
 use crate::rules::{Rule, Rules};
 use crate::{in_flight, refresh};
 

@@ -20,12 +20,16 @@ use std::time::{Duration, SystemTime};
 use icp_core::{Token, TokenKey};
 use sha2::{Digest, Sha256};
 
-use crate::cache::SAFETY_MARGIN;
-
 /// Where the refresh window starts, as a fraction of the token's lifetime: late enough
 /// that refreshing costs at most a third more fetches than refreshing at the end (1/0.75),
 /// early enough that a token refreshed at the start of the window still has a quarter of
 /// its life to ride out a throttled or unreachable cloud.
+/// What is taken off a token's remaining lifetime before anyone may use it: a cached
+/// token is served only while more than this remains, and the `cacheDuration` the
+/// kubelet gets is what remains less this, so the kubelet never uses a token in its last
+/// minutes.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+
 pub const WINDOW_START: f64 = 0.75;
 
 /// The longest `cacheDuration` of a token answered past its refresh point (its refresh

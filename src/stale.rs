@@ -14,8 +14,6 @@ use std::time::{Duration, SystemTime};
 
 use icp_core::{BackendError, Token, TokenKey};
 
-use crate::plugin::BackendFailed;
-
 /// The longest `cacheDuration` of a stale answer: the kubelet asks again within a minute,
 /// so a cloud that recovers is used within a minute, and a cloud that stays down is asked
 /// at most once a minute per kubelet cache key while the token lasts.
@@ -31,7 +29,7 @@ pub fn fallback(
     cached: Option<Token>,
     backend: &str,
     key: &TokenKey,
-    failure: &BackendFailed,
+    failure: &dyn BackendError,
     retry: SystemTime,
 ) -> Option<(Token, Duration)> {
     if !failure.is_transient() {

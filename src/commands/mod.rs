@@ -9,7 +9,7 @@ mod check_config;
 mod get;
 mod install;
 mod kubelet_config;
-mod outcome;
+pub(crate) mod outcome;
 pub(crate) mod plugin;
 mod uninstall;
 
@@ -21,7 +21,7 @@ use icp_core::Environment;
 
 pub use outcome::Outcome;
 
-use crate::record::Recorders;
+use crate::recorders::Recorders;
 use crate::rules::{self, Rules};
 use crate::{dropin, logging};
 

@@ -11,7 +11,7 @@ use std::ffi::OsString;
 use icp_core::Environment;
 
 use crate::backends;
-use crate::commands::Outcome;
+use crate::commands::outcome::Outcome;
 use crate::logging;
 
 mod args;

@@ -9,7 +9,7 @@
 use anyhow::bail;
 use icp_core::ServiceAccountTokenUse;
 
-use super::ServiceAccountTokenAttributes;
+use super::{ProviderEntry, ServiceAccountTokenAttributes};
 use crate::rules::{Rule, Rules};
 
 /// The flag that makes an instance serve the rules of one audience.
@@ -163,6 +163,16 @@ pub fn audience_arg(args: &[String]) -> Option<&str> {
         }
     }
     None
+}
+
+/// Whether the instance `entry` runs serves `rule` (its `--audience`, if any, admits the
+/// rule's backend; a backend that cannot be built is served by every instance).
+pub fn serves(entry: &ProviderEntry, rule: &Rule) -> bool {
+    let audience = audience_arg(&entry.provider.args);
+    match rule.backend() {
+        Ok(backend) => crate::rules::admits(audience, backend),
+        Err(_) => true,
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use icp_core::pattern::SchemelessUrl;
 use icp_core::quote;
 
 use super::{ProviderEntry, Report, audiences, fit};
-use crate::rules::{Rule, Rules};
+use crate::rules::Rules;
 
 /// With `--config RULES`: finds the provider entries that run this binary (the one
 /// named `name`, and those named `name-…` that serve one audience with `--audience`) and
@@ -56,7 +56,7 @@ pub fn check_reach(
     for rule in &rules.rules {
         let serving: Vec<SchemelessUrl> = ours
             .iter()
-            .filter(|entry| serves(entry, rule))
+            .filter(|entry| audiences::serves(entry, rule))
             .flat_map(|entry| &entry.provider.match_images)
             .filter_map(|m| SchemelessUrl::parse(m).ok())
             .collect();
@@ -76,16 +76,6 @@ pub fn check_reach(
                 );
             }
         }
-    }
-}
-
-/// Whether the instance `entry` runs serves `rule` (its `--audience`, if any, admits the
-/// rule's backend; a backend that cannot be built is served by every instance).
-pub fn serves(entry: &ProviderEntry, rule: &Rule) -> bool {
-    let audience = audiences::audience_arg(&entry.provider.args);
-    match rule.backend() {
-        Ok(backend) => crate::rules::admits(audience, backend),
-        Err(_) => true,
     }
 }
 

@@ -11,7 +11,7 @@ use super::{ProviderEntry, Report};
 use crate::rules::Rules;
 
 /// Warns about every way `entry`'s `tokenAttributes` do not fit the rules of `rules` it
-/// serves ([`super::cover::serves`]).
+/// serves ([`audiences::serves`]).
 pub fn check(entry: &ProviderEntry, rules: &Rules, report: &mut Report) {
     let Some(attributes) = &entry.provider.token_attributes else {
         return;
@@ -41,7 +41,7 @@ pub fn check(entry: &ProviderEntry, rules: &Rules, report: &mut Report) {
     for rule in rules
         .rules
         .iter()
-        .filter(|rule| super::cover::serves(entry, rule))
+        .filter(|rule| audiences::serves(entry, rule))
     {
         let Ok(backend) = rule.backend() else {
             continue;

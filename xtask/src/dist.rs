@@ -156,14 +156,6 @@ fn embed(binary: &Path, audit_data: &[u8], work: &Path, to: &Path) -> Result<()>
     Ok(())
 }
 
-/// Lowercase hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// Runs `dist`.
 pub fn dist(options: &Options) -> Result<()> {
     let started = Instant::now();
@@ -264,7 +256,7 @@ pub fn dist(options: &Options) -> Result<()> {
     let mut sums = String::new();
     for name in &artifacts {
         let content = fs::read(out.join(name))?;
-        let _ = writeln!(sums, "{}  {name}", hex(&Sha256::digest(&content)));
+        let _ = writeln!(sums, "{}  {name}", oci::hex(&Sha256::digest(&content)));
     }
     fs::write(out.join("SHA256SUMS"), sums)?;
 

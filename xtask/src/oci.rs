@@ -5,6 +5,7 @@
 use anyhow::Result;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use std::fmt::Write as _;
 
 use crate::archive::{self, Entry};
 
@@ -105,9 +106,16 @@ pub fn layout_archive(image: &Image) -> Result<Vec<u8>> {
 
 /// `sha256:HEX` of `content`.
 fn digest(content: &[u8]) -> String {
-    format!("sha256:{}", crate::dist::hex(&Sha256::digest(content)))
+    format!("sha256:{}", hex(&Sha256::digest(content)))
 }
 
 fn descriptor(media_type: &str, content: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": digest(content), "size": content.len()})
+}
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
 }

@@ -10,8 +10,6 @@ use aws_config::identity::IdentityCache;
 use aws_config::sts::AssumeRoleProvider;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_sdk_ecr::config::interceptors::InterceptorContext;
-use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
 use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_types::os_shim_internal::Env;
 use aws_types::service_config::ServiceConfigKey;
@@ -23,7 +21,7 @@ use icp_http::{Deadline, Limits, RunError};
 use crate::Error;
 use crate::connector::Sdk;
 use crate::error::{from_sdk, seconds};
-use crate::limits;
+use crate::limits::{self, TooManyRequests};
 use crate::pod::PodRole;
 use crate::pod_identity::{self, PodAssociation};
 
@@ -317,25 +315,6 @@ async fn fetch_public(
         detail: "no authorizationToken",
     })?;
     decode(SERVICE, token, data.expires_at().and_then(to_system_time))
-}
-
-/// Makes an HTTP 429 that carries no AWS error code (a proxy's or load balancer's) count
-/// as throttling, retried within [`Limits::attempts`] as AWS's own throttling codes
-/// are; the SDK alone would give up on it at once.
-#[derive(Debug)]
-pub(crate) struct TooManyRequests;
-
-impl ClassifyRetry for TooManyRequests {
-    fn classify_retry(&self, context: &InterceptorContext) -> RetryAction {
-        match context.response() {
-            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
-            _ => RetryAction::NoActionIndicated,
-        }
-    }
-
-    fn name(&self) -> &'static str {
-        "HTTP 429 without an AWS error code"
-    }
 }
 
 /// Whether `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_<SERVICE>` or a profile's `endpoint_url`

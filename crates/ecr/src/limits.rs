@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use aws_sdk_ecr::config::interceptors::InterceptorContext;
+use aws_sdk_ecr::config::retry::{ClassifyRetry, RetryAction};
 use icp_http::Limits;
 
 /// ECR's limits unless a caller sets others: 20 s in all, 8 s per attempt, 3 s to
@@ -74,6 +76,25 @@ pub(crate) fn operation_timeout(limits: &Limits) -> Duration {
 /// times out.
 pub(crate) fn credentials_timeout(limits: &Limits) -> Duration {
     (limits.connect * 2).min(limits.request)
+}
+
+/// Makes an HTTP 429 that carries no AWS error code (a proxy's or load balancer's) count
+/// as throttling, retried within [`icp_http::Limits::attempts`] as AWS's own throttling codes
+/// are; the SDK alone would give up on it at once.
+#[derive(Debug)]
+pub(crate) struct TooManyRequests;
+
+impl ClassifyRetry for TooManyRequests {
+    fn classify_retry(&self, context: &InterceptorContext) -> RetryAction {
+        match context.response() {
+            Some(response) if response.status().as_u16() == 429 => RetryAction::throttling_error(),
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "HTTP 429 without an AWS error code"
+    }
 }
 
 #[cfg(test)]

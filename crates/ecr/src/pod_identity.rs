@@ -76,7 +76,7 @@ impl<'a> PodAssociation<'a> {
     pub async fn assume(&self, sdk: &SdkConfig, limits: &Limits) -> Result<Option<Granted>, Error> {
         let config = aws_sdk_eksauth::config::Builder::from(sdk)
             .region(Region::new(self.region.to_owned()))
-            .retry_classifier(crate::fetch::TooManyRequests)
+            .retry_classifier(crate::limits::TooManyRequests)
             .build();
         let exchange = aws_sdk_eksauth::Client::from_conf(config)
             .assume_role_for_pod_identity()

@@ -224,10 +224,10 @@ fn decide(
         role: role.clone(),
         access_key_id: access_key_id.clone(),
     });
-    let [secret, session_token] = super::sts::sts_secrets(secrets);
+    let [secret, session_token] = super::session::sts_secrets(secrets);
     let account_id = role.split(':').nth(4).unwrap_or_default();
     let role_name = role.rsplit('/').next().unwrap_or_default();
-    let expiration = now() + super::sts::SESSION_SECONDS;
+    let expiration = now() + super::session::SESSION_SECONDS;
     let body = serde_json::json!({
         "assumedRoleUser": {
             "arn": format!("arn:aws:sts::{account_id}:assumed-role/{role_name}/eks-{}-{n}", call.cluster),

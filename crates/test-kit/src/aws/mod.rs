@@ -6,6 +6,7 @@
 //!   policies name, and ECR answering with a token that names the signing principal;
 //! - [`eks_auth`]: EKS Auth `AssumeRoleForPodIdentity` (EKS Pod Identity), served by the
 //!   fake of [`sts`];
+//! - [`session`]: the temporary credentials STS and EKS Auth hand out;
 //! - [`counting`]: ECR and STS answering anyone, counting calls, slow or stuck on demand;
 //! - [`instance_metadata`]: the EC2 instance metadata service (IMDSv2);
 //! - [`moto`](mod@moto): moto's server, the AWS emulator.
@@ -15,6 +16,7 @@ pub mod eks_auth;
 pub mod instance_metadata;
 pub mod moto;
 pub mod server;
+pub mod session;
 pub mod sts;
 
 pub use instance_metadata::imds;

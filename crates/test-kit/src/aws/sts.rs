@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use super::eks_auth::{self, PodIdentityCall};
 use super::server::{AMZ_JSON, Fake, Recorded, Reply, aws_error, base64};
+pub use super::session::{SESSION_SECONDS, sts_secrets};
 use crate::form;
 use crate::time::{now, rfc3339};
 
-/// How long the credentials STS hands out live, as AWS's default session does.
-pub const SESSION_SECONDS: u64 = 3600;
 /// How long the ECR tokens live, as AWS documents them.
 pub const ECR_TOKEN_SECONDS: u64 = 12 * 3600;
 
@@ -144,15 +143,6 @@ impl Aws {
 pub fn ecr_password(n: usize, principal: &str) -> String {
     let who = principal.rsplit('/').next().unwrap_or(principal);
     format!("ecr-token-{n}-for-{who}")
-}
-
-/// The secret key and the session token of the `n`th credentials STS hands out: what must
-/// never show on stderr.
-pub fn sts_secrets(n: usize) -> [String; 2] {
-    [
-        format!("fake-sts-secret-key-{n}"),
-        format!("fake-sts-session-token-{n}"),
-    ]
 }
 
 fn answer(state: &State, request: &Recorded, sts_delay: Duration) -> Reply {
