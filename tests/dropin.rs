@@ -115,3 +115,61 @@ fn the_gcp_identity_flags_with_a_dockercfg_flow_are_a_warning_not_a_usage_error(
         assert!(run.stdout.is_empty());
     }
 }
+
+/// Every klog flag the official programs take, in the forms Go's flag package takes, is
+/// accepted by every drop-in name and ignored with a note at `-v` (klog level 2 and up);
+/// a misspelt one is still a usage error.
+#[test]
+fn every_drop_in_takes_klogs_flags_and_notes_them_at_v() {
+    let dir = tempfile::tempdir().unwrap();
+    let klog = [
+        "--logtostderr",
+        "--alsologtostderr=false",
+        "-vmodule=plugin=4",
+        "--log_dir",
+        "/var/log/kubernetes",
+        "-log_file=/tmp/x.log",
+        "--log_file_max_size=1800",
+        "--skip_headers",
+        "--skip_log_headers=true",
+        "--add_dir_header",
+        "--one_output",
+        "--stderrthreshold=ERROR",
+        "--log_backtrace_at=main.go:10",
+        "--v=2",
+    ];
+    for (program, args) in programs(dir.path()) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut all = args.clone();
+        all.extend(klog.iter().map(|flag| flag.to_string()));
+        let run = Plugin::at(&program, &all)
+            .stdin(request(API_VERSIONS[0], "registry.example/app"))
+            .run();
+        assert_eq!(
+            run.json()["auth"],
+            serde_json::json!({}),
+            "{name}: {}",
+            run.stderr
+        );
+        for noted in [
+            "--logtostderr",
+            "--log_dir /var/log/kubernetes",
+            "--stderrthreshold=ERROR",
+        ] {
+            assert!(
+                run.stderr
+                    .lines()
+                    .any(|line| line.contains("klog flag accepted and ignored")
+                        && line.contains(noted)),
+                "{name} {noted}: {}",
+                run.stderr
+            );
+        }
+        let mut all = args.clone();
+        all.push("--logtostdout".to_owned());
+        Plugin::at(&program, &all)
+            .run()
+            .assert_error(2, "unknown argument \"--logtostdout\": no such flag");
+    }
+}
+

@@ -60,6 +60,12 @@ fn run(mode: &Mode, args: &[OsString], env: &Environment) -> Outcome {
     match action {
         Ok(args::Action::Serve(parsed)) => {
             logging::init(parsed.verbosity);
+            for flag in &parsed.ignored {
+                tracing::info!(
+                    %flag,
+                    "klog flag accepted and ignored: this binary logs to stderr only, at the level of -v"
+                );
+            }
             Outcome::of((mode.serve)(&parsed, env))
         }
         Ok(args::Action::Version) => {
