@@ -173,3 +173,33 @@ fn every_drop_in_takes_klogs_flags_and_notes_them_at_v() {
     }
 }
 
+/// A drop-in mode has no rules file: its errors name the program and what it was given,
+/// never a "rule 0".
+#[test]
+fn drop_in_errors_name_the_command_line_not_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        "myacr.azurecr.io/app",
+        "gcr.io/p/app",
+    ];
+    for ((program, args), image) in programs(dir.path()).into_iter().zip(images) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        // Every service on a closed loopback port: nothing is looked up or sent.
+        let run = Plugin::at(&program, &args)
+            .env(
+                "IMAGE_CREDENTIAL_PROVIDER_RESOLVE",
+                "myacr.azurecr.io:443:127.0.0.1:9",
+            )
+            .stdin(request(API_VERSIONS[0], image))
+            .run();
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains("rule 0"), "{name}: {}", run.stderr);
+        let given = match name.as_str() {
+            "acr-credential-provider" => format!("(acr-credential-provider {})", args[0]),
+            "auth-provider-gcp" => "(auth-provider-gcp get-credentials --authFlow=gcr)".to_owned(),
+            _ => "(ecr-credential-provider)".to_owned(),
+        };
+        assert!(run.stderr.contains(&given), "{name}: {}", run.stderr);
+    }
+}
