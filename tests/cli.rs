@@ -496,3 +496,145 @@ fn the_kubelets_own_config_given_as_rules_is_named() {
         .run()
         .assert_error(1, "not a rules file");
 }
+
+/// A service account annotated to pull as the pod's own identity through one backend,
+/// whose image a rule answers with another identity, gets a note at `-v` naming the
+/// annotation's key and the rule, never its value; nothing without `-v`.
+#[cfg(feature = "ecr")]
+#[test]
+fn a_pod_asking_for_its_own_identity_that_the_rule_does_not_use_is_noted_at_v() {
+    let role = "arn:aws:iam::123456789012:role/team-a-pull";
+    let pod = common::pod(
+        "team-a",
+        "app",
+        "app",
+        &[("eks.amazonaws.com/ecr-role-arn", role)],
+    );
+    let (request, token) =
+        common::service_account_request("registry.example.com/team/app", &pod, "sts.amazonaws.com");
+    let quiet = with_rules(&[]).stdin(request.clone()).run();
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("own identity"), "{}", quiet.stderr);
+    let noted = with_rules(&["-v"]).stdin(request).run();
+    assert_eq!(noted.code, 0, "{}", noted.stderr);
+    let line = noted
+        .stderr
+        .lines()
+        .find(|line| line.contains("asks for the pod's own identity"))
+        .unwrap_or_else(|| panic!("no note: {}", noted.stderr));
+    for part in [
+        "annotation=\"eks.amazonaws.com/ecr-role-arn\"",
+        "read_by=\"ecr\"",
+        "rule=rule 0",
+        "provider=docker-config",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!noted.stderr.contains(role) && !noted.stderr.contains(&token));
+    assert_no_secret(&noted.stderr);
+}
+
+/// The issue's case: the embedded rules' gcp rule has no workload identity settings, so a
+/// service account opted in with `iam.gke.io/enable-wi-image-pull` pulls as the node: `-v`
+/// says so before the fetch (here to a closed metadata port).
+#[cfg(feature = "gcp")]
+#[test]
+fn the_embedded_gcp_rule_notes_a_workload_identity_opt_in_it_does_not_use() {
+    let pod = common::pod(
+        "team-a",
+        "app",
+        "app",
+        &[("iam.gke.io/enable-wi-image-pull", "true")],
+    );
+    let (request, _) = common::service_account_request("gcr.io/p/app", &pod, "p.svc.id.goog");
+    let run = Plugin::new(["-v"])
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .stdin(request)
+        .run();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|line| line.contains("asks for the pod's own identity")
+                && line.contains("annotation=\"iam.gke.io/enable-wi-image-pull\"")
+                && line.contains("provider=gcp")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A kubelet configuration directory whose file naming the provider cannot be read (a
+/// broken document, a link to nothing) is an error for that file, and no false warning
+/// that no provider has the name.
+#[test]
+fn a_file_that_cannot_be_read_is_not_taken_for_a_missing_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("credential-providers.d");
+    std::fs::create_dir(&configs).unwrap();
+    let entry = |name: &str| {
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+             - name: {name}\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  \
+             matchImages: [\"registry.example.com\"]\n  defaultCacheDuration: 0s\n"
+        )
+    };
+    std::fs::write(configs.join("b.yaml"), entry("other")).unwrap();
+    let ours = configs.join("a.yaml");
+    let rules = rules();
+    for broken in [
+        format!("{}\tbroken: [", entry("image-credential-provider")),
+        "{not json".to_owned(),
+    ] {
+        std::fs::write(&ours, broken).unwrap();
+        let run = Plugin::new([
+            "check-config".as_ref(),
+            "--kubelet-config".as_ref(),
+            configs.as_os_str(),
+            "--config".as_ref(),
+            rules.as_os_str(),
+            "--name".as_ref(),
+            "image-credential-provider".as_ref(),
+        ])
+        .run();
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains("a.yaml"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("no provider is named"),
+            "{}",
+            run.stderr
+        );
+    }
+    std::fs::remove_file(&ours).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nothing"), &ours).unwrap();
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--kubelet-config".as_ref(),
+        configs.as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+    ])
+    .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("no provider is named"),
+        "{}",
+        run.stderr
+    );
+    // Read whole, a directory without the name still gets the warning.
+    std::fs::remove_file(&ours).unwrap();
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--kubelet-config".as_ref(),
+        configs.as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--name".as_ref(),
+        "image-credential-provider".as_ref(),
+    ])
+    .run();
+    assert!(
+        run.stderr.contains("no provider is named"),
+        "{}",
+        run.stderr
+    );
+}
