@@ -23,7 +23,7 @@ pub fn note_unused(
         tracing::info!(
             annotation = key,
             read_by = owner,
-            rule = %rule.name(),
+            rule = rule.index,
             provider = %rule.backend_name,
             "the service account asks for the pod's own identity with this annotation, but the rule that matched does not use it: the pull gets the rule's own identity (see docs/per-pod-identity.md)"
         );

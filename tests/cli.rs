@@ -525,7 +525,7 @@ fn a_pod_asking_for_its_own_identity_that_the_rule_does_not_use_is_noted_at_v() 
     for part in [
         "annotation=\"eks.amazonaws.com/ecr-role-arn\"",
         "read_by=\"ecr\"",
-        "rule=rule 0",
+        "rule=0",
         "provider=docker-config",
     ] {
         assert!(line.contains(part), "{part}: {line}");

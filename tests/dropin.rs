@@ -45,6 +45,11 @@ fn every_drop_in_answers_help_and_version() {
             assert_eq!(run.code, 0, "{name} {flag}: {}", run.stderr);
             assert!(run.stdout.contains("Usage:"), "{name}: {}", run.stdout);
             assert!(run.stdout.contains("--v LEVEL"), "{name}: {}", run.stdout);
+            assert!(
+                run.stdout.contains("--logtostderr, ") && run.stdout.contains("--vmodule"),
+                "{name}: {}",
+                run.stdout
+            );
         }
         let run = Plugin::at(&program, ["--version"]).run();
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);

@@ -159,6 +159,14 @@ pub fn parse(args: &[OsString], flags: &[Flag]) -> Result<Action, String> {
     Ok(Action::Serve(parsed))
 }
 
+/// klog's flags besides `-v`, as `--help` lists them: `--logtostderr`, ...
+pub fn klog_flag_names() -> Vec<String> {
+    KLOG_FLAGS
+        .iter()
+        .map(|(name, _)| format!("--{name}"))
+        .collect()
+}
+
 /// The klog flag called `name`, if it is one.
 fn klog(name: &str) -> Option<Klog> {
     KLOG_FLAGS
