@@ -384,8 +384,8 @@ pub fn run(args: Vec<OsString>) -> Outcome {
 
 /// The line plugin mode answers with when run from a terminal with no arguments, rather
 /// than wait for a request no one types.
-const NO_REQUEST: &str = "plugin mode reads a CredentialProviderRequest (JSON) on stdin, as the \
-     kubelet sends it, and stdin is a terminal; see --help for the commands";
+const NO_REQUEST: &str = "with no subcommand this reads a CredentialProviderRequest (JSON) on stdin, \
+     as the kubelet sends it, and stdin is a terminal";
 
 /// Whether stdin is a terminal.
 fn stdin_is_terminal() -> bool {
