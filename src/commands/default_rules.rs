@@ -22,17 +22,25 @@ pub fn run() -> Outcome {
 /// The rules file: one rule per backend of the embedded rules, in their order, each with
 /// its patterns and a comment on where its settings go.
 fn text() -> String {
-    let mut out = format!(
-        "# The embedded default rules of image-credential-provider {}: the rules in force\n\
+    let mut out = String::from(
+        "# The embedded default rules of image-credential-provider: the rules in force\n\
          # without --config. Each rule serves its backend's well-known registry hosts with the\n\
          # backend's default settings (the node's own identity); the first rule whose\n\
          # matchImages match an image serves it. Edit, check with\n\
          #   image-credential-provider check-config --config FILE\n\
-         # and give the file to the plugin with --config FILE. Every setting: docs/rules.md.\n\
-         rules:\n",
-        env!("CARGO_PKG_VERSION")
+         # and give the file to the plugin with --config FILE. Every setting: docs/rules.md.\n",
     );
-    for row in rules::embedded_backends() {
+    let rows: Vec<_> = rules::embedded_backends().collect();
+    if rows.is_empty() {
+        out.push_str(
+            "# None here: no backend built into this binary serves well-known hosts without\n\
+             # settings, so plugin mode without --config answers every image with no credentials.\n\
+             rules: []\n",
+        );
+    } else {
+        out.push_str("rules:\n");
+    }
+    for row in rows {
         out.push_str(&format!(
             "  # The {name} backend; its settings, all optional here, go under `{key}:`.\n  \
              - provider: {name}\n    matchImages:\n",
