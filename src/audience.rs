@@ -5,12 +5,12 @@
 use icp_core::{ServiceAccount, ServiceAccountTokenUse, quote};
 
 /// Fails unless `account`'s token carries `token_use.audience`, the audience the backend
-/// `backend` (of rule `rule`) expects; the message names both and the setting to fix.
+/// `backend` (of the rule named `rule`: `rule 2`) expects; the message names both and the setting to fix.
 pub fn check(
     account: &ServiceAccount,
     token_use: &ServiceAccountTokenUse,
     backend: &str,
-    rule: usize,
+    rule: &str,
 ) -> anyhow::Result<()> {
     let audiences = account.audiences();
     if audiences.contains(&token_use.audience) {
@@ -18,7 +18,7 @@ pub fn check(
     }
     let carried: Vec<String> = audiences.iter().map(|a| quote(a)).collect();
     anyhow::bail!(
-        "{backend} backend (rule {rule}): the service account token of {account} is for [{}], \
+        "{backend} backend ({rule}): the service account token of {account} is for [{}], \
          not {} as the backend expects; not sent: the kubelet config's \
          tokenAttributes.serviceAccountTokenAudience must be the backend's audience (or the \
          rule's {backend}.audience the one the kubelet asks for)",

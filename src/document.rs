@@ -177,8 +177,8 @@ impl<'de, const YAML: bool> Visitor<'de> for Level<YAML> {
 /// copy of its anchor's node, so a few kilobytes of aliases to a large anchor make
 /// gigabytes. This pass runs the same parser event by event, counts the nodes each anchor
 /// expands to, and stops at the first level too deep or the first alias that makes the
-/// document excessively aliased as Go's YAML reader judges it ([`Aliasing`]). Syntax errors
-/// are left to the parse proper, which reports them with their position.
+/// document excessively aliased as Go's YAML reader judges it ([`Aliasing`]). A syntax
+/// error is reported here, always with its line and column ([`syntax_error`]).
 fn yaml_bounds(text: &str) -> Result<(), String> {
     use std::mem::MaybeUninit;
 
@@ -202,7 +202,7 @@ fn yaml_bounds(text: &str) -> Result<(), String> {
         // exactly once.
         let (kind, mark, anchor) = unsafe {
             if unsafe_libyaml::yaml_parser_parse(parser, event.as_mut_ptr()).fail {
-                break Ok(());
+                break Err(syntax_error(&*parser));
             }
             let event = event.as_mut_ptr();
             let data = &(*event).data;
@@ -219,7 +219,7 @@ fn yaml_bounds(text: &str) -> Result<(), String> {
             unsafe_libyaml::yaml_event_delete(event);
             found
         };
-        let at = || format!("at line {} column {}", mark.line + 1, mark.column + 1);
+        let at = || position(&mark);
         match kind {
             unsafe_libyaml::YAML_SEQUENCE_START_EVENT
             | unsafe_libyaml::YAML_MAPPING_START_EVENT => {
@@ -247,6 +247,34 @@ fn yaml_bounds(text: &str) -> Result<(), String> {
     // SAFETY: initialised above and not used after this.
     unsafe { unsafe_libyaml::yaml_parser_delete(parser) };
     result
+}
+
+/// The syntax error `parser` stopped at: the problem at its line and column, then what the
+/// parser was reading and where that began, as `found character that cannot start any
+/// token at line 1 column 1, while scanning for the next token`.
+fn syntax_error(parser: &unsafe_libyaml::yaml_parser_t) -> String {
+    let text = |c: *const std::ffi::c_char| {
+        // SAFETY: libyaml's messages are static NUL-terminated strings, or null.
+        (!c.is_null()).then(|| unsafe { std::ffi::CStr::from_ptr(c) }.to_string_lossy())
+    };
+    let problem_at = position(&parser.problem_mark);
+    let mut message = format!(
+        "{} {problem_at}",
+        text(parser.problem).as_deref().unwrap_or("syntax error")
+    );
+    if let Some(context) = text(parser.context) {
+        let context_at = position(&parser.context_mark);
+        message.push_str(&format!(", {context}"));
+        if context_at != problem_at {
+            message.push_str(&format!(" {context_at}"));
+        }
+    }
+    message
+}
+
+/// Where `mark` is, as messages say it: `at line 3 column 5`, both from 1.
+fn position(mark: &unsafe_libyaml::yaml_mark_t) -> String {
+    format!("at line {} column {}", mark.line + 1, mark.column + 1)
 }
 
 /// How many nodes a YAML document decodes to once its aliases are expanded, counted as
@@ -412,6 +440,32 @@ mod tests {
             );
         }
         text
+    }
+
+    /// Every syntax error says where, a tab at the very start too (where the YAML
+    /// library's own message has no position).
+    #[test]
+    fn syntax_errors_have_a_line_and_a_column() {
+        for (text, expected) in [
+            (
+                "\trules: []\n",
+                "invalid YAML: found character that cannot start any token at line 1 column 1, while scanning for the next token",
+            ),
+            (
+                "rules:\n  - provider: ecr\n    matchImages:\n\t- a\n",
+                "invalid YAML: found character that cannot start any token at line 4 column 1, while scanning for the next token",
+            ),
+            (
+                "rules:\n  - provider: [ecr\n",
+                "invalid YAML: did not find expected ',' or ']' at line 3 column 1, while parsing a flow sequence at line 2 column 15",
+            ),
+            (
+                "rules:\n  - provider: \"ecr\n",
+                "invalid YAML: found unexpected end of stream at line 3 column 1, while scanning a quoted scalar at line 2 column 15",
+            ),
+        ] {
+            assert_eq!(yaml(text).unwrap_err(), expected, "{text:?}");
+        }
     }
 
     #[test]

@@ -130,6 +130,9 @@ fn answer_with_token(
     record.rule = Some(rule.index);
     record.backend = Some(rule.backend_name.clone());
     let backend = backend.map_err(|failure| BackendFailed::new(rule, failure))?;
+    if let Some(account) = &request.service_account {
+        crate::own_identity::note_unused(account, rule, backend.service_account_token().as_ref());
+    }
     let core_request = icp_core::Request {
         image: &image,
         cache_key_type: rule.cache_key_type,
@@ -152,7 +155,7 @@ fn answer_with_token(
                 core_request.service_account,
                 backend.service_account_token(),
             ) {
-                crate::audience::check(account, &token_use, &rule.backend_name, rule.index)?;
+                crate::audience::check(account, &token_use, &rule.backend_name, &rule.name())?;
             }
             let (token, ask_again) =
                 match shared_fetch(rule, backend.as_ref(), &core_request, cache_dir, record) {
@@ -312,7 +315,7 @@ fn until(at: Option<SystemTime>) -> Duration {
 #[derive(Debug)]
 pub struct BackendFailed {
     backend: String,
-    rule: usize,
+    rule: String,
     failure: Failure,
 }
 
@@ -350,7 +353,7 @@ impl BackendFailed {
         }
         BackendFailed {
             backend: rule.backend_name.clone(),
-            rule: rule.index,
+            rule: rule.name(),
             failure,
         }
     }
@@ -368,7 +371,7 @@ impl BackendFailed {
 
 impl fmt::Display for BackendFailed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} backend (rule {})", self.backend, self.rule)
+        write!(f, "{} backend ({})", self.backend, self.rule)
     }
 }
 

@@ -94,6 +94,9 @@ pub struct Rule {
     pub cache_key_type: CacheKeyType,
     /// The backend that serves the images, built on first use.
     backend: backends::Lazy,
+    /// For a drop-in mode's rule, what it was made from (the official program's name
+    /// and what it was given), which messages name instead of `rule N`.
+    given: Option<String>,
 }
 
 impl Rules {
@@ -161,7 +164,25 @@ impl Rule {
             backend_name: backend_name.to_owned(),
             cache_duration: None,
             backend,
+            given: None,
         })
+    }
+
+    /// This rule, named in messages as `given` (a drop-in mode's command line) rather than
+    /// by its index in a rules file it does not come from.
+    pub fn given(self, given: String) -> Rule {
+        Rule {
+            given: Some(given),
+            ..self
+        }
+    }
+
+    /// The rule as messages name it: `rule 2`, or what a drop-in mode made it from.
+    pub fn name(&self) -> String {
+        match &self.given {
+            Some(given) => given.clone(),
+            None => format!("rule {}", self.index),
+        }
     }
 
     /// The rule's backend, built now if it is not yet; or why it cannot be built.
@@ -212,8 +233,8 @@ impl fmt::Display for Problems {
         if self.problems.len() > 1 {
             write!(
                 f,
-                " (and {} more problems; run check-config)",
-                self.problems.len() - 1
+                " (and {}; run check-config)",
+                crate::plural::count(self.problems.len() - 1, "more problem")
             )?;
         }
         Ok(())
@@ -304,9 +325,7 @@ fn parse_document(path: &Path, text: &str) -> Result<Value, String> {
 /// registry hosts with no configuration, in [`backends::TABLE`] order, each built with its
 /// default settings when it first matches.
 pub fn embedded(env: &Environment) -> Rules {
-    let rules = backends::TABLE
-        .iter()
-        .filter(|row| !row.default_patterns.is_empty())
+    let rules = embedded_backends()
         .filter_map(|row| {
             let backend = row.lazy(None, Path::new("."), env, None).ok()?;
             Some((row, backend))
@@ -317,6 +336,14 @@ pub fn embedded(env: &Environment) -> Rules {
         })
         .collect();
     Rules::new("embedded default", rules)
+}
+
+/// The backends of the embedded default rules, one rule each, in order: those that serve
+/// well-known registry hosts with no configuration.
+pub fn embedded_backends() -> impl Iterator<Item = &'static backends::Row> {
+    backends::TABLE
+        .iter()
+        .filter(|row| !row.default_patterns.is_empty())
 }
 
 /// A rules file as written. Each field is read on its own ([`Field`]); what is not a
@@ -696,6 +723,7 @@ impl RuleReader<'_> {
             cache_duration,
             cache_key_type,
             backend,
+            given: None,
         })
     }
 }

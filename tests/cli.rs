@@ -496,3 +496,447 @@ fn the_kubelets_own_config_given_as_rules_is_named() {
         .run()
         .assert_error(1, "not a rules file");
 }
+
+/// A service account annotated to pull as the pod's own identity through one backend,
+/// whose image a rule answers with another identity, gets a note at `-v` naming the
+/// annotation's key and the rule, never its value; nothing without `-v`.
+#[cfg(feature = "ecr")]
+#[test]
+fn a_pod_asking_for_its_own_identity_that_the_rule_does_not_use_is_noted_at_v() {
+    let role = "arn:aws:iam::123456789012:role/team-a-pull";
+    let pod = common::pod(
+        "team-a",
+        "app",
+        "app",
+        &[("eks.amazonaws.com/ecr-role-arn", role)],
+    );
+    let (request, token) =
+        common::service_account_request("registry.example.com/team/app", &pod, "sts.amazonaws.com");
+    let quiet = with_rules(&[]).stdin(request.clone()).run();
+    assert_eq!(quiet.code, 0, "{}", quiet.stderr);
+    assert!(!quiet.stderr.contains("own identity"), "{}", quiet.stderr);
+    let noted = with_rules(&["-v"]).stdin(request).run();
+    assert_eq!(noted.code, 0, "{}", noted.stderr);
+    let line = noted
+        .stderr
+        .lines()
+        .find(|line| line.contains("asks for the pod's own identity"))
+        .unwrap_or_else(|| panic!("no note: {}", noted.stderr));
+    for part in [
+        "annotation=\"eks.amazonaws.com/ecr-role-arn\"",
+        "read_by=\"ecr\"",
+        "rule=0",
+        "provider=docker-config",
+    ] {
+        assert!(line.contains(part), "{part}: {line}");
+    }
+    assert!(!noted.stderr.contains(role) && !noted.stderr.contains(&token));
+    assert_no_secret(&noted.stderr);
+}
+
+/// The issue's case: the embedded rules' gcp rule has no workload identity settings, so a
+/// service account opted in with `iam.gke.io/enable-wi-image-pull` pulls as the node: `-v`
+/// says so before the fetch (here to a closed metadata port).
+#[cfg(feature = "gcp")]
+#[test]
+fn the_embedded_gcp_rule_notes_a_workload_identity_opt_in_it_does_not_use() {
+    let pod = common::pod(
+        "team-a",
+        "app",
+        "app",
+        &[("iam.gke.io/enable-wi-image-pull", "true")],
+    );
+    let (request, _) = common::service_account_request("gcr.io/p/app", &pod, "p.svc.id.goog");
+    let run = Plugin::new(["-v"])
+        .env("GCE_METADATA_HOST", "127.0.0.1:9")
+        .stdin(request)
+        .run();
+    assert!(
+        run.stderr
+            .lines()
+            .any(|line| line.contains("asks for the pod's own identity")
+                && line.contains("annotation=\"iam.gke.io/enable-wi-image-pull\"")
+                && line.contains("provider=gcp")),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A kubelet configuration directory whose file naming the provider cannot be read (a
+/// broken document, a link to nothing) is an error for that file, and no false warning
+/// that no provider has the name.
+#[test]
+fn a_file_that_cannot_be_read_is_not_taken_for_a_missing_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("credential-providers.d");
+    std::fs::create_dir(&configs).unwrap();
+    let entry = |name: &str| {
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+             - name: {name}\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n  \
+             matchImages: [\"registry.example.com\"]\n  defaultCacheDuration: 0s\n"
+        )
+    };
+    std::fs::write(configs.join("b.yaml"), entry("other")).unwrap();
+    let ours = configs.join("a.yaml");
+    let rules = rules();
+    for broken in [
+        format!("{}\tbroken: [", entry("image-credential-provider")),
+        "{not json".to_owned(),
+    ] {
+        std::fs::write(&ours, broken).unwrap();
+        let run = Plugin::new([
+            "check-config".as_ref(),
+            "--kubelet-config".as_ref(),
+            configs.as_os_str(),
+            "--config".as_ref(),
+            rules.as_os_str(),
+            "--name".as_ref(),
+            "image-credential-provider".as_ref(),
+        ])
+        .run();
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(run.stderr.contains("a.yaml"), "{}", run.stderr);
+        assert!(
+            !run.stderr.contains("no provider is named"),
+            "{}",
+            run.stderr
+        );
+    }
+    std::fs::remove_file(&ours).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("nothing"), &ours).unwrap();
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--kubelet-config".as_ref(),
+        configs.as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+    ])
+    .run();
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot read"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("no provider is named"),
+        "{}",
+        run.stderr
+    );
+    // Read whole, a directory without the name still gets the warning.
+    std::fs::remove_file(&ours).unwrap();
+    let run = Plugin::new([
+        "check-config".as_ref(),
+        "--kubelet-config".as_ref(),
+        configs.as_os_str(),
+        "--config".as_ref(),
+        rules.as_os_str(),
+        "--name".as_ref(),
+        "image-credential-provider".as_ref(),
+    ])
+    .run();
+    assert!(
+        run.stderr.contains("no provider is named"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Every `IMAGE_CREDENTIAL_PROVIDER_*` variable the binary's sources read, but the one it
+/// sets for its own children, as the sources spell them.
+fn environment_variables() -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("src")];
+    for krate in std::fs::read_dir(root.join("crates")).unwrap() {
+        let krate = krate.unwrap().path();
+        if !krate.ends_with("test-kit") {
+            dirs.push(krate.join("src"));
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for (at, _) in text.match_indices("\"IMAGE_CREDENTIAL_PROVIDER_") {
+                let name: String = text[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
+        }
+    }
+    names.remove("IMAGE_CREDENTIAL_PROVIDER_HELPER_RUN");
+    names.into_iter().collect()
+}
+
+#[test]
+fn help_names_the_drop_in_mode_and_every_environment_variable() {
+    let help = Plugin::new(["--help"]).run();
+    assert_eq!(help.code, 0);
+    let variables = environment_variables();
+    assert!(variables.len() >= 5, "{variables:?}");
+    for needed in variables.iter().map(String::as_str).chain([
+        "Drop-in mode:",
+        "ecr-credential-provider",
+        "acr-credential-provider",
+        "auth-provider-gcp",
+        "plugin mode",
+        "default-rules",
+    ]) {
+        assert!(help.stdout.contains(needed), "{needed}: {}", help.stdout);
+    }
+    // No help sends the reader to the README; kubelet-config's says what the nodes need.
+    for command in [
+        "get",
+        "check-config",
+        "kubelet-config",
+        "install",
+        "uninstall",
+        "cache",
+        "default-rules",
+    ] {
+        let help = Plugin::new([command, "--help"]).run();
+        assert_eq!(help.code, 0, "{command}");
+        assert!(
+            !help.stdout.contains("README"),
+            "{command}: {}",
+            help.stdout
+        );
+    }
+    let help = Plugin::new(["kubelet-config", "--help"]).run();
+    for needed in [
+        "request-serviceaccounts-token-audience",
+        "system:nodes",
+        "docs/per-pod-identity.md",
+    ] {
+        assert!(help.stdout.contains(needed), "{needed}: {}", help.stdout);
+    }
+    // --config: check-config needs it only without --kubelet-config, and says so.
+    assert!(
+        help.stdout
+            .contains("check-config needs one, except with --kubelet-config"),
+        "{}",
+        help.stdout
+    );
+    Plugin::new(["check-config"])
+        .run()
+        .assert_error(2, "or --kubelet-config FILE|DIR");
+}
+
+/// The options of answering requests are offered where they do something: plugin mode
+/// (where the kubelet passes them) and get; cache takes --cache-dir only; the others none.
+#[test]
+fn answering_options_are_offered_only_where_they_do_something() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tokens");
+    let cache = cache.to_str().unwrap();
+    let rules = rules();
+    let rules = rules.to_str().unwrap();
+    for args in [
+        &["check-config", "--config", rules, "--cache-dir", cache][..],
+        &["kubelet-config", "--no-cache"],
+        &["install", "--dry-run", "--audit-log", "/tmp/a"],
+        &["default-rules", "--metrics-dir", "/tmp/m"],
+        &["cache", "list", "--no-cache"],
+    ] {
+        Plugin::new(args)
+            .run()
+            .assert_error(2, "unexpected argument");
+    }
+    for (args, expected) in [
+        (
+            &["--no-cache", "check-config", "--config", rules][..],
+            "--no-cache does nothing for check-config",
+        ),
+        (
+            &["--audience", "sts.amazonaws.com", "kubelet-config"],
+            "--audience does nothing for kubelet-config",
+        ),
+        (
+            &["--no-cache", "cache", "list"],
+            "--no-cache does nothing for cache",
+        ),
+    ] {
+        Plugin::new(args).run().assert_error(2, expected);
+    }
+    let help = Plugin::new(["check-config", "--help"]).run();
+    assert!(!help.stdout.contains("--cache-dir"), "{}", help.stdout);
+    let request = request(API_VERSIONS[0], "registry.example.com/app");
+    for args in [
+        &["--config", rules, "--cache-dir", cache][..],
+        &["--config", rules, "--no-cache", "--audit-log", "/dev/null"],
+        &[
+            "--config",
+            rules,
+            "get",
+            "registry.example.com/app",
+            "--cache-dir",
+            cache,
+        ],
+        &[
+            "--config",
+            rules,
+            "--no-cache",
+            "get",
+            "registry.example.com/app",
+        ],
+        &["--cache-dir", cache, "cache", "list"],
+        &["cache", "list", "--cache-dir", cache],
+        &["cache", "--cache-dir", cache, "clear"],
+    ] {
+        let run = Plugin::new(args).stdin(request.clone()).run();
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    }
+    // What kubelet-config writes for the kubelet to pass parses as plugin mode.
+    let written = Plugin::new(["kubelet-config", "--config", rules]).run();
+    assert_eq!(written.code, 0, "{}", written.stderr);
+    let config: serde_json::Value = serde_yaml_ng::from_str(&written.stdout).unwrap();
+    let args: Vec<&str> = config["providers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arg| arg.as_str().unwrap())
+        .collect();
+    let run = Plugin::new(&args).stdin(request).run();
+    assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+    assert_eq!(run.json()["kind"], "CredentialProviderResponse");
+}
+
+#[test]
+fn a_mistyped_subcommand_or_flag_gets_a_suggestion() {
+    Plugin::new(["check-confg"])
+        .run()
+        .assert_error(2, "a similar subcommand exists: 'check-config'");
+    Plugin::new(["get", "x", "--no-cach"])
+        .run()
+        .assert_error(2, "a similar argument exists: '--no-cache'");
+}
+
+/// Run by hand with no arguments, plugin mode says what it reads instead of waiting on
+/// the terminal.
+#[test]
+fn run_from_a_terminal_with_no_arguments_it_says_what_it_expects() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut controller, mut terminal) = (0, 0);
+    // SAFETY: openpty writes the two descriptors it opens, owned from here on.
+    let opened = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both are open descriptors nothing else owns.
+    let (_controller, terminal) = unsafe {
+        (
+            OwnedFd::from_raw_fd(controller),
+            OwnedFd::from_raw_fd(terminal),
+        )
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_image-credential-provider"))
+        .env_clear()
+        .stdin(std::process::Stdio::from(terminal))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            child.kill().unwrap();
+            panic!("it waits on the terminal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(output.stdout.is_empty());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("reads a CredentialProviderRequest") && stderr.contains("--help"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn cache_list_and_clear_never_create_the_cache_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let typo = dir.path().join("typo").join("x");
+    for action in ["list", "clear"] {
+        let run = Plugin::new([
+            "cache".as_ref(),
+            action.as_ref(),
+            "--cache-dir".as_ref(),
+            typo.as_os_str(),
+        ])
+        .run();
+        assert_eq!(run.code, 0, "{action}: {}", run.stderr);
+        assert!(run.stderr.contains("no token cache at"), "{}", run.stderr);
+        assert!(!dir.path().join("typo").exists(), "{action} created it");
+    }
+}
+
+/// (A binary with no backend that serves well-known hosts has empty embedded rules, and
+/// check-config refuses an empty list.)
+#[cfg(any(feature = "ecr", feature = "acr", feature = "gcp"))]
+#[test]
+fn default_rules_print_a_rules_file_check_config_accepts() {
+    let run = Plugin::new(["default-rules"]).run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.starts_with("# The embedded default rules"),
+        "{}",
+        run.stdout
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = rules_file(dir.path(), &run.stdout);
+    let check = Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        file.as_os_str(),
+    ])
+    .run();
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains(", no problems"), "{}", check.stdout);
+}
+
+#[test]
+fn counts_are_pluralised_and_yaml_errors_say_where() {
+    let check = Plugin::new(["check-config", "--config", rules().to_str().unwrap()]).run();
+    assert!(
+        check.stdout.contains(": 1 rule, no problems"),
+        "{}",
+        check.stdout
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let two = rules_file(
+        dir.path(),
+        "rules:\n  - matchImages: []\n    provider: docker-config\n",
+    );
+    with_rules_file(&two)
+        .stdin(request(API_VERSIONS[0], "registry.example.com/app"))
+        .run()
+        .assert_error(1, "(and 1 more problem; run check-config)");
+    let tab = rules_file(dir.path(), "\trules: []\n");
+    Plugin::new([
+        "check-config".as_ref(),
+        "--config".as_ref(),
+        tab.as_os_str(),
+    ])
+    .run()
+    .assert_error(
+        1,
+        "found character that cannot start any token at line 1 column 1",
+    );
+}
+
+fn with_rules_file(path: &Path) -> Plugin {
+    Plugin::new(["--config".as_ref(), path.as_os_str()])
+}

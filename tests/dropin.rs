@@ -45,6 +45,11 @@ fn every_drop_in_answers_help_and_version() {
             assert_eq!(run.code, 0, "{name} {flag}: {}", run.stderr);
             assert!(run.stdout.contains("Usage:"), "{name}: {}", run.stdout);
             assert!(run.stdout.contains("--v LEVEL"), "{name}: {}", run.stdout);
+            assert!(
+                run.stdout.contains("--logtostderr, ") && run.stdout.contains("--vmodule"),
+                "{name}: {}",
+                run.stdout
+            );
         }
         let run = Plugin::at(&program, ["--version"]).run();
         assert_eq!(run.code, 0, "{name}: {}", run.stderr);
@@ -113,5 +118,93 @@ fn the_gcp_identity_flags_with_a_dockercfg_flow_are_a_warning_not_a_usage_error(
             run.stderr
         );
         assert!(run.stdout.is_empty());
+    }
+}
+
+/// Every klog flag the official programs take, in the forms Go's flag package takes, is
+/// accepted by every drop-in name and ignored with a note at `-v` (klog level 2 and up);
+/// a misspelt one is still a usage error.
+#[test]
+fn every_drop_in_takes_klogs_flags_and_notes_them_at_v() {
+    let dir = tempfile::tempdir().unwrap();
+    let klog = [
+        "--logtostderr",
+        "--alsologtostderr=false",
+        "-vmodule=plugin=4",
+        "--log_dir",
+        "/var/log/kubernetes",
+        "-log_file=/tmp/x.log",
+        "--log_file_max_size=1800",
+        "--skip_headers",
+        "--skip_log_headers=true",
+        "--add_dir_header",
+        "--one_output",
+        "--stderrthreshold=ERROR",
+        "--log_backtrace_at=main.go:10",
+        "--v=2",
+    ];
+    for (program, args) in programs(dir.path()) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut all = args.clone();
+        all.extend(klog.iter().map(|flag| flag.to_string()));
+        let run = Plugin::at(&program, &all)
+            .stdin(request(API_VERSIONS[0], "registry.example/app"))
+            .run();
+        assert_eq!(
+            run.json()["auth"],
+            serde_json::json!({}),
+            "{name}: {}",
+            run.stderr
+        );
+        for noted in [
+            "--logtostderr",
+            "--log_dir /var/log/kubernetes",
+            "--stderrthreshold=ERROR",
+        ] {
+            assert!(
+                run.stderr
+                    .lines()
+                    .any(|line| line.contains("klog flag accepted and ignored")
+                        && line.contains(noted)),
+                "{name} {noted}: {}",
+                run.stderr
+            );
+        }
+        let mut all = args.clone();
+        all.push("--logtostdout".to_owned());
+        Plugin::at(&program, &all)
+            .run()
+            .assert_error(2, "unknown argument \"--logtostdout\": no such flag");
+    }
+}
+
+/// A drop-in mode has no rules file: its errors name the program and what it was given,
+/// never a "rule 0".
+#[test]
+fn drop_in_errors_name_the_command_line_not_a_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = [
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/app",
+        "myacr.azurecr.io/app",
+        "gcr.io/p/app",
+    ];
+    for ((program, args), image) in programs(dir.path()).into_iter().zip(images) {
+        let name = program.file_name().unwrap().to_str().unwrap().to_owned();
+        // Every service on a closed loopback port: nothing is looked up or sent.
+        let run = Plugin::at(&program, &args)
+            .env(
+                "IMAGE_CREDENTIAL_PROVIDER_RESOLVE",
+                "myacr.azurecr.io:443:127.0.0.1:9",
+            )
+            .stdin(request(API_VERSIONS[0], image))
+            .run();
+        assert_eq!(run.code, 1, "{name}: {}", run.stderr);
+        assert!(!run.stderr.contains("rule 0"), "{name}: {}", run.stderr);
+        let given = match name.as_str() {
+            "acr-credential-provider" => format!("(acr-credential-provider {})", args[0]),
+            "auth-provider-gcp" => "(auth-provider-gcp get-credentials --authFlow=gcr)".to_owned(),
+            _ => "(ecr-credential-provider)".to_owned(),
+        };
+        assert!(run.stderr.contains(&given), "{name}: {}", run.stderr);
     }
 }

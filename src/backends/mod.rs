@@ -13,7 +13,7 @@ use icp_core::{
     TokenKey,
 };
 
-pub use table::{Lazy, NAMES, Recipe, TABLE, find, log_targets, section_key};
+pub use table::{Lazy, NAMES, Recipe, Row, TABLE, find, log_targets, section_key};
 
 /// What a backend failed with, whatever its crate: its message and causes, and its
 /// [`ErrorKind`], which is all the binary judges it by.

@@ -72,6 +72,9 @@ pub struct Row {
     /// The `matchImages` of its embedded default rule: the well-known registry hosts it
     /// serves with no configuration; empty for a backend that needs configuration.
     pub default_patterns: &'static [&'static str],
+    /// The annotation keys with which a pod asks for its own identity through this
+    /// backend ([`Build::POD_IDENTITY_ANNOTATIONS`]).
+    pub pod_identity_annotations: &'static [&'static str],
     /// Reads a rule's section (`None` when the rule has none) into the backend's typed
     /// settings, and returns how to build it with them, relative paths resolved against
     /// the given directory, with the rule's `cacheDuration`. The error is the problem with
@@ -97,6 +100,7 @@ impl Row {
         Row {
             name: B::NAME,
             default_patterns: B::DEFAULT_PATTERNS,
+            pod_identity_annotations: B::POD_IDENTITY_ANNOTATIONS,
             prepare: prepare::<B, StaticKind>,
             type_name: std::any::type_name::<B>,
             drop_in,
@@ -116,6 +120,7 @@ impl Row {
         Row {
             name: B::NAME,
             default_patterns: B::DEFAULT_PATTERNS,
+            pod_identity_annotations: B::POD_IDENTITY_ANNOTATIONS,
             prepare: prepare::<B, TokenKind>,
             type_name: std::any::type_name::<B>,
             drop_in,

@@ -6,17 +6,26 @@
 use std::path::Path;
 
 use super::{Globals, Outcome};
+use crate::plural::count;
 use crate::{kubelet_config, rules};
 
 /// Checks the rules file of `--config`, building every backend and reading every file
 /// they read.
 pub fn rules(globals: &Globals) -> Outcome {
     let Some(path) = globals.config.as_deref() else {
-        return Outcome::usage("check-config needs --config FILE", "--help");
+        return Outcome::usage(
+            "check-config needs --config FILE (a rules file), or --kubelet-config FILE|DIR (a \
+             kubelet configuration)",
+            "--help",
+        );
     };
     match rules::check(path, &globals.env) {
         Ok(rules) => {
-            println!("{}: {} rules, no problems", rules.origin, rules.rules.len());
+            println!(
+                "{}: {}, no problems",
+                rules.origin,
+                count(rules.rules.len(), "rule")
+            );
             Outcome::Success
         }
         Err(problems) => {
@@ -44,13 +53,9 @@ pub fn kubelet(globals: &Globals, path: &Path, name: &str) -> Outcome {
     }
     let warnings = match report.warnings.len() {
         0 => String::new(),
-        1 => " (1 warning)".to_owned(),
-        n => format!(" ({n} warnings)"),
+        n => format!(" ({})", count(n, "warning")),
     };
-    let providers = match judgement.providers {
-        1 => "1 provider".to_owned(),
-        n => format!("{n} providers"),
-    };
+    let providers = count(judgement.providers, "provider");
     println!("{}: {providers}, no problems{warnings}", judgement.origin);
     Outcome::Success
 }

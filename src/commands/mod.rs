@@ -6,6 +6,7 @@
 
 mod cache;
 mod check_config;
+mod default_rules;
 mod get;
 mod install;
 mod kubelet_config;
@@ -26,47 +27,93 @@ use crate::rules::{self, Rules};
 use crate::{dropin, logging};
 
 /// A kubelet image credential provider for ECR, ACR, GCR / Artifact Registry and docker
-/// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
-/// writes the CredentialProviderResponse on stdout.
+/// config files. With no subcommand (plugin mode, as the kubelet runs it), reads a
+/// CredentialProviderRequest on stdin and writes the CredentialProviderResponse on stdout.
 #[derive(Parser)]
 #[command(
     name = "image-credential-provider",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ICP_VERSION_DETAIL"), ")")
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ICP_VERSION_DETAIL"), ")"),
+    after_help = AFTER_HELP
 )]
 struct Cli {
-    /// Rules file (YAML or JSON); without it, the embedded default rules (check-config
-    /// needs one).
+    /// Rules file (YAML or JSON); without it, the embedded default rules (default-rules
+    /// prints them). check-config needs one, except with --kubelet-config.
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Logs on stderr: -v which rule and backend served and for how long, -vv details.
     /// Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// Plugin mode's options (also `get`'s).
+    #[command(flatten)]
+    serving: Serving,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The sections of `--help` after the options: the drop-in names and the environment.
+const AFTER_HELP: &str = "\
+Drop-in mode:
+  Run under an official provider's name (a link or copy named ecr-credential-provider,
+  acr-credential-provider or auth-provider-gcp, as `install --drop-in NAME` makes), the
+  binary takes that provider's command line, flags and environment instead, so that a
+  kubelet configuration written for it keeps working: see `NAME --help`.
+
+Environment:
+  IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR    the token cache directory (--cache-dir wins)
+  IMAGE_CREDENTIAL_PROVIDER_AUDIT_LOG    the audit log (--audit-log wins)
+  IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR  the metrics directory (--metrics-dir wins)
+  IMAGE_CREDENTIAL_PROVIDER_RESOLVE      host:port:address,...: connect to address for
+                                         host:port, as curl --resolve (tests, debugging)
+  IMAGE_CREDENTIAL_PROVIDER_AZURE_IMDS_ENDPOINT
+                                         the Azure instance metadata service's URL (tests)
+  The backends also read their clouds' usual variables (AWS_*, AZURE_*,
+  GOOGLE_APPLICATION_CREDENTIALS, GCE_METADATA_HOST) and HTTPS_PROXY, NO_PROXY.";
+
+/// How requests are answered: the token cache, the audit log, the metrics and the
+/// audience served. Plugin mode's options (top level, where the kubelet passes them),
+/// and `get`'s.
+#[derive(clap::Args, Default)]
+#[command(next_help_heading = "Answering (plugin mode and get)")]
+struct Serving {
     /// The token cache directory shared by plugin processes (default: the environment's
     /// IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir, else
     /// /var/cache/image-credential-provider for root, else
     /// $XDG_CACHE_HOME/image-credential-provider).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
     /// Fetch every token, and neither read nor write the token cache.
-    #[arg(long, global = true)]
+    #[arg(long)]
     no_cache: bool,
     /// Append one JSON line per answer to FILE, never a secret (default: the environment's
     /// IMAGE_CREDENTIAL_PROVIDER_AUDIT_LOG, else the rules file's audit.path).
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
     /// Keep request counts and upstream latencies in DIR/image_credential_provider.prom for
     /// node_exporter's textfile collector (default: the environment's
     /// IMAGE_CREDENTIAL_PROVIDER_METRICS_DIR, else the rules file's metrics.dir).
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(long, value_name = "DIR")]
     metrics_dir: Option<PathBuf>,
     /// Serve only the rules whose backends take pods' tokens of AUDIENCE (and those that
     /// take none): one instance per audience, as kubelet-config --service-account-tokens
     /// writes them when the rules need several.
     #[arg(long, value_name = "AUDIENCE")]
     audience: Option<String>,
-    #[command(subcommand)]
-    command: Option<Command>,
+}
+
+impl Serving {
+    /// The first option given, as the command line spells it; `None` when none is.
+    fn first_given(&self) -> Option<&'static str> {
+        [
+            (self.cache_dir.is_some(), "--cache-dir"),
+            (self.no_cache, "--no-cache"),
+            (self.audit_log.is_some(), "--audit-log"),
+            (self.metrics_dir.is_some(), "--metrics-dir"),
+            (self.audience.is_some(), "--audience"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Subcommand)]
@@ -79,9 +126,12 @@ enum Command {
         /// The protocol version to answer in.
         #[arg(long, default_value = "v1", value_parser = ["v1", "v1beta1", "v1alpha1"])]
         api_version: String,
+        #[command(flatten)]
+        serving: Serving,
     },
     /// Check a rules file (--config FILE) and list every problem in it; or judge a kubelet
-    /// CredentialProviderConfig (--kubelet-config) as the kubelet does.
+    /// CredentialProviderConfig (--kubelet-config FILE|DIR) as the kubelet does, with the
+    /// rules of --config when given.
     CheckConfig {
         /// A kubelet CredentialProviderConfig file, or a directory of them (Kubernetes 1.34+).
         #[arg(long, value_name = "FILE|DIR")]
@@ -103,8 +153,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         output: Option<PathBuf>,
         /// Ask the kubelet for pods' service account tokens (tokenAttributes), so that
-        /// the rules' cloud backends pull as each pod's own identity (Kubernetes 1.34+;
-        /// the nodes need RBAC for the audience: see the README).
+        /// the rules' cloud backends pull as each pod's own identity (Kubernetes 1.34+).
+        /// The nodes then need RBAC to request tokens for each audience written (a
+        /// ClusterRole with verb request-serviceaccounts-token-audience on the audience as
+        /// resource, bound to group system:nodes), else the kubelet pulls without
+        /// credentials: docs/per-pod-identity.md has the manifests.
         #[arg(long)]
         service_account_tokens: bool,
     },
@@ -159,9 +212,17 @@ enum Command {
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
     Cache {
+        /// The token cache directory (default: as in plugin mode: the environment's
+        /// IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir, else the
+        /// default for the user). Never created here.
+        #[arg(long, global = true, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
         #[command(subcommand)]
         action: CacheAction,
     },
+    /// Print the embedded default rules as a commented rules file to start from (the rules
+    /// in force without --config).
+    DefaultRules,
 }
 
 #[derive(Subcommand)]
@@ -245,23 +306,32 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         return outcome;
     }
     let program = || program_name(&args);
-    let cli = match Cli::try_parse_from(&args) {
+    let mut cli = match Cli::try_parse_from(&args) {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
     logging::init(cli.verbose);
+    let serving = match serving(cli.serving, cli.command.as_mut()) {
+        Ok(serving) => serving,
+        Err(message) => return Outcome::usage(&message, "--help"),
+    };
+    if cli.command.is_none() && stdin_is_terminal() && args.len() <= 1 {
+        return Outcome::usage(NO_REQUEST, "--help");
+    }
     let globals = Globals {
         config: cli.config,
-        cache_dir: cli.cache_dir,
-        no_cache: cli.no_cache,
-        audit_log: cli.audit_log,
-        metrics_dir: cli.metrics_dir,
-        audience: cli.audience,
+        cache_dir: serving.cache_dir,
+        no_cache: serving.no_cache,
+        audit_log: serving.audit_log,
+        metrics_dir: serving.metrics_dir,
+        audience: serving.audience,
         env,
     };
     match cli.command {
         None => plugin::run(&globals),
-        Some(Command::Get { image, api_version }) => get::run(&globals, &image, &api_version),
+        Some(Command::Get {
+            image, api_version, ..
+        }) => get::run(&globals, &image, &api_version),
         Some(Command::CheckConfig {
             kubelet_config: Some(path),
             name,
@@ -277,7 +347,8 @@ pub fn run(args: Vec<OsString>) -> Outcome {
             output.as_deref(),
             service_account_tokens,
         ),
-        Some(Command::Cache { action }) => cache::run(&globals, &action),
+        Some(Command::Cache { action, .. }) => cache::run(&globals, &action),
+        Some(Command::DefaultRules) => default_rules::run(),
         Some(Command::Install {
             root,
             bin_dir,
@@ -311,6 +382,67 @@ pub fn run(args: Vec<OsString>) -> Outcome {
     }
 }
 
+/// The line plugin mode answers with when run from a terminal with no arguments, rather
+/// than wait for a request no one types.
+const NO_REQUEST: &str = "with no subcommand this reads a CredentialProviderRequest (JSON) on stdin, \
+     as the kubelet sends it, and stdin is a terminal";
+
+/// Whether stdin is a terminal.
+fn stdin_is_terminal() -> bool {
+    // SAFETY: isatty only reads the state of descriptor 0.
+    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
+}
+
+/// The options of answering requests that `command` runs with: those given before it
+/// (`top`, where plugin mode takes them) and its own; an error names an option given
+/// to a command it does nothing for.
+fn serving(top: Serving, command: Option<&mut Command>) -> Result<Serving, String> {
+    let refuse = |top: &Serving, name: &str| match top.first_given() {
+        Some(flag) => Err(format!(
+            "{flag} does nothing for {name}: it is an option of plugin mode (no subcommand) and get"
+        )),
+        None => Ok(Serving::default()),
+    };
+    match command {
+        None => Ok(top),
+        Some(Command::Get { serving, .. }) => {
+            let own = std::mem::take(serving);
+            Ok(Serving {
+                cache_dir: own.cache_dir.or(top.cache_dir),
+                no_cache: own.no_cache || top.no_cache,
+                audit_log: own.audit_log.or(top.audit_log),
+                metrics_dir: own.metrics_dir.or(top.metrics_dir),
+                audience: own.audience.or(top.audience),
+            })
+        }
+        Some(Command::Cache { cache_dir, .. }) => {
+            let cache_dir = cache_dir.take().or(top.cache_dir);
+            let others = Serving {
+                cache_dir: None,
+                ..top
+            };
+            refuse(&others, "cache").map(|_| Serving {
+                cache_dir,
+                ..Serving::default()
+            })
+        }
+        Some(command) => refuse(&top, command_name(command)),
+    }
+}
+
+/// The name a command is given by on the command line.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Get { .. } => "get",
+        Command::CheckConfig { .. } => "check-config",
+        Command::KubeletConfig { .. } => "kubelet-config",
+        Command::Install { .. } => "install",
+        Command::Uninstall { .. } => "uninstall",
+        Command::Cache { .. } => "cache",
+        Command::DefaultRules => "default-rules",
+    }
+}
+
 /// This binary's file name in `args`, the provider name the kubelet knows it by.
 fn program_name(args: &[OsString]) -> String {
     args.first()
@@ -339,14 +471,16 @@ const MAX_USAGE_MESSAGE: usize = 200;
 
 /// clap's rendered error as one line: its first paragraph (the error and the details it
 /// lists on the lines below, such as the missing arguments), without its `error:`
-/// prefix, cut at [`MAX_USAGE_MESSAGE`] characters.
+/// prefix, then its tips ("a similar subcommand exists: 'check-config'"), cut at
+/// [`MAX_USAGE_MESSAGE`] characters.
 fn usage_message(rendered: &str) -> String {
-    let paragraph: Vec<&str> = rendered
-        .lines()
-        .map(str::trim)
-        .take_while(|line| !line.is_empty())
-        .collect();
-    let line = paragraph.join(" ");
+    let lines = || rendered.lines().map(str::trim);
+    let paragraph: Vec<&str> = lines().take_while(|line| !line.is_empty()).collect();
+    let tips = lines().filter_map(|line| line.strip_prefix("tip: "));
+    let line = std::iter::once(paragraph.join(" "))
+        .chain(tips.map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
     let line = line.strip_prefix("error: ").unwrap_or(&line);
     icp_core::quote::cut(line, MAX_USAGE_MESSAGE).into_owned()
 }

@@ -169,7 +169,12 @@ fn rules(
         icp_acr::Acr::from_command_line(azure_config, registry_mirrors, identity_bindings, env)?;
     let patterns = backend.match_patterns();
     let rule = Rule::new(0, "acr", &patterns, Backend::tokens(backend))
-        .context("a registry mirror is not a valid image pattern")?;
+        .context("a registry mirror is not a valid image pattern")?
+        .given(format!(
+            "{} {}",
+            MODE.program,
+            icp_core::quote::path(azure_config)
+        ));
     Ok(Rules::new(MODE.program, vec![rule]))
 }
 

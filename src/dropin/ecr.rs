@@ -59,7 +59,8 @@ fn rules(env: &Environment) -> anyhow::Result<Rules> {
         icp_ecr::DEFAULT_PATTERNS,
         Backend::tokens(backend),
     )
-    .context("the ECR patterns")?;
+    .context("the ECR patterns")?
+    .given(MODE.program.to_owned());
     Ok(Rules::new(MODE.program, vec![rule]))
 }
 

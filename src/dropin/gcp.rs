@@ -147,8 +147,17 @@ fn rules(
         ..icp_gcp::Config::default()
     };
     let backend = icp_gcp::Gcp::new(config, Path::new("."), env)?;
+    let flow = match source {
+        icp_gcp::Source::Dockercfg => "dockercfg",
+        icp_gcp::Source::DockercfgUrl => "dockercfg-url",
+        _ => "gcr",
+    };
     let rule = Rule::new(0, "gcp", &patterns, Backend::tokens(backend))
-        .context("the image's registry is not a valid image pattern")?;
+        .context("the image's registry is not a valid image pattern")?
+        .given(format!(
+            "{} get-credentials --authFlow={flow}",
+            MODE.program
+        ));
     Ok(Rules::new(MODE.program, vec![rule]))
 }
 

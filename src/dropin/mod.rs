@@ -60,6 +60,12 @@ fn run(mode: &Mode, args: &[OsString], env: &Environment) -> Outcome {
     match action {
         Ok(args::Action::Serve(parsed)) => {
             logging::init(parsed.verbosity);
+            for flag in &parsed.ignored {
+                tracing::info!(
+                    %flag,
+                    "klog flag accepted and ignored: this binary logs to stderr only, at the level of -v"
+                );
+            }
             Outcome::of((mode.serve)(&parsed, env))
         }
         Ok(args::Action::Version) => {
@@ -72,8 +78,11 @@ fn run(mode: &Mode, args: &[OsString], env: &Environment) -> Outcome {
         }
         Ok(args::Action::Help) => {
             print!(
-                "{} for kubelet (image-credential-provider in drop-in mode)\n\nUsage:\n{}",
-                mode.program, mode.usage
+                "{} for kubelet (image-credential-provider in drop-in mode)\n\nUsage:\n{}\n\
+                 klog's other flags are accepted and ignored (this binary logs to stderr only):\n  {}\n",
+                mode.program,
+                mode.usage,
+                args::klog_flag_names().join(", ")
             );
             Outcome::Success
         }

@@ -16,7 +16,8 @@ use crate::rules::Rules;
 
 /// With `--config RULES`: finds the provider entries that run this binary (the one
 /// named `name`, and those named `name-…` that serve one audience with `--audience`) and
-/// warns about what keeps `rules` from working through them: no such entry, `args` that
+/// warns about what keeps `rules` from working through them: no such entry (when the
+/// configuration was read `complete`, every file of it read and decoded), `args` that
 /// name other rules, `tokenAttributes` that do not fit the rules an entry serves
 /// ([`fit`]), and every rule pattern that no `matchImages` entry of an entry serving the
 /// rule covers, whose images the kubelet (partly or wholly) never asks this binary about.
@@ -26,6 +27,7 @@ pub fn check_reach(
     rules_path: &Path,
     name: &str,
     origin: &str,
+    complete: bool,
     report: &mut Report,
 ) {
     let prefix = format!("{name}-");
@@ -38,6 +40,9 @@ pub fn check_reach(
         })
         .collect();
     if ours.is_empty() {
+        if !complete {
+            return;
+        }
         report.warning(
             origin,
             "",

@@ -223,11 +223,21 @@ pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -
     let origin = icp_core::quote::path(path);
     let mut report = Report::default();
     let entries = read::read(path, &mut report);
+    // A file that could not be read or decoded may be the one naming the provider.
+    let complete = report.errors.is_empty();
     validate::validate(&origin, &entries, &mut report);
     if let Some(rules_path) = rules {
         match crate::rules::check(rules_path, env) {
             Ok(rules) => {
-                cover::check_reach(&entries, &rules, rules_path, name, &origin, &mut report);
+                cover::check_reach(
+                    &entries,
+                    &rules,
+                    rules_path,
+                    name,
+                    &origin,
+                    complete,
+                    &mut report,
+                );
             }
             Err(problems) => {
                 for problem in problems.problems {

@@ -255,8 +255,8 @@ fn judge(files: Vec<ConfigFile>) -> anyhow::Result<()> {
         None => Ok(()),
         Some((first, [])) => bail!("the kubelet would refuse it: {first}"),
         Some((first, rest)) => bail!(
-            "the kubelet would refuse it: {first} (and {} more problems)",
-            rest.len()
+            "the kubelet would refuse it: {first} (and {})",
+            crate::plural::count(rest.len(), "more problem")
         ),
     }
 }

@@ -345,6 +345,8 @@ impl Acr {
 impl Build for Acr {
     const NAME: &'static str = "acr";
     const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    const POD_IDENTITY_ANNOTATIONS: &'static [&'static str] =
+        &[CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION];
     type Config = Config;
     type Error = Error;
 

@@ -222,6 +222,12 @@ pub trait Build: Sized {
     /// configuration (it then has no embedded rule).
     const DEFAULT_PATTERNS: &'static [&'static str] = &[];
 
+    /// The service account annotation keys with which a pod asks, as the backend's
+    /// official provider reads them, to pull as its own identity: `-v` notes a request
+    /// carrying one that the rule serving it does not use. Empty for a backend whose
+    /// annotations are all its rules' own choice.
+    const POD_IDENTITY_ANNOTATIONS: &'static [&'static str] = &[];
+
     /// The rule section's settings.
     type Config: serde::de::DeserializeOwned;
 

@@ -96,6 +96,7 @@ impl Resolved {
 impl Build for Ecr {
     const NAME: &'static str = "ecr";
     const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    const POD_IDENTITY_ANNOTATIONS: &'static [&'static str] = &[ROLE_ANNOTATION];
     type Config = Config;
     type Error = Error;
 

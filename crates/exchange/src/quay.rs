@@ -146,6 +146,7 @@ fn is_robot(name: &str) -> bool {
 
 impl Build for Quay {
     const NAME: &'static str = "quay";
+    const POD_IDENTITY_ANNOTATIONS: &'static [&'static str] = &[ROBOT_ANNOTATION];
     type Config = QuayConfig;
     type Error = Error;
 

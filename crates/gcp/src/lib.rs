@@ -290,6 +290,7 @@ fn load(path: &Path) -> Result<CredentialFile, Error> {
 impl Build for Gcp {
     const NAME: &'static str = "gcp";
     const DEFAULT_PATTERNS: &'static [&'static str] = DEFAULT_PATTERNS;
+    const POD_IDENTITY_ANNOTATIONS: &'static [&'static str] = &[ENABLE_ANNOTATION];
     type Config = Config;
     type Error = Error;
 
