@@ -275,13 +275,16 @@ fn kind(path: &Path, text: &str) -> Kind {
         .filter_map(|line| line.strip_prefix("kind:"))
         .map(|kind| kind.trim().trim_matches('"'))
         .collect();
-    if top("rules") {
+    if !kinds.is_empty() && top("apiVersion") {
+        if kinds == ["CredentialProviderConfig"] {
+            Kind::KubeletConfig
+        } else if kinds.contains(&"CredentialProviderConfig") {
+            Kind::Unknown
+        } else {
+            Kind::Kubernetes
+        }
+    } else if top("rules") {
         Kind::Rules
-    } else if kinds == ["CredentialProviderConfig"] {
-        Kind::KubeletConfig
-    } else if !kinds.is_empty() && top("apiVersion") && !kinds.contains(&"CredentialProviderConfig")
-    {
-        Kind::Kubernetes
     } else {
         Kind::Unknown
     }
@@ -529,6 +532,10 @@ fn the_kinds_are_told_apart() {
     );
     assert_eq!(
         kind(yaml, "apiVersion: v1\nkind: ServiceAccount\n---\napiVersion: v1\nkind: Pod\n"),
+        Kind::Kubernetes
+    );
+    assert_eq!(
+        kind(yaml, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nrules: []\n"),
         Kind::Kubernetes
     );
     assert_eq!(kind(yaml, "providers:\n  - name: x\n"), Kind::Unknown);
