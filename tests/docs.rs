@@ -269,7 +269,10 @@ fn kind(path: &Path, text: &str) -> Kind {
             None => Kind::Unknown,
         };
     }
-    let top = |key: &str| text.lines().any(|line| line.starts_with(&format!("{key}:")));
+    let top = |key: &str| {
+        text.lines()
+            .any(|line| line.starts_with(&format!("{key}:")))
+    };
     let kinds: Vec<&str> = text
         .lines()
         .filter_map(|line| line.strip_prefix("kind:"))
@@ -461,8 +464,12 @@ fn every_example_file_passes_the_check_of_its_kind() {
         let text = fs::read_to_string(&path).unwrap();
         match kind(&path, &text) {
             Kind::Rules => {
-                let run = Plugin::new(["check-config".as_ref(), "--config".as_ref(), path.as_os_str()])
-                    .run();
+                let run = Plugin::new([
+                    "check-config".as_ref(),
+                    "--config".as_ref(),
+                    path.as_os_str(),
+                ])
+                .run();
                 let passed = run.code == 0 && run.stderr.is_empty();
                 judged(&path, &run, passed);
                 if passed {
@@ -477,7 +484,11 @@ fn every_example_file_passes_the_check_of_its_kind() {
                     path.as_os_str(),
                 ])
                 .run();
-                judged(&path, &run, run.code == 0 && !run.stderr.contains("warning"));
+                judged(
+                    &path,
+                    &run,
+                    run.code == 0 && !run.stderr.contains("warning"),
+                );
             }
             Kind::Kubernetes => {
                 let run = kubernetes_validate(&path);
@@ -485,7 +496,8 @@ fn every_example_file_passes_the_check_of_its_kind() {
             }
             Kind::Request => {
                 // Read as the plugin reads it: rules that serve none of it answer empty.
-                let rules = rules_naming_docker_config(work.path(), &testdata().join("docker-config.json"));
+                let rules =
+                    rules_naming_docker_config(work.path(), &testdata().join("docker-config.json"));
                 let run = Plugin::new(["--config".as_ref(), rules.as_os_str()])
                     .stdin(text.clone())
                     .run();
@@ -493,14 +505,17 @@ fn every_example_file_passes_the_check_of_its_kind() {
             }
             Kind::DockerConfig => {
                 let rules = rules_naming_docker_config(work.path(), &path);
-                let run = Plugin::new(["check-config".as_ref(), "--config".as_ref(), rules.as_os_str()])
-                    .run();
+                let run = Plugin::new([
+                    "check-config".as_ref(),
+                    "--config".as_ref(),
+                    rules.as_os_str(),
+                ])
+                .run();
                 judged(&path, &run, run.code == 0 && run.stderr.is_empty());
             }
             Kind::AuditLine => {
                 let line: serde_json::Value = serde_json::from_str(&text).unwrap();
-                let fields: BTreeSet<String> =
-                    line.as_object().unwrap().keys().cloned().collect();
+                let fields: BTreeSet<String> = line.as_object().unwrap().keys().cloned().collect();
                 let run = Run {
                     code: 0,
                     stdout: format!("documented {fields:?}\nwritten    {audit:?}\n"),
@@ -518,7 +533,10 @@ fn every_example_file_passes_the_check_of_its_kind() {
             ),
         }
     }
-    assert!(rules_examples >= 4, "{rules_examples} rules examples passed");
+    assert!(
+        rules_examples >= 4,
+        "{rules_examples} rules examples passed"
+    );
 }
 
 #[test]
@@ -527,15 +545,24 @@ fn the_kinds_are_told_apart() {
     let json = Path::new("x.json");
     assert_eq!(kind(yaml, "rules:\n  - provider: ecr\n"), Kind::Rules);
     assert_eq!(
-        kind(yaml, "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n"),
+        kind(
+            yaml,
+            "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\n"
+        ),
         Kind::KubeletConfig
     );
     assert_eq!(
-        kind(yaml, "apiVersion: v1\nkind: ServiceAccount\n---\napiVersion: v1\nkind: Pod\n"),
+        kind(
+            yaml,
+            "apiVersion: v1\nkind: ServiceAccount\n---\napiVersion: v1\nkind: Pod\n"
+        ),
         Kind::Kubernetes
     );
     assert_eq!(
-        kind(yaml, "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nrules: []\n"),
+        kind(
+            yaml,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nrules: []\n"
+        ),
         Kind::Kubernetes
     );
     assert_eq!(kind(yaml, "providers:\n  - name: x\n"), Kind::Unknown);
@@ -683,8 +710,23 @@ fn install_pages() -> Vec<PathBuf> {
 
 /// The commands a page's shell block may run against a fake node.
 const COMMANDS: &[&str] = &[
-    "cat", "cd", "chmod", "cp", "echo", "export", "grep", "install", "ln", "ls", "mkdir",
-    "mv", "objcopy", "python3", "sha256sum", "tar", "test",
+    "cat",
+    "cd",
+    "chmod",
+    "cp",
+    "echo",
+    "export",
+    "grep",
+    "install",
+    "ln",
+    "ls",
+    "mkdir",
+    "mv",
+    "objcopy",
+    "python3",
+    "sha256sum",
+    "tar",
+    "test",
 ];
 
 /// The names the binary answers to.
@@ -728,13 +770,17 @@ fn paths_outside(line: &str, allowed: &[&str]) -> Vec<String> {
     let mut found = Vec::new();
     let mut before = None;
     for (i, c) in line.char_indices() {
-        if c == '/' && starts_a_path(before) && line[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+        if c == '/'
+            && starts_a_path(before)
+            && line[i + 1..].starts_with(|c: char| c.is_ascii_alphabetic())
+        {
             let path: String = line[i..]
                 .chars()
                 .take_while(|c| !" \t\"';|&)".contains(*c))
                 .collect();
             let fine = allowed.iter().any(|dir| path.starts_with(dir))
-                || ["/dev/null", "/dev/stdout", "/dev/stdin", "/dev/stderr"].contains(&path.as_str());
+                || ["/dev/null", "/dev/stdout", "/dev/stdin", "/dev/stderr"]
+                    .contains(&path.as_str());
             if !fine {
                 found.push(path);
             }
@@ -808,7 +854,13 @@ fn script(block: &Block, root: &str, release: &str) -> Result<String, String> {
             _ => logical.push((line.clone(), true)),
         }
         if let Some((_, delimiter)) = line.split_once("<<") {
-            heredoc = Some(delimiter.trim().trim_matches('\'').trim_matches('"').to_owned());
+            heredoc = Some(
+                delimiter
+                    .trim()
+                    .trim_matches('\'')
+                    .trim_matches('"')
+                    .to_owned(),
+            );
         }
     }
     for (line, is_command) in logical {
@@ -823,7 +875,9 @@ fn script(block: &Block, root: &str, release: &str) -> Result<String, String> {
                 .split_whitespace()
                 .skip_while(|w| w.contains('=') && !w.starts_with('-'))
                 .collect();
-            let Some(program) = words.first() else { continue };
+            let Some(program) = words.first() else {
+                continue;
+            };
             let name = program.rsplit('/').next().unwrap();
             if BINARY_NAMES.contains(&name) {
                 if matches!(words.get(1), Some(&"install") | Some(&"uninstall")) {
@@ -937,9 +991,15 @@ fn run_script(script: &str, release: &Path) -> Run {
         .args(["-euo", "pipefail", "-c", script])
         .current_dir(release)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", home.path())
-        .env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", home.path().join("token-cache"))
+        .env(
+            "IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR",
+            home.path().join("token-cache"),
+        )
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("GCE_METADATA_HOST", "127.0.0.1:9")
         .env(
@@ -1029,15 +1089,32 @@ fn a_script_takes_node_paths_inside_the_root_and_refuses_what_it_cannot_run() {
         "install -D x /R/usr/local/bin/x   # a comment\nexport PATH=\"$PATH:/R/usr/local/bin\"\n"
     );
     assert_eq!(
-        script(&block("./image-credential-provider install --config /etc/r.yaml\n"), "/R", "/W").unwrap(),
+        script(
+            &block("./image-credential-provider install --config /etc/r.yaml\n"),
+            "/R",
+            "/W"
+        )
+        .unwrap(),
         "./image-credential-provider install --root '/R' --config /etc/r.yaml\n"
     );
     assert_eq!(
-        script(&block("cat > /etc/a <<'EOF'\npath: /var/x\nEOF\n"), "/R", "/W").unwrap(),
+        script(
+            &block("cat > /etc/a <<'EOF'\npath: /var/x\nEOF\n"),
+            "/R",
+            "/W"
+        )
+        .unwrap(),
         "cat > /R/etc/a <<'EOF'\npath: /R/var/x\nEOF\n"
     );
     assert!(script(&block("systemctl restart kubelet\n"), "/R", "/W").is_err());
     assert!(script(&block("echo x | kubectl apply -f -\n"), "/R", "/W").is_err());
     assert!(script(&block("cp x /tmp/y\n"), "/R", "/W").is_err());
-    assert!(script(&block("image-credential-provider get x \\\n  && apt-get install y\n"), "/R", "/W").is_err());
+    assert!(
+        script(
+            &block("image-credential-provider get x \\\n  && apt-get install y\n"),
+            "/R",
+            "/W"
+        )
+        .is_err()
+    );
 }
