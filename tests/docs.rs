@@ -970,6 +970,17 @@ fn release() -> tempfile::TempDir {
     dir
 }
 
+/// A directory of its own holding `release`'s files, as hard links: what a page's commands
+/// add or remove there stays there.
+fn linked(release: &tempfile::TempDir) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in fs::read_dir(release.path()).unwrap() {
+        let path = entry.unwrap().path();
+        fs::hard_link(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
 /// The fake node a heading names.
 fn fake_node(name: Option<&str>) -> install::Node {
     match name.unwrap_or("empty") {
@@ -1020,6 +1031,7 @@ fn run_script(script: &str, release: &Path) -> Run {
 fn every_shell_block_of_the_install_pages_runs_on_a_fake_node_or_is_marked() {
     let mut failures = Vec::new();
     let mut ran = 0;
+    let made = release();
     for page in install_pages() {
         // The blocks of one heading, in order, in one shell and one root.
         let mut groups: BTreeMap<usize, Vec<Block>> = BTreeMap::new();
@@ -1030,7 +1042,7 @@ fn every_shell_block_of_the_install_pages_runs_on_a_fake_node_or_is_marked() {
         }
         for group in groups.values() {
             let node = fake_node(group[0].fake_node.as_deref());
-            let release = release();
+            let release = linked(&made);
             let root = node.root().to_str().unwrap().to_owned();
             fs::set_permissions(release.path(), fs::Permissions::from_mode(0o755)).unwrap();
             let mut text = String::new();
