@@ -1118,6 +1118,11 @@ fn a_script_takes_node_paths_inside_the_root_and_refuses_what_it_cannot_run() {
         .unwrap(),
         "cat > /R/etc/a <<'EOF'\npath: /R/var/x\nEOF\n"
     );
+    let console = Block {
+        lang: "console".to_owned(),
+        ..block("$ mkdir -p /etc/x\nsome output /tmp/y\n")
+    };
+    assert_eq!(script(&console, "/R", "/W").unwrap(), "mkdir -p /R/etc/x\n");
     assert!(script(&block("systemctl restart kubelet\n"), "/R", "/W").is_err());
     assert!(script(&block("echo x | kubectl apply -f -\n"), "/R", "/W").is_err());
     assert!(script(&block("cp x /tmp/y\n"), "/R", "/W").is_err());
