@@ -20,13 +20,13 @@ const KUBEADM_BIN_DIR: &str = "/usr/local/libexec/kubernetes/credential-provider
 const KUBEADM_CONFIG: &str = "/etc/kubernetes/credential-providers.yaml";
 
 /// A fake node's `/`.
-struct Node {
+pub(crate) struct Node {
     dir: tempfile::TempDir,
 }
 
 impl Node {
     /// An empty root with the directories every node has.
-    fn new() -> Node {
+    pub(crate) fn new() -> Node {
         let node = Node {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -37,7 +37,7 @@ impl Node {
         node
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
@@ -120,7 +120,7 @@ impl Node {
 
 /// A kubeadm node (Debian packages): the kubelet's drop-in reads kubeadm's flags and
 /// `/etc/default/kubelet`; no credential provider flags yet.
-fn kubeadm() -> Node {
+pub(crate) fn kubeadm() -> Node {
     let node = Node::new();
     node.write(
         "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
@@ -150,7 +150,7 @@ fn kubeadm() -> Node {
 
 /// An EKS node on Amazon Linux 2023: nodeadm's flags name its own plugin directory and
 /// configuration, which runs the official `ecr-credential-provider`.
-fn eks_al2023() -> Node {
+pub(crate) fn eks_al2023() -> Node {
     let node = Node::new();
     node.write(
         "/etc/eks/kubelet/environment",
@@ -177,7 +177,7 @@ fn eks_al2023() -> Node {
 
 /// An AKS node (Ubuntu): `/etc/default/kubelet`'s `KUBELET_FLAGS` name the plugin
 /// directory of the official `acr-credential-provider`.
-fn aks_ubuntu() -> Node {
+pub(crate) fn aks_ubuntu() -> Node {
     let node = Node::new();
     node.write(
         "/etc/systemd/system/kubelet.service.d/10-componentconfig.conf",
@@ -205,7 +205,7 @@ fn aks_ubuntu() -> Node {
 
 /// A GKE node on Container-Optimized OS: `KUBELET_OPTS` name `/home/kubernetes/bin`,
 /// which the test mounts read-only.
-fn gke_cos() -> Node {
+pub(crate) fn gke_cos() -> Node {
     let node = Node::new();
     node.write(
         "/etc/default/kubelet",
@@ -226,7 +226,7 @@ fn gke_cos() -> Node {
 }
 
 /// A k3s (or RKE2) node: its config file, and nothing of the credential provider yet.
-fn rancher(name: &str) -> Node {
+pub(crate) fn rancher(name: &str) -> Node {
     let node = Node::new();
     node.write(
         &format!("/etc/rancher/{name}/config.yaml"),

@@ -18,6 +18,18 @@ mod cli;
 mod conformance;
 #[cfg(feature = "docker-config")]
 mod docker_config;
+#[cfg(all(
+    feature = "docker-config",
+    feature = "ecr",
+    feature = "acr",
+    feature = "gcp",
+    feature = "quay",
+    feature = "jfrog",
+    feature = "cloudsmith",
+    feature = "vault",
+    feature = "tokenExchange"
+))]
+mod docs;
 #[cfg(all(feature = "ecr", feature = "acr", feature = "gcp"))]
 mod dropin;
 #[cfg(feature = "ecr")]
@@ -45,18 +57,6 @@ mod install;
 mod kubelet_config;
 #[cfg(feature = "ecr")]
 mod observe;
-#[cfg(all(
-    feature = "docker-config",
-    feature = "ecr",
-    feature = "acr",
-    feature = "gcp",
-    feature = "quay",
-    feature = "jfrog",
-    feature = "cloudsmith",
-    feature = "vault",
-    feature = "tokenExchange"
-))]
-mod readme;
 #[cfg(feature = "docker-config")]
 mod registry;
 mod serve;
