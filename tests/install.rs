@@ -20,7 +20,7 @@ const KUBEADM_BIN_DIR: &str = "/usr/local/libexec/kubernetes/credential-provider
 const KUBEADM_CONFIG: &str = "/etc/kubernetes/credential-providers.yaml";
 
 /// A fake node's `/`.
-struct Node {
+pub(crate) struct Node {
     dir: tempfile::TempDir,
 }
 
@@ -37,12 +37,12 @@ impl Node {
         node
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.dir.path()
     }
 
     /// The path of node path `path` here.
-    fn path(&self, path: &str) -> PathBuf {
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
         self.root().join(path.trim_start_matches('/'))
     }
 
@@ -51,14 +51,14 @@ impl Node {
     }
 
     /// Writes node file `path` with `text` and `mode`, creating its directories.
-    fn write(&self, path: &str, text: &str, mode: u32) {
+    pub(crate) fn write(&self, path: &str, text: &str, mode: u32) {
         let file = self.path(path);
         fs::create_dir_all(file.parent().unwrap()).unwrap();
         fs::write(&file, text).unwrap();
         fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         fs::read_to_string(self.path(path)).unwrap()
     }
 
@@ -73,7 +73,7 @@ impl Node {
 
     /// Every path under the root with its type, mode, owner and content's checksum (a
     /// link's target): what must come back byte for byte.
-    fn listing(&self) -> BTreeMap<String, String> {
+    pub(crate) fn listing(&self) -> BTreeMap<String, String> {
         let mut listing = BTreeMap::new();
         let mut todo = vec![self.root().to_owned()];
         while let Some(dir) = todo.pop() {
@@ -150,7 +150,7 @@ fn kubeadm() -> Node {
 
 /// An EKS node on Amazon Linux 2023: nodeadm's flags name its own plugin directory and
 /// configuration, which runs the official `ecr-credential-provider`.
-fn eks_al2023() -> Node {
+pub(crate) fn eks_al2023() -> Node {
     let node = Node::new();
     node.write(
         "/etc/eks/kubelet/environment",
@@ -177,7 +177,7 @@ fn eks_al2023() -> Node {
 
 /// An AKS node (Ubuntu): `/etc/default/kubelet`'s `KUBELET_FLAGS` name the plugin
 /// directory of the official `acr-credential-provider`.
-fn aks_ubuntu() -> Node {
+pub(crate) fn aks_ubuntu() -> Node {
     let node = Node::new();
     node.write(
         "/etc/systemd/system/kubelet.service.d/10-componentconfig.conf",
@@ -205,7 +205,7 @@ fn aks_ubuntu() -> Node {
 
 /// A GKE node on Container-Optimized OS: `KUBELET_OPTS` name `/home/kubernetes/bin`,
 /// which the test mounts read-only.
-fn gke_cos() -> Node {
+pub(crate) fn gke_cos() -> Node {
     let node = Node::new();
     node.write(
         "/etc/default/kubelet",

@@ -43,6 +43,13 @@ mod gcp;
 mod install;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod kubelet_config;
+#[cfg(all(
+    feature = "docker-config",
+    feature = "ecr",
+    feature = "acr",
+    feature = "gcp"
+))]
+mod migration;
 #[cfg(feature = "ecr")]
 mod observe;
 #[cfg(all(
