@@ -125,7 +125,11 @@ fn follow(name: &str, node: &Node, shown: Option<&str>) {
     for words in &commands {
         let dry_run = words.iter().any(|word| word == "--dry-run");
         if words.iter().any(|word| word == "uninstall") && !dry_run {
-            assert_ne!(node.listing(), before, "{name}: nothing installed before {words:?}");
+            assert_ne!(
+                node.listing(),
+                before,
+                "{name}: nothing installed before {words:?}"
+            );
         }
         let run = run_on(node, words);
         assert_eq!(
@@ -140,17 +144,28 @@ fn follow(name: &str, node: &Node, shown: Option<&str>) {
             let written = node.read(&format!("{dir}image-credential-provider.yaml"));
             let shown = shown.expect("the page shows what install writes");
             let expected = fs::read_to_string(testdata().join("docs").join(shown)).unwrap();
-            assert_eq!(written, expected, "{name}: {words:?} wrote another file than {shown}");
+            assert_eq!(
+                written, expected,
+                "{name}: {words:?} wrote another file than {shown}"
+            );
         }
     }
-    assert_eq!(node.listing(), before, "{name}: the rollback left the root changed");
+    assert_eq!(
+        node.listing(),
+        before,
+        "{name}: the rollback left the root changed"
+    );
 }
 
 #[test]
 fn the_ecr_page_swaps_and_rolls_back_on_an_eks_node() {
     let node = eks_al2023();
     let rules = fs::read_to_string(testdata().join("docs/migration-ecr-rules.yaml")).unwrap();
-    node.write("/etc/kubernetes/image-credential-provider.yaml", &rules, 0o644);
+    node.write(
+        "/etc/kubernetes/image-credential-provider.yaml",
+        &rules,
+        0o644,
+    );
     follow("ecr", &node, Some("migration-ecr-kubelet-config.yaml"));
 }
 
@@ -222,7 +237,10 @@ fn the_hosts_a_page_lists_as_not_served_get_no_credentials() {
                 "docs/migration/{name}.md does not list {host}"
             );
             let run = Plugin::at(&link, &args)
-                .stdin(request(common::API_VERSIONS[0], &format!("{host}/team/app")))
+                .stdin(request(
+                    common::API_VERSIONS[0],
+                    &format!("{host}/team/app"),
+                ))
                 .run();
             assert_eq!(run.code, 0, "{program} {host}: {}", run.stderr);
             let answer = run.json();
