@@ -66,6 +66,7 @@ mod observe;
 mod readme;
 #[cfg(feature = "docker-config")]
 mod registry;
+mod security;
 mod serve;
 #[cfg(feature = "ecr")]
 mod stale;
