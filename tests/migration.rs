@@ -11,7 +11,7 @@ use crate::install::{Node, aks_ubuntu, eks_al2023, gke_cos};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use common::{Plugin, Run, request, testdata};
+use common::{API_VERSIONS, Plugin, Run, request, testdata};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_image-credential-provider");
 /// The line that marks a shell block no fake root can run.
@@ -180,7 +180,8 @@ fn the_gcp_page_swaps_and_rolls_back_on_a_gke_node() {
 }
 
 /// Each page's hosts "not served" by the drop-in, with the arguments the drop-in serves
-/// with: every one is named on the page, and gets an answer with no credentials.
+/// with: every one is named on the page, and gets an answer with no credentials, in the
+/// request's version.
 #[test]
 fn the_hosts_a_page_lists_as_not_served_get_no_credentials() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,14 +237,15 @@ fn the_hosts_a_page_lists_as_not_served_get_no_credentials() {
                 text.contains(&format!("`{host}`")),
                 "docs/migration/{name}.md does not list {host}"
             );
+        }
+        // The table's "Request versions" row: each version is answered in its own.
+        for (host, version) in hosts.iter().zip(API_VERSIONS.iter().cycle()) {
             let run = Plugin::at(&link, &args)
-                .stdin(request(
-                    common::API_VERSIONS[0],
-                    &format!("{host}/team/app"),
-                ))
+                .stdin(request(version, &format!("{host}/team/app")))
                 .run();
             assert_eq!(run.code, 0, "{program} {host}: {}", run.stderr);
             let answer = run.json();
+            assert_eq!(answer["apiVersion"], *version, "{program} {host}");
             assert_eq!(answer["auth"], serde_json::json!({}), "{program} {host}");
             assert_eq!(answer["cacheDuration"], "0s", "{program} {host}");
         }
