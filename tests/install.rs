@@ -26,7 +26,7 @@ pub(crate) struct Node {
 
 impl Node {
     /// An empty root with the directories every node has.
-    fn new() -> Node {
+    pub(crate) fn new() -> Node {
         let node = Node {
             dir: tempfile::tempdir().unwrap(),
         };
@@ -120,7 +120,7 @@ impl Node {
 
 /// A kubeadm node (Debian packages): the kubelet's drop-in reads kubeadm's flags and
 /// `/etc/default/kubelet`; no credential provider flags yet.
-fn kubeadm() -> Node {
+pub(crate) fn kubeadm() -> Node {
     let node = Node::new();
     node.write(
         "/usr/lib/systemd/system/kubelet.service.d/10-kubeadm.conf",
@@ -226,7 +226,7 @@ pub(crate) fn gke_cos() -> Node {
 }
 
 /// A k3s (or RKE2) node: its config file, and nothing of the credential provider yet.
-fn rancher(name: &str) -> Node {
+pub(crate) fn rancher(name: &str) -> Node {
     let node = Node::new();
     node.write(
         &format!("/etc/rancher/{name}/config.yaml"),

@@ -1,20 +1,20 @@
-//! The migration pages (`docs/migration/*.md`) as an operator follows them. Every shell
-//! block not marked `<!-- needs a real node -->` is run, command by command, against a
-//! fake node root laid out as the platform's nodes are (the roots of `install.rs`): each
-//! command must succeed, a configuration the page shows must be what `install` wrote, and
-//! after the page's rollback the root must be as it was before its swap. Each host a page
-//! lists as not served must get an answer with no credentials from the drop-in.
+//! What the migration pages (`docs/migration/*.md`) promise beyond running (which
+//! `tests/docs.rs` checks for every shell block): the swap section's `install` and
+//! `uninstall` commands, run on the fake node of the page's platform (the roots of
+//! `install.rs`), leave the root byte for byte as it was; the configuration a page shows is
+//! what its `install` command writes; and every host a page lists as not served gets an
+//! answer with no credentials from the drop-in, in the request's version.
 
 use crate::common;
 use crate::install::{Node, aks_ubuntu, eks_al2023, gke_cos};
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{API_VERSIONS, Plugin, Run, request, testdata};
+use common::{API_VERSIONS, Plugin, request, testdata};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_image-credential-provider");
-/// The line that marks a shell block no fake root can run.
+/// The line that marks a shell block no fake node can run.
 const REAL_NODE: &str = "<!-- needs a real node -->";
 
 /// The text of `docs/migration/NAME.md`.
@@ -23,160 +23,121 @@ fn page(name: &str) -> String {
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The commands of the page's shell blocks that are not marked as needing a real node, in
-/// order, each split into words: continued lines joined, comments dropped.
-fn commands(page: &str) -> Vec<Vec<String>> {
-    let mut commands = Vec::new();
+/// The lines of the runnable shell blocks of the section of `page` whose heading starts
+/// with `heading`, continued lines joined.
+fn section_lines(page: &str, heading: &str) -> Vec<String> {
+    let section = page
+        .split("\n## ")
+        .find(|section| section.starts_with(heading))
+        .unwrap_or_else(|| panic!("no section {heading:?}"));
+    let mut lines = Vec::new();
     let mut previous = "";
-    let mut lines = page.lines();
+    let mut in_block: Option<bool> = None;
+    let mut continued = String::new();
+    for line in section.lines() {
+        match in_block {
+            None if line.trim() == "```sh" => in_block = Some(previous != REAL_NODE),
+            None if !line.trim().is_empty() => previous = line.trim(),
+            None => {}
+            Some(_) if line.trim() == "```" => in_block = None,
+            Some(false) => {}
+            Some(true) => match line.strip_suffix('\\') {
+                Some(start) => continued.push_str(start),
+                None => {
+                    lines.push(format!("{continued}{line}"));
+                    continued.clear();
+                }
+            },
+        }
+    }
+    lines
+}
+
+/// Runs the section's commands that change the node on `node`, as the operator would:
+/// a file written with `cat > PATH <<'EOF'` is written, and `install` and `uninstall` run
+/// with `--root`. Returns each `install` that wrote a kubelet configuration, with the file.
+fn follow(node: &Node, lines: &[String]) -> Vec<String> {
+    let mut written = Vec::new();
+    let mut lines = lines.iter();
     while let Some(line) = lines.next() {
-        if line.trim_start() != "```sh" {
-            if !line.trim().is_empty() {
-                previous = line.trim();
-            }
+        if let Some(rest) = line.strip_prefix("cat > ") {
+            let (path, end) = rest.split_once(" <<").expect("a heredoc");
+            let end = end.trim_matches(['\'', '"', ' ']);
+            let body: String = lines
+                .by_ref()
+                .take_while(|line| line.as_str() != end)
+                .map(|line| format!("{line}\n"))
+                .collect();
+            node.write(path, &body, 0o644);
             continue;
         }
-        let runnable = previous != REAL_NODE;
-        let mut command = String::new();
-        for line in lines.by_ref() {
-            if line.trim_start().starts_with("```") {
-                break;
-            }
-            if !runnable {
-                continue;
-            }
-            match line.trim_end().strip_suffix('\\') {
-                Some(start) => command.push_str(start),
-                None => {
-                    command.push_str(line);
-                    commands.push(words(&command));
-                    command.clear();
-                }
-            }
-        }
-        previous = "```";
-    }
-    commands.retain(|words| !words.is_empty());
-    commands
-}
-
-/// `command`'s words up to a comment. A runnable command has no quoting, pipe,
-/// redirection or variable, so that it runs here exactly as written.
-fn words(command: &str) -> Vec<String> {
-    assert!(
-        !command.contains(['\'', '"', '|', '>', '<', '$', '`']),
-        "{command:?}: a command the tests run is plain words; mark the block {REAL_NODE:?}"
-    );
-    command
-        .split_whitespace()
-        .take_while(|word| !word.starts_with('#'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// Runs `words` on `node`: `./image-credential-provider` is the downloaded binary, an
-/// absolute path is the node's file; `install` and `uninstall` get `--root`, and every
-/// other absolute path is taken inside the root.
-fn run_on(node: &Node, words: &[String]) -> Run {
-    let (program, args) = words.split_first().expect("a command");
-    let program: PathBuf = match program.as_str() {
-        "./image-credential-provider" => PathBuf::from(BINARY),
-        path if path.starts_with('/') => node.path(path),
-        other => panic!(
-            "{other}: a migration page runs the downloaded binary (./image-credential-provider) or a file on the node"
-        ),
-    };
-    let rooted = matches!(
-        args.first().map(String::as_str),
-        Some("install" | "uninstall")
-    );
-    let mut all: Vec<String> = Vec::new();
-    for (i, arg) in args.iter().enumerate() {
-        if arg.starts_with('/') && !rooted {
-            all.push(node.path(arg).display().to_string());
-        } else {
-            all.push(arg.clone());
-        }
-        if i == 0 && rooted {
-            all.push("--root".to_owned());
-            all.push(node.root().display().to_string());
-        }
-    }
-    Plugin::at(&program, all).run()
-}
-
-/// The value of `--flag` in `words`, if any.
-fn flag<'a>(words: &'a [String], flag: &str) -> Option<&'a str> {
-    words
-        .iter()
-        .position(|word| word == flag)
-        .and_then(|i| words.get(i + 1))
-        .map(String::as_str)
-}
-
-/// Runs every runnable command of page `name` on `node`, in order, and checks that the
-/// rollback leaves the root as it was, that something was installed before it, and that
-/// every configuration `install` writes is the page's `shown` file of `testdata/docs/`.
-fn follow(name: &str, node: &Node, shown: Option<&str>) {
-    let before = node.listing();
-    let commands = commands(&page(name));
-    let ran = |what: &str| commands.iter().any(|words| words.iter().any(|w| w == what));
-    assert!(ran("install") && ran("uninstall"), "{name}: {commands:?}");
-    for words in &commands {
-        let dry_run = words.iter().any(|word| word == "--dry-run");
-        if words.iter().any(|word| word == "uninstall") && !dry_run {
-            assert_ne!(
-                node.listing(),
-                before,
-                "{name}: nothing installed before {words:?}"
-            );
-        }
-        let run = run_on(node, words);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(at) = words
+            .iter()
+            .position(|word| *word == "install" || *word == "uninstall")
+        else {
+            continue;
+        };
+        let mut args: Vec<String> = words[at..].iter().map(|w| w.to_string()).collect();
+        args.insert(1, "--root".to_owned());
+        args.insert(2, node.root().display().to_string());
+        let run = Plugin::at(Path::new(BINARY), &args).run();
         assert_eq!(
             run.code, 0,
-            "{name}: {words:?}\nstdout: {}\nstderr: {}",
+            "{line}\nstdout: {}\nstderr: {}",
             run.stdout, run.stderr
         );
-        if words.iter().any(|word| word == "install")
+        let dry_run = words.contains(&"--dry-run");
+        if words[at] == "install"
             && !dry_run
-            && let Some(dir) = flag(words, "--kubelet-config")
+            && let Some(i) = words.iter().position(|word| *word == "--kubelet-config")
         {
-            let written = node.read(&format!("{dir}image-credential-provider.yaml"));
-            let shown = shown.expect("the page shows what install writes");
-            let expected = fs::read_to_string(testdata().join("docs").join(shown)).unwrap();
-            assert_eq!(
-                written, expected,
-                "{name}: {words:?} wrote another file than {shown}"
-            );
+            written.push(node.read(&format!("{}image-credential-provider.yaml", words[i + 1])));
         }
     }
-    assert_eq!(
-        node.listing(),
-        before,
-        "{name}: the rollback left the root changed"
-    );
+    written
 }
 
+/// The swap section of each page, run on its platform's node, installs something and then
+/// rolls back to the root as it was.
 #[test]
-fn the_ecr_page_swaps_and_rolls_back_on_an_eks_node() {
+fn each_pages_swap_and_rollback_leave_the_node_as_it_was() {
+    for (name, node) in [
+        ("ecr", eks_al2023()),
+        ("acr", aks_ubuntu()),
+        ("gcp", gke_cos()),
+    ] {
+        let lines = section_lines(&page(name), "Swap and roll back");
+        let uninstall = lines
+            .iter()
+            .position(|line| line.contains(" uninstall") && !line.contains("--dry-run"))
+            .expect("the section rolls back");
+        let before = node.listing();
+        follow(&node, &lines[..uninstall]);
+        assert_ne!(node.listing(), before, "{name}: the swap installs nothing");
+        follow(&node, &lines[uninstall..]);
+        assert_eq!(
+            node.listing(),
+            before,
+            "{name}: the rollback left the node changed"
+        );
+    }
+}
+
+/// The ECR page's provider entry of its own: what its `install` writes is the file the page
+/// shows, and its rollback leaves the node as it was.
+#[test]
+fn the_ecr_pages_own_entry_is_the_configuration_install_writes() {
     let node = eks_al2023();
-    let rules = fs::read_to_string(testdata().join("docs/migration-ecr-rules.yaml")).unwrap();
-    node.write(
-        "/etc/kubernetes/image-credential-provider.yaml",
-        &rules,
-        0o644,
-    );
-    follow("ecr", &node, Some("migration-ecr-kubelet-config.yaml"));
-}
-
-#[test]
-fn the_acr_page_swaps_and_rolls_back_on_an_aks_node() {
-    follow("acr", &aks_ubuntu(), None);
-}
-
-#[test]
-fn the_gcp_page_swaps_and_rolls_back_on_a_gke_node() {
-    follow("gcp", &gke_cos(), None);
+    let lines = section_lines(&page("ecr"), "Or: a provider entry of its own");
+    let before = node.listing();
+    let written = follow(&node, &lines);
+    let shown =
+        fs::read_to_string(testdata().join("docs/migration-ecr-kubelet-config.yaml")).unwrap();
+    assert_eq!(written, [shown]);
+    // The rules file the page wrote is the operator's: everything else is gone.
+    fs::remove_file(node.path("/etc/kubernetes/image-credential-provider.yaml")).unwrap();
+    assert_eq!(node.listing(), before);
 }
 
 /// Each page's hosts "not served" by the drop-in, with the arguments the drop-in serves
