@@ -42,7 +42,7 @@ impl Node {
     }
 
     /// The path of node path `path` here.
-    fn path(&self, path: &str) -> PathBuf {
+    pub(crate) fn path(&self, path: &str) -> PathBuf {
         self.root().join(path.trim_start_matches('/'))
     }
 
@@ -51,14 +51,14 @@ impl Node {
     }
 
     /// Writes node file `path` with `text` and `mode`, creating its directories.
-    fn write(&self, path: &str, text: &str, mode: u32) {
+    pub(crate) fn write(&self, path: &str, text: &str, mode: u32) {
         let file = self.path(path);
         fs::create_dir_all(file.parent().unwrap()).unwrap();
         fs::write(&file, text).unwrap();
         fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
     }
 
-    fn read(&self, path: &str) -> String {
+    pub(crate) fn read(&self, path: &str) -> String {
         fs::read_to_string(self.path(path)).unwrap()
     }
 
@@ -73,7 +73,7 @@ impl Node {
 
     /// Every path under the root with its type, mode, owner and content's checksum (a
     /// link's target): what must come back byte for byte.
-    fn listing(&self) -> BTreeMap<String, String> {
+    pub(crate) fn listing(&self) -> BTreeMap<String, String> {
         let mut listing = BTreeMap::new();
         let mut todo = vec![self.root().to_owned()];
         while let Some(dir) = todo.pop() {

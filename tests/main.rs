@@ -55,10 +55,18 @@ mod gcp;
 mod install;
 #[cfg(all(feature = "docker-config", feature = "ecr"))]
 mod kubelet_config;
+#[cfg(all(
+    feature = "docker-config",
+    feature = "ecr",
+    feature = "acr",
+    feature = "gcp"
+))]
+mod migration;
 #[cfg(feature = "ecr")]
 mod observe;
 #[cfg(feature = "docker-config")]
 mod registry;
+mod security;
 mod serve;
 #[cfg(feature = "ecr")]
 mod stale;
