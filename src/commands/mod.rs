@@ -6,6 +6,7 @@
 
 mod cache;
 mod check_config;
+mod fast;
 mod get;
 mod install;
 mod kubelet_config;
@@ -29,6 +30,7 @@ use crate::{dropin, logging};
 /// config files. With no subcommand, reads a CredentialProviderRequest on stdin and
 /// writes the CredentialProviderResponse on stdout.
 #[derive(Parser)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(
     name = "image-credential-provider",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ICP_VERSION_DETAIL"), ")")
@@ -70,6 +72,7 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Command {
     /// Print the response the plugin gives for IMAGE, normalised as the kubelet does
     /// (tag and digest dropped, Docker Hub names expanded).
@@ -165,6 +168,7 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum CacheAction {
     /// List cached tokens: key, backend, scope, identity, expiry; never the token.
     List,
@@ -245,7 +249,8 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         return outcome;
     }
     let program = || program_name(&args);
-    let cli = match Cli::try_parse_from(&args) {
+    let parsed = fast::parse(&args).map_or_else(|| Cli::try_parse_from(&args), Ok);
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };
