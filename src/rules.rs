@@ -105,9 +105,9 @@ impl Rules {
     /// rule whose patterns match is built on the way; one that cannot be built ends the
     /// search with its failure, the answer to this image.
     pub fn find(&self, image: &icp_core::ImageRef) -> Option<(&Rule, Result<&Backend, Failure>)> {
-        let name = image.name();
+        let name = icp_core::pattern::SchemelessUrl::parse(&image.name()).ok()?;
         for rule in &self.rules {
-            if !rule.patterns.iter().any(|p| p.matches(&name)) {
+            if !rule.patterns.iter().any(|p| p.matches_url(&name)) {
                 continue;
             }
             match rule.backend() {

@@ -7,6 +7,7 @@
 mod cache;
 mod check_config;
 mod default_rules;
+mod fast;
 mod get;
 mod install;
 mod kubelet_config;
@@ -30,6 +31,7 @@ use crate::{dropin, logging};
 /// config files. With no subcommand (plugin mode, as the kubelet runs it), reads a
 /// CredentialProviderRequest on stdin and writes the CredentialProviderResponse on stdout.
 #[derive(Parser)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(
     name = "image-credential-provider",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ICP_VERSION_DETAIL"), ")"),
@@ -74,6 +76,7 @@ Environment:
 /// audience served. Plugin mode's options (top level, where the kubelet passes them),
 /// and `get`'s.
 #[derive(clap::Args, Default)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 #[command(next_help_heading = "Answering (plugin mode and get)")]
 struct Serving {
     /// The token cache directory shared by plugin processes (default: the environment's
@@ -117,6 +120,7 @@ impl Serving {
 }
 
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum Command {
     /// Print the response the plugin gives for IMAGE, normalised as the kubelet does
     /// (tag and digest dropped, Docker Hub names expanded).
@@ -226,6 +230,7 @@ enum Command {
 }
 
 #[derive(Subcommand)]
+#[cfg_attr(test, derive(Debug, PartialEq))]
 enum CacheAction {
     /// List cached tokens: key, backend, scope, identity, expiry; never the token.
     List,
@@ -306,7 +311,8 @@ pub fn run(args: Vec<OsString>) -> Outcome {
         return outcome;
     }
     let program = || program_name(&args);
-    let mut cli = match Cli::try_parse_from(&args) {
+    let parsed = fast::parse(&args).map_or_else(|| Cli::try_parse_from(&args), Ok);
+    let mut cli = match parsed {
         Ok(cli) => cli,
         Err(error) => return usage_error(&error),
     };

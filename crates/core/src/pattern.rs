@@ -18,7 +18,9 @@
 //! glob covers another ([`SchemelessUrl::covers`]), as `check-config --kubelet-config`
 //! asks.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::OnceLock;
 
 /// Why a string is not a usable pattern (or target) for glob matching.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -83,14 +85,14 @@ impl SchemelessUrl {
         Ok(SchemelessUrl {
             labels: host.split('.').map(str::to_owned).collect(),
             port: port.to_owned(),
-            path,
+            path: path.into_owned(),
         })
     }
 }
 
 /// Go's `parseHost`: the port after the last colon (or after `]`) must be digits, and the
 /// host may hold only the characters `url.Parse` allows there; escapes are decoded.
-fn parse_go_host(host: &str) -> Result<String, PatternError> {
+fn parse_go_host(host: &str) -> Result<Cow<'_, str>, PatternError> {
     let colon_port = if host.starts_with('[') {
         let close = host
             .rfind(']')
@@ -111,9 +113,11 @@ fn parse_go_host(host: &str) -> Result<String, PatternError> {
     if let (true, Some(close)) = (host.starts_with('['), host.rfind(']'))
         && let Some(zone) = host[..close].find("%25")
     {
-        return Ok(unescape(&host[..zone], Escape::Host)?
-            + &unescape(&host[zone..close], Escape::Zone)?
-            + &unescape(&host[close..], Escape::Host)?);
+        return Ok(Cow::Owned(
+            unescape(&host[..zone], Escape::Host)?.into_owned()
+                + &unescape(&host[zone..close], Escape::Zone)?
+                + &unescape(&host[close..], Escape::Host)?,
+        ));
     }
     unescape(host, Escape::Host)
 }
@@ -133,8 +137,16 @@ fn host_refuses(b: u8) -> bool {
 
 /// Go's `unescape`: every `%` needs two hex digits; a host may escape only non-ASCII
 /// bytes (and `%25`), and refuses the ASCII characters [`host_refuses`].
-fn unescape(s: &str, mode: Escape) -> Result<String, PatternError> {
+fn unescape(s: &str, mode: Escape) -> Result<Cow<'_, str>, PatternError> {
     let bytes = s.as_bytes();
+    if !bytes.contains(&b'%') {
+        if mode != Escape::Other
+            && let Some(&b) = bytes.iter().find(|&&b| b < 0x80 && host_refuses(b))
+        {
+            return Err(invalid_host_character(b));
+        }
+        return Ok(Cow::Borrowed(s));
+    }
     let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -167,16 +179,17 @@ fn unescape(s: &str, mode: Escape) -> Result<String, PatternError> {
             i += 3;
         } else {
             if mode != Escape::Other && b < 0x80 && host_refuses(b) {
-                return Err(PatternError::Url(format!(
-                    "invalid character {:?} in host name",
-                    b as char
-                )));
+                return Err(invalid_host_character(b));
             }
             out.push(b);
             i += 1;
         }
     }
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    Ok(Cow::Owned(String::from_utf8_lossy(&out).into_owned()))
+}
+
+fn invalid_host_character(b: u8) -> PatternError {
+    PatternError::Url(format!("invalid character {:?} in host name", b as char))
 }
 
 /// Go's `net.SplitHostPort`, falling back to the whole host and no port on error, as the
@@ -216,8 +229,22 @@ pub enum GlobToken {
 
 /// One host label of a kubelet glob, read as Go's `filepath.Match` reads a pattern: the
 /// one reading of Go globs, for matching images and for judging which glob covers which.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Glob(Vec<GlobToken>);
+///
+/// A label without a class (`[...]`), the usual kind, is matched as written; its steps
+/// are read only when asked for ([`Glob::tokens`]).
+#[derive(Debug, Clone)]
+pub struct Glob {
+    label: String,
+    tokens: OnceLock<Vec<GlobToken>>,
+}
+
+impl PartialEq for Glob {
+    fn eq(&self, other: &Glob) -> bool {
+        self.label == other.label
+    }
+}
+
+impl Eq for Glob {}
 
 impl Glob {
     /// Reads `label`, or fails where Go fails (`ErrBadPattern`: the kubelet then matches
@@ -225,71 +252,49 @@ impl Glob {
     /// refuses `\` and `^` in a host, so they are refused here too; `!` is no negation in
     /// Go, and stays a character.
     pub fn parse(label: &str) -> Result<Glob, PatternError> {
-        let bad = || PatternError::Glob(label.to_owned());
-        let mut tokens = Vec::new();
-        let mut chars = label.chars().peekable();
-        while let Some(c) = chars.next() {
-            tokens.push(match c {
-                '*' => GlobToken::Star,
-                '?' => GlobToken::Any,
-                '\\' => return Err(bad()),
-                '[' => {
-                    let mut ranges = Vec::new();
-                    loop {
-                        if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
-                            break;
-                        }
-                        let end = |c: Option<char>| {
-                            c.filter(|c| !matches!(c, '-' | ']' | '\\' | '^'))
-                                .ok_or_else(bad)
-                        };
-                        let low = end(chars.next())?;
-                        let high = match chars.next_if_eq(&'-') {
-                            Some(_) => end(chars.next())?,
-                            None => low,
-                        };
-                        chars.peek().ok_or_else(bad)?;
-                        ranges.push((low, high));
-                    }
-                    GlobToken::In(ranges)
-                }
-                c => GlobToken::In(vec![(c, c)]),
-            });
-        }
-        Ok(Glob(tokens))
+        let tokens = if label.contains(['[', '\\']) {
+            OnceLock::from(read_class_glob(label)?)
+        } else {
+            OnceLock::new()
+        };
+        Ok(Glob {
+            label: label.to_owned(),
+            tokens,
+        })
     }
 
     /// The steps of the glob.
     pub fn tokens(&self) -> &[GlobToken] {
-        &self.0
+        self.tokens.get_or_init(|| {
+            self.label
+                .chars()
+                .map(|c| match c {
+                    '*' => GlobToken::Star,
+                    '?' => GlobToken::Any,
+                    c => GlobToken::In(vec![(c, c)]),
+                })
+                .collect()
+        })
     }
 
     /// Whether `text` matches, as `filepath.Match` says (case-sensitively; `*` and `?`
     /// take any character, as a host label holds no `/`).
     pub fn matches(&self, text: &str) -> bool {
-        let text: Vec<char> = text.chars().collect();
-        // reach[i]: the steps so far match text[..i].
-        let mut reach = vec![false; text.len() + 1];
-        reach[0] = true;
-        for token in &self.0 {
-            let mut next = vec![false; text.len() + 1];
-            match token {
-                GlobToken::Star => {
-                    let mut reached = false;
-                    for (i, slot) in next.iter_mut().enumerate() {
-                        reached |= reach[i];
-                        *slot = reached;
-                    }
-                }
-                single => {
-                    for (i, &c) in text.iter().enumerate() {
-                        next[i + 1] = reach[i] && single.takes_char(c);
-                    }
-                }
+        if self.tokens.get().is_none() {
+            if !self.label.contains(['*', '?']) {
+                return self.label == text;
             }
-            reach = next;
+            let steps: Vec<char> = self.label.chars().collect();
+            return match_steps(
+                &steps,
+                text,
+                |&step, c| step == '?' || step == c,
+                |&step| step == '*',
+            );
         }
-        reach[text.len()]
+        match_steps(self.tokens(), text, GlobToken::takes_char, |step| {
+            *step == GlobToken::Star
+        })
     }
 
     /// Whether this glob matches every string `inner` matches, decided on the globs
@@ -297,7 +302,7 @@ impl Glob {
     /// class, a class or character the characters it contains. What this says is covered
     /// is covered; the rare globs it cannot prove covered are not.
     pub fn covers(&self, inner: &Glob) -> bool {
-        let (outer, inner) = (&self.0, &inner.0);
+        let (outer, inner) = (self.tokens(), inner.tokens());
         let width = inner.len() + 1;
         // covered[i * width + j]: outer[i..] covers inner[j..].
         let mut covered = vec![false; (outer.len() + 1) * width];
@@ -318,6 +323,83 @@ impl Glob {
             }
         }
         covered[0]
+    }
+}
+
+/// Reads a label that has a class or an escape into its steps, as `filepath.Match` does.
+fn read_class_glob(label: &str) -> Result<Vec<GlobToken>, PatternError> {
+    let bad = || PatternError::Glob(label.to_owned());
+    let mut tokens = Vec::new();
+    let mut chars = label.chars().peekable();
+    while let Some(c) = chars.next() {
+        tokens.push(match c {
+            '*' => GlobToken::Star,
+            '?' => GlobToken::Any,
+            '\\' => return Err(bad()),
+            '[' => {
+                let mut ranges = Vec::new();
+                loop {
+                    if !ranges.is_empty() && chars.next_if_eq(&']').is_some() {
+                        break;
+                    }
+                    let end = |c: Option<char>| {
+                        c.filter(|c| !matches!(c, '-' | ']' | '\\' | '^'))
+                            .ok_or_else(bad)
+                    };
+                    let low = end(chars.next())?;
+                    let high = match chars.next_if_eq(&'-') {
+                        Some(_) => end(chars.next())?,
+                        None => low,
+                    };
+                    chars.peek().ok_or_else(bad)?;
+                    ranges.push((low, high));
+                }
+                GlobToken::In(ranges)
+            }
+            c => GlobToken::In(vec![(c, c)]),
+        });
+    }
+    Ok(tokens)
+}
+
+/// Whether `text` matches the glob `steps`, where `is_star` tells a `*` step and `takes`
+/// whether any other step takes a character: the greedy match, going back to the last
+/// `*` on a mismatch, which needs no memory and decides as `filepath.Match` does.
+fn match_steps<S>(
+    steps: &[S],
+    text: &str,
+    takes: impl Fn(&S, char) -> bool,
+    is_star: impl Fn(&S) -> bool,
+) -> bool {
+    let (mut step, mut at) = (0, 0);
+    // The step after the last `*` seen, and where in the text that `*` stopped.
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if let Some(s) = steps.get(step) {
+            if is_star(s) {
+                star = Some((step + 1, at));
+                step += 1;
+                continue;
+            }
+            if let Some(c) = text[at..].chars().next()
+                && takes(s, c)
+            {
+                step += 1;
+                at += c.len_utf8();
+                continue;
+            }
+        } else if at == text.len() {
+            return true;
+        }
+        // A mismatch: the last `*` takes one more character, or there is no match.
+        match star {
+            Some((after, stopped)) if stopped < text.len() => {
+                let taken = stopped + text[stopped..].chars().next().map_or(1, char::len_utf8);
+                star = Some((after, taken));
+                (step, at) = (after, taken);
+            }
+            _ => return false,
+        }
     }
 }
 
@@ -460,9 +542,12 @@ impl Pattern {
 
     /// Whether `image` (an image name, as the kubelet sends it) matches.
     pub fn matches(&self, image: &str) -> bool {
-        let Ok(target) = SchemelessUrl::parse(image) else {
-            return false;
-        };
+        SchemelessUrl::parse(image).is_ok_and(|target| self.matches_url(&target))
+    }
+
+    /// [`Pattern::matches`] for an image name already parsed, to set one name against
+    /// many patterns.
+    pub fn matches_url(&self, target: &SchemelessUrl) -> bool {
         self.port == target.port
             && self.labels.len() == target.labels.len()
             && target.path.starts_with(&self.path)
