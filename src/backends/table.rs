@@ -4,8 +4,8 @@
 //! drop-in modes.
 //!
 //! Adding a backend is one line of [`backends!`] below (and its crate as an optional
-//! dependency behind a cargo feature of the backend's name); see the README's "Adding a
-//! backend".
+//! dependency behind a cargo feature of the backend's name); see "Adding a backend" in
+//! docs/development.md.
 
 use std::cell::LazyCell;
 use std::path::Path;

@@ -118,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn azure_germany_is_not_served_and_the_readme_says_so() {
+    fn azure_germany_is_not_served_and_the_rules_reference_says_so() {
         use crate::cloud::Cloud;
         for host in ["myacr.azurecr.de", "myacr.germanycentral.geo.azurecr.de"] {
             for cloud in Cloud::all_known() {
@@ -126,10 +126,10 @@ mod tests {
             }
         }
         assert!(!DEFAULT_PATTERNS.iter().any(|p| p.ends_with(".de")));
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        let reference =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md"))
                 .unwrap();
-        let hosts = readme
+        let hosts = reference
             .split("### acr backend")
             .nth(1)
             .and_then(|rest| rest.split("- **Hosts.**").nth(1))

@@ -29,7 +29,7 @@ pub const PUBLIC_REGION: &str = "us-east-1";
 
 /// The first labels of the `aws` partition's region names (`us-east-1`, `mx-central-1`).
 /// A region name with another prefix, in no other partition's pattern, is in no known
-/// partition and refused: the README says so, with this list.
+/// partition and refused: docs/rules.md says so, with this list.
 pub const AWS_REGION_PREFIXES: &[&str] = &["us", "eu", "ap", "sa", "ca", "me", "af", "il", "mx"];
 
 /// An AWS partition: a separate set of regions with its own domains and accounts.
@@ -418,16 +418,16 @@ mod tests {
     }
 
     #[test]
-    fn a_region_in_no_known_partition_is_refused_as_the_readme_says() {
+    fn a_region_in_no_known_partition_is_refused_as_the_rules_reference_says() {
         for region in ["nz-north-1", "xx-east-1", "us-newiso-east-1"] {
             assert_eq!(Partition::of_region(region), None, "{region}");
             let host = format!("{ACCOUNT}.dkr.ecr.{region}.amazonaws.com");
             assert_eq!(EcrHost::parse(&host), None, "{host}");
         }
-        let readme =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md"))
+        let reference =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/rules.md"))
                 .unwrap();
-        let section = readme
+        let section = reference
             .split("### ecr backend")
             .nth(1)
             .and_then(|rest| rest.split("\n### ").next())
