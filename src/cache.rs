@@ -182,7 +182,18 @@ impl Cache {
         })
     }
 
-    fn file_stem(backend: &str, key: &TokenKey) -> String {
+    /// Opens the cache at `dir` only to read it: it must exist and be trusted, and
+    /// nothing is created or changed.
+    pub fn open_existing(dir: &Path) -> io::Result<Cache> {
+        trusted(dir, &fs::symlink_metadata(dir)?)?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The name of `key`'s entry of `backend`, without `.json`: what `cache list` shows as
+    /// the key.
+    pub fn file_stem(backend: &str, key: &TokenKey) -> String {
         let mut hash = Sha256::new();
         for part in [backend, &key.identity, &key.scope] {
             hash.update((part.len() as u64).to_le_bytes());

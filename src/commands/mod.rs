@@ -6,6 +6,7 @@
 
 mod cache;
 mod check_config;
+mod explain;
 mod get;
 mod install;
 mod kubelet_config;
@@ -156,6 +157,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Explain, step by step, why a pull of IMAGE gets credentials from this plugin or
+    /// not: the kubelet's side (--kubelet-config, the pod), then the rule, backend,
+    /// identity and token cache. Nothing is sent anywhere without --live.
+    Explain(explain::Args),
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
     Cache {
@@ -277,6 +282,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
             output.as_deref(),
             service_account_tokens,
         ),
+        Some(Command::Explain(args)) => explain::run(&globals, args, &program()),
         Some(Command::Cache { action }) => cache::run(&globals, &action),
         Some(Command::Install {
             root,
