@@ -128,7 +128,8 @@ fn read_token(path: &Path) -> Result<icp_core::ServiceAccount, String> {
     let origin = quote::path(path);
     let bytes = icp_core::io::read_file(path, MAX_TOKEN_SIZE)
         .map_err(|e| format!("--token-file {origin}: cannot read: {e}"))?;
-    let text = String::from_utf8(bytes).map_err(|_| format!("--token-file {origin}: not valid UTF-8"))?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| format!("--token-file {origin}: not valid UTF-8"))?;
     icp_core::ServiceAccount::from_token(Secret::new(text.trim()), BTreeMap::new())
         .map_err(|e| format!("--token-file {origin}: {e}"))
 }

@@ -133,12 +133,8 @@ pub(crate) fn explain(mut input: Input) -> Report {
         return ours::explain(&input, report, pod.as_ref(), &assumed, None);
     };
     let entries = kubelet_config::entries(&path);
-    let judgement = kubelet_config::check(
-        &path,
-        input.rules_path.as_deref(),
-        &input.name,
-        &input.env,
-    );
+    let judgement =
+        kubelet_config::check(&path, input.rules_path.as_deref(), &input.name, &input.env);
     let findings = &judgement.report;
     if !findings.errors.is_empty() {
         let step = report.step(format!(
@@ -170,9 +166,11 @@ pub(crate) fn explain(mut input: Input) -> Report {
     let matching: Vec<(&ProviderEntry, &str)> = entries
         .iter()
         .filter_map(|entry| {
-            let pattern = entry.provider.match_images.iter().find(|m| {
-                Pattern::parse(m).is_ok_and(|pattern| pattern.matches(&name))
-            })?;
+            let pattern = entry
+                .provider
+                .match_images
+                .iter()
+                .find(|m| Pattern::parse(m).is_ok_and(|pattern| pattern.matches(&name)))?;
             Some((entry, pattern.as_str()))
         })
         .collect();
@@ -296,7 +294,7 @@ fn pod_step(input: &mut Input, report: &mut Report) -> Option<kubelet::Pod> {
     let mut pod = given.pod.clone();
     let account = pod.service_account.as_mut()?;
     let pod_name = match &given.name {
-        Some(name) => format!("pod {}/{name}", pod.namespace),
+        Some(name) => format!("{}/{name}", pod.namespace),
         None => format!("a pod in namespace {}", pod.namespace),
     };
     let step = report.step(format!(
@@ -308,8 +306,10 @@ fn pod_step(input: &mut Input, report: &mut Report) -> Option<kubelet::Pod> {
     if let Some(token) = token {
         if token.namespace == pod.namespace && token.name == account.name {
             account.uid = Some(token.uid.clone());
-            step.details
-                .push(format!("--token-file: a token of {token} (uid {})", token.uid));
+            step.details.push(format!(
+                "--token-file: a token of {token} (uid {})",
+                token.uid
+            ));
         } else {
             step.details.push(format!(
                 "--token-file: a token of {token}, not of this pod's service account: not used"
@@ -394,7 +394,12 @@ fn kubelet_step(
                 }
             ));
         }
-        (Decision::Run { token: Some(token), .. }, Some((pod, account))) => {
+        (
+            Decision::Run {
+                token: Some(token), ..
+            },
+            Some((pod, account)),
+        ) => {
             let step = report.step(format!(
                 "kubelet: runs the plugin with a token of {}/{} for audience {}",
                 pod.namespace,
@@ -454,10 +459,12 @@ fn annotation_list(annotations: &std::collections::BTreeMap<String, String>) -> 
     }
     annotations
         .iter()
-        .map(|(key, value)| match icp_core::names::is_annotation_key(key) {
-            true => format!("{key}={}", quote(value)),
-            false => format!("{}={}", quote(key), quote(value)),
-        })
+        .map(
+            |(key, value)| match icp_core::names::is_annotation_key(key) {
+                true => format!("{key}={}", quote(value)),
+                false => format!("{}={}", quote(key), quote(value)),
+            },
+        )
         .collect::<Vec<_>>()
         .join(", ")
 }

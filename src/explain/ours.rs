@@ -31,7 +31,7 @@ pub(super) fn explain(
     let rules = &input.rules;
     let token = decision.token();
     let Some((rule, built)) = rules.find(image) else {
-        let step = report.step(format!("rules {}: no rule serves {name}", rules.origin));
+        let step = report.step(format!("rules ({}): no rule serves {name}", rules.origin));
         for rule in &rules.rules {
             if let Some(pattern) = matched_by(rule, &name) {
                 step.details.push(format!(
@@ -57,7 +57,7 @@ pub(super) fn explain(
         ));
     };
     let step = report.step(format!(
-        "rules {}: rule {} ({}) serves {name}, by matchImages {}",
+        "rules ({}): rule {} ({}) serves {name}, by matchImages {}",
         rules.origin,
         rule.index,
         rule.backend_name,
@@ -82,9 +82,7 @@ pub(super) fn explain(
     };
     let backend = match backend {
         Backend::Static(_) => {
-            let cache_duration = rule
-                .cache_duration
-                .unwrap_or(plugin::STATIC_CACHE_DURATION);
+            let cache_duration = rule.cache_duration.unwrap_or(plugin::STATIC_CACHE_DURATION);
             report.step(format!(
                 "backend {}: answers from its files as the node; no token, nothing cached by the plugin",
                 rule.backend_name
@@ -170,14 +168,23 @@ pub(super) fn explain(
             }
         }
         (None, None) => {
-            report.step(format!("backend {}: fetches tokens as the node", rule.backend_name));
+            report.step(format!(
+                "backend {}: fetches tokens as the node",
+                rule.backend_name
+            ));
         }
     }
-    let account = match (token, pod.and_then(|pod| Some((pod, pod.service_account.as_ref()?)))) {
+    let account = match (
+        token,
+        pod.and_then(|pod| Some((pod, pod.service_account.as_ref()?))),
+    ) {
         (Some(token), Some((pod, account))) => Some(icp_core::ServiceAccount {
             namespace: pod.namespace.clone(),
             name: account.name.clone(),
-            uid: account.uid.clone().unwrap_or_else(|| UNKNOWN_UID.to_owned()),
+            uid: account
+                .uid
+                .clone()
+                .unwrap_or_else(|| UNKNOWN_UID.to_owned()),
             token: input
                 .token
                 .as_ref()
@@ -212,7 +219,10 @@ pub(super) fn explain(
     let uid_known = account.as_ref().is_none_or(|a| a.uid != UNKNOWN_UID);
     let cached = cache_step(&mut report, input, rule, &key, uid_known);
     let cap = rule.cache_duration.map_or(String::new(), |cap| {
-        format!(", at most {} (the rule's cacheDuration)", duration::format(cap))
+        format!(
+            ", at most {} (the rule's cacheDuration)",
+            duration::format(cap)
+        )
     });
     let step = report.step(format!(
         "the kubelet gets cacheKeyType {} and cacheDuration {}",
@@ -222,10 +232,12 @@ pub(super) fn explain(
                 "{} (until the cached token's refresh point{cap})",
                 duration::format(capped(until(refresh_at), rule.cache_duration))
             ),
-            None => format!("of the fetched token's time to its refresh point{cap}"),
+            None => format!("the fetched token's time to its refresh point{cap}"),
         }
     ));
-    let cache_type = entry.and_then(|e| e.attributes.as_ref()).map(|a| a.cache_type);
+    let cache_type = entry
+        .and_then(|e| e.attributes.as_ref())
+        .map(|a| a.cache_type);
     if let Some(cache_type) = cache_type {
         if backend.requires_token_cache_type() && !cache_type.accepts_token_as_password() {
             step.details.push(format!(
@@ -268,7 +280,7 @@ fn cache_step(
     let dir_text = quote::path(dir);
     if !uid_known {
         report.step(format!(
-            "token cache {dir_text}: not looked up: the key holds the service account's uid, \
+            "token cache at {dir_text}: not looked up: the key holds the service account's uid, \
              which is not known (give --token-file, or a ServiceAccount document with \
              metadata.uid in --pod's file)"
         ));
@@ -278,7 +290,7 @@ fn cache_step(
         Ok(cache) => cache,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             report.step(format!(
-                "token cache {dir_text}: does not exist yet; key {stem} (scope {}): the next \
+                "token cache at {dir_text}: does not exist yet; key {stem} (scope {}): the next \
                  pull fetches",
                 quote(&key.scope)
             ));
@@ -286,19 +298,18 @@ fn cache_step(
         }
         Err(error) => {
             report.step(format!(
-                "token cache {dir_text}: unusable ({error}): the plugin answers uncached"
+                "token cache at {dir_text}: unusable ({error}): the plugin answers uncached"
             ));
             return None;
         }
     };
     match cache.get_stale(&rule.backend_name, key) {
         Some(hit) => {
-            let expires = hit
-                .token
-                .expires_at
-                .map_or("never".to_owned(), |at| format!("in {}", duration::format(until(at))));
+            let expires = hit.token.expires_at.map_or("never".to_owned(), |at| {
+                format!("in {}", duration::format(until(at)))
+            });
             report.step(format!(
-                "token cache {dir_text}: key {stem} (scope {}) holds a token, expires {expires}, \
+                "token cache at {dir_text}: key {stem} (scope {}) holds a token, expires {expires}, \
                  refreshed {}",
                 quote(&key.scope),
                 match hit.refresh_at > SystemTime::now() {
@@ -310,7 +321,7 @@ fn cache_step(
         }
         None => {
             report.step(format!(
-                "token cache {dir_text}: no token under key {stem} (scope {}): the next pull fetches",
+                "token cache at {dir_text}: no token under key {stem} (scope {}): the next pull fetches",
                 quote(&key.scope)
             ));
             None
@@ -340,8 +351,12 @@ fn live(
     if !input.live {
         return report.done(verdict);
     }
-    if account.as_ref().is_some_and(|a| a.token.expose().is_empty()) {
-        report.step("live: not run: the kubelet would send the pod's token; give --token-file FILE");
+    if account
+        .as_ref()
+        .is_some_and(|a| a.token.expose().is_empty())
+    {
+        report
+            .step("live: not run: the kubelet would send the pod's token; give --token-file FILE");
         return report.done(verdict);
     }
     let name = input.image.name();
@@ -351,7 +366,12 @@ fn live(
         service_account: account,
     };
     let mut record = Record::new(SystemTime::now(), Some(&name));
-    match plugin::answer(&request, &input.rules, input.cache_dir.as_deref(), &mut record) {
+    match plugin::answer(
+        &request,
+        &input.rules,
+        input.cache_dir.as_deref(),
+        &mut record,
+    ) {
         Ok(response) if response.auth.is_empty() => {
             report.step("live: the plugin answered with no credentials");
             report.done(format!(

@@ -197,7 +197,10 @@ fn account_annotations(value: &Value) -> Result<BTreeMap<String, String>, String
 /// Refuses a namespace or service account name Kubernetes would not have.
 fn check_names(namespace: &str, service_account: &str) -> Result<(), String> {
     if !names::is_dns1123_label(namespace) {
-        return Err(format!("namespace {} is not a namespace name", quote(namespace)));
+        return Err(format!(
+            "namespace {} is not a namespace name",
+            quote(namespace)
+        ));
     }
     if !names::is_dns1123_subdomain(service_account) {
         return Err(format!(
