@@ -232,7 +232,7 @@ pub(super) fn explain(
                 "{} (until the cached token's refresh point{cap})",
                 duration::format(capped(until(refresh_at), rule.cache_duration))
             ),
-            None => format!("the fetched token's time to its refresh point{cap}"),
+            None => format!("set from the fetched token (until its refresh point{cap})"),
         }
     ));
     let cache_type = entry
