@@ -9,7 +9,6 @@
 //! instead of comparing them.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
