@@ -605,3 +605,175 @@ fn the_troubleshooting_page_quotes_the_outputs() {
         );
     }
 }
+
+/// A kubelet config of one provider entry for `match_images` with `token_attributes` (YAML
+/// flow mapping, or none).
+fn kubelet_config(name: &str, match_images: &str, token_attributes: Option<&str>) -> String {
+    let mut text = format!(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n\
+         - name: {name}\n  apiVersion: credentialprovider.kubelet.k8s.io/v1\n\
+         \x20 matchImages: {match_images}\n  defaultCacheDuration: \"0s\"\n"
+    );
+    if let Some(attributes) = token_attributes {
+        text.push_str(&format!("  tokenAttributes: {attributes}\n"));
+    }
+    text
+}
+
+#[test]
+fn every_verdict_names_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("rules.yaml"),
+        "rules:\n\
+         - {matchImages: [cgr.example], provider: tokenExchange, tokenExchange: {style: passThrough, tokenAudience: cgr.example, username: _token}}\n\
+         - {matchImages: [bad.example], provider: ecr, ecr: {roleArn: not-an-arn}}\n\
+         - {matchImages: [\"*.dkr.ecr.*.amazonaws.com\"], provider: ecr}\n",
+    )
+    .unwrap();
+    let attributes = |cache_type: &str, require: bool, keys: &str| {
+        format!(
+            "{{serviceAccountTokenAudience: cgr.example, cacheType: {cache_type}, \
+             requireServiceAccount: {require}, optionalServiceAccountAnnotationKeys: {keys}}}"
+        )
+    };
+    let files = [
+        (
+            "service-account.yaml",
+            kubelet_config(
+                "image-credential-provider",
+                "[cgr.example]",
+                Some(&attributes("ServiceAccount", true, "[]")),
+            ),
+        ),
+        (
+            "token.yaml",
+            kubelet_config(
+                "image-credential-provider",
+                "[cgr.example]",
+                Some(&attributes("Token", false, "[]")),
+            ),
+        ),
+        (
+            "no-attributes.yaml",
+            kubelet_config(
+                "image-credential-provider",
+                "[\"*.dkr.ecr.*.amazonaws.com\", bad.example]",
+                None,
+            ),
+        ),
+        (
+            "ecr.yaml",
+            kubelet_config(
+                "image-credential-provider",
+                "[\"*.dkr.ecr.*.amazonaws.com\"]",
+                Some(
+                    "{serviceAccountTokenAudience: sts.amazonaws.com, cacheType: ServiceAccount, requireServiceAccount: false}",
+                ),
+            ),
+        ),
+    ];
+    for (name, text) in &files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    let pod = ["--namespace", "team-a", "--service-account", "app"];
+    let role = format!("{ANNOTATION}={ROLE}");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            [
+                &[
+                    "cgr.example/app",
+                    "--kubelet-config",
+                    "service-account.yaml",
+                ][..],
+                &pod,
+            ]
+            .concat(),
+            "verdict: the kubelet refuses the plugin's answer: set tokenAttributes.cacheType: Token for rule 0 (tokenExchange)",
+        ),
+        (
+            [
+                &["cgr.example/app", "--kubelet-config", "token.yaml"][..],
+                &pod,
+            ]
+            .concat(),
+            "verdict: would pull cgr.example/app as the pod's service account team-a/app (",
+        ),
+        (
+            vec![
+                "cgr.example/app",
+                "--kubelet-config",
+                "service-account.yaml",
+            ],
+            "verdict: the kubelet skips this plugin for this pod: requireServiceAccount is true and the pod has no service account",
+        ),
+        (
+            vec!["bad.example/app", "--kubelet-config", "no-attributes.yaml"],
+            "verdict: the pull fails: rule 1's ecr backend cannot be built (config)",
+        ),
+        (
+            vec!["registry.example/app"],
+            "verdict: no credentials from this plugin: no rule of rules.yaml serves registry.example/app",
+        ),
+        (
+            vec!["quay.io/app", "--kubelet-config", "token.yaml"],
+            "verdict: the kubelet runs no credential provider for quay.io/app",
+        ),
+        (
+            vec![
+                "cgr.example/app",
+                "--kubelet-config",
+                "token.yaml",
+                "--name",
+                "other",
+            ],
+            "verdict: the kubelet never asks this binary about cgr.example/app: no provider is named \"other\"",
+        ),
+        (
+            [
+                &[IMAGE, "--kubelet-config", "no-attributes.yaml"][..],
+                &pod,
+                &["--annotation", &role],
+            ]
+            .concat(),
+            "verdict: would pull 123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app as the node's identity (aws",
+        ),
+    ];
+    for (args, verdict) in cases {
+        let mut all = vec!["--config", "rules.yaml", "--no-cache", "explain"];
+        all.extend(&args);
+        let run = Plugin::new(all).dir(dir).run();
+        assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);
+        assert!(
+            run.stdout.lines().last().unwrap().starts_with(verdict),
+            "{args:?}: expected {verdict:?} in\n{}",
+            run.stdout
+        );
+    }
+    // The service account's annotation the backend reads, which the entry does not pass on.
+    let mut all = vec![
+        "--config",
+        "rules.yaml",
+        "--no-cache",
+        "explain",
+        IMAGE,
+        "--kubelet-config",
+        "ecr.yaml",
+    ];
+    all.extend(pod);
+    all.extend(["--annotation", &role]);
+    let run = Plugin::new(all).dir(dir).run();
+    assert!(
+        run.stdout.contains(
+            "the service account's annotation eks.amazonaws.com/ecr-role-arn is not passed on by the kubelet"
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("as the node's identity"),
+        "{}",
+        run.stdout
+    );
+}

@@ -133,8 +133,9 @@ pub(crate) fn explain(mut input: Input) -> Report {
         return ours::explain(&input, report, pod.as_ref(), &assumed, None);
     };
     let entries = kubelet_config::entries(&path);
-    let judgement =
-        kubelet_config::check(&path, input.rules_path.as_deref(), &input.name, &input.env);
+    // The kubelet's own judgement, then (with --config) what keeps the rules from working
+    // through it: the rules file's problems are the plugin's, not the kubelet's.
+    let judgement = kubelet_config::check(&path, None, &input.name, &input.env);
     let findings = &judgement.report;
     if !findings.errors.is_empty() {
         let step = report.step(format!(
@@ -151,18 +152,33 @@ pub(crate) fn explain(mut input: Input) -> Report {
             judgement.origin
         ));
     }
+    let mut warnings: Vec<String> = findings.warnings.iter().map(|w| w.to_string()).collect();
+    let mut rules_problems: Vec<String> = Vec::new();
+    if let Some(rules_path) = &input.rules_path {
+        let with_rules =
+            kubelet_config::check(&path, Some(rules_path), &input.name, &input.env).report;
+        rules_problems.extend(with_rules.errors.iter().map(|e| e.to_string()));
+        for warning in with_rules.warnings.iter().map(|w| w.to_string()) {
+            if !warnings.contains(&warning) {
+                warnings.push(warning);
+            }
+        }
+    }
     let step = report.step(format!(
         "kubelet config {}: accepted by the kubelet, {} {}{}",
         judgement.origin,
         judgement.providers,
         plural(judgement.providers, "provider", "providers"),
-        match findings.warnings.len() {
+        match warnings.len() {
             0 => String::new(),
             n => format!(", {n} {}", plural(n, "warning", "warnings")),
         }
     ));
     step.details
-        .extend(findings.warnings.iter().map(|w| format!("warning: {w}")));
+        .extend(warnings.iter().map(|w| format!("warning: {w}")));
+    step.details.extend(rules_problems.iter().map(|p| {
+        format!("error: {p} (a problem of the rules file: the pulls its rule serves fail)")
+    }));
     let matching: Vec<(&ProviderEntry, &str)> = entries
         .iter()
         .filter_map(|entry| {
