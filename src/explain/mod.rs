@@ -18,7 +18,7 @@ use icp_core::{Environment, ImageRef, Pattern, quote};
 
 use crate::kubelet_config::{self, ProviderEntry};
 use crate::rules::Rules;
-use kubelet::{CacheKey, Decision, Skip, TokenAttributes};
+use kubelet::{Decision, Skip, TokenAttributes};
 use pod::PodInput;
 
 /// What a pull is explained with.
@@ -109,28 +109,19 @@ pub(crate) fn explain(mut input: Input) -> Report {
             ),
             _ => "this node's kubelet flags name no --image-credential-provider-config".to_owned(),
         });
-        let assumed = match &input.token {
-            Some(account) => Decision::Run {
-                token: Some(kubelet::TokenRequest {
-                    audience: account.audiences().first().cloned().unwrap_or_default(),
-                    annotations: pod
-                        .as_ref()
-                        .and_then(|p| p.service_account.as_ref())
-                        .map(|sa| sa.annotations.clone())
-                        .unwrap_or_default(),
-                }),
-                cache_key: CacheKey::Token,
-            },
-            None => Decision::Run {
-                token: None,
-                cache_key: CacheKey::Shared,
-            },
-        };
-        step.details.push(match assumed.token() {
+        let assumed = input.token.as_ref().map(|account| kubelet::TokenRequest {
+            audience: account.audiences().first().cloned().unwrap_or_default(),
+            annotations: pod
+                .as_ref()
+                .and_then(|p| p.service_account.as_ref())
+                .map(|sa| sa.annotations.clone())
+                .unwrap_or_default(),
+        });
+        step.details.push(match assumed {
             Some(_) => "assumed: the kubelet runs the plugin with the token of --token-file and the annotations given".to_owned(),
             None => "assumed: the kubelet runs the plugin without a service account token".to_owned(),
         });
-        return ours::explain(&input, report, pod.as_ref(), &assumed, None);
+        return ours::explain(&input, report, pod.as_ref(), assumed.as_ref(), None);
     };
     let entries = kubelet_config::entries(&path);
     // The kubelet's own judgement, then (with --config) what keeps the rules from working
@@ -274,6 +265,9 @@ pub(crate) fn explain(mut input: Input) -> Report {
         .unwrap_or_default();
     let decision = kubelet_step(&mut report, &entry, pod.as_ref(), &default_cache_duration);
     if let Decision::Skip(skip) = &decision {
+        if input.live {
+            report.step("live: not run: the kubelet does not run the plugin for this pod");
+        }
         return report.done(format!(
             "the kubelet skips this plugin for this pod: {}",
             match skip {
@@ -284,7 +278,7 @@ pub(crate) fn explain(mut input: Input) -> Report {
             }
         ));
     }
-    ours::explain(&input, report, pod.as_ref(), &decision, Some(&entry))
+    ours::explain(&input, report, pod.as_ref(), decision.token(), Some(&entry))
 }
 
 /// The pod step, and the pod as the kubelet sees it: given, or read from the token's
@@ -438,8 +432,11 @@ fn kubelet_step(
                 .chain(&attributes.optional_keys)
                 .collect();
             report.step(format!(
-                "kubelet: passes on the annotations {} (it passes only the keys the entry names: {})",
-                annotation_list(&token.annotations),
+                "kubelet: passes on {} (only the keys the entry names: {})",
+                match token.annotations.is_empty() {
+                    true => "no annotations".to_owned(),
+                    false => format!("the annotations {}", annotation_list(&token.annotations)),
+                },
                 match keys.is_empty() {
                     true => "none".to_owned(),
                     false => keys

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use icp_core::{BackendError, Secret, TokenKey, quote};
 
-use super::kubelet::{self, CacheType, Decision};
+use super::kubelet::{self, CacheType, TokenRequest};
 use super::{Entry, Input, Report};
 use crate::backends::{Backend, chain};
 use crate::cache::Cache;
@@ -16,20 +16,19 @@ use crate::record::Record;
 use crate::rules::Rule;
 use crate::{duration, plugin};
 
-/// Explains this binary's side of the pull, after the kubelet's `report`: `decision` is
-/// the kubelet's, `entry` the provider entry it runs this binary as (none when the
-/// kubelet's configuration is not given).
+/// Explains this binary's side of the pull, after the kubelet's `report`: `token` is the
+/// token the kubelet sends with the pod's annotations, `entry` the provider entry it runs
+/// this binary as (none when the kubelet's configuration is not given).
 pub(super) fn explain(
     input: &Input,
     mut report: Report,
     pod: Option<&kubelet::Pod>,
-    decision: &Decision,
+    token: Option<&TokenRequest>,
     entry: Option<&Entry>,
 ) -> Report {
     let image = &input.image;
     let name = image.name();
     let rules = &input.rules;
-    let token = decision.token();
     let Some((rule, built)) = rules.find(image) else {
         let step = report.step(format!("rules ({}): no rule serves {name}", rules.origin));
         for rule in &rules.rules {
