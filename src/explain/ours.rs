@@ -102,14 +102,16 @@ pub(super) fn explain(
     };
     let uses = backend.service_account_token();
     let sent = token.map(|token| token.audience.as_str());
+    let unused = |sent: &str| {
+        !rules.rules.iter().any(|rule| {
+            rule.backend()
+                .ok()
+                .and_then(Backend::service_account_token)
+                .is_some_and(|uses| uses.audience == sent)
+        })
+    };
     match (sent, &uses) {
         (Some(sent), Some(uses)) if uses.audience != sent => {
-            let unused = !rules.rules.iter().any(|rule| {
-                rule.backend()
-                    .ok()
-                    .and_then(Backend::service_account_token)
-                    .is_some_and(|uses| uses.audience == sent)
-            });
             report.step(format!(
                 "backend {}: takes pods' tokens for audience {}, but the kubelet sends tokens \
                  for {}: the plugin refuses the request and sends the token nowhere",
@@ -117,13 +119,23 @@ pub(super) fn explain(
                 quote(&uses.audience),
                 quote(sent)
             ));
+            let asker = match entry {
+                Some(entry) => format!(
+                    "provider {} asks the kubelet for tokens of audience {}",
+                    quote(&entry.name),
+                    quote(sent)
+                ),
+                None => format!("the token of --token-file is for audience {}", quote(sent)),
+            };
             return report.done(format!(
-                "the pull fails: provider {} asks the kubelet for tokens of audience {}{}, and \
-                 rule {} ({}) needs {}: set its tokenAttributes.serviceAccountTokenAudience to {} \
-                 (kubelet-config --service-account-tokens writes it)",
-                quote(entry.map_or("", |e| e.name.as_str())),
-                quote(sent),
-                if unused { ", which no rule uses" } else { "" },
+                "the pull fails: {asker}{}, and rule {} ({}) needs {}: set \
+                 tokenAttributes.serviceAccountTokenAudience to {} (kubelet-config \
+                 --service-account-tokens writes it)",
+                if unused(sent) {
+                    ", which no rule uses"
+                } else {
+                    ""
+                },
                 rule.index,
                 rule.backend_name,
                 quote(&uses.audience),
@@ -131,12 +143,19 @@ pub(super) fn explain(
             ));
         }
         (Some(sent), None) => {
-            report.step(format!(
+            let step = report.step(format!(
                 "backend {}: uses no service account token; the token of audience {} the \
                  kubelet sends is not used, and the pull is as the node",
                 rule.backend_name,
                 quote(sent)
             ));
+            if unused(sent) {
+                step.details.push(format!(
+                    "no rule uses audience {}: the entry's tokenAttributes only make the \
+                     kubelet request tokens (and need the RBAC above)",
+                    quote(sent)
+                ));
+            }
         }
         (None, Some(uses)) => {
             report.step(format!(
