@@ -544,7 +544,12 @@ fn wait_for_lock(file: &File, wait: Duration) -> io::Result<bool> {
     std::thread::Builder::new()
         .name("cache-lock".into())
         .spawn(move || {
-            let _ = held.send(waiter.lock());
+            // The lock belongs to the open file, which `file` keeps open: this descriptor
+            // is closed before the caller hears, so that dropping the caller's `Lock`
+            // releases the lock at once.
+            let locked = waiter.lock();
+            drop(waiter);
+            let _ = held.send(locked);
         })?;
     match taken.recv_timeout(wait) {
         Ok(result) => result.map(|()| true),
