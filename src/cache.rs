@@ -182,7 +182,18 @@ impl Cache {
         })
     }
 
-    fn file_stem(backend: &str, key: &TokenKey) -> String {
+    /// Opens the cache at `dir` only to read it: it must exist and be trusted, and
+    /// nothing is created or changed.
+    pub fn open_existing(dir: &Path) -> io::Result<Cache> {
+        trusted(dir, &fs::symlink_metadata(dir)?)?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The name of `key`'s entry of `backend`, without `.json`: what `cache list` shows as
+    /// the key.
+    pub fn file_stem(backend: &str, key: &TokenKey) -> String {
         let mut hash = Sha256::new();
         for part in [backend, &key.identity, &key.scope] {
             hash.update((part.len() as u64).to_le_bytes());
@@ -533,7 +544,12 @@ fn wait_for_lock(file: &File, wait: Duration) -> io::Result<bool> {
     std::thread::Builder::new()
         .name("cache-lock".into())
         .spawn(move || {
-            let _ = held.send(waiter.lock());
+            // The lock belongs to the open file, which `file` keeps open: this descriptor
+            // is closed before the caller hears, so that dropping the caller's `Lock`
+            // releases the lock at once.
+            let locked = waiter.lock();
+            drop(waiter);
+            let _ = held.send(locked);
         })?;
     match taken.recv_timeout(wait) {
         Ok(result) => result.map(|()| true),

@@ -18,6 +18,7 @@ pub mod commands;
 mod document;
 mod dropin;
 mod duration;
+pub mod explain;
 mod in_flight;
 mod install;
 mod kubelet_config;

@@ -42,6 +42,8 @@ mod ecr;
     feature = "tokenExchange"
 ))]
 mod exchange;
+#[cfg(all(feature = "docker-config", feature = "ecr"))]
+mod explain;
 #[cfg(feature = "ecr")]
 mod fleet;
 #[cfg(feature = "gcp")]

@@ -7,6 +7,7 @@
 mod cache;
 mod check_config;
 mod default_rules;
+mod explain;
 mod fast;
 mod get;
 mod install;
@@ -46,7 +47,7 @@ struct Cli {
     /// Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Plugin mode's options (also `get`'s).
+    /// Plugin mode's options (also `get`'s and `explain`'s).
     #[command(flatten)]
     serving: Serving,
     #[command(subcommand)]
@@ -74,10 +75,10 @@ Environment:
 
 /// How requests are answered: the token cache, the audit log, the metrics and the
 /// audience served. Plugin mode's options (top level, where the kubelet passes them),
-/// and `get`'s.
+/// and `get`'s and `explain`'s.
 #[derive(clap::Args, Default)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
-#[command(next_help_heading = "Answering (plugin mode and get)")]
+#[command(next_help_heading = "Answering (plugin mode, get and explain)")]
 struct Serving {
     /// The token cache directory shared by plugin processes (default: the environment's
     /// IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir, else
@@ -105,6 +106,17 @@ struct Serving {
 }
 
 impl Serving {
+    /// These options, each one not given taken from `top` (given before the command).
+    fn or(self, top: Serving) -> Serving {
+        Serving {
+            cache_dir: self.cache_dir.or(top.cache_dir),
+            no_cache: self.no_cache || top.no_cache,
+            audit_log: self.audit_log.or(top.audit_log),
+            metrics_dir: self.metrics_dir.or(top.metrics_dir),
+            audience: self.audience.or(top.audience),
+        }
+    }
+
     /// The first option given, as the command line spells it; `None` when none is.
     fn first_given(&self) -> Option<&'static str> {
         [
@@ -213,6 +225,10 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Explain, step by step, why a pull of IMAGE gets credentials from this plugin or
+    /// not: the kubelet's side (--kubelet-config, the pod), then the rule, backend,
+    /// identity and token cache. Nothing is sent anywhere without --live.
+    Explain(explain::Args),
     /// Show or empty the token cache.
     #[command(subcommand_required = true, arg_required_else_help = false)]
     Cache {
@@ -353,6 +369,7 @@ pub fn run(args: Vec<OsString>) -> Outcome {
             output.as_deref(),
             service_account_tokens,
         ),
+        Some(Command::Explain(args)) => explain::run(&globals, args, &program()),
         Some(Command::Cache { action, .. }) => cache::run(&globals, &action),
         Some(Command::DefaultRules) => default_rules::run(),
         Some(Command::Install {
@@ -411,16 +428,8 @@ fn serving(top: Serving, command: Option<&mut Command>) -> Result<Serving, Strin
     };
     match command {
         None => Ok(top),
-        Some(Command::Get { serving, .. }) => {
-            let own = std::mem::take(serving);
-            Ok(Serving {
-                cache_dir: own.cache_dir.or(top.cache_dir),
-                no_cache: own.no_cache || top.no_cache,
-                audit_log: own.audit_log.or(top.audit_log),
-                metrics_dir: own.metrics_dir.or(top.metrics_dir),
-                audience: own.audience.or(top.audience),
-            })
-        }
+        Some(Command::Get { serving, .. }) => Ok(std::mem::take(serving).or(top)),
+        Some(Command::Explain(args)) => Ok(std::mem::take(&mut args.serving).or(top)),
         Some(Command::Cache { cache_dir, .. }) => {
             let cache_dir = cache_dir.take().or(top.cache_dir);
             let others = Serving {
@@ -446,6 +455,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Uninstall { .. } => "uninstall",
         Command::Cache { .. } => "cache",
         Command::DefaultRules => "default-rules",
+        Command::Explain(_) => "explain",
     }
 }
 

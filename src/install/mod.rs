@@ -232,6 +232,20 @@ fn node_arg(path: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("{}: not UTF-8", path.display()))
 }
 
+/// The kubelet's `--image-credential-provider-config` on this node, found as `install`
+/// finds it: its value, and the file that sets it (`None` for k3s's and RKE2's default).
+pub fn kubelet_config_flag() -> anyhow::Result<Option<(String, Option<PathBuf>)>> {
+    let root = Root::new(Path::new("/"))?;
+    let view = View {
+        root: &root,
+        before: None,
+        texts: BTreeMap::new(),
+    };
+    Ok(Flags::read(&view)?
+        .config
+        .map(|setting| (setting.value, setting.file)))
+}
+
 /// `install`: see the module documentation.
 pub fn install(options: &Options, env: &Environment) -> anyhow::Result<Report> {
     let root = Root::new(&options.root)?;

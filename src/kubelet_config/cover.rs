@@ -30,14 +30,9 @@ pub fn check_reach(
     complete: bool,
     report: &mut Report,
 ) {
-    let prefix = format!("{name}-");
     let ours: Vec<&ProviderEntry> = entries
         .iter()
-        .filter(|e| {
-            e.provider.name == name
-                || (e.provider.name.starts_with(&prefix)
-                    && audiences::audience_arg(&e.provider.args).is_some())
-        })
+        .filter(|e| super::runs_binary(&e.provider, name))
         .collect();
     if ours.is_empty() {
         if !complete {
@@ -117,7 +112,7 @@ fn check_args(entry: &ProviderEntry, rules: &Rules, rules_path: &Path, report: &
 }
 
 /// The value of `--config` in a plugin's arguments.
-fn config_arg(args: &[String]) -> Option<&str> {
+pub fn config_arg(args: &[String]) -> Option<&str> {
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         if arg == "--config" {

@@ -10,6 +10,7 @@
 mod audiences;
 mod cover;
 mod fit;
+pub mod rbac;
 mod read;
 mod validate;
 mod write;
@@ -22,6 +23,8 @@ use serde::{Deserialize, Deserializer};
 
 use crate::protocol::ApiVersion;
 
+pub use audiences::{CACHE_TYPE_TOKEN, audience_arg};
+pub use cover::config_arg;
 pub use write::{
     configuration, configuration_as, judge_in_directory, provider_names, replaceable, write_into,
 };
@@ -159,6 +162,18 @@ impl ProviderEntry {
     }
 }
 
+/// Whether the kubelet runs this binary, known to it as provider `name`, for `entry`: the
+/// entry named `name`, or one named `name-…` that serves one audience with `--audience`
+/// (see [`audiences`]).
+pub fn runs_binary(entry: &CredentialProvider, name: &str) -> bool {
+    entry.name == name
+        || entry
+            .name
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with('-'))
+            && audience_arg(&entry.args).is_some()
+}
+
 /// One problem (the kubelet refuses the configuration) or warning (it accepts it, but
 /// something in it cannot work).
 pub struct Finding {
@@ -212,6 +227,12 @@ pub struct Judgement {
     pub providers: usize,
     /// The problems and warnings, in the order found.
     pub report: Report,
+}
+
+/// Every provider entry the kubelet reads at `path`, in its order, whatever [`check`]
+/// finds wrong with them.
+pub fn entries(path: &Path) -> Vec<ProviderEntry> {
+    read::read(path, &mut Report::default())
 }
 
 /// `check-config --kubelet-config PATH [--config RULES] [--name NAME]`: judges the kubelet

@@ -99,6 +99,12 @@ impl Plugin {
         self
     }
 
+    /// Runs it in `dir`.
+    pub fn dir(mut self, dir: &Path) -> Plugin {
+        self.command.current_dir(dir);
+        self
+    }
+
     /// What to write on stdin.
     pub fn stdin(mut self, input: impl Into<Vec<u8>>) -> Plugin {
         self.stdin = input.into();

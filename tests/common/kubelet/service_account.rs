@@ -1,12 +1,13 @@
 //! The kubelet in service-account-token mode (KEP-4412, as its v1.36 code behaves), as a
-//! model: which pulls run the plugin, what the kubelet sends it, what it caches and under
-//! which key, and which answers it refuses. `tests/conformance.rs` checks the model against
+//! model: which pulls run the plugin (the decision of `explain`'s production model), what
+//! the kubelet sends it, what it caches and under which key, and which answers it refuses. `tests/conformance.rs` checks the model against
 //! `service_account_cases.json`, observed with the kubelet's own code, and the backend tests
 //! run every answer of ours in this mode through it.
 
 use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
+use image_credential_provider::explain::kubelet as production;
 use serde_json::{Value, json};
 
 /// How the kubelet keys its cache of answers in this mode (`tokenAttributes.cacheType`).
@@ -63,6 +64,22 @@ impl TokenAttributes {
     }
 }
 
+impl TokenAttributes {
+    /// The same attributes in the production model's type.
+    fn production(&self) -> production::TokenAttributes {
+        production::TokenAttributes {
+            audience: self.audience.clone(),
+            cache_type: match self.cache_type {
+                CacheType::ServiceAccount => production::CacheType::ServiceAccount,
+                CacheType::Token => production::CacheType::Token,
+            },
+            require_service_account: self.require_service_account,
+            required_keys: self.required_keys.clone(),
+            optional_keys: self.optional_keys.clone(),
+        }
+    }
+}
+
 /// A pod's service account.
 #[derive(Debug, Clone)]
 pub struct ServiceAccount {
@@ -88,6 +105,20 @@ pub struct Pod {
 }
 
 impl Pod {
+    /// The same pod in the production model's type.
+    fn production(&self) -> production::Pod {
+        production::Pod {
+            namespace: self.namespace.clone(),
+            service_account: self.service_account.as_ref().map(|account| {
+                production::ServiceAccount {
+                    name: account.name.clone(),
+                    uid: Some(account.uid.clone()),
+                    annotations: account.annotations.clone(),
+                }
+            }),
+        }
+    }
+
     /// From a lookup's `pod` object in `service_account_cases.json`.
     pub fn from_json(value: &Value) -> Option<Pod> {
         let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
@@ -173,28 +204,37 @@ impl Kubelet {
         let (token, annotations, identity_key) = match &self.attributes {
             None => (None, None, String::new()),
             Some(attributes) => {
-                let Some((pod, account)) =
-                    pod.and_then(|pod| Some((pod, pod.service_account.as_ref()?)))
-                else {
-                    if attributes.require_service_account {
+                // What to do is the production model's decision (`explain`'s): this model
+                // adds the token, the plugin run and the cache around it.
+                let decision = production::decide(
+                    Some(&attributes.production()),
+                    pod.map(Pod::production).as_ref(),
+                );
+                let passed = match decision {
+                    production::Decision::Skip(production::Skip::NoServiceAccount) => {
                         return outcome;
                     }
-                    return self.run_and_read(image, None, None, String::new(), plugin, outcome);
+                    production::Decision::Skip(production::Skip::MissingAnnotation(missing)) => {
+                        outcome.error = Some(format!("required annotation {missing} not found"));
+                        return outcome;
+                    }
+                    production::Decision::Run { token: None, .. } => {
+                        return self.run_and_read(
+                            image,
+                            None,
+                            None,
+                            String::new(),
+                            plugin,
+                            outcome,
+                        );
+                    }
+                    production::Decision::Run {
+                        token: Some(token), ..
+                    } => token.annotations,
                 };
-                if let Some(missing) = attributes
-                    .required_keys
-                    .iter()
-                    .find(|key| !account.annotations.contains_key(*key))
-                {
-                    outcome.error = Some(format!("required annotation {missing} not found"));
-                    return outcome;
-                }
-                let passed: BTreeMap<String, String> = attributes
-                    .required_keys
-                    .iter()
-                    .chain(&attributes.optional_keys)
-                    .filter_map(|key| Some((key.clone(), account.annotations.get(key)?.clone())))
-                    .collect();
+                let (pod, account) = pod
+                    .and_then(|pod| Some((pod, pod.service_account.as_ref()?)))
+                    .expect("a token is requested only for a pod's service account");
                 outcome.token_requested = true;
                 let token = self
                     .tokens
