@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use memchr::memmem;
 use rustls::RootCertStore;
 use rustls::pki_types::CertificateDer;
 
@@ -115,30 +116,27 @@ pub(crate) fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
     let mut found = Vec::new();
     let mut rest = pem;
     let mut encoded = Vec::with_capacity(4096);
-    while let Some(start) = find(rest, BEGIN) {
+    while let Some(start) = memmem::find(rest, BEGIN) {
         rest = &rest[start + BEGIN.len()..];
-        let Some(end) = find(rest, END) else {
+        let Some(end) = memmem::find(rest, END) else {
             break;
         };
         encoded.clear();
-        encoded.extend(
-            rest[..end]
-                .iter()
-                .copied()
-                .filter(|byte| !byte.is_ascii_whitespace()),
-        );
+        // Line by line: a PEM line is whole base64, whitespace only at its ends.
+        for line in rest[..end].split(|&byte| byte == b'\n') {
+            let line = line.trim_ascii();
+            if line.iter().any(u8::is_ascii_whitespace) {
+                encoded.extend(line.iter().filter(|byte| !byte.is_ascii_whitespace()));
+            } else {
+                encoded.extend_from_slice(line);
+            }
+        }
         if let Ok(der) = STANDARD.decode(&encoded) {
             found.push(CertificateDer::from(der));
         }
         rest = &rest[end + END.len()..];
     }
     found
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
 }
 
 #[cfg(test)]
