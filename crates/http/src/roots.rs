@@ -124,8 +124,10 @@ pub(crate) fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
         encoded.clear();
         // A PEM line is whole base64 with whitespace at its ends only; whitespace
         // anywhere else is dropped too, on a second try.
-        for line in block.split(|&byte| byte == b'\n') {
-            encoded.extend_from_slice(line.trim_ascii());
+        let mut line = 0;
+        for newline in memchr::memchr_iter(b'\n', block).chain([block.len()]) {
+            encoded.extend_from_slice(block[line..newline].trim_ascii());
+            line = newline + 1;
         }
         let der = STANDARD.decode_to_vec(&encoded).or_else(|_| {
             encoded.retain(|byte| !byte.is_ascii_whitespace());
