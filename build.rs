@@ -1,6 +1,12 @@
 //! Puts the commit the binary is built from, and that commit's date, in `--version`
 //! (`ICP_VERSION_DETAIL`): from the commit, never the clock, so the same commit builds the
 //! same bytes. Outside a git checkout (a source tarball) it says `commit unknown`.
+//!
+//! The static binary (`cargo build-static`, the released one) is linked with its
+//! relocations packed (`-z pack-relative-relocs`, DT_RELR): a static-pie relocates itself
+//! with the glibc built into it, so this asks nothing of the node, and the binary is about
+//! 0.45 MB smaller (its relocation table goes from 19,000 entries of 24 bytes to a bitmap).
+//! A dynamic build is left as it is: packed relocations would need glibc 2.36 on the node.
 
 use std::path::Path;
 use std::process::Command;
@@ -13,6 +19,12 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    let target_features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+        && target_features.split(',').any(|feature| feature == "crt-static")
+    {
+        println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
+    }
     let detail = match (
         git(&["rev-parse", "--short=12", "HEAD"]),
         git(&["log", "-1", "--format=%cs"]),
