@@ -21,7 +21,9 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     let target_features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
-        && target_features.split(',').any(|feature| feature == "crt-static")
+        && target_features
+            .split(',')
+            .any(|feature| feature == "crt-static")
     {
         println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
     }

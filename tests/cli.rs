@@ -741,6 +741,12 @@ fn answering_options_are_offered_only_where_they_do_something() {
         &["install", "--dry-run", "--audit-log", "/tmp/a"],
         &["default-rules", "--metrics-dir", "/tmp/m"],
         &["cache", "list", "--no-cache"],
+        &[
+            "explain",
+            "registry.example.com/app",
+            "--audit-log",
+            "/tmp/a",
+        ],
     ] {
         Plugin::new(args)
             .run()
@@ -758,6 +764,15 @@ fn answering_options_are_offered_only_where_they_do_something() {
         (
             &["--no-cache", "cache", "list"],
             "--no-cache does nothing for cache",
+        ),
+        (
+            &[
+                "--metrics-dir",
+                "/tmp/m",
+                "explain",
+                "registry.example.com/app",
+            ],
+            "--metrics-dir does nothing for explain",
         ),
     ] {
         Plugin::new(args).run().assert_error(2, expected);
@@ -786,6 +801,21 @@ fn answering_options_are_offered_only_where_they_do_something() {
         &["--cache-dir", cache, "cache", "list"],
         &["cache", "list", "--cache-dir", cache],
         &["cache", "--cache-dir", cache, "clear"],
+        &[
+            "--config",
+            rules,
+            "explain",
+            "registry.example.com/app",
+            "--cache-dir",
+            cache,
+        ],
+        &[
+            "--config",
+            rules,
+            "--no-cache",
+            "explain",
+            "registry.example.com/app",
+        ],
     ] {
         let run = Plugin::new(args).stdin(request.clone()).run();
         assert_eq!(run.code, 0, "{args:?}: {}", run.stderr);

@@ -51,8 +51,14 @@ pub struct Args {
     /// report the result; without it nothing is sent anywhere.
     #[arg(long)]
     live: bool,
-    #[command(flatten)]
-    pub(super) serving: super::Serving,
+    /// The token cache directory to look in (and, with --live, to use), as in plugin mode
+    /// (default: the environment's IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules
+    /// file's cache.dir, else the default for the user).
+    #[arg(long, value_name = "DIR")]
+    pub(super) cache_dir: Option<PathBuf>,
+    /// Neither look in nor (with --live) use the token cache.
+    #[arg(long)]
+    pub(super) no_cache: bool,
 }
 
 /// Explains the pull of `args.image`, with `program` the provider name by default.

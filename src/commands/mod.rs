@@ -47,7 +47,7 @@ struct Cli {
     /// Never a secret.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
-    /// Plugin mode's options (also `get`'s and `explain`'s).
+    /// Plugin mode's options (also `get`'s).
     #[command(flatten)]
     serving: Serving,
     #[command(subcommand)]
@@ -75,10 +75,10 @@ Environment:
 
 /// How requests are answered: the token cache, the audit log, the metrics and the
 /// audience served. Plugin mode's options (top level, where the kubelet passes them),
-/// and `get`'s and `explain`'s.
+/// and `get`'s.
 #[derive(clap::Args, Default)]
 #[cfg_attr(test, derive(Debug, PartialEq))]
-#[command(next_help_heading = "Answering (plugin mode, get and explain)")]
+#[command(next_help_heading = "Answering (plugin mode and get)")]
 struct Serving {
     /// The token cache directory shared by plugin processes (default: the environment's
     /// IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR, else the rules file's cache.dir, else
@@ -429,7 +429,18 @@ fn serving(top: Serving, command: Option<&mut Command>) -> Result<Serving, Strin
     match command {
         None => Ok(top),
         Some(Command::Get { serving, .. }) => Ok(std::mem::take(serving).or(top)),
-        Some(Command::Explain(args)) => Ok(std::mem::take(&mut args.serving).or(top)),
+        Some(Command::Explain(args)) => {
+            let others = Serving {
+                cache_dir: None,
+                no_cache: false,
+                ..top
+            };
+            refuse(&others, "explain").map(|_| Serving {
+                cache_dir: args.cache_dir.take().or(top.cache_dir),
+                no_cache: args.no_cache || top.no_cache,
+                ..Serving::default()
+            })
+        }
         Some(Command::Cache { cache_dir, .. }) => {
             let cache_dir = cache_dir.take().or(top.cache_dir);
             let others = Serving {
