@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! acr-credential-provider /etc/kubernetes/azure.json [--registry-mirror mirror:loginserver[,...]]
-//!     [--ib-sni-name NAME --ib-apiserver-ip IP [--ib-default-client-id ID] [--ib-default-tenant-id ID]] [--v=N]
+//!     [--ib-sni-name NAME --ib-apiserver-ip IP|HOST [--ib-default-client-id ID] [--ib-default-tenant-id ID]] [--v=N]
 //! ```
 //!
 //! Like it, this mode reads the identity and the cloud from the `azure.json` file named by
@@ -21,9 +21,11 @@
 //! the official provider fails.
 //!
 //! With `--ib-sni-name` and `--ib-apiserver-ip` (AKS identity bindings), a request with a
-//! pod's token is fetched as the identity its service account is bound to, at the
-//! identity-binding endpoint, as the official provider does; the flags are checked as it
-//! checks them (the rules file's `acr.identityBindings` is the same setting).
+//! pod's token (for `api://AKSIdentityBinding`) is fetched as the identity its service
+//! account is bound to, at the identity-binding endpoint, as the official provider does;
+//! the flags are checked as it checks them (the rules file's `acr.identityBindings` is the
+//! same setting), except that the API server's host name, which AKS passes, is looked up
+//! when a pod's pull connects rather than at start-up.
 //!
 //! One deliberate difference: with a service principal the official provider answers with
 //! the client id and secret themselves; this one exchanges them for an ACR refresh token
@@ -68,7 +70,7 @@ pub const MODE: Mode = Mode {
             -r, --registry-mirror string   mirror:loginserver pairs, comma-separated: images on the mirror get\n                                 \
             the login server's credentials\n      \
             --ib-sni-name string           AKS identity bindings: the TLS server name of the identity-binding endpoint\n      \
-            --ib-apiserver-ip string       AKS identity bindings: the API server's IP, where that endpoint is reached\n      \
+            --ib-apiserver-ip string       AKS identity bindings: the API server's IP or host name, where that endpoint is reached\n      \
             --ib-default-client-id string  AKS identity bindings: the client id of service accounts without one\n      \
             --ib-default-tenant-id string  AKS identity bindings: the tenant of service accounts without one\n  \
             -v, --v LEVEL                  log verbosity (klog levels)\n      \
@@ -100,9 +102,9 @@ const IB_DEFAULT_TENANT_ID: &str = "ib-default-tenant-id";
 const IB_APISERVER_IP: &str = "ib-apiserver-ip";
 
 /// The identity bindings of the `--ib-*` flags, checked as the official provider checks
-/// them: the SNI name needs the API server's IP and has no scheme, the IP is an IP and
-/// needs the SNI name, a default client or tenant id needs the SNI name. None without
-/// `--ib-sni-name`.
+/// them: the SNI name needs the API server's address and has no scheme, the address is an
+/// IP address or a host name (looked up when connecting) and needs the SNI name, a default
+/// client or tenant id needs the SNI name. None without `--ib-sni-name`.
 fn identity_bindings(
     parsed: &args::Parsed,
 ) -> Result<Option<icp_acr::IdentityBindingsConfig>, String> {
@@ -132,10 +134,10 @@ fn identity_bindings(
         }
     }
     if let Some(ip) = &ip
-        && ip.parse::<std::net::IpAddr>().is_err()
+        && !icp_acr::identity_binding::is_api_server(ip)
     {
         return Err(format!(
-            "--{IB_APISERVER_IP} must be a valid IP address, got: {}",
+            "--{IB_APISERVER_IP} must be a valid IP address or host name, got: {}",
             icp_core::quote(ip)
         ));
     }
@@ -278,8 +280,11 @@ mod tests {
                 "--ib-sni-name must not contain protocol prefix",
             ),
             (
-                &[(IB_SNI_NAME, "ib.example"), (IB_APISERVER_IP, "apiserver")],
-                "--ib-apiserver-ip must be a valid IP address, got: \"apiserver\"",
+                &[
+                    (IB_SNI_NAME, "ib.example"),
+                    (IB_APISERVER_IP, "10.0.0.1:443"),
+                ],
+                "--ib-apiserver-ip must be a valid IP address or host name, got: \"10.0.0.1:443\"",
             ),
             (
                 &[(IB_APISERVER_IP, "10.0.0.1")],
@@ -299,6 +304,14 @@ mod tests {
             assert!(error.contains(expected), "{pairs:?}: {error}");
         }
         assert_eq!(identity_bindings(&flags(&[])).unwrap(), None);
+        // AKS passes the API server's host name (AgentBaker's ${API_SERVER_NAME}).
+        let named = identity_bindings(&flags(&[
+            (IB_SNI_NAME, "ib.example"),
+            (IB_APISERVER_IP, "myaks-1a2b3c.hcp.eastus.azmk8s.io"),
+        ]))
+        .unwrap()
+        .unwrap();
+        assert_eq!(named.api_server_ip, "myaks-1a2b3c.hcp.eastus.azmk8s.io");
         let config = identity_bindings(&flags(&[
             (IB_SNI_NAME, "ib.example"),
             (IB_APISERVER_IP, "10.0.0.1"),

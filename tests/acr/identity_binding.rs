@@ -1,45 +1,96 @@
 //! AKS identity bindings through the built binary, every answer read by the model of the
-//! kubelet in service-account-token mode: the pod's token sent to the loopback
-//! identity-binding endpoint (`icp_test_kit::azure::identity_binding`, with a certificate of
-//! the cluster's CA only) under its TLS name, then exchanged at the registry; pods of one
-//! service account sharing one exchange (16 at once), other accounts their own; a refusal's
-//! one line; `check-config`; and the `--ib-*` flags of the `acr-credential-provider` drop-in.
+//! kubelet in service-account-token mode, configured as AKS configures it (AgentBaker's
+//! `writeCredentialProviderConfig`): the pod's token for `api://AKSIdentityBinding` sent to
+//! the loopback identity-binding endpoint (`icp_test_kit::azure::identity_binding`, with a
+//! certificate of the cluster's CA only) under its TLS name, reached at the API server's
+//! host name, then exchanged at the registry; pods of one service account sharing one
+//! exchange (16 at once), other accounts their own; a token of another audience refused
+//! unsent; a refusal's one line; `check-config`; and the `--ib-*` flags of the
+//! `acr-credential-provider` drop-in, with the provider entry AKS writes.
 
 use std::path::{Path, PathBuf};
 
 use super::{
     USERNAME, cache_args, credential, drop_in, exchanged_for, plugin, plugin_at, registry_counts,
 };
-use crate::common::kubelet::service_account::{CacheType, Kubelet, Outcome, Pod, TokenAttributes};
+use crate::common::kubelet::service_account::{
+    CacheType, Kubelet, Node, Outcome, Pod, TokenAttributes,
+};
 use crate::common::{API_VERSIONS, pod};
-use icp_test_kit::azure::identity_binding::{IB_CLIENT, IB_CLIENT_B, IB_SNI_NAME};
+use icp_test_kit::azure::identity_binding::{IB_API_SERVER, IB_CLIENT, IB_CLIENT_B, IB_SNI_NAME};
 use icp_test_kit::azure::*;
 
-const CLIENT_ID_KEY: &str = "azure.workload.identity/client-id";
-const TENANT_ID_KEY: &str = "azure.workload.identity/tenant-id";
+/// The annotation AKS lists in `tokenAttributes`, and the official provider reads.
+const CLIENT_ID_KEY: &str = "kubernetes.azure.com/acr-client-id";
 const IMAGE: &str = "myacr.azurecr.io/team/app:v1";
+/// The audience AKS asks the kubelet for.
+const AUDIENCE: &str = "api://AKSIdentityBinding";
 
-/// The kubelet as the README configures it for identity bindings: the workload identity
-/// audience, the two annotations optional.
+/// The kubelet provider config AgentBaker's `writeCredentialProviderConfig` writes on a
+/// node pool with pods' own identities for image pulls (`SERVICE_ACCOUNT_IMAGE_PULL_ENABLED`,
+/// default client and tenant set), byte for byte, with the world's SNI name, API server
+/// name, default client and tenant, and `azure_json` for `/etc/kubernetes/azure.json`.
+fn agentbaker_config(azure_json: &Path) -> String {
+    format!(
+        r#"apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: acr-credential-provider
+    matchImages:
+      - "*.azurecr.io"
+      - "*.azurecr.cn"
+      - "*.azurecr.de"
+      - "*.azurecr.us"
+      - "*.*.geo.azurecr.io"
+      - "*.*.geo.azurecr.cn"
+      - "*.*.geo.azurecr.de"
+      - "*.*.geo.azurecr.us"
+    defaultCacheDuration: "10m"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+    tokenAttributes:
+      serviceAccountTokenAudience: api://AKSIdentityBinding
+      requireServiceAccount: false
+      cacheType: ServiceAccount
+      optionalServiceAccountAnnotationKeys:
+        - kubernetes.azure.com/acr-client-id
+    args:
+      - {}
+      - --ib-sni-name={IB_SNI_NAME}
+      - --ib-default-client-id={IB_CLIENT}
+      - --ib-default-tenant-id={TENANT}
+      - --ib-apiserver-ip={IB_API_SERVER}
+"#,
+        azure_json.display()
+    )
+}
+
+/// The kubelet as AKS configures it for identity bindings (the `tokenAttributes` of
+/// [`agentbaker_config`]).
 fn kubelet() -> Kubelet {
+    kubelet_for(AUDIENCE)
+}
+
+/// That kubelet asking for pods' tokens of `audience`.
+fn kubelet_for(audience: &str) -> Kubelet {
     Kubelet::new(
         API_VERSIONS[0],
         Some(TokenAttributes {
-            audience: "api://AzureADTokenExchange".to_owned(),
+            audience: audience.to_owned(),
             cache_type: CacheType::ServiceAccount,
             require_service_account: false,
             required_keys: Vec::new(),
-            optional_keys: vec![CLIENT_ID_KEY.to_owned(), TENANT_ID_KEY.to_owned()],
+            optional_keys: vec![CLIENT_ID_KEY.to_owned()],
         }),
     )
 }
 
-/// A rules file with identity bindings at the world's endpoint and `extra` fields.
+/// A rules file with identity bindings at the world's endpoint (the API server's host
+/// name, as AKS passes it) and `extra` fields.
 fn rules(world: &World, extra: &str) -> PathBuf {
     world.file(
         "rules.yaml",
         &format!(
-            "rules:\n  - matchImages: ['*.azurecr.io']\n    provider: acr\n    acr:\n      identityBindings:\n        sniName: {IB_SNI_NAME}\n        apiServerIp: 127.0.0.1\n        caFile: {}\n{extra}",
+            "rules:\n  - matchImages: ['*.azurecr.io']\n    provider: acr\n    acr:\n      identityBindings:\n        sniName: {IB_SNI_NAME}\n        apiServerIp: {IB_API_SERVER}\n        caFile: {}\n{extra}",
             cluster_ca_file().display()
         ),
     )
@@ -47,8 +98,18 @@ fn rules(world: &World, extra: &str) -> PathBuf {
 
 /// One pull of `IMAGE` for `pod` by a fresh kubelet running the binary with `args`.
 fn pull(world: &World, pod: &Pod, args: &[String]) -> (Outcome, String, String) {
+    pull_with(kubelet(), world, pod, args)
+}
+
+/// One pull of `IMAGE` for `pod` by `kubelet` running the binary with `args`.
+fn pull_with(
+    mut kubelet: Kubelet,
+    world: &World,
+    pod: &Pod,
+    args: &[String],
+) -> (Outcome, String, String) {
     let mut stderr = String::new();
-    let outcome = kubelet().pull(IMAGE, Some(pod), |sent| {
+    let outcome = kubelet.pull(IMAGE, Some(pod), |sent| {
         let run = plugin(world, args).stdin(sent.stdin.clone()).run();
         stderr = run.stderr;
         (run.code, run.stdout)
@@ -159,7 +220,7 @@ fn a_refusal_is_one_line_naming_the_account_and_the_binding() {
         stderr.trim_end(),
         format!(
             "error: acr backend (rule 0): service account team-b/app (identity binding \
-             {IB_SNI_NAME}, azure.workload.identity/client-id = {IB_CLIENT_B}): access denied \
+             {IB_SNI_NAME}, kubernetes.azure.com/acr-client-id = {IB_CLIENT_B}): access denied \
              by the identity-binding endpoint: HTTP 400: invalid_client: AADSTS700213: The \
              identity '{IB_CLIENT_B}' is not bound to 'system:serviceaccount:team-b:app'."
         )
@@ -268,4 +329,105 @@ fn the_drop_in_takes_the_official_ib_flags() {
         world.request_count() - before <= 1,
         "at most the registry's challenge"
     );
+}
+
+#[test]
+fn a_token_for_another_audience_is_refused_before_it_is_sent() {
+    let world = World::new();
+    let rules = rules(&world, "");
+    let web = pod("team-a", "web-1", "app", &[(CLIENT_ID_KEY, IB_CLIENT)]);
+    let (outcome, token, stderr) = pull_with(
+        kubelet_for("api://AzureADTokenExchange"),
+        &world,
+        &web,
+        &args(&rules, None),
+    );
+    assert!(outcome.credentials.is_empty());
+    assert!(
+        stderr.contains(&format!(
+            "is for [\"api://AzureADTokenExchange\"], not \"{AUDIENCE}\" as the backend \
+             expects; not sent"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(world.identity_binding.request_count(), 0);
+    assert_eq!(world.aad.request_count(), 0);
+    assert_no_token(&stderr, &token);
+}
+
+#[test]
+fn the_drop_in_serves_the_provider_entry_aks_writes() {
+    let world = World::new();
+    let program = drop_in(world.dir());
+    let azure_json = world.file(
+        "azure.json",
+        r#"{"cloud": "AzurePublicCloud", "useManagedIdentityExtension": true}"#,
+    );
+    let text = agentbaker_config(&azure_json);
+    let path = world.file("credential-provider-config.yaml", &text);
+    let judged = plugin(
+        &world,
+        ["check-config", "--kubelet-config", path.to_str().unwrap()],
+    )
+    .run();
+    assert_eq!(
+        (judged.code, judged.stderr.as_str()),
+        (0, ""),
+        "{}",
+        judged.stdout
+    );
+    let config: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let args: Vec<String> = config["providers"][0]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|arg| arg.as_str().unwrap().to_owned())
+        .collect();
+    let cache = world.dir().join("cache");
+    let mut node = Node::from_config(&config);
+    let mut pull = |pod: Option<&Pod>| {
+        let mut stderr = String::new();
+        let mut outcomes = node.pull(IMAGE, pod, |_, sent| {
+            let run = plugin_at(&world, &program, &args)
+                .env("IMAGE_CREDENTIAL_PROVIDER_CACHE_DIR", &cache)
+                .stdin(sent.stdin.clone())
+                .run();
+            stderr = run.stderr;
+            (run.code, run.stdout)
+        });
+        assert_eq!(outcomes.len(), 1, "one provider entry serves {IMAGE}");
+        (outcomes.remove(0).1, stderr)
+    };
+    // Without a pod's token, the node's identity of azure.json.
+    let (outcome, stderr) = pull(None);
+    assert_eq!(
+        exchanged_for(&credential(&outcome)),
+        "imds:system",
+        "{stderr}"
+    );
+    // A pod's token for api://AKSIdentityBinding and its client id annotation, the host
+    // name of --ib-apiserver-ip: the drop-in takes all three, and goes as far as the
+    // cluster's CA, which it reads where the official provider does.
+    if Path::new("/etc/kubernetes/certs/ca.crt").exists() {
+        return;
+    }
+    let web = pod("team-a", "web-1", "app", &[(CLIENT_ID_KEY, IB_CLIENT_B)]);
+    let (outcome, stderr) = pull(Some(&web));
+    let sent = outcome.sent.as_ref().unwrap();
+    assert_eq!(
+        sent.annotations.as_ref().unwrap().get(CLIENT_ID_KEY),
+        Some(&IB_CLIENT_B.to_owned())
+    );
+    assert!(outcome.credentials.is_empty());
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: acr backend (acr-credential-provider {}): service account team-a/app \
+             (identity binding {IB_SNI_NAME}, kubernetes.azure.com/acr-client-id = \
+             {IB_CLIENT_B}): invalid acr configuration: identityBindings.caFile \
+             /etc/kubernetes/certs/ca.crt: No such file or directory (os error 2)",
+            azure_json.display()
+        )
+    );
+    assert_eq!(world.identity_binding.request_count(), 0);
 }

@@ -54,7 +54,8 @@ pub struct Config {
     /// `https://containerregistry.azure.net`).
     pub registry_audience: Option<String>,
     /// The audience pods' service account tokens must carry (a federated credential's
-    /// audience); defaults to `api://AzureADTokenExchange`.
+    /// audience); defaults to `api://AzureADTokenExchange`, with `identityBindings` to
+    /// `api://AKSIdentityBinding`.
     pub audience: Option<String>,
     /// The service account annotation holding the client id of a pod's own identity, when
     /// the kubelet sends the pod's token (default `kubernetes.azure.com/acr-client-id`).

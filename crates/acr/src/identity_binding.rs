@@ -6,13 +6,16 @@
 //! The request is `POST https://<sniName>/`, form-encoded `grant_type=client_credentials`,
 //! `client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer`,
 //! `client_assertion=<pod token>`, `client_id`, and the registry `scope`; it answers
-//! `{"access_token", "expires_in"}`. The connection goes to `<apiServerIp>:443`, never through
-//! a proxy, with `sniName` as the TLS server name, verified against the cluster's CA
-//! (`caFile`, default [`DEFAULT_CA_FILE`]) and nothing else. The client id is the service
-//! account's [`CLIENT_ID_ANNOTATION`], else `defaultClientId`; the tenant (sent to the
-//! registry's exchange) its [`TENANT_ID_ANNOTATION`], else `defaultTenantId`.
+//! `{"access_token", "expires_in"}`. The connection goes to `<apiServerIp>:443` (an IP
+//! address, or a host name looked up when connecting, as AKS passes the API server's name),
+//! never through a proxy, with `sniName` as the TLS server name, verified against the
+//! cluster's CA (`caFile`, default [`DEFAULT_CA_FILE`]) and nothing else. The pod's token
+//! must be for [`IDENTITY_BINDING_AUDIENCE`]. The client id is the service account's
+//! [`CLIENT_ID_ANNOTATION`], else `defaultClientId`; the tenant (sent to the registry's
+//! exchange) its [`TENANT_ID_ANNOTATION`], else `defaultTenantId`: the annotations the
+//! official provider reads (its `consts.go`), the same as for a pod's own identity.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use icp_core::{Environment, Secret, ServiceAccount, quote};
@@ -24,12 +27,11 @@ use crate::aad::{ASSERTION_TYPE, token_answer};
 use crate::cloud::Cloud;
 use crate::fetch::Fetch;
 use crate::identity::{is_valid_id, is_valid_tenant};
+pub use crate::service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
 
-/// The annotation naming the client id a service account's token is exchanged for, as
-/// the official provider reads it for identity bindings.
-pub const CLIENT_ID_ANNOTATION: &str = "azure.workload.identity/client-id";
-/// The annotation naming the tenant of that identity.
-pub const TENANT_ID_ANNOTATION: &str = "azure.workload.identity/tenant-id";
+/// The audience of the pods' tokens the identity-binding endpoint takes, as AKS asks the
+/// kubelet for them (`tokenAttributes.serviceAccountTokenAudience`).
+pub const IDENTITY_BINDING_AUDIENCE: &str = "api://AKSIdentityBinding";
 /// Where AKS puts the cluster's CA on a node, and the official provider reads it.
 pub const DEFAULT_CA_FILE: &str = "/etc/kubernetes/certs/ca.crt";
 /// The port of the identity-binding endpoint (the URL's, `https://<sniName>`).
@@ -43,7 +45,7 @@ const SERVICE: &str = "the identity-binding endpoint";
 /// acr:
 ///   identityBindings:
 ///     sniName: <the identity-binding endpoint's TLS server name>
-///     apiServerIp: 10.0.0.1
+///     apiServerIp: 10.0.0.1                 # or the API server's host name
 ///     defaultClientId: 00000000-0000-0000-0000-000000000000   # optional
 ///     defaultTenantId: 00000000-0000-0000-0000-000000000000   # optional
 ///     caFile: /etc/kubernetes/certs/ca.crt                    # the default
@@ -54,7 +56,8 @@ pub struct IdentityBindingsConfig {
     /// The TLS server name (and `Host`) of the identity-binding endpoint, without a scheme
     /// (`--ib-sni-name`).
     pub sni_name: String,
-    /// The address the endpoint is reached at: the API server's IP (`--ib-apiserver-ip`).
+    /// Where the endpoint is reached: the API server's IP address or host name
+    /// (`--ib-apiserver-ip`).
     pub api_server_ip: String,
     /// The client id of a service account without [`CLIENT_ID_ANNOTATION`]
     /// (`--ib-default-client-id`).
@@ -71,7 +74,8 @@ pub struct IdentityBindingsConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdentityBindings {
     sni_name: String,
-    api_server: IpAddr,
+    /// An IP address or a DNS name.
+    api_server: String,
     default_client_id: Option<String>,
     default_tenant_id: Option<String>,
     ca_file: PathBuf,
@@ -79,7 +83,9 @@ pub struct IdentityBindings {
 
 impl IdentityBindings {
     /// Checks `config` as the official provider checks its flags (no scheme in the SNI
-    /// name, an IP address), and more: the SNI name is a DNS name, the ids are ids.
+    /// name, an IP address or a host name for the API server), and more: the SNI name and
+    /// a host name are DNS names, the ids are ids. A host name is not looked up here but
+    /// when connecting, within the fetch's deadline.
     pub fn resolve(config: &IdentityBindingsConfig, base_dir: &Path) -> Result<Self, Error> {
         let invalid = |message: String| Err(Error::Config(message));
         let sni = &config.sni_name;
@@ -95,12 +101,13 @@ impl IdentityBindings {
                 quote(sni)
             ));
         }
-        let Ok(api_server) = config.api_server_ip.parse::<IpAddr>() else {
+        let api_server = &config.api_server_ip;
+        if !is_api_server(api_server) {
             return invalid(format!(
-                "identityBindings.apiServerIp {} is not an IP address",
-                quote(&config.api_server_ip)
+                "identityBindings.apiServerIp {} is neither an IP address nor a DNS name",
+                quote(api_server)
             ));
-        };
+        }
         if let Some(id) = &config.default_client_id
             && !is_valid_id(id)
         {
@@ -123,7 +130,7 @@ impl IdentityBindings {
         };
         Ok(IdentityBindings {
             sni_name: sni.to_ascii_lowercase(),
-            api_server,
+            api_server: api_server.to_ascii_lowercase(),
             default_client_id: config.default_client_id.clone(),
             default_tenant_id: config.default_tenant_id.clone(),
             ca_file,
@@ -188,11 +195,11 @@ impl IdentityBindings {
         }
         Ok(pem)
     }
+}
 
-    /// Where connections to the endpoint go.
-    fn address(&self) -> SocketAddr {
-        SocketAddr::new(self.api_server, PORT)
-    }
+/// What `--ib-apiserver-ip` may be: an IP address or a DNS name.
+pub fn is_api_server(value: &str) -> bool {
+    value.parse::<IpAddr>().is_ok() || is_dns_name(value)
 }
 
 /// A DNS name: dot-separated labels of letters, digits and `-`, neither starting nor
@@ -267,7 +274,7 @@ impl Bound<'_> {
         let client = icp_http::Client::new(*fetch.client.options(), env)
             .and_then(|client| {
                 client
-                    .resolve(&bindings.sni_name, PORT, bindings.address())
+                    .route(&bindings.sni_name, PORT, &bindings.api_server)
                     .trusting(&ca, &bindings.ca_file.display().to_string())
             })
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -328,12 +335,19 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(good.ca_file, Path::new("/rules/ca.pem"));
-        assert_eq!(good.address().to_string(), "10.0.0.1:443");
+        assert_eq!(good.api_server, "10.0.0.1");
         assert_eq!(
             bindings(&format!("{{{BASE}}}")).unwrap().ca_file,
             Path::new(DEFAULT_CA_FILE)
         );
         assert!(bindings(r#"{"sniName": "a.example", "apiServerIp": "fd00::1"}"#).is_ok());
+        // AKS passes the API server's name: looked up when connecting, as the official
+        // provider's dialer does.
+        let named = bindings(
+            r#"{"sniName": "a.example", "apiServerIp": "MyAKS-1a2b3c.hcp.eastus.azmk8s.io"}"#,
+        )
+        .unwrap();
+        assert_eq!(named.api_server, "myaks-1a2b3c.hcp.eastus.azmk8s.io");
         let refused = [
             (
                 r#"{"sniName": "https://a.example", "apiServerIp": "10.0.0.1"}"#,
@@ -344,8 +358,12 @@ mod tests {
                 "is not a DNS name",
             ),
             (
-                r#"{"sniName": "a.example", "apiServerIp": "apiserver.local"}"#,
-                "identityBindings.apiServerIp \"apiserver.local\" is not an IP address",
+                r#"{"sniName": "a.example", "apiServerIp": "10.0.0.1:443"}"#,
+                "identityBindings.apiServerIp \"10.0.0.1:443\" is neither an IP address nor a DNS name",
+            ),
+            (
+                r#"{"sniName": "a.example", "apiServerIp": "https://apiserver.local"}"#,
+                "is neither an IP address nor a DNS name",
             ),
             (
                 r#"{"sniName": "a.example", "apiServerIp": "10.0.0.1", "defaultClientId": "a&b"}"#,
@@ -392,7 +410,7 @@ mod tests {
         assert_eq!(
             error,
             "no Azure credentials: service account team-a/app has no annotation \
-             azure.workload.identity/client-id and identityBindings.defaultClientId is not set"
+             kubernetes.azure.com/acr-client-id and identityBindings.defaultClientId is not set"
         );
         let client_only = account(&[(CLIENT_ID_ANNOTATION, "c1")]);
         assert_eq!(without.bind(&client_only).unwrap().tenant_id, None);
@@ -425,7 +443,7 @@ mod tests {
             other
                 .context(Error::Throttled(SERVICE.into(), None))
                 .to_string()
-                .contains("azure.workload.identity/client-id = c1")
+                .contains("kubernetes.azure.com/acr-client-id = c1")
         );
         assert!(!bound.cache_identity().contains("payload"));
     }

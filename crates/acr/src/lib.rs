@@ -27,7 +27,9 @@
 //! With `identityBindings` in the rule (AKS identity bindings, the official provider's
 //! `--ib-*` flags), a request carrying the pod's token is fetched as the identity the
 //! service account is bound to instead: step 2 is sent to the cluster's identity-binding
-//! endpoint (see [`identity_binding`](mod@identity_binding)), whatever the other annotations.
+//! endpoint (see [`identity_binding`](mod@identity_binding)), with the client id and tenant
+//! of the same two annotations, else the bindings' defaults; pods' tokens are then for
+//! [`IDENTITY_BINDING_AUDIENCE`], as AKS configures the kubelet.
 //!
 //! The Azure AD token only ever goes to a host strictly recognised (by its `host` module) as a
 //! login server of the configured cloud, and every request is bounded ([`Limits`]).
@@ -78,6 +80,7 @@ use fetch::Fetch;
 pub use host::DEFAULT_PATTERNS;
 pub use icp_http::Limits;
 use identity_binding::Bound;
+pub use identity_binding::IDENTITY_BINDING_AUDIENCE;
 use service_account::PodIdentity;
 pub use service_account::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
 use settings::Settings;
@@ -132,10 +135,13 @@ impl Acr {
             }
         })?;
         Ok(Acr {
-            audience: config
-                .audience
-                .clone()
-                .unwrap_or_else(|| TOKEN_EXCHANGE_AUDIENCE.to_owned()),
+            audience: config.audience.clone().unwrap_or_else(|| {
+                match config.identity_bindings {
+                    Some(_) => IDENTITY_BINDING_AUDIENCE,
+                    None => TOKEN_EXCHANGE_AUDIENCE,
+                }
+                .to_owned()
+            }),
             settings,
             limits: Limits::default(),
             env: env.clone(),
@@ -363,7 +369,8 @@ impl TokenBackend for Acr {
     type Error = Error;
 
     /// Tokens for Azure AD's workload identity federation, with the client id and tenant
-    /// annotations (identity bindings' own, when the rule has them).
+    /// annotations; with identity bindings, tokens for [`IDENTITY_BINDING_AUDIENCE`] with
+    /// the official annotations (the rule's audience, if it names one, in either case).
     fn service_account_token(&self) -> Option<ServiceAccountTokenUse> {
         let keys = &self.settings.annotations;
         let annotation_keys = match self.settings.identity_bindings {

@@ -77,6 +77,15 @@ impl Client {
         self
     }
 
+    /// Adds a route: connections to `host:port` go to `to:port` (`to` a host name, looked
+    /// up when connecting within the connect timeout, or an IP address), never through a
+    /// proxy; the request, its `Host` and its TLS server name stay `host`'s. The address
+    /// overrides apply to `to`.
+    pub fn route(mut self, host: &str, port: u16, to: &str) -> Client {
+        self.overrides.add_route(host, port, to);
+        self
+    }
+
     /// Trusts only the certificates of the PEM bundle `pem` (a private CA's, such as a
     /// cluster's) instead of the platform's roots; `source` names the bundle in errors.
     pub fn trusting(self, pem: &[u8], source: &str) -> Result<Client, Error> {
@@ -110,10 +119,14 @@ impl Client {
         let connect_timeout = request
             .connect_timeout
             .unwrap_or(self.options.connect_timeout);
-        // An address override (a test or debugging aid) goes straight to its address.
-        let proxy = match self.overrides.lookup(&target.host, target.port) {
-            Some(_) => None,
-            None => self.proxies.for_target(target.https, &target.host),
+        // An address override (a test or debugging aid) goes straight to its address, a
+        // route straight to its host.
+        let direct = self.overrides.lookup(&target.host, target.port).is_some()
+            || self.overrides.route(&target.host, target.port).is_some();
+        let proxy = if direct {
+            None
+        } else {
+            self.proxies.for_target(target.https, &target.host)
         };
         let http = build_request(target, request, proxy.filter(|_| !target.https))?;
         let key = (target.https, target.host.clone(), target.port);
@@ -250,6 +263,7 @@ impl Client {
     }
 
     async fn connect_tcp(&self, host: &str, port: u16) -> Result<TcpStream, Error> {
+        let host = self.overrides.route(host, port).unwrap_or(host);
         let addresses: Vec<SocketAddr> = if let Some(address) = self.overrides.lookup(host, port) {
             vec![address]
         } else if let Ok(ip) = host.parse::<IpAddr>() {

@@ -10,10 +10,11 @@ use crate::Error;
 /// `host:port:address` entries (see the crate documentation). For tests and debugging.
 pub const RESOLVE_ENV: &str = "IMAGE_CREDENTIAL_PROVIDER_RESOLVE";
 
-/// Address overrides, from [`RESOLVE_ENV`].
+/// Address overrides, from [`RESOLVE_ENV`], and routes to other hosts.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Overrides {
     entries: Vec<(String, u16, SocketAddr)>,
+    routes: Vec<(String, u16, String)>,
 }
 
 impl Overrides {
@@ -57,13 +58,31 @@ impl Overrides {
             };
             entries.push((host.to_ascii_lowercase(), port, address));
         }
-        Ok(Overrides { entries })
+        Ok(Overrides {
+            entries,
+            routes: Vec::new(),
+        })
     }
 
     /// Adds an override.
     pub(crate) fn add(&mut self, host: &str, port: u16, address: SocketAddr) {
         self.entries
             .push((host.to_ascii_lowercase(), port, address));
+    }
+
+    /// Adds a route: connections to `host:port` go to `to:port`.
+    pub(crate) fn add_route(&mut self, host: &str, port: u16, to: &str) {
+        self.routes
+            .push((host.to_ascii_lowercase(), port, to.to_owned()));
+    }
+
+    /// The host (a name or an IP address) a connection to `host:port` goes to instead,
+    /// if a route says so.
+    pub(crate) fn route(&self, host: &str, port: u16) -> Option<&str> {
+        self.routes
+            .iter()
+            .find(|(h, p, _)| *p == port && h.eq_ignore_ascii_case(host))
+            .map(|(_, _, to)| to.as_str())
     }
 
     /// The address a connection to `host:port` goes to instead, if any.
@@ -103,6 +122,16 @@ mod tests {
         );
         assert_eq!(overrides.lookup("other.example", 443), None);
         assert!(Overrides::parse("").unwrap().entries.is_empty());
+    }
+
+    #[test]
+    fn routes_name_another_host_on_the_same_port() {
+        let mut overrides = Overrides::parse("api.example:443:127.0.0.3").unwrap();
+        overrides.add_route("IB.example", 443, "api.example");
+        assert_eq!(overrides.route("ib.example", 443), Some("api.example"));
+        assert_eq!(overrides.route("ib.example", 80), None);
+        assert_eq!(overrides.route("api.example", 443), None);
+        assert_eq!(overrides.lookup("ib.example", 443), None);
     }
 
     #[test]

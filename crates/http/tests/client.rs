@@ -368,6 +368,37 @@ fn bad_urls_and_headers_are_refused_before_connecting() {
 }
 
 #[test]
+fn a_route_sends_the_connection_to_another_host_never_through_a_proxy() {
+    let world = world();
+    let fake = FakeServer::https(world.ca.server_config(&["routed.test"]), |request| {
+        Reply::status(200).body(request.header("host").unwrap_or_default().to_owned())
+    });
+    let port = fake.address().port();
+    // `localhost` is looked up (the loopback addresses of /etc/hosts), each tried in turn;
+    // the environment's CONNECT proxy, which refuses this host, is not used.
+    let client = Client::new(Options::default(), &world.env).unwrap().route(
+        "routed.test",
+        port,
+        "localhost",
+    );
+    let url = format!("https://routed.test:{port}/");
+    let response = block_on(client.send(Request::get(url.as_str()))).unwrap();
+    assert_eq!(
+        (response.status, response.body.as_slice()),
+        (200, format!("routed.test:{port}").as_bytes())
+    );
+    // An IP address is used as it is; the TLS name stays the request's.
+    let client =
+        Client::new(Options::default(), &world.env)
+            .unwrap()
+            .route("other.test", port, "127.0.0.1");
+    let error =
+        block_on(client.send(Request::get(format!("https://other.test:{port}/")))).unwrap_err();
+    assert!(matches!(error, Error::Tls { .. }), "{error}");
+    assert_eq!(fake.request_count(), 1);
+}
+
+#[test]
 fn https_goes_through_the_connect_proxy_of_the_environment() {
     let world = world();
     let client = Client::new(Options::default(), &world.env).unwrap();

@@ -1,25 +1,26 @@
 //! AKS identity bindings (`acr.identityBindings`) against the loopback identity-binding
-//! endpoint of `icp_test_kit::azure::identity_binding`: the pod's token sent as the client
-//! assertion to `https://<sniName>/`, verified with the cluster's CA only; the annotation's
-//! client id, else the default; the node's identity without a token; refusals, throttling
-//! and failures named by service account; one key per service account.
+//! endpoint of `icp_test_kit::azure::identity_binding`: the pod's token (for
+//! `api://AKSIdentityBinding`) sent as the client assertion to `https://<sniName>/`, reached
+//! at the API server's host name as AKS passes it, verified with the cluster's CA only; the
+//! official annotation's client id, else the default; the node's identity without a token;
+//! refusals, throttling and failures named by service account; one key per service account.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use icp_acr::identity_binding::{CLIENT_ID_ANNOTATION, TENANT_ID_ANNOTATION};
-use icp_acr::{Acr, Config, Error, Limits, TOKEN_EXCHANGE_AUDIENCE};
+use icp_acr::{Acr, Config, Error, IDENTITY_BINDING_AUDIENCE, Limits, TOKEN_EXCHANGE_AUDIENCE};
 use icp_core::{Environment, ImageRef, Request, Secret, ServiceAccount, Token, TokenBackend};
-use icp_test_kit::azure::identity_binding::{IB_CLIENT, IB_CLIENT_B, IB_SNI_NAME};
+use icp_test_kit::azure::identity_binding::{IB_API_SERVER, IB_CLIENT, IB_CLIENT_B, IB_SNI_NAME};
 use icp_test_kit::azure::*;
 
 const IMAGE: &str = "myacr.azurecr.io/app:1";
 
-/// A rule with identity bindings at the world's endpoint, trusting `ca_file`, with
-/// `extra` fields (JSON, with a leading comma).
+/// A rule with identity bindings at the world's endpoint (the API server's host name, as
+/// AKS passes it), trusting `ca_file`, with `extra` fields (JSON, with a leading comma).
 fn config(ca_file: &std::path::Path, extra: &str) -> Config {
     serde_json::from_str(&format!(
-        r#"{{"identityBindings": {{"sniName": "{IB_SNI_NAME}", "apiServerIp": "127.0.0.1",
+        r#"{{"identityBindings": {{"sniName": "{IB_SNI_NAME}", "apiServerIp": "{IB_API_SERVER}",
              "caFile": "{}"{extra}}}}}"#,
         ca_file.display()
     ))
@@ -36,7 +37,16 @@ fn backend(world: &World, config: Config) -> Acr {
 }
 
 fn account(namespace: &str, name: &str, annotations: &[(&str, &str)]) -> ServiceAccount {
-    let token = service_account_token(namespace, name, TOKEN_EXCHANGE_AUDIENCE, now() + 3600);
+    account_for(IDENTITY_BINDING_AUDIENCE, namespace, name, annotations)
+}
+
+fn account_for(
+    audience: &str,
+    namespace: &str,
+    name: &str,
+    annotations: &[(&str, &str)],
+) -> ServiceAccount {
+    let token = service_account_token(namespace, name, audience, now() + 3600);
     let annotations = annotations
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -146,9 +156,89 @@ fn no_token_is_the_node_identity_and_no_client_id_an_error_before_any_request() 
     assert_eq!(
         error,
         "no Azure credentials: service account team-a/app has no annotation \
-         azure.workload.identity/client-id and identityBindings.defaultClientId is not set"
+         kubernetes.azure.com/acr-client-id and identityBindings.defaultClientId is not set"
     );
     assert_eq!(world.identity_binding.request_count(), 0);
+}
+
+#[test]
+fn the_official_annotations_name_the_identity_not_the_workload_identity_ones() {
+    let world = World::new();
+    let backend = backend(&world, config(&cluster_ca_file(), ""));
+    assert_eq!(CLIENT_ID_ANNOTATION, "kubernetes.azure.com/acr-client-id");
+    assert_eq!(TENANT_ID_ANNOTATION, "kubernetes.azure.com/acr-tenant-id");
+    // The workload identity webhook's annotations are not the official provider's: an
+    // account with only those has no client id.
+    let webhook = account(
+        "team-a",
+        "app",
+        &[
+            ("azure.workload.identity/client-id", IB_CLIENT),
+            ("azure.workload.identity/tenant-id", TENANT),
+        ],
+    );
+    let error = fetch_as(&backend, Some(&webhook)).unwrap_err().to_string();
+    assert!(
+        error.contains("has no annotation kubernetes.azure.com/acr-client-id"),
+        "{error}"
+    );
+    assert_eq!(world.identity_binding.request_count(), 0);
+    let official = account(
+        "team-a",
+        "app",
+        &[
+            ("kubernetes.azure.com/acr-client-id", IB_CLIENT),
+            ("kubernetes.azure.com/acr-tenant-id", TENANT),
+        ],
+    );
+    let token = fetch_as(&backend, Some(&official)).unwrap();
+    assert!(exchanged(&token).starts_with(&format!("aad:{IB_CLIENT}@")));
+    let tenants: Vec<_> = world
+        .registry_requests("myacr.azurecr.io")
+        .iter()
+        .filter_map(|r| r.form("tenant"))
+        .collect();
+    assert_eq!(tenants, [TENANT]);
+}
+
+#[test]
+fn the_endpoint_is_reached_through_the_api_server_name_and_takes_its_own_audience() {
+    let world = World::new();
+    let backend = backend(&world, config(&cluster_ca_file(), ""));
+    // Nothing resolves the SNI name: the request reached the endpoint through the API
+    // server's name, under the SNI name.
+    let app = account("team-a", "app", &[(CLIENT_ID_ANNOTATION, IB_CLIENT)]);
+    fetch_as(&backend, Some(&app)).unwrap();
+    let sent = world.identity_binding.requests();
+    assert_eq!(sent[0].header("host"), Some(IB_SNI_NAME));
+    assert!(
+        world
+            .env()
+            .iter()
+            .all(|(_, value)| !value.contains(IB_SNI_NAME)),
+        "the world's environment must not resolve the SNI name"
+    );
+    // The endpoint takes tokens for api://AKSIdentityBinding, as AKS asks the kubelet
+    // for them, and no other.
+    let usage = backend.service_account_token().unwrap();
+    assert_eq!(usage.audience, "api://AKSIdentityBinding");
+    let federated = account_for(
+        TOKEN_EXCHANGE_AUDIENCE,
+        "team-a",
+        "app",
+        &[(CLIENT_ID_ANNOTATION, IB_CLIENT)],
+    );
+    let error = fetch_as(&backend, Some(&federated))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("AADSTS700211"), "{error}");
+    // A rule's own audience still wins.
+    let mut named = config(&cluster_ca_file(), "");
+    named.audience = Some("api://Other".to_owned());
+    let usage = backend_unchecked(&world, named)
+        .service_account_token()
+        .unwrap();
+    assert_eq!(usage.audience, "api://Other");
 }
 
 #[test]
@@ -163,7 +253,7 @@ fn only_the_cluster_ca_is_trusted() {
     assert!(
         text.starts_with(&format!(
             "service account team-a/app (identity binding {IB_SNI_NAME}, \
-             azure.workload.identity/client-id = {IB_CLIENT}): cannot reach the identity-binding endpoint"
+             kubernetes.azure.com/acr-client-id = {IB_CLIENT}): cannot reach the identity-binding endpoint"
         )),
         "{text}"
     );
@@ -195,7 +285,7 @@ fn refusals_name_the_service_account_and_the_binding_never_the_token() {
         error.to_string(),
         format!(
             "service account team-a/app (identity binding {IB_SNI_NAME}, \
-             azure.workload.identity/client-id = {IB_CLIENT_B}): access denied by the \
+             kubernetes.azure.com/acr-client-id = {IB_CLIENT_B}): access denied by the \
              identity-binding endpoint: HTTP 400: invalid_client: AADSTS700213: The identity \
              '{IB_CLIENT_B}' is not bound to 'system:serviceaccount:team-a:app'."
         )
@@ -270,12 +360,12 @@ fn pods_of_one_service_account_share_a_key_and_no_one_else() {
     }
     assert_ne!(key(None), own);
     let usage = backend.service_account_token().unwrap();
-    assert_eq!(usage.audience, TOKEN_EXCHANGE_AUDIENCE);
+    assert_eq!(usage.audience, IDENTITY_BINDING_AUDIENCE);
     assert_eq!(
         usage.annotation_keys,
         [
-            "azure.workload.identity/client-id",
-            "azure.workload.identity/tenant-id"
+            "kubernetes.azure.com/acr-client-id",
+            "kubernetes.azure.com/acr-tenant-id"
         ]
     );
 }

@@ -1,16 +1,23 @@
 //! An AKS identity-binding endpoint, as the official `acr-credential-provider` speaks to it:
-//! `POST https://<sni name>/` (reached at the API server's address) under a certificate of
-//! the cluster's own CA, form-encoded client credentials whose client assertion is a
-//! pod's service account token, answering `{"access_token", "expires_in"}`. A token is
+//! `POST https://<sni name>/` (reached at the API server, [`IB_API_SERVER`]) under a
+//! certificate of the cluster's own CA, form-encoded client credentials whose client
+//! assertion is a pod's service account token for [`IDENTITY_BINDING_AUDIENCE`], answering
+//! `{"access_token", "expires_in"}`. A token is
 //! granted only to the identities a binding maps the token's service account to; refusals
 //! are Microsoft Entra's error answers, throttling a 429 with `Retry-After`.
 
 use super::aad::{aad_error, jwt_claims};
-use super::{CLUSTER_ISSUER, Knobs, SCOPE, TOKEN_EXCHANGE_AUDIENCE, now, take_one};
+use super::{CLUSTER_ISSUER, Knobs, SCOPE, now, take_one};
 use crate::server::{Recorded, Reply};
 
 /// The TLS server name of the endpoint (`--ib-sni-name`).
 pub const IB_SNI_NAME: &str = "ib.prod-dns-1a2b3c.hcp.eastus.azmk8s.io";
+/// The API server's host name, where the endpoint is reached (`--ib-apiserver-ip`, as
+/// AKS passes it); the [`World`](super::World)'s environment resolves it to the endpoint,
+/// and nothing resolves [`IB_SNI_NAME`].
+pub const IB_API_SERVER: &str = "myaks-dns-1a2b3c.hcp.eastus.azmk8s.io";
+/// The audience the endpoint takes pods' tokens for, as AKS asks the kubelet for them.
+pub const IDENTITY_BINDING_AUDIENCE: &str = "api://AKSIdentityBinding";
 /// A user-assigned managed identity bound to the cluster.
 pub const IB_CLIENT: &str = "77777777-7777-7777-7777-777777777777";
 /// Another one.
@@ -79,8 +86,8 @@ pub(super) fn identity_binding(knobs: &Knobs, request: &Recorded) -> Reply {
         );
     };
     let audience_ok = match &claims["aud"] {
-        serde_json::Value::String(one) => one == TOKEN_EXCHANGE_AUDIENCE,
-        serde_json::Value::Array(all) => all.iter().any(|a| a == TOKEN_EXCHANGE_AUDIENCE),
+        serde_json::Value::String(one) => one == IDENTITY_BINDING_AUDIENCE,
+        serde_json::Value::Array(all) => all.iter().any(|a| a == IDENTITY_BINDING_AUDIENCE),
         _ => false,
     };
     let subject = claims["sub"].as_str().unwrap_or_default().to_owned();

@@ -172,7 +172,8 @@ pub struct World {
     /// The registries, under every name of [`REGISTRY_HOSTS`] and [`HOSTILE_HOSTS`].
     pub registry: FakeServer,
     /// The identity-binding endpoint, under [`identity_binding::IB_SNI_NAME`], with a
-    /// certificate of the cluster's CA ([`cluster_ca_file`]), not the test CA.
+    /// certificate of the cluster's CA ([`cluster_ca_file`]), not the test CA, reached at
+    /// [`identity_binding::IB_API_SERVER`].
     pub identity_binding: FakeServer,
     /// What makes the three misbehave.
     pub knobs: Arc<Knobs>,
@@ -280,7 +281,7 @@ impl World {
         );
         resolve.push(format!(
             "{}:443:{}",
-            identity_binding::IB_SNI_NAME,
+            identity_binding::IB_API_SERVER,
             self.identity_binding.address()
         ));
         vec![
