@@ -2,8 +2,6 @@
 //! (one line on stderr, exit 2). Commands return an [`Outcome`]; only `main` turns it
 //! into the process's exit.
 
-use std::process::ExitCode;
-
 /// The longest error line: every message quotes input short already (`icp_core::quote`);
 /// this is the last guard, for a message from elsewhere that does not.
 const MAX_ERROR_LINE: usize = 2000;
@@ -39,12 +37,13 @@ impl Outcome {
     }
 }
 
-impl From<Outcome> for ExitCode {
-    fn from(outcome: Outcome) -> ExitCode {
-        match outcome {
-            Outcome::Success => ExitCode::SUCCESS,
-            Outcome::Failure => ExitCode::FAILURE,
-            Outcome::Usage => ExitCode::from(2),
+impl Outcome {
+    /// The process's exit status.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Success => 0,
+            Outcome::Failure => 1,
+            Outcome::Usage => 2,
         }
     }
 }

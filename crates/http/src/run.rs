@@ -52,9 +52,10 @@ pub enum RunError {
     Elapsed(Duration),
 }
 
-/// Runs the future `fetch` makes on a current-thread runtime built for it, and drops the
-/// runtime, and everything still in it, when the future ends or `deadline` passes. Nothing
-/// of the kind exists before the call: a cache hit never pays for it.
+/// Runs the future `fetch` makes on a current-thread runtime built for it, and shuts the
+/// runtime down, and everything still in it, when the future ends or `deadline` passes,
+/// without waiting for a blocking thread still at work. Nothing of the kind exists before
+/// the call: a cache hit never pays for it.
 pub fn run<F: Future>(
     deadline: Deadline,
     fetch: impl FnOnce(Deadline) -> F,
@@ -63,11 +64,16 @@ pub fn run<F: Future>(
         .enable_all()
         .build()
         .map_err(RunError::Runtime)?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
         tokio::time::timeout(deadline.remaining(), fetch(deadline))
             .await
             .map_err(|_| RunError::Elapsed(deadline.budget()))
-    })
+    });
+    // Dropped, the runtime would wait for its blocking threads, such as a host name lookup
+    // that the deadline cut short but `getaddrinfo` still runs (up to the resolver's own
+    // timeouts): they are left to end on their own, or with the process.
+    runtime.shutdown_background();
+    result
 }
 
 #[cfg(test)]
@@ -84,6 +90,20 @@ mod tests {
             },
         );
         assert_eq!(result.unwrap(), 7);
+    }
+
+    #[test]
+    fn a_blocking_task_still_running_does_not_hold_the_caller_past_the_deadline() {
+        let started = std::time::Instant::now();
+        let result = run(Deadline::after(Duration::from_millis(100)), |_| async {
+            tokio::task::spawn_blocking(|| std::thread::sleep(Duration::from_secs(30))).await
+        });
+        assert!(matches!(result, Err(RunError::Elapsed(_))));
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
