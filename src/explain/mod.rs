@@ -130,10 +130,9 @@ pub(crate) fn explain(mut input: Input) -> Report {
     let findings = &judgement.report;
     if !findings.errors.is_empty() {
         let step = report.step(format!(
-            "kubelet config {}: refused by the kubelet ({} {})",
+            "kubelet config {}: refused by the kubelet ({})",
             judgement.origin,
-            findings.errors.len(),
-            plural(findings.errors.len(), "problem", "problems")
+            crate::plural::count(findings.errors.len(), "problem")
         ));
         step.details
             .extend(findings.errors.iter().map(|e| format!("error: {e}")));
@@ -156,13 +155,12 @@ pub(crate) fn explain(mut input: Input) -> Report {
         }
     }
     let step = report.step(format!(
-        "kubelet config {}: accepted by the kubelet, {} {}{}",
+        "kubelet config {}: accepted by the kubelet, {}{}",
         judgement.origin,
-        judgement.providers,
-        plural(judgement.providers, "provider", "providers"),
+        crate::plural::count(judgement.providers, "provider"),
         match warnings.len() {
             0 => String::new(),
-            n => format!(", {n} {}", plural(n, "warning", "warnings")),
+            n => format!(", {}", crate::plural::count(n, "warning")),
         }
     ));
     step.details
@@ -480,11 +478,6 @@ fn annotation_list(annotations: &std::collections::BTreeMap<String, String>) -> 
         )
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// `one` or `many`, as `n` asks.
-fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
-    if n == 1 { one } else { many }
 }
 
 /// Whether `path` can be read at all: bad input otherwise.
