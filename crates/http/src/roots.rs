@@ -7,6 +7,7 @@
 //! so they are read only when a server's certificate has an issuer the bundle lacks (see
 //! `tls`), or when there is no bundle at all.
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64_simd::STANDARD;
@@ -74,13 +75,56 @@ impl Sources {
     }
 }
 
+/// How much of a bundle file is read at a time: the file (about 220 KB on Debian) is
+/// parsed as it is read, so neither it nor its decoded certificates are ever held whole
+/// (each would cost the process a page fault per 4 KB it touches).
+const CHUNK: usize = 32 * 1024;
+
 /// Adds the certificates of the PEM file `path` to `roots`. A file that cannot be read is
 /// an error; certificates that do not parse are skipped, as `rustls-native-certs` does.
 pub(crate) fn add_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Error> {
-    let text = std::fs::read(path)
-        .map_err(|error| Error::Roots(format!("cannot read {}: {error}", path.display())))?;
-    roots.add_parsable_certificates(certificates(&text));
-    Ok(())
+    std::fs::File::open(path)
+        .and_then(|file| {
+            read_in_chunks(file, CHUNK, |text| {
+                roots.add_parsable_certificates(certificates(text));
+            })
+        })
+        .map_err(|error| Error::Roots(format!("cannot read {}: {error}", path.display())))
+}
+
+/// Reads the PEM text `reader` gives, `chunk` bytes at a time, and hands `parse` the text
+/// read so far up to its last end marker, then the rest at the end. The text after an end
+/// marker is parsed the same whether or not what came before it is still at hand (see
+/// `certificates`), so the pieces give exactly the certificates of the whole text.
+fn read_in_chunks(
+    mut reader: impl Read,
+    chunk: usize,
+    mut parse: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut buffer = vec![0; chunk];
+    let mut filled = 0;
+    loop {
+        if filled == buffer.len() {
+            // A block longer than the buffer: take more of it at once.
+            buffer.resize(buffer.len() * 2, 0);
+        }
+        let read = match reader.read(&mut buffer[filled..]) {
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if read == 0 {
+            parse(&buffer[..filled]);
+            return Ok(());
+        }
+        filled += read;
+        if let Some(end) = memmem::rfind(&buffer[..filled], END) {
+            let parsed = end + END.len();
+            parse(&buffer[..parsed]);
+            buffer.copy_within(parsed..filled, 0);
+            filled -= parsed;
+        }
+    }
 }
 
 /// Adds the certificates of every file in the directories `dirs` (symbolic links followed,
@@ -107,38 +151,40 @@ pub(crate) fn add_dirs(roots: &mut RootCertStore, dirs: &[PathBuf]) {
     }
 }
 
-/// The `CERTIFICATE` blocks of a PEM text, decoded; a block that is not base64 is
-/// skipped. A fast (SIMD, not constant-time) base64 decoder: root certificates are public.
-pub(crate) fn certificates(pem: &[u8]) -> Vec<CertificateDer<'static>> {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let mut found = Vec::new();
+const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+const END: &[u8] = b"-----END CERTIFICATE-----";
+
+/// The `CERTIFICATE` blocks of a PEM text, each decoded as it is reached; a block that is
+/// not base64 is skipped. A block runs from a begin marker to the first end marker after
+/// it, and the search for the next begins after that end marker. A fast (SIMD, not
+/// constant-time) base64 decoder: root certificates are public.
+pub(crate) fn certificates(pem: &[u8]) -> impl Iterator<Item = CertificateDer<'static>> + '_ {
     let mut rest = pem;
     let mut encoded = Vec::with_capacity(4096);
-    while let Some(start) = memmem::find(rest, BEGIN) {
-        rest = &rest[start + BEGIN.len()..];
-        let Some(end) = memmem::find(rest, END) else {
-            break;
-        };
-        let block = &rest[..end];
-        encoded.clear();
-        // A PEM line is whole base64 with whitespace at its ends only; whitespace
-        // anywhere else is dropped too, on a second try.
-        let mut line = 0;
-        for newline in memchr::memchr_iter(b'\n', block).chain([block.len()]) {
-            encoded.extend_from_slice(block[line..newline].trim_ascii());
-            line = newline + 1;
+    std::iter::from_fn(move || {
+        loop {
+            let start = memmem::find(rest, BEGIN)?;
+            rest = &rest[start + BEGIN.len()..];
+            let end = memmem::find(rest, END)?;
+            let block = &rest[..end];
+            rest = &rest[end + END.len()..];
+            encoded.clear();
+            // A PEM line is whole base64 with whitespace at its ends only; whitespace
+            // anywhere else is dropped too, on a second try.
+            let mut line = 0;
+            for newline in memchr::memchr_iter(b'\n', block).chain([block.len()]) {
+                encoded.extend_from_slice(block[line..newline].trim_ascii());
+                line = newline + 1;
+            }
+            let der = STANDARD.decode_to_vec(&encoded).or_else(|_| {
+                encoded.retain(|byte| !byte.is_ascii_whitespace());
+                STANDARD.decode_to_vec(&encoded)
+            });
+            if let Ok(der) = der {
+                return Some(CertificateDer::from(der));
+            }
         }
-        let der = STANDARD.decode_to_vec(&encoded).or_else(|_| {
-            encoded.retain(|byte| !byte.is_ascii_whitespace());
-            STANDARD.decode_to_vec(&encoded)
-        });
-        if let Ok(der) = der {
-            found.push(CertificateDer::from(der));
-        }
-        rest = &rest[end + END.len()..];
-    }
-    found
+    })
 }
 
 #[cfg(test)]
@@ -184,7 +230,7 @@ mod tests {
             -----BEGIN CERTIFICATE-----\n!!not base64!!\n-----END CERTIFICATE-----\n\
             -----BEGIN CERTIFICATE-----\r\nBwg=\r\n-----END CERTIFICATE-----\r\n\
             -----BEGIN CERTIFICATE-----\nCQ==\n";
-        let found = certificates(pem);
+        let found: Vec<_> = certificates(pem).collect();
         let found: Vec<&[u8]> = found.iter().map(|der| der.as_ref()).collect();
         assert_eq!(found, vec![&[1u8, 2, 3, 4][..], &[7, 8][..]]);
     }
@@ -192,8 +238,38 @@ mod tests {
     #[test]
     fn whitespace_inside_a_line_is_dropped_as_at_its_ends() {
         let pem = b"-----BEGIN CERTIFICATE-----\n  AQ ID\t\n BA==  \n-----END CERTIFICATE-----\n";
-        let found = certificates(pem);
+        let found: Vec<_> = certificates(pem).collect();
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].as_ref(), [1u8, 2, 3, 4]);
+    }
+
+    #[test]
+    fn a_text_read_in_chunks_gives_the_certificates_of_the_whole_text() {
+        let mut texts: Vec<Vec<u8>> = vec![
+            b"junk\n-----BEGIN CERTIFICATE-----\nAQID\nBA==\n-----END CERTIFICATE-----\n\
+              -----END CERTIFICATE----- an end without a begin\n\
+              -----BEGIN CERTIFICATE-----\nBQY=\n-----BEGIN CERTIFICATE-----\nBwg=\n-----END CERTIFICATE-----\n\
+              -----BEGIN CERTIFICATE-----\r\nCQ==\r\n-----END CERTIFICATE-----BEGIN CERTIFICATE-----\nCg==\n\
+              -----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nCw==\n"
+                .to_vec(),
+            Vec::new(),
+            b"-----END CERTIFICATE-----".to_vec(),
+        ];
+        // A block longer than the chunk, and the system's bundle where there is one.
+        let long = STANDARD.encode_to_string(vec![7u8; 3000]);
+        texts.push(
+            format!("-----BEGIN CERTIFICATE-----\n{long}\n-----END CERTIFICATE-----\n")
+                .into_bytes(),
+        );
+        texts.extend(std::fs::read(BUNDLES[0]).ok());
+        for text in &texts {
+            let whole: Vec<_> = certificates(text).collect();
+            for chunk in [1, 7, 26, 100, 4096] {
+                let mut pieces = Vec::new();
+                read_in_chunks(&text[..], chunk, |piece| pieces.extend(certificates(piece)))
+                    .unwrap();
+                assert_eq!(pieces, whole, "chunk {chunk}");
+            }
+        }
     }
 }

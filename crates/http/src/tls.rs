@@ -43,11 +43,11 @@ fn config_for(sources: Sources) -> Result<Arc<ClientConfig>, Error> {
             })
         }));
     }
-    let bundle = roots.clone();
+    let roots = Arc::new(roots);
     let verifier = Arc::new(Verifier {
-        bundle: verifier(roots, &provider)?,
+        bundle: verifier(roots.clone(), &provider)?,
         extended: OnceLock::new(),
-        bundle_roots: bundle,
+        bundle_roots: roots,
         dirs,
         provider: provider.clone(),
     });
@@ -86,10 +86,10 @@ pub(crate) fn client_config_trusting(pem: &[u8], source: &str) -> Result<Arc<Cli
 }
 
 fn verifier(
-    roots: RootCertStore,
+    roots: Arc<RootCertStore>,
     provider: &Arc<CryptoProvider>,
 ) -> Result<Arc<WebPkiServerVerifier>, Error> {
-    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| Error::Roots(e.to_string()))
 }
@@ -102,7 +102,8 @@ struct Verifier {
     bundle: Arc<WebPkiServerVerifier>,
     /// The bundle and the directories, once read; `None` when they add nothing.
     extended: OnceLock<Option<Arc<WebPkiServerVerifier>>>,
-    bundle_roots: RootCertStore,
+    /// The bundle's roots, shared with `bundle`: copied only if the directories are read.
+    bundle_roots: Arc<RootCertStore>,
     dirs: Vec<PathBuf>,
     provider: Arc<CryptoProvider>,
 }
@@ -111,11 +112,11 @@ impl Verifier {
     fn extended(&self) -> Option<&Arc<WebPkiServerVerifier>> {
         self.extended
             .get_or_init(|| {
-                let mut roots = self.bundle_roots.clone();
+                let mut roots = RootCertStore::clone(&self.bundle_roots);
                 let before = roots.len();
                 roots::add_dirs(&mut roots, &self.dirs);
                 (roots.len() > before)
-                    .then(|| verifier(roots, &self.provider).ok())
+                    .then(|| verifier(Arc::new(roots), &self.provider).ok())
                     .flatten()
             })
             .as_ref()
