@@ -40,6 +40,8 @@ struct Claims<'a> {
 /// The assertion for `key`, issued at `now`: `header.claims.signature`, each part
 /// base64url without padding.
 pub fn assertion(key: &ServiceAccountKey, now: SystemTime) -> Result<String, Error> {
+    // aws-lc's CPU feature detection, which the build leaves to its first user.
+    aws_lc_rs::init();
     let key_pair = parse_private_key(key)?;
     let iat = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     let header = Header {

@@ -24,6 +24,8 @@ pub(crate) fn client_config() -> Result<Arc<ClientConfig>, Error> {
 
 /// The client configuration trusting the roots of `sources`.
 fn config_for(sources: Sources) -> Result<Arc<ClientConfig>, Error> {
+    // aws-lc's CPU feature detection, which the build leaves to its first user.
+    aws_lc_rs::init();
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     let unreadable = match &sources.file {
@@ -65,6 +67,8 @@ fn config_for(sources: Sources) -> Result<Arc<ClientConfig>, Error> {
 /// (a cluster's CA, say); `source` names it in errors.
 pub(crate) fn client_config_trusting(pem: &[u8], source: &str) -> Result<Arc<ClientConfig>, Error> {
     use rustls::pki_types::pem::PemObject;
+    // aws-lc's CPU feature detection, which the build leaves to its first user.
+    aws_lc_rs::init();
     let mut roots = RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| Error::Roots(format!("{source}: {e}")))?;
