@@ -11,9 +11,10 @@
 //! An x86_64 Linux build, static or not, is linked with identical code folding
 //! (`--icf=all`): functions (and read-only data) of the same bytes are kept once, about
 //! 0.1 MB of the binary (generic code instantiated for many types compiles to the same
-//! machine code). Nothing in the binary compares function addresses for identity; the
-//! tests run a binary linked so. The linker there is rust-lld, Rust's default for that
-//! target since 1.90 (`--icf=safe` folds nothing here: the LTO object marks every function
+//! machine code); code of identical bytes behaves the same, and nothing linked uses a
+//! function's address as a tag (see docs/development.md). The tests run a binary linked
+//! so. The linker there is rust-lld, Rust's default for that target since 1.90
+//! (`--icf=safe` folds nothing here: the LTO object marks every function
 //! address-significant).
 
 use std::path::Path;
