@@ -80,12 +80,16 @@ impl Sources {
 /// (each would cost the process a page fault per 4 KB it touches).
 const CHUNK: usize = 32 * 1024;
 
+/// The largest bundle file read: distributions' are about 220 KB. A larger one (a special
+/// file named by mistake, `/dev/zero`, say) is an error rather than unbounded memory.
+const MAX_FILE: u64 = 16 * 1024 * 1024;
+
 /// Adds the certificates of the PEM file `path` to `roots`. A file that cannot be read is
 /// an error; certificates that do not parse are skipped, as `rustls-native-certs` does.
 pub(crate) fn add_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Error> {
     std::fs::File::open(path)
         .and_then(|file| {
-            read_in_chunks(file, CHUNK, |text| {
+            read_in_chunks(file, CHUNK, MAX_FILE, |text| {
                 roots.add_parsable_certificates(certificates(text));
             })
         })
@@ -95,15 +99,24 @@ pub(crate) fn add_file(roots: &mut RootCertStore, path: &Path) -> Result<(), Err
 /// Reads the PEM text `reader` gives, `chunk` bytes at a time, and hands `parse` the text
 /// read so far up to its last end marker, then the rest at the end. The text after an end
 /// marker is parsed the same whether or not what came before it is still at hand (see
-/// `certificates`), so the pieces give exactly the certificates of the whole text.
+/// `certificates`), so the pieces give exactly the certificates of the whole text. A text
+/// longer than `max` bytes is an error.
 fn read_in_chunks(
-    mut reader: impl Read,
+    reader: impl Read,
     chunk: usize,
+    max: u64,
     mut parse: impl FnMut(&[u8]),
 ) -> std::io::Result<()> {
+    let mut reader = reader.take(max + 1);
     let mut buffer = vec![0; chunk];
     let mut filled = 0;
     loop {
+        if reader.limit() == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("larger than {} MB", max / (1024 * 1024)),
+            ));
+        }
         if filled == buffer.len() {
             // A block longer than the buffer: take more of it at once.
             buffer.resize(buffer.len() * 2, 0);
@@ -266,10 +279,27 @@ mod tests {
             let whole: Vec<_> = certificates(text).collect();
             for chunk in [1, 7, 26, 100, 4096] {
                 let mut pieces = Vec::new();
-                read_in_chunks(&text[..], chunk, |piece| pieces.extend(certificates(piece)))
-                    .unwrap();
+                read_in_chunks(&text[..], chunk, MAX_FILE, |piece| {
+                    pieces.extend(certificates(piece))
+                })
+                .unwrap();
                 assert_eq!(pieces, whole, "chunk {chunk}");
             }
         }
+    }
+
+    #[test]
+    fn a_file_larger_than_the_bound_is_an_error_not_unbounded_memory() {
+        let error = read_in_chunks(std::io::repeat(b'-'), CHUNK, MAX_FILE, |_| {}).unwrap_err();
+        assert_eq!(error.to_string(), "larger than 16 MB");
+        let text = [b' '; 100];
+        read_in_chunks(&text[..], 7, 100, |_| {}).unwrap();
+        read_in_chunks(&text[..], 7, 99, |_| {}).unwrap_err();
+        let mut roots = RootCertStore::empty();
+        let error = add_file(&mut roots, Path::new("/dev/zero")).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "no trusted root certificates: cannot read /dev/zero: larger than 16 MB"
+        );
     }
 }
