@@ -165,7 +165,7 @@ fn an_unmatched_image_is_an_accepted_empty_answer() {
 
 #[test]
 fn the_service_account_model_agrees_with_every_case() {
-    use common::kubelet::service_account::{Kubelet, Pod, TokenAttributes, claims};
+    use common::kubelet::service_account::{Kubelet, Pod, claims, token_attributes};
     let cases = conformance::value("service_account_cases.json");
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 12);
@@ -175,7 +175,7 @@ fn the_service_account_model_agrees_with_every_case() {
         let attributes = config
             .get("tokenAttributes")
             .filter(|a| a.is_object())
-            .map(TokenAttributes::from_json);
+            .map(token_attributes);
         let mut model = Kubelet::new(config["apiVersion"].as_str().unwrap(), attributes);
         let answer = &case["pluginAnswer"];
         for (index, lookup) in case["lookups"].as_array().unwrap().iter().enumerate() {

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 
 use icp_test_kit::exchange::{self, World};
 
-use crate::common::kubelet::service_account::{Kubelet, Outcome, Pod, TokenAttributes};
+use crate::common::kubelet::service_account::{
+    Kubelet, Outcome, Pod, TokenAttributes, token_attributes,
+};
 #[cfg(all(
     feature = "ecr",
     feature = "docker-config",
@@ -149,10 +151,7 @@ impl Setup {
 /// A kubelet with the `tokenAttributes` of provider `entry` of `config`.
 fn kubelet(config: &serde_json::Value, entry: usize) -> Kubelet {
     let attributes = &config["providers"][entry]["tokenAttributes"];
-    Kubelet::new(
-        API_VERSIONS[0],
-        Some(TokenAttributes::from_json(attributes)),
-    )
+    Kubelet::new(API_VERSIONS[0], Some(token_attributes(attributes)))
 }
 
 /// A pull of `case.image` for `pod` by a kubelet with `config`'s first entry that has
@@ -478,7 +477,7 @@ fn pass_through_is_written_with_cache_type_token_and_the_kubelet_takes_it() {
         API_VERSIONS[0],
         Some(TokenAttributes {
             cache_type: crate::common::kubelet::service_account::CacheType::ServiceAccount,
-            ..TokenAttributes::from_json(&config["providers"][0]["tokenAttributes"])
+            ..token_attributes(&config["providers"][0]["tokenAttributes"])
         }),
     );
     let refused = wrong.pull(image, Some(&pod), |sent| {

@@ -10,73 +10,33 @@ use base64::Engine;
 use image_credential_provider::explain::kubelet as production;
 use serde_json::{Value, json};
 
-/// How the kubelet keys its cache of answers in this mode (`tokenAttributes.cacheType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CacheType {
-    /// Per service account: namespace, name, uid and the annotations passed on.
-    ServiceAccount,
-    /// Per token: every pod's own token.
-    Token,
-}
+pub use production::{CacheType, TokenAttributes};
 
-/// A provider's `tokenAttributes`.
-#[derive(Debug, Clone)]
-pub struct TokenAttributes {
-    /// `serviceAccountTokenAudience`.
-    pub audience: String,
-    /// `cacheType`.
-    pub cache_type: CacheType,
-    /// `requireServiceAccount`.
-    pub require_service_account: bool,
-    /// `requiredServiceAccountAnnotationKeys`.
-    pub required_keys: Vec<String>,
-    /// `optionalServiceAccountAnnotationKeys`.
-    pub optional_keys: Vec<String>,
-}
-
-impl TokenAttributes {
-    /// From the `tokenAttributes` object of a kubelet provider config.
-    pub fn from_json(value: &Value) -> TokenAttributes {
-        let keys = |name: &str| -> Vec<String> {
-            value[name]
-                .as_array()
-                .map(|keys| {
-                    keys.iter()
-                        .map(|k| k.as_str().unwrap().to_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
-        TokenAttributes {
-            audience: value["serviceAccountTokenAudience"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-            cache_type: match value["cacheType"].as_str() {
-                Some("Token") => CacheType::Token,
-                Some("ServiceAccount") => CacheType::ServiceAccount,
-                other => panic!("cacheType {other:?}"),
-            },
-            require_service_account: value["requireServiceAccount"].as_bool().unwrap_or(false),
-            required_keys: keys("requiredServiceAccountAnnotationKeys"),
-            optional_keys: keys("optionalServiceAccountAnnotationKeys"),
-        }
-    }
-}
-
-impl TokenAttributes {
-    /// The same attributes in the production model's type.
-    fn production(&self) -> production::TokenAttributes {
-        production::TokenAttributes {
-            audience: self.audience.clone(),
-            cache_type: match self.cache_type {
-                CacheType::ServiceAccount => production::CacheType::ServiceAccount,
-                CacheType::Token => production::CacheType::Token,
-            },
-            require_service_account: self.require_service_account,
-            required_keys: self.required_keys.clone(),
-            optional_keys: self.optional_keys.clone(),
-        }
+/// A provider's `tokenAttributes` from the object of a kubelet provider config.
+pub fn token_attributes(value: &Value) -> TokenAttributes {
+    let keys = |name: &str| -> Vec<String> {
+        value[name]
+            .as_array()
+            .map(|keys| {
+                keys.iter()
+                    .map(|k| k.as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    TokenAttributes {
+        audience: value["serviceAccountTokenAudience"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+        cache_type: match value["cacheType"].as_str() {
+            Some("Token") => CacheType::Token,
+            Some("ServiceAccount") => CacheType::ServiceAccount,
+            other => panic!("cacheType {other:?}"),
+        },
+        require_service_account: value["requireServiceAccount"].as_bool().unwrap_or(false),
+        required_keys: keys("requiredServiceAccountAnnotationKeys"),
+        optional_keys: keys("optionalServiceAccountAnnotationKeys"),
     }
 }
 
@@ -206,10 +166,8 @@ impl Kubelet {
             Some(attributes) => {
                 // What to do is the production model's decision (`explain`'s): this model
                 // adds the token, the plugin run and the cache around it.
-                let decision = production::decide(
-                    Some(&attributes.production()),
-                    pod.map(Pod::production).as_ref(),
-                );
+                let decision =
+                    production::decide(Some(attributes), pod.map(Pod::production).as_ref());
                 let passed = match decision {
                     production::Decision::Skip(production::Skip::NoServiceAccount) => {
                         return outcome;
@@ -403,9 +361,7 @@ impl Node {
                     .iter()
                     .map(|m| icp_core::Pattern::parse(m.as_str().unwrap()).unwrap())
                     .collect();
-                let attributes = provider
-                    .get("tokenAttributes")
-                    .map(TokenAttributes::from_json);
+                let attributes = provider.get("tokenAttributes").map(token_attributes);
                 let version = provider["apiVersion"].as_str().unwrap();
                 (patterns, Kubelet::new(version, attributes))
             })
