@@ -64,7 +64,9 @@ fn is_crate(target: &str, name: &str) -> bool {
 
 impl Subscriber for Stderr {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        metadata.is_event() && *metadata.level() <= self.level(metadata.target())
+        // Events, and `tracing::enabled!`'s hints (whether an event of that level would be
+        // shown): spans never.
+        !metadata.is_span() && *metadata.level() <= self.level(metadata.target())
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {

@@ -130,7 +130,10 @@ fn answer_with_token(
     record.rule = Some(rule.index);
     record.backend = Some(rule.backend_name.clone());
     let backend = backend.map_err(|failure| BackendFailed::new(rule, failure))?;
-    if let Some(account) = &request.service_account {
+    // A note at -v only: the backend's token use is built (allocated) for it alone.
+    if let Some(account) = &request.service_account
+        && tracing::enabled!(tracing::Level::INFO)
+    {
         crate::own_identity::note_unused(account, rule, backend.service_account_token().as_ref());
     }
     let core_request = icp_core::Request {
