@@ -57,6 +57,22 @@ pub fn yaml(text: &str) -> Result<(Value, bool), String> {
     Ok((value, more))
 }
 
+/// Every YAML document of the stream `text` that is not empty, in order, each read as
+/// [`yaml`] reads one.
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
+    let invalid = |e: String| format!("invalid YAML: {e}");
+    let text = without_bom(text);
+    yaml_bounds(text).map_err(invalid)?;
+    serde_yaml_ng::Deserializer::from_str(text)
+        .map(|document| {
+            Level::<true>(1)
+                .deserialize(document)
+                .map_err(|e| invalid(e.to_string()))
+        })
+        .filter(|document| !matches!(document, Ok(Value::Null)))
+        .collect()
+}
+
 /// A value at one depth of a document, the top being 1; `YAML` applies YAML's merge keys.
 #[derive(Clone, Copy)]
 struct Level<const YAML: bool>(usize);
@@ -361,6 +377,25 @@ fn allowed_alias_ratio(decoded: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_yaml_stream_is_split_at_its_markers_only() {
+        let values = |text: &str| yaml_documents(text).unwrap();
+        assert_eq!(
+            values("a: 1\n---\nb: 2\n"),
+            [json!({"a": 1}), json!({"b": 2})]
+        );
+        assert_eq!(values("---\na: 1\n...\n---\n---\n"), [json!({"a": 1})]);
+        assert_eq!(values("a: |\n  ---\n  x\n"), [json!({"a": "---\nx\n"})]);
+        assert_eq!(values("a: ---x\n"), [json!({"a": "---x"})]);
+        assert!(values("").is_empty());
+        let error = yaml_documents("a: 1\n---\nb: 2\nb: 3\n").unwrap_err();
+        assert!(
+            error.starts_with("invalid YAML:") && error.contains("line 3"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn yaml_reads_the_first_document_merges_and_refuses_duplicate_keys() {

@@ -82,8 +82,7 @@ pub fn from_file(path: &Path, annotations: BTreeMap<String, String>) -> Result<P
     let text = String::from_utf8(bytes).map_err(|_| format!("--pod {origin}: not valid UTF-8"))?;
     let mut pod: Option<(String, Option<String>, String)> = None;
     let mut accounts: Vec<Value> = Vec::new();
-    for part in documents(&text) {
-        let (value, _) = document::yaml(part).map_err(|e| format!("--pod {origin}: {e}"))?;
+    for value in document::yaml_documents(&text).map_err(|e| format!("--pod {origin}: {e}"))? {
         match value.get("kind").and_then(Value::as_str) {
             Some("Pod") if pod.is_none() => {
                 let metadata = &value["metadata"];
@@ -146,31 +145,6 @@ pub fn from_file(path: &Path, annotations: BTreeMap<String, String>) -> Result<P
     })
 }
 
-/// The documents of a YAML stream: the text between lines that start a document (`---`)
-/// or end one (`...`), as YAML marks them at the start of a line.
-fn documents(text: &str) -> Vec<&str> {
-    let mut parts = Vec::new();
-    let mut start = 0;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let bare = line.trim_end_matches(['\n', '\r']);
-        let marker = ["---", "..."].iter().any(|m| {
-            bare.strip_prefix(m)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '\t']))
-        });
-        if marker {
-            parts.push(&text[start..offset]);
-            start = offset + line.len();
-        }
-        offset += line.len();
-    }
-    parts.push(&text[start..]);
-    parts
-        .into_iter()
-        .filter(|part| !part.trim().is_empty())
-        .collect()
-}
-
 /// The string at `key` of `value`, when it is one and not empty.
 fn text_at<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value
@@ -214,14 +188,6 @@ fn check_names(namespace: &str, service_account: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn documents_split_at_markers_only() {
-        assert_eq!(documents("a: 1\n---\nb: 2\n"), ["a: 1\n", "b: 2\n"]);
-        assert_eq!(documents("---\na: 1\n...\n"), ["a: 1\n"]);
-        assert_eq!(documents("a: |\n  ---\n  x\n"), ["a: |\n  ---\n  x\n"]);
-        assert_eq!(documents("a: ---x\n"), ["a: ---x\n"]);
-    }
 
     #[test]
     fn annotation_arguments() {
