@@ -123,10 +123,11 @@ pub(crate) fn explain(mut input: Input) -> Report {
         });
         return ours::explain(&input, report, pod.as_ref(), assumed.as_ref(), None);
     };
-    let entries = kubelet_config::entries(&path);
+    let configuration = kubelet_config::Configuration::read(&path);
+    let entries = configuration.entries();
     // The kubelet's own judgement, then (with --config) what keeps the rules from working
     // through it: the rules file's problems are the plugin's, not the kubelet's.
-    let judgement = kubelet_config::check(&path, None, &input.name, &input.env);
+    let judgement = configuration.judge(None, &input.name, &input.env);
     let findings = &judgement.report;
     if !findings.errors.is_empty() {
         let step = report.step(format!(
@@ -145,8 +146,9 @@ pub(crate) fn explain(mut input: Input) -> Report {
     let mut warnings: Vec<String> = findings.warnings.iter().map(|w| w.to_string()).collect();
     let mut rules_problems: Vec<String> = Vec::new();
     if let Some(rules_path) = &input.rules_path {
-        let with_rules =
-            kubelet_config::check(&path, Some(rules_path), &input.name, &input.env).report;
+        let with_rules = configuration
+            .judge(Some(rules_path), &input.name, &input.env)
+            .report;
         rules_problems.extend(with_rules.errors.iter().map(|e| e.to_string()));
         for warning in with_rules.warnings.iter().map(|w| w.to_string()) {
             if !warnings.contains(&warning) {

@@ -176,6 +176,7 @@ pub fn runs_binary(entry: &CredentialProvider, name: &str) -> bool {
 
 /// One problem (the kubelet refuses the configuration) or warning (it accepts it, but
 /// something in it cannot work).
+#[derive(Clone)]
 pub struct Finding {
     file: String,
     field: String,
@@ -193,7 +194,7 @@ impl fmt::Display for Finding {
 }
 
 /// What a check found.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Report {
     /// What the kubelet refuses.
     pub errors: Vec<Finding>,
@@ -229,47 +230,70 @@ pub struct Judgement {
     pub report: Report,
 }
 
-/// Every provider entry the kubelet reads at `path`, in its order, whatever [`check`]
-/// finds wrong with them.
-pub fn entries(path: &Path) -> Vec<ProviderEntry> {
-    read::read(path, &mut Report::default())
+/// A kubelet configuration as read once (a file, or a directory as Kubernetes 1.34+ reads
+/// one): its provider entries in the kubelet's order, and what reading them found.
+pub struct Configuration {
+    origin: String,
+    entries: Vec<ProviderEntry>,
+    read: Report,
 }
 
-/// `check-config --kubelet-config PATH [--config RULES] [--name NAME]`: judges the kubelet
-/// configuration at `path` (a file, or a directory as Kubernetes 1.34+ reads one) as the
-/// kubelet does. With `rules`, that file is checked too (its backends built with `env`),
-/// and every rule pattern the kubelet would not send this binary, run as provider `name`,
-/// is a warning.
-pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -> Judgement {
-    let origin = icp_core::quote::path(path);
-    let mut report = Report::default();
-    let entries = read::read(path, &mut report);
-    // A file that could not be read or decoded may be the one naming the provider.
-    let complete = report.errors.is_empty();
-    validate::validate(&origin, &entries, &mut report);
-    if let Some(rules_path) = rules {
-        match crate::rules::check(rules_path, env) {
-            Ok(rules) => {
-                cover::check_reach(
-                    &entries,
-                    &rules,
-                    rules_path,
-                    name,
-                    &origin,
-                    complete,
-                    &mut report,
-                );
-            }
-            Err(problems) => {
-                for problem in problems.problems {
-                    report.error(&problems.origin, "", problem);
+impl Configuration {
+    /// Reads the configuration at `path`; what is wrong with it is for [`Self::judge`].
+    pub fn read(path: &Path) -> Configuration {
+        let mut read = Report::default();
+        let entries = read::read(path, &mut read);
+        Configuration {
+            origin: icp_core::quote::path(path),
+            entries,
+            read,
+        }
+    }
+
+    /// Every provider entry read, in the kubelet's order, whatever is wrong with them.
+    pub fn entries(&self) -> &[ProviderEntry] {
+        &self.entries
+    }
+
+    /// Judges the configuration as the kubelet does. With `rules`, that file is checked too
+    /// (its backends built with `env`), and every rule pattern the kubelet would not send
+    /// this binary, run as provider `name`, is a warning.
+    pub fn judge(&self, rules: Option<&Path>, name: &str, env: &Environment) -> Judgement {
+        let (origin, entries) = (&self.origin, &self.entries);
+        let mut report = self.read.clone();
+        // A file that could not be read or decoded may be the one naming the provider.
+        let complete = report.errors.is_empty();
+        validate::validate(origin, entries, &mut report);
+        if let Some(rules_path) = rules {
+            match crate::rules::check(rules_path, env) {
+                Ok(rules) => {
+                    cover::check_reach(
+                        entries,
+                        &rules,
+                        rules_path,
+                        name,
+                        origin,
+                        complete,
+                        &mut report,
+                    );
+                }
+                Err(problems) => {
+                    for problem in problems.problems {
+                        report.error(&problems.origin, "", problem);
+                    }
                 }
             }
         }
+        Judgement {
+            origin: origin.clone(),
+            providers: entries.len(),
+            report,
+        }
     }
-    Judgement {
-        origin,
-        providers: entries.len(),
-        report,
-    }
+}
+
+/// `check-config --kubelet-config PATH [--config RULES] [--name NAME]`: judges the kubelet
+/// configuration at `path` as the kubelet does ([`Configuration::judge`]).
+pub fn check(path: &Path, rules: Option<&Path>, name: &str, env: &Environment) -> Judgement {
+    Configuration::read(path).judge(rules, name, env)
 }
