@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -313,7 +313,8 @@ fn lock(file: &File) -> io::Result<()> {
 }
 
 /// Replaces `target` with `content` atomically: a temporary file beside it (a dot name
-/// node_exporter does not read, created anew), renamed over it. Not synced.
+/// node_exporter does not read, created anew: a stale one of this process id is removed
+/// first), renamed over it. Not synced.
 fn replace(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
     let name = target
         .file_name()
@@ -321,20 +322,7 @@ fn replace(target: &Path, content: &[u8], mode: u32) -> io::Result<()> {
         .unwrap_or("metrics");
     let temporary = target.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let _ = fs::remove_file(&temporary);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&temporary)?;
-        file.write_all(content)?;
-        fs::rename(&temporary, target)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    result
+    icp_core::io::replace_atomically(target, &temporary, content, mode)
 }
 
 fn euid() -> u32 {
