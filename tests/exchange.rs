@@ -13,9 +13,7 @@ use std::path::{Path, PathBuf};
 
 use icp_test_kit::exchange::{self, World};
 
-use crate::common::kubelet::service_account::{
-    Kubelet, Outcome, Pod, TokenAttributes, token_attributes,
-};
+use crate::common::kubelet::service_account::{Kubelet, Outcome, Pod, token_attributes};
 #[cfg(all(
     feature = "ecr",
     feature = "docker-config",
@@ -425,6 +423,8 @@ per_backend! {
 #[test]
 #[cfg(feature = "tokenExchange")]
 fn pass_through_is_written_with_cache_type_token_and_the_kubelet_takes_it() {
+    use crate::common::kubelet::service_account::TokenAttributes;
+
     let setup = Setup::new(
         "  - matchImages: [\"k8s-registry.example\"]\n    provider: tokenExchange\n    tokenExchange: {style: passThrough, username: k8s, tokenAudience: k8s-registry.example}\n",
     );
