@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::common::kubelet::service_account::projected_token;
+use crate::common::kubelet::service_account::{projected_token, token_attributes};
 use crate::common::{Plugin, Run, pod, testdata};
 use icp_test_kit::aws::sts::{Aws, ecr_password};
 use image_credential_provider::explain::kubelet::{
-    CacheKey, CacheType, Decision, Pod, ServiceAccount, Skip, TokenAttributes, decide,
+    CacheKey, Decision, Pod, ServiceAccount, Skip, TokenAttributes, decide,
 };
 
 const IMAGE: &str = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:v1";
@@ -430,30 +430,8 @@ fn model_pod(value: &serde_json::Value) -> Option<Pod> {
 
 /// The model's attributes of a provider config's `tokenAttributes`.
 fn model_attributes(value: &serde_json::Value) -> Option<TokenAttributes> {
-    let keys = |name: &str| -> Vec<String> {
-        value[name]
-            .as_array()
-            .map(|keys| {
-                keys.iter()
-                    .map(|k| k.as_str().unwrap().to_owned())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
     value.as_object()?;
-    Some(TokenAttributes {
-        audience: value["serviceAccountTokenAudience"]
-            .as_str()
-            .unwrap()
-            .to_owned(),
-        cache_type: match value["cacheType"].as_str() {
-            Some("Token") => CacheType::Token,
-            _ => CacheType::ServiceAccount,
-        },
-        require_service_account: value["requireServiceAccount"].as_bool().unwrap_or(false),
-        required_keys: keys("requiredServiceAccountAnnotationKeys"),
-        optional_keys: keys("optionalServiceAccountAnnotationKeys"),
-    })
+    Some(token_attributes(value))
 }
 
 /// Every lookup of every case of `service_account_cases.json`, through explain's model of
